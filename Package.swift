@@ -1,0 +1,63 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "VoiceCore",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "VoiceCoreRedis", targets: ["VoiceCoreRedis"]),
+        .library(name: "VoiceCorePostgres", targets: ["VoiceCorePostgres"]),
+        .executable(name: "voicecore", targets: ["voicecore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries from Debian's packages.
+        .systemLibrary(
+            name: "CHiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+
+        // A thread per connection for the blocking C clients (never the cooperative pool).
+        .target(name: "VoiceCoreExecutors"),
+
+        // Clients over the C libraries. No C pointer leaves these modules.
+        .target(
+            name: "VoiceCoreRedis",
+            dependencies: [
+                "CHiredis",
+                "VoiceCoreExecutors",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "VoiceCorePostgres",
+            dependencies: [
+                "CLibPQ",
+                "VoiceCoreExecutors",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // The CLI: composition only.
+        .executableTarget(
+            name: "voicecore",
+            dependencies: [
+                "VoiceCoreRedis",
+                "VoiceCorePostgres",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "VoiceCoreRedisTests", dependencies: ["VoiceCoreRedis"]),
+        .testTarget(name: "VoiceCorePostgresTests", dependencies: ["VoiceCorePostgres"]),
+    ]
+)

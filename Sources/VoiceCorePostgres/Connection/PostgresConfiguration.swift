@@ -1,0 +1,46 @@
+/// Where and how to connect to Postgres.
+///
+/// Built from a libpq connection URL, usually `DATABASE_URL`:
+/// `postgres://user:password@host:port/database?sslmode=disable&options=-c%20statement_timeout%3D5s`.
+/// Every libpq parameter in the query string (sslmode, options, connect_timeout, …) is passed
+/// through to `PQconnectdbParams`.
+///
+/// `description` never shows the password.
+public struct PostgresConfiguration: Sendable, Hashable, CustomStringConvertible {
+    /// The connection URL as given (it may contain a password: never log it; log `description`).
+    public var url: String
+    /// `application_name`, shown in `pg_stat_activity`.
+    public var applicationName: String
+    /// Seconds libpq may take to connect when the URL does not say (`connect_timeout`).
+    public var connectTimeoutSeconds: Int
+
+    public init(url: String, applicationName: String = "voicecore", connectTimeoutSeconds: Int = 5) throws {
+        guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
+            throw PostgresError(code: .invalidConfiguration, message: "DATABASE_URL must start with postgres:// or postgresql:// (got \(Self.redacted(url)))")
+        }
+        self.url = url
+        self.applicationName = applicationName
+        self.connectTimeoutSeconds = connectTimeoutSeconds
+    }
+
+    public var description: String { Self.redacted(url) }
+
+    /// The URL with any password replaced by `***` (in the user-info part and in a `password=`
+    /// query parameter).
+    public static func redacted(_ url: String) -> String {
+        var text = url
+        if let scheme = text.range(of: "://") {
+            let afterScheme = text[scheme.upperBound...]
+            let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? afterScheme.endIndex
+            let authority = afterScheme[..<authorityEnd]
+            if let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") {
+                text.replaceSubrange(text.index(after: colon)..<at, with: "***")
+            }
+        }
+        if let range = text.range(of: "password=") {
+            let end = text[range.upperBound...].firstIndex(of: "&") ?? text.endIndex
+            text.replaceSubrange(range.upperBound..<end, with: "***")
+        }
+        return text
+    }
+}

@@ -1,0 +1,437 @@
+import CLibPQ
+import Foundation
+import Logging
+import VoiceCoreExecutors
+
+/// One connection to Postgres over libpq, owned by an actor that runs on a thread of its own.
+///
+/// libpq blocks, so every call runs on the connection's ``DedicatedThreadExecutor``, never on
+/// Swift's cooperative pool. Values always travel as `$n` parameters (see ``PostgresQuery``).
+///
+/// ```swift
+/// let db = try await PostgresConnection.connect(try PostgresConfiguration(url: databaseURL))
+/// let rows = try await db.query("SELECT count(*) AS n FROM leads WHERE tenant_id = \(tenant)")
+/// let n = try rows[0].decode(Int.self, "n")
+///
+/// try await db.withTransaction { db in
+///     try db.query("INSERT INTO leads (id, name) VALUES (\(id), \(name))")
+///     try db.query("UPDATE projection_checkpoints SET last_id = \(lastID) WHERE name = 'crm'")
+/// } // committed here; rolled back if the closure throws
+/// ```
+///
+/// Sessions use `TimeZone=UTC` and ISO dates, so timestamps decode the same everywhere.
+public actor PostgresConnection {
+    public let configuration: PostgresConfiguration
+    private let logger: Logger
+    private nonisolated let executor: DedicatedThreadExecutor
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        executor.asUnownedSerialExecutor()
+    }
+
+    /// The connection's thread as a task executor: code that calls this connection in a tight
+    /// loop runs inside `withTaskExecutorPreference(connection.taskExecutor) { … }` to avoid a
+    /// thread hop per call.
+    public nonisolated var taskExecutor: any TaskExecutor { executor }
+
+    // Touched only on `executor`'s thread (actor isolation) and in deinit.
+    nonisolated(unsafe) private var connection: OpaquePointer?
+    private var transactionDepth = 0
+
+    /// `true` while the connection is usable.
+    public var isConnected: Bool { connection != nil }
+
+    /// The server's version number, e.g. 150018 for 15.18.
+    public var serverVersion: Int { connection.map { Int(PQserverVersion($0)) } ?? 0 }
+
+    private init(configuration: PostgresConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.executor = DedicatedThreadExecutor(name: "vc-postgres")
+    }
+
+    deinit {
+        if let connection { PQfinish(connection) }
+        executor.shutdown()
+    }
+
+    /// Connects with `PQconnectdbParams`.
+    /// - Throws: ``PostgresError`` with code `connection` saying what failed (a wrong password
+    ///   sets ``PostgresError/isAuthenticationFailure``); the password is never in the message.
+    public static func connect(
+        _ configuration: PostgresConfiguration,
+        logger: Logger = Logger(label: "voicecore.postgres")
+    ) async throws -> PostgresConnection {
+        let connection = PostgresConnection(configuration: configuration, logger: logger)
+        try await connection.open()
+        return connection
+    }
+
+    /// Closes the connection and connects again, retrying with exponential backoff and jitter.
+    public func reconnect(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(100)) async throws {
+        closeConnection()
+        var backoff = initialBackoff
+        for attempt in 1...max(1, maxAttempts) {
+            do {
+                try open()
+                return
+            } catch let error as PostgresError where error.code == .connection && !error.isAuthenticationFailure && attempt < maxAttempts {
+                logger.info("Postgres reconnect failed; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error.message)"])
+                try await Task.sleep(for: backoff * Double.random(in: 0.8...1.2))
+                backoff *= 2
+            }
+        }
+    }
+
+    /// Closes the connection. Later calls fail with `connectionClosed` until `reconnect()`.
+    public func close() {
+        closeConnection()
+    }
+
+    // MARK: Queries
+
+    /// Runs one statement with its parameters and returns its rows (empty for statements that
+    /// return none; ``PostgresRows/affectedRows`` counts what it changed).
+    @discardableResult
+    public func query(_ query: PostgresQuery, file: String = #fileID, line: Int = #line) throws -> PostgresRows {
+        let conn = try open(for: query, file: file, line: line)
+        let result = withParameters(query.binds) { count, types, values in
+            PQexecParams(conn, query.sql, count, types, values, nil, nil, 0)
+        }
+        return try consume(result, query: query, file: file, line: line)
+    }
+
+    /// Runs SQL text with no parameters, possibly several statements separated by `;` (for
+    /// migrations and administration). Returns the rows of the last statement.
+    @discardableResult
+    public func simpleQuery(unsafeSQL sql: String, file: String = #fileID, line: Int = #line) throws -> PostgresRows {
+        let query = PostgresQuery(unsafeSQL: sql)
+        let conn = try open(for: query, file: file, line: line)
+        var last: PostgresRows?
+        var firstError: PostgresError?
+        guard PQsendQuery(conn, sql) == 1 else { throw connectionFailure(query: query, file: file, line: line) }
+        while let result = PQgetResult(conn) {
+            do {
+                let rows = try consume(result, query: query, file: file, line: line)
+                last = rows
+            } catch let error as PostgresError {
+                if firstError == nil { firstError = error }
+            }
+        }
+        if let firstError { throw firstError }
+        guard let last else { throw connectionFailure(query: query, file: file, line: line) }
+        return last
+    }
+
+    /// Runs `body` in a transaction: `BEGIN`, then `COMMIT` when it returns, `ROLLBACK` when it
+    /// throws (the error is rethrown).
+    ///
+    /// `body` runs on the connection's own thread with the connection isolated to it, so no other
+    /// task's statement can slip into the transaction, and statements inside need no `await`.
+    /// Nested calls are part of the outer transaction.
+    public func withTransaction<Result: Sendable>(
+        file: String = #fileID, line: Int = #line,
+        _ body: @Sendable (isolated PostgresConnection) throws -> Result
+    ) throws -> Result {
+        if transactionDepth > 0 {
+            return try body(self)
+        }
+        try query("BEGIN", file: file, line: line)
+        transactionDepth += 1
+        defer { transactionDepth -= 1 }
+        do {
+            let result = try body(self)
+            try query("COMMIT", file: file, line: line)
+            return result
+        } catch {
+            if connection != nil {
+                do {
+                    try query("ROLLBACK", file: file, line: line)
+                } catch {
+                    logger.warning("ROLLBACK failed", metadata: ["error": "\(error)"])
+                }
+            }
+            throw error
+        }
+    }
+
+    /// Runs several statements on this connection without other tasks' statements in between.
+    public func withConnection<Result: Sendable>(_ body: @Sendable (isolated PostgresConnection) throws -> Result) throws -> Result {
+        try body(self)
+    }
+
+    /// Sends many statements in libpq pipeline mode: statements go out back to back and their
+    /// results are read afterwards, one round trip per `syncEvery` statements instead of one per
+    /// statement.
+    ///
+    /// Outside a transaction each group of `syncEvery` statements commits on its own; inside
+    /// ``withTransaction(file:line:_:)`` they all belong to it. The first failing statement throws
+    /// (later statements of its group are skipped by the server; later groups are not sent).
+    @discardableResult
+    public func pipeline(_ queries: [PostgresQuery], syncEvery: Int = 1000, file: String = #fileID, line: Int = #line) throws -> [PostgresRows] {
+        guard let first = queries.first else { return [] }
+        let conn = try open(for: first, file: file, line: line)
+        guard PQenterPipelineMode(conn) == 1 else { throw connectionFailure(query: first, file: file, line: line) }
+        defer { if connection != nil { PQexitPipelineMode(conn) } }
+
+        var all: [PostgresRows] = []
+        all.reserveCapacity(queries.count)
+        var start = 0
+        while start < queries.count {
+            let chunk = queries[start..<min(start + max(1, syncEvery), queries.count)]
+            for query in chunk {
+                let sent = withParameters(query.binds) { count, types, values in
+                    PQsendQueryParams(conn, query.sql, count, types, values, nil, nil, 0)
+                }
+                guard sent == 1 else { throw connectionFailure(query: query, file: file, line: line) }
+            }
+            guard PQpipelineSync(conn) == 1 else { throw connectionFailure(query: first, file: file, line: line) }
+
+            var firstError: PostgresError?
+            var index = chunk.startIndex
+            var nulls = 0
+            while true {
+                guard let result = PQgetResult(conn) else {
+                    // A NULL ends each statement's results; several in a row mean libpq has nothing
+                    // more to give, which only happens when the connection broke.
+                    nulls += 1
+                    if nulls > 2 || PQstatus(conn) == CONNECTION_BAD { throw connectionFailure(query: first, file: file, line: line) }
+                    continue
+                }
+                nulls = 0
+                let status = PQresultStatus(result)
+                if status == PGRES_PIPELINE_SYNC {
+                    PQclear(result)
+                    break
+                }
+                let query = index < chunk.endIndex ? chunk[index] : first
+                index += 1
+                if status == PGRES_PIPELINE_ABORTED {
+                    PQclear(result)
+                    continue
+                }
+                do {
+                    all.append(try consume(result, query: query, file: file, line: line))
+                } catch let error as PostgresError {
+                    if firstError == nil { firstError = error }
+                }
+            }
+            if let firstError { throw firstError }
+            start += chunk.count
+        }
+        return all
+    }
+
+    /// Bulk-loads rows with `COPY … FROM STDIN` (text format). `statement` is the COPY statement,
+    /// e.g. `COPY leads (id, name) FROM STDIN`; `body` writes the rows through the writer, which
+    /// streams them to the server in 256 KiB chunks. Returns the number of rows copied.
+    ///
+    /// ```swift
+    /// let copied = try await db.copyFromStdin("COPY leads (id, name) FROM STDIN") { writer in
+    ///     for lead in leads { try writer.appendRow(lead.id, lead.name) }
+    /// }
+    /// ```
+    @discardableResult
+    public func copyFromStdin(
+        _ statement: PostgresQuery, file: String = #fileID, line: Int = #line,
+        _ body: @Sendable (PostgresCopyWriter) throws -> Void
+    ) throws -> Int {
+        let conn = try open(for: statement, file: file, line: line)
+        let start = withParameters(statement.binds) { count, types, values in
+            PQexecParams(conn, statement.sql, count, types, values, nil, nil, 0)
+        }
+        guard let start else { throw connectionFailure(query: statement, file: file, line: line) }
+        guard PQresultStatus(start) == PGRES_COPY_IN else {
+            _ = try consume(start, query: statement, file: file, line: line)
+            throw PostgresError(code: .protocolViolation, message: "the statement did not start COPY FROM STDIN", query: statement.sql, file: file, line: line)
+        }
+        PQclear(start)
+
+        let writer = PostgresCopyWriter { bytes in
+            let sent = bytes.withUnsafeBufferPointer { raw in
+                raw.withMemoryRebound(to: CChar.self) { PQputCopyData(conn, $0.baseAddress, Int32($0.count)) }
+            }
+            guard sent == 1 else { throw self.connectionFailure(query: statement, file: file, line: line) }
+        }
+        var bodyError: Error?
+        do {
+            try body(writer)
+            try writer.flush()
+        } catch {
+            bodyError = error
+        }
+        // Ending with an error message makes the server abort the COPY: nothing is stored.
+        let ended = bodyError == nil ? PQputCopyEnd(conn, nil) : PQputCopyEnd(conn, "aborted by the client")
+        guard ended == 1 else { throw connectionFailure(query: statement, file: file, line: line) }
+        var copied = 0
+        var serverError: Error?
+        while let result = PQgetResult(conn) {
+            do {
+                copied = try consume(result, query: statement, file: file, line: line).affectedRows
+            } catch {
+                if serverError == nil { serverError = error }
+            }
+        }
+        if let bodyError { throw bodyError }
+        if let serverError { throw serverError }
+        return copied
+    }
+
+    // MARK: libpq
+
+    private func open() throws {
+        closeConnection()
+        // Our defaults come first; what the URL says (expanded from `dbname`) overrides them.
+        let keywords = ["application_name", "connect_timeout", "dbname"]
+        let values = [configuration.applicationName, String(configuration.connectTimeoutSeconds), configuration.url]
+        let conn = withCStrings(keywords) { k in
+            withCStrings(values) { v in PQconnectdbParams(k, v, 1) }
+        }
+        guard let conn else {
+            throw PostgresError(code: .connection, message: "libpq could not allocate a connection")
+        }
+        guard PQstatus(conn) == CONNECTION_OK else {
+            let text = Self.trimmed(PQerrorMessage(conn))
+            PQfinish(conn)
+            var error = PostgresError(code: .connection, message: "cannot connect to \(configuration.description): \(text)")
+            if text.contains("password authentication failed") {
+                error.sqlState = "28P01"
+                error.hint = "Check the user and password in DATABASE_URL."
+            } else if text.contains("Connection refused") || text.contains("No such file") {
+                error.hint = "Is Postgres running? Start the local one with `tools/dev-env start`, or check DATABASE_URL."
+            } else if text.contains("does not exist") {
+                error.hint = "Create the role or database, or fix DATABASE_URL (`tools/dev-env start` creates the local ones)."
+            }
+            if let hint = error.hint { error.message += " \(hint)" }
+            throw error
+        }
+        // Notices ("relation already exists, skipping") would go to stderr; a library stays quiet.
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
+        connection = conn
+        transactionDepth = 0
+        try simpleQuery(unsafeSQL: "SET TIME ZONE 'UTC'; SET DateStyle TO ISO, YMD; SET bytea_output TO hex")
+    }
+
+    private func closeConnection() {
+        if let connection {
+            PQfinish(connection)
+            self.connection = nil
+        }
+    }
+
+    private func open(for query: PostgresQuery, file: String, line: Int) throws -> OpaquePointer {
+        guard let connection else {
+            throw PostgresError(code: .connectionClosed, message: "the connection is closed; call reconnect()", query: query.sql, file: file, line: line)
+        }
+        return connection
+    }
+
+    /// Turns a result into rows or an error, and frees it.
+    private func consume(_ result: OpaquePointer?, query: PostgresQuery, file: String, line: Int) throws -> PostgresRows {
+        guard let result else { throw connectionFailure(query: query, file: file, line: line) }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        switch status {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return Self.rows(of: result)
+        case PGRES_FATAL_ERROR, PGRES_NONFATAL_ERROR, PGRES_BAD_RESPONSE:
+            if let connection, PQstatus(connection) == CONNECTION_BAD {
+                throw connectionFailure(query: query, file: file, line: line)
+            }
+            throw Self.serverError(result, query: query, file: file, line: line)
+        default:
+            throw PostgresError(code: .protocolViolation, message: "unexpected result status \(String(cString: PQresStatus(status)))", query: query.sql, file: file, line: line)
+        }
+    }
+
+    private func connectionFailure(query: PostgresQuery, file: String, line: Int) -> PostgresError {
+        let text = connection.map { Self.trimmed(PQerrorMessage($0)) } ?? "no connection"
+        closeConnection()
+        return PostgresError(code: .connection, message: "the connection to \(configuration.description) failed: \(text); call reconnect()", query: query.sql, file: file, line: line)
+    }
+
+    private static func serverError(_ result: OpaquePointer, query: PostgresQuery, file: String, line: Int) -> PostgresError {
+        func field(_ code: Int32) -> String? {
+            guard let value = PQresultErrorField(result, code) else { return nil }
+            return String(cString: value)
+        }
+        var error = PostgresError(
+            code: .server,
+            message: field(VC_PG_DIAG_MESSAGE_PRIMARY) ?? trimmed(PQresultErrorMessage(result)),
+            sqlState: field(VC_PG_DIAG_SQLSTATE),
+            query: query.sql, file: file, line: line
+        )
+        error.severity = field(VC_PG_DIAG_SEVERITY)
+        error.detail = field(VC_PG_DIAG_MESSAGE_DETAIL)
+        error.hint = field(VC_PG_DIAG_MESSAGE_HINT)
+        error.constraint = field(VC_PG_DIAG_CONSTRAINT_NAME)
+        error.table = field(VC_PG_DIAG_TABLE_NAME)
+        error.column = field(VC_PG_DIAG_COLUMN_NAME)
+        return error
+    }
+
+    private static func rows(of result: OpaquePointer) -> PostgresRows {
+        let rowCount = Int(PQntuples(result))
+        let columnCount = Int(PQnfields(result))
+        let index = ColumnIndex(names: (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) })
+        var rows: [PostgresRow] = []
+        rows.reserveCapacity(rowCount)
+        for r in 0..<Int32(rowCount) {
+            var values: [[UInt8]?] = []
+            values.reserveCapacity(columnCount)
+            for c in 0..<Int32(columnCount) {
+                if PQgetisnull(result, r, c) == 1 {
+                    values.append(nil)
+                } else {
+                    let length = Int(PQgetlength(result, r, c))
+                    let pointer = PQgetvalue(result, r, c)
+                    values.append(pointer.map { p in
+                        p.withMemoryRebound(to: UInt8.self, capacity: length) { Array(UnsafeBufferPointer(start: $0, count: length)) }
+                    } ?? [])
+                }
+            }
+            rows.append(PostgresRow(columnIndex: index, values: values))
+        }
+        let tag = String(cString: PQcmdStatus(result))
+        let affected = Int(String(cString: PQcmdTuples(result))) ?? rowCount
+        return PostgresRows(columns: index.names, rows: rows, affectedRows: affected, commandTag: tag)
+    }
+
+    private static func trimmed(_ text: UnsafePointer<CChar>?) -> String {
+        guard let text else { return "unknown error" }
+        return String(cString: text).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Lays out binds as libpq wants them: type OIDs and NUL-terminated text values.
+    private func withParameters<R>(_ binds: [PostgresBind], _ body: (Int32, UnsafePointer<Oid>?, UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+        if binds.isEmpty { return body(0, nil, nil) }
+        let types = binds.map { Oid($0.type.rawValue) }
+        var storage: [UnsafeMutablePointer<CChar>?] = []
+        storage.reserveCapacity(binds.count)
+        for bind in binds {
+            guard let text = bind.text else {
+                storage.append(nil)
+                continue
+            }
+            let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: text.count + 1)
+            text.withUnsafeBufferPointer { source in
+                source.withMemoryRebound(to: CChar.self) { pointer.update(from: $0.baseAddress!, count: text.count) }
+            }
+            pointer[text.count] = 0
+            storage.append(pointer)
+        }
+        defer { for pointer in storage { pointer?.deallocate() } }
+        let values: [UnsafePointer<CChar>?] = storage.map { $0.map { UnsafePointer($0) } }
+        return types.withUnsafeBufferPointer { t in
+            values.withUnsafeBufferPointer { v in body(Int32(binds.count), t.baseAddress, v.baseAddress) }
+        }
+    }
+
+    private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+        var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+        pointers.append(nil)
+        defer { for pointer in pointers { free(pointer) } }
+        let constant: [UnsafePointer<CChar>?] = pointers.map { $0.map { UnsafePointer($0) } }
+        return constant.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+}

@@ -1,0 +1,197 @@
+import Foundation
+
+/// A Swift value that can be sent to Postgres as a parameter or in a COPY row, in text format.
+public protocol PostgresEncodable: Sendable {
+    /// The parameter type sent with the statement.
+    static var postgresType: PostgresDataType { get }
+    /// Appends the value's Postgres text form.
+    func encodePostgresText(into buffer: inout [UInt8])
+    /// `true` for SQL NULL (only `Optional.none`).
+    var isPostgresNull: Bool { get }
+}
+
+extension PostgresEncodable {
+    public var isPostgresNull: Bool { false }
+}
+
+/// A value that can be an element of a Postgres array parameter (`unnest($1::bigint[])`).
+public protocol PostgresArrayElement: PostgresEncodable {
+    static var postgresArrayType: PostgresDataType { get }
+}
+
+extension String: PostgresArrayElement {
+    // Unspecified lets `text`, `varchar`, `jsonb` or an enum column accept a string parameter.
+    public static var postgresType: PostgresDataType { .unspecified }
+    public static var postgresArrayType: PostgresDataType { .textArray }
+    public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+}
+
+extension Substring: PostgresEncodable {
+    public static var postgresType: PostgresDataType { .unspecified }
+    public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+}
+
+extension Int: PostgresArrayElement {
+    public static var postgresType: PostgresDataType { .int8 }
+    public static var postgresArrayType: PostgresDataType { .int8Array }
+    public func encodePostgresText(into buffer: inout [UInt8]) { appendDecimal(Int64(self), to: &buffer) }
+}
+
+extension Int64: PostgresArrayElement {
+    public static var postgresType: PostgresDataType { .int8 }
+    public static var postgresArrayType: PostgresDataType { .int8Array }
+    public func encodePostgresText(into buffer: inout [UInt8]) { appendDecimal(self, to: &buffer) }
+}
+
+/// Appends the decimal digits of `value` without building a String.
+func appendDecimal(_ value: Int64, to buffer: inout [UInt8]) {
+    if value < 0 {
+        buffer.append(UInt8(ascii: "-"))
+        if value == .min {
+            buffer.append(contentsOf: "9223372036854775808".utf8)
+            return
+        }
+    }
+    var magnitude = value.magnitude
+    let start = buffer.count
+    repeat {
+        buffer.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+        magnitude /= 10
+    } while magnitude > 0
+    buffer[start...].reverse()
+}
+
+extension Int32: PostgresEncodable {
+    public static var postgresType: PostgresDataType { .int4 }
+    public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(contentsOf: String(self).utf8) }
+}
+
+extension Double: PostgresArrayElement {
+    public static var postgresType: PostgresDataType { .float8 }
+    public static var postgresArrayType: PostgresDataType { .float8Array }
+    public func encodePostgresText(into buffer: inout [UInt8]) {
+        if isNaN { buffer.append(contentsOf: "NaN".utf8) }
+        else if self == .infinity { buffer.append(contentsOf: "Infinity".utf8) }
+        else if self == -.infinity { buffer.append(contentsOf: "-Infinity".utf8) }
+        else { buffer.append(contentsOf: "\(self)".utf8) }
+    }
+}
+
+extension Bool: PostgresArrayElement {
+    public static var postgresType: PostgresDataType { .bool }
+    public static var postgresArrayType: PostgresDataType { .boolArray }
+    public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(self ? UInt8(ascii: "t") : UInt8(ascii: "f")) }
+}
+
+extension UUID: PostgresArrayElement {
+    public static var postgresType: PostgresDataType { .uuid }
+    public static var postgresArrayType: PostgresDataType { .uuidArray }
+    public func encodePostgresText(into buffer: inout [UInt8]) {
+        // Hex straight from the 16 bytes: `uuidString.lowercased()` costs two allocations per value.
+        let digits: StaticString = "0123456789abcdef"
+        withUnsafeBytes(of: uuid) { raw in
+            digits.withUTF8Buffer { hex in
+                for (i, byte) in raw.enumerated() {
+                    if i == 4 || i == 6 || i == 8 || i == 10 { buffer.append(UInt8(ascii: "-")) }
+                    buffer.append(hex[Int(byte >> 4)])
+                    buffer.append(hex[Int(byte & 0x0f)])
+                }
+            }
+        }
+    }
+}
+
+extension Date: PostgresArrayElement {
+    public static var postgresType: PostgresDataType { .timestamptz }
+    public static var postgresArrayType: PostgresDataType { .timestamptzArray }
+    /// RFC 3339 in UTC with microseconds, the precision of `timestamptz`.
+    public func encodePostgresText(into buffer: inout [UInt8]) {
+        PostgresTimestamp.format(self, into: &buffer)
+    }
+}
+
+/// Raw bytes sent as `bytea`.
+public struct PostgresBytes: PostgresEncodable, Hashable {
+    public var bytes: [UInt8]
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public static var postgresType: PostgresDataType { .bytea }
+    public func encodePostgresText(into buffer: inout [UInt8]) {
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        buffer.reserveCapacity(buffer.count + 2 + bytes.count * 2)
+        buffer.append(UInt8(ascii: "\\"))
+        buffer.append(UInt8(ascii: "x"))
+        for byte in bytes {
+            buffer.append(hex[Int(byte >> 4)])
+            buffer.append(hex[Int(byte & 0x0f)])
+        }
+    }
+}
+
+extension Data: PostgresEncodable {
+    public static var postgresType: PostgresDataType { .bytea }
+    public func encodePostgresText(into buffer: inout [UInt8]) { PostgresBytes(Array(self)).encodePostgresText(into: &buffer) }
+}
+
+/// A JSON document sent as `jsonb`: either an `Encodable` value or JSON text you already have.
+public struct PostgresJSON: PostgresArrayElement, Hashable {
+    /// The JSON text (UTF-8).
+    public var json: [UInt8]
+
+    /// JSON text that is already serialised (it is not validated here; Postgres validates it).
+    public init(rawJSON: [UInt8]) { self.json = rawJSON }
+    public init(rawJSON: String) { self.json = Array(rawJSON.utf8) }
+
+    /// Encodes a value with `JSONEncoder` (sorted keys, so equal values give equal text).
+    public init<Value: Encodable>(_ value: Value) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        self.json = Array(try encoder.encode(value))
+    }
+
+    /// Decodes the JSON into a `Decodable` value.
+    public func decode<Value: Decodable>(_ type: Value.Type) throws -> Value {
+        try JSONDecoder().decode(type, from: Data(json))
+    }
+
+    public static var postgresType: PostgresDataType { .jsonb }
+    public static var postgresArrayType: PostgresDataType { .jsonbArray }
+    public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(contentsOf: json) }
+}
+
+extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
+    public static var postgresType: PostgresDataType { Wrapped.postgresType }
+    public var isPostgresNull: Bool { self == nil }
+    public func encodePostgresText(into buffer: inout [UInt8]) {
+        if let self { self.encodePostgresText(into: &buffer) }
+    }
+}
+
+extension Optional: PostgresArrayElement where Wrapped: PostgresArrayElement {
+    public static var postgresArrayType: PostgresDataType { Wrapped.postgresArrayType }
+}
+
+/// Arrays are sent as Postgres array literals (`{"a","b",NULL}`), so a whole batch can be one
+/// parameter: `INSERT … SELECT * FROM unnest($1::bigint[], $2::text[])`.
+extension Array: PostgresEncodable where Element: PostgresArrayElement {
+    public static var postgresType: PostgresDataType { Element.postgresArrayType }
+    public func encodePostgresText(into buffer: inout [UInt8]) {
+        buffer.append(UInt8(ascii: "{"))
+        var element: [UInt8] = []
+        for (index, value) in enumerated() {
+            if index > 0 { buffer.append(UInt8(ascii: ",")) }
+            if value.isPostgresNull {
+                buffer.append(contentsOf: "NULL".utf8)
+                continue
+            }
+            element.removeAll(keepingCapacity: true)
+            value.encodePostgresText(into: &element)
+            buffer.append(UInt8(ascii: "\""))
+            for byte in element {
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { buffer.append(UInt8(ascii: "\\")) }
+                buffer.append(byte)
+            }
+            buffer.append(UInt8(ascii: "\""))
+        }
+        buffer.append(UInt8(ascii: "}"))
+    }
+}

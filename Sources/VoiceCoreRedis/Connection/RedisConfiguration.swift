@@ -1,0 +1,168 @@
+/// Where and how to connect to Redis.
+///
+/// Built from a URL, usually `REDIS_URL`:
+/// - `redis://[[user]:password@]host[:port][/db]` (port defaults to 6379, db to 0)
+/// - `unix:///path/to/redis.sock[?db=N&password=P&user=U]`
+///
+/// ```swift
+/// let configuration = try RedisConfiguration(url: "redis://127.0.0.1:16379/0")
+/// let connection = try await RedisConnection.connect(configuration)
+/// ```
+///
+/// `description` never shows the password.
+public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
+    /// A TCP host and port, or a unix socket path.
+    public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
+        case tcp(host: String, port: Int)
+        case unix(path: String)
+
+        public var description: String {
+            switch self {
+            case .tcp(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            case .unix(let path): return "unix:\(path)"
+            }
+        }
+    }
+
+    public var endpoint: Endpoint
+    /// ACL user name for `AUTH user password`; `nil` sends `AUTH password` (the default user).
+    public var username: String?
+    public var password: String?
+    /// Database number sent with `SELECT` after connecting (0 is not sent).
+    public var database: Int
+    /// How long establishing the TCP or unix connection may take.
+    public var connectTimeout: Duration
+    /// How long one command (or one pipeline) may wait for its reply. Blocking reads
+    /// (`XREADGROUP BLOCK`) extend this by their block time.
+    public var commandTimeout: Duration
+    /// Enables TCP keepalive so a silently dead peer is noticed.
+    public var keepAlive: Bool
+
+    public init(
+        endpoint: Endpoint = .tcp(host: "127.0.0.1", port: 6379),
+        username: String? = nil,
+        password: String? = nil,
+        database: Int = 0,
+        connectTimeout: Duration = .seconds(5),
+        commandTimeout: Duration = .seconds(10),
+        keepAlive: Bool = true
+    ) {
+        self.endpoint = endpoint
+        self.username = username
+        self.password = password
+        self.database = database
+        self.connectTimeout = connectTimeout
+        self.commandTimeout = commandTimeout
+        self.keepAlive = keepAlive
+    }
+
+    /// Parses `redis://…` or `unix://…`. Throws ``RedisError/Kind/invalidConfiguration`` naming
+    /// what is wrong (the password is never repeated in the message).
+    public init(url: String) throws {
+        self.init()
+        let invalid = { (why: String) in
+            RedisError(kind: .invalidConfiguration, message: "invalid Redis URL: \(why). Expected redis://[user:password@]host:port[/db] or unix:///path/to/socket")
+        }
+        if url.hasPrefix("unix://") {
+            var rest = String(url.dropFirst("unix://".count))
+            var query = ""
+            if let q = rest.firstIndex(of: "?") {
+                query = String(rest[rest.index(after: q)...])
+                rest = String(rest[..<q])
+            }
+            guard rest.hasPrefix("/") else { throw invalid("a unix socket path must be absolute") }
+            endpoint = .unix(path: rest)
+            for pair in query.split(separator: "&") {
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { throw invalid("query parameters are name=value") }
+                let value = Self.percentDecoded(parts[1])
+                switch parts[0] {
+                case "db":
+                    guard let db = Int(value), db >= 0 else { throw invalid("db must be a non-negative number") }
+                    database = db
+                case "password": password = value
+                case "user": username = value
+                default: throw invalid("unknown parameter '\(parts[0])'")
+                }
+            }
+            return
+        }
+        let scheme = "redis://"
+        guard url.hasPrefix(scheme) else {
+            throw invalid(url.hasPrefix("rediss://") ? "TLS (rediss://) is not supported by hiredis 0.14" : "unknown scheme")
+        }
+        var rest = Substring(url.dropFirst(scheme.count))
+        if let at = rest.lastIndex(of: "@") {
+            let userInfo = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = userInfo.firstIndex(of: ":") {
+                let user = Self.percentDecoded(String(userInfo[..<colon]))
+                username = user.isEmpty ? nil : user
+                password = Self.percentDecoded(String(userInfo[userInfo.index(after: colon)...]))
+            } else if !userInfo.isEmpty {
+                // redis://password@host is a common shorthand for the default user.
+                password = Self.percentDecoded(String(userInfo))
+            }
+        }
+        var hostPort = rest
+        if let slash = rest.firstIndex(of: "/") {
+            hostPort = rest[..<slash]
+            let dbText = rest[rest.index(after: slash)...]
+            if !dbText.isEmpty {
+                guard let db = Int(dbText), db >= 0 else { throw invalid("the database after '/' must be a non-negative number") }
+                database = db
+            }
+        }
+        var host = String(hostPort)
+        var port = 6379
+        if hostPort.hasPrefix("[") {
+            guard let close = hostPort.firstIndex(of: "]") else { throw invalid("unclosed '[' in an IPv6 host") }
+            host = String(hostPort[hostPort.index(after: hostPort.startIndex)..<close])
+            let after = hostPort[hostPort.index(after: close)...]
+            if after.hasPrefix(":") {
+                guard let p = Int(after.dropFirst()), (1...65535).contains(p) else { throw invalid("the port must be 1-65535") }
+                port = p
+            }
+        } else if let colon = hostPort.lastIndex(of: ":") {
+            host = String(hostPort[..<colon])
+            guard let p = Int(hostPort[hostPort.index(after: colon)...]), (1...65535).contains(p) else {
+                throw invalid("the port must be 1-65535")
+            }
+            port = p
+        }
+        guard !host.isEmpty else { throw invalid("the host is missing") }
+        endpoint = .tcp(host: host, port: port)
+    }
+
+    public var description: String {
+        var text = ""
+        switch endpoint {
+        case .tcp(let host, let port):
+            text = "redis://"
+            if username != nil || password != nil {
+                text += "\(username ?? "")\(password == nil ? "" : ":***")@"
+            }
+            text += host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            if database != 0 { text += "/\(database)" }
+        case .unix(let path):
+            text = "unix://\(path)"
+            if database != 0 { text += "?db=\(database)" }
+        }
+        return text
+    }
+
+    private static func percentDecoded(_ text: String) -> String {
+        guard text.contains("%") else { return text }
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8).makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%"), let h = iterator.next(), let l = iterator.next(),
+               let value = UInt8(String(decoding: [h, l], as: UTF8.self), radix: 16) {
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,325 @@
+import CHiredis
+import Foundation
+import Logging
+import VoiceCoreExecutors
+
+/// One connection to Redis over hiredis, owned by an actor that runs on a thread of its own.
+///
+/// Every hiredis call blocks, so every call runs on the connection's ``DedicatedThreadExecutor``
+/// and never on Swift's cooperative pool: a consumer blocked in `XREADGROUP BLOCK` delays no other
+/// task. Replies are copied into ``RESPValue`` before hiredis frees them; no C pointer leaves
+/// this type.
+///
+/// ```swift
+/// let redis = try await RedisConnection.connect(try RedisConfiguration(url: "redis://127.0.0.1:16379"))
+/// let id = try await redis.execute(.xadd("vc:{p00}:calls", fields: [("type", "demo")]))
+/// ```
+///
+/// When the socket fails, every command in flight fails with ``RedisError/Kind/connection`` or
+/// ``RedisError/Kind/timeout`` and later commands fail with ``RedisError/Kind/connectionClosed``
+/// until ``reconnect(maxAttempts:initialBackoff:)`` is called: reconnecting is the caller's
+/// decision, never a silent resend of a command that may already have been applied.
+public actor RedisConnection {
+    public let configuration: RedisConfiguration
+    private let logger: Logger
+    private nonisolated let executor: DedicatedThreadExecutor
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        executor.asUnownedSerialExecutor()
+    }
+
+    /// The connection's thread as a task executor: code that calls this connection in a tight
+    /// loop runs inside `withTaskExecutorPreference(connection.taskExecutor) { … }` to avoid a
+    /// thread hop per call.
+    public nonisolated var taskExecutor: any TaskExecutor { executor }
+
+    // Touched only on `executor`'s thread (actor isolation) and in deinit.
+    nonisolated(unsafe) private var context: UnsafeMutablePointer<redisContext>?
+    private var encoder = RESPEncoder(reservingCapacity: 4096)
+    private var currentTimeout: Duration?
+
+    /// `true` while the connection is usable.
+    public var isConnected: Bool { context != nil }
+
+    private init(configuration: RedisConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.executor = DedicatedThreadExecutor(name: "vc-redis")
+    }
+
+    deinit {
+        if let context { redisFree(context) }
+        executor.shutdown()
+    }
+
+    /// Connects, authenticates and selects the database.
+    /// - Throws: ``RedisError`` of kind `connection` (with the endpoint and the cause),
+    ///   `timeout`, or `server` (for example a wrong password: `WRONGPASS`).
+    public static func connect(
+        _ configuration: RedisConfiguration,
+        logger: Logger = Logger(label: "voicecore.redis")
+    ) async throws -> RedisConnection {
+        let connection = RedisConnection(configuration: configuration, logger: logger)
+        try await connection.open()
+        return connection
+    }
+
+    /// Closes the broken or open connection and connects again, retrying with exponential
+    /// backoff (doubling from `initialBackoff`, with jitter) up to `maxAttempts` times.
+    public func reconnect(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(50)) async throws {
+        closeContext()
+        var backoff = initialBackoff
+        var attempt = 1
+        while true {
+            do {
+                try open()
+                logger.info("reconnected to Redis", metadata: ["redis.endpoint": "\(configuration.endpoint)", "attempt": "\(attempt)"])
+                return
+            } catch let error as RedisError where error.kind == .connection || error.kind == .timeout {
+                guard attempt < maxAttempts else { throw error }
+                logger.info("Redis reconnect failed; retrying", metadata: ["redis.endpoint": "\(configuration.endpoint)", "attempt": "\(attempt)", "error": "\(error.message)"])
+                let jitter = Double.random(in: 0.8...1.2)
+                try await Task.sleep(for: backoff * jitter)
+                backoff *= 2
+                attempt += 1
+            }
+        }
+    }
+
+    /// Closes the connection. Later commands fail with `connectionClosed` until `reconnect()`.
+    public func close() {
+        closeContext()
+    }
+
+    // MARK: Commands
+
+    /// Sends one typed command and decodes its reply. A server error reply throws.
+    public func execute<Response>(_ command: RedisCommand<Response>) throws -> Response {
+        let reply = try roundTrip([command.command], timeout: command.blockingTimeout)[0]
+        if case .error(let message) = reply { throw RedisError.server(message, endpoint: endpointText) }
+        return try command.decode(reply)
+    }
+
+    /// Sends several typed commands in one round trip and returns their decoded replies in order.
+    /// The first server error reply throws (after all replies were read, so the connection stays
+    /// in step).
+    public func execute<each Response>(_ commands: repeat RedisCommand<each Response>) throws -> sending (repeat each Response) {
+        var list: [RESPCommand] = []
+        var timeout: Duration?
+        for command in repeat each commands {
+            list.append(command.command)
+            if let t = command.blockingTimeout { timeout = max(timeout ?? t, t) }
+        }
+        let replies = try roundTrip(list, timeout: timeout)
+        var index = 0
+        func next<R>(_ command: RedisCommand<R>) throws -> R {
+            let reply = replies[index]
+            index += 1
+            if case .error(let message) = reply { throw RedisError.server(message, endpoint: endpointText) }
+            return try command.decode(reply)
+        }
+        return (repeat try next(each commands))
+    }
+
+    /// Sends many commands of one type in one round trip (a pipeline) and returns each result in
+    /// order. A server error for one command is that command's failure; a connection error throws.
+    public func pipeline<Response>(_ commands: [RedisCommand<Response>]) throws -> [Result<Response, RedisError>] {
+        // A plain loop: key paths and `map` in this generic context cost a metadata lookup per element.
+        var wire: [RESPCommand] = []
+        wire.reserveCapacity(commands.count)
+        var block: Duration?
+        for index in commands.indices {
+            wire.append(commands[index].command)
+            if let t = commands[index].blockingTimeout { block = max(block ?? t, t) }
+        }
+        let replies = try roundTrip(wire, timeout: block)
+        var results: [Result<Response, RedisError>] = []
+        results.reserveCapacity(replies.count)
+        for index in replies.indices {
+            let reply = replies[index]
+            let command = commands[index]
+            if case .error(let message) = reply {
+                results.append(.failure(.server(message, endpoint: endpointText)))
+                continue
+            }
+            do {
+                results.append(.success(try command.decode(reply)))
+            } catch let error as RedisError {
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
+
+    /// Sends raw commands in one round trip; replies come back as values, error replies included.
+    public func send(_ commands: [RESPCommand], blockingFor block: Duration? = nil) throws -> [RESPValue] {
+        try roundTrip(commands, timeout: block)
+    }
+
+    /// Sends one raw command; an error reply throws.
+    @discardableResult
+    public func send(_ arguments: RESPArgument...) throws -> RESPValue {
+        let reply = try roundTrip([RESPCommand(arguments)], timeout: nil)[0]
+        if case .error(let message) = reply { throw RedisError.server(message, endpoint: endpointText) }
+        return reply
+    }
+
+    // MARK: hiredis
+
+    private var endpointText: String { configuration.endpoint.description }
+
+    private func open() throws {
+        closeContext()
+        let timeout = Self.timeval(configuration.connectTimeout)
+        let opened: UnsafeMutablePointer<redisContext>?
+        switch configuration.endpoint {
+        case .tcp(let host, let port):
+            opened = redisConnectWithTimeout(host, Int32(port), timeout)
+        case .unix(let path):
+            opened = redisConnectUnixWithTimeout(path, timeout)
+        }
+        guard let opened else {
+            throw RedisError(kind: .connection, message: "could not allocate a hiredis context", endpoint: endpointText)
+        }
+        if opened.pointee.err != 0 {
+            let cause = Self.errorText(opened)
+            redisFree(opened)
+            let hint = configuration.endpoint == .tcp(host: "127.0.0.1", port: 16379)
+                ? " Is the local Redis running? Start it with `tools/dev-env start`." : " Check REDIS_URL and that Redis is running."
+            throw RedisError(kind: .connection, message: "cannot connect to \(endpointText): \(cause).\(hint)", endpoint: endpointText)
+        }
+        if configuration.keepAlive, case .tcp = configuration.endpoint {
+            _ = redisEnableKeepAlive(opened)
+        }
+        context = opened
+        currentTimeout = nil
+        setTimeout(configuration.commandTimeout)
+
+        var handshake: [RESPCommand] = []
+        if let password = configuration.password {
+            if let username = configuration.username {
+                handshake.append(RESPCommand(.string("AUTH"), .string(username), .string(password)))
+            } else {
+                handshake.append(RESPCommand(.string("AUTH"), .string(password)))
+            }
+        }
+        if configuration.database != 0 {
+            handshake.append(RESPCommand("SELECT", .integer(configuration.database)))
+        }
+        if !handshake.isEmpty {
+            let replies = try roundTrip(handshake, timeout: nil)
+            for (command, reply) in zip(handshake, replies) {
+                if case .error(let message) = reply {
+                    closeContext()
+                    // Never echo AUTH's arguments; the server's message does not contain them.
+                    let what = command.arguments.first == .string("AUTH") ? "authentication" : "SELECT \(configuration.database)"
+                    throw RedisError(kind: .server, message: "\(what) failed: \(message)", serverCode: RedisError.server(message).serverCode, endpoint: endpointText)
+                }
+            }
+        }
+    }
+
+    private func closeContext() {
+        if let context {
+            redisFree(context)
+            self.context = nil
+        }
+    }
+
+    /// Writes all commands, then reads one reply per command. Any I/O failure closes the
+    /// connection and fails the whole batch: the caller cannot know which commands were applied.
+    private func roundTrip(_ commands: [RESPCommand], timeout block: Duration?) throws -> [RESPValue] {
+        guard let context else {
+            throw RedisError(kind: .connectionClosed, message: "the connection is closed; call reconnect()", endpoint: endpointText)
+        }
+        if commands.isEmpty { return [] }
+        // A blocking read must be allowed to wait longer than its BLOCK time, or a quiet stream
+        // would look like a dead server.
+        let timeout = block.map { configuration.commandTimeout + $0 } ?? configuration.commandTimeout
+        setTimeout(timeout)
+
+        encoder.removeAll()
+        for command in commands { encoder.append(command) }
+        let appended = encoder.buffer.withUnsafeBufferPointer { raw in
+            raw.withMemoryRebound(to: CChar.self) { chars in
+                redisAppendFormattedCommand(context, chars.baseAddress, chars.count)
+            }
+        }
+        guard appended == REDIS_OK else { throw failure(context, during: commands) }
+
+        var replies: [RESPValue] = []
+        replies.reserveCapacity(commands.count)
+        for _ in 0..<commands.count {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
+                throw failure(context, during: commands)
+            }
+            let reply = raw.assumingMemoryBound(to: redisReply.self)
+            replies.append(Self.value(of: reply))
+            freeReplyObject(raw)
+        }
+        return replies
+    }
+
+    private func failure(_ context: UnsafeMutablePointer<redisContext>, during commands: [RESPCommand]) -> RedisError {
+        let code = context.pointee.err
+        let cause = Self.errorText(context)
+        closeContext()
+        let what = commands.count == 1 ? "'\(commands[0])'" : "a pipeline of \(commands.count) commands (first: '\(commands[0])')"
+        if code == REDIS_ERR_IO && (cause.contains("temporarily unavailable") || cause.contains("timed out")) {
+            return RedisError(kind: .timeout, message: "no reply to \(what) within the command timeout; the connection was closed", endpoint: endpointText)
+        }
+        if code == REDIS_ERR_EOF {
+            return RedisError(kind: .connection, message: "the server closed the connection during \(what)", endpoint: endpointText)
+        }
+        return RedisError(kind: .connection, message: "\(cause) during \(what); the connection was closed", endpoint: endpointText)
+    }
+
+    private func setTimeout(_ timeout: Duration) {
+        guard let context, currentTimeout != timeout else { return }
+        _ = redisSetTimeout(context, Self.timeval(timeout))
+        currentTimeout = timeout
+    }
+
+    private static func timeval(_ duration: Duration) -> Glibc.timeval {
+        let (seconds, attoseconds) = duration.components
+        return Glibc.timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    }
+
+    private static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
+        var buffer = [CChar](repeating: 0, count: 129)
+        vc_redis_errstr(context, &buffer, buffer.count)
+        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return text.isEmpty ? "unknown error" : text
+    }
+
+    private static func value(of reply: UnsafeMutablePointer<redisReply>) -> RESPValue {
+        let r = reply.pointee
+        switch r.type {
+        case REDIS_REPLY_STRING:
+            return .bulkString(bytes(r.str, r.len))
+        case REDIS_REPLY_STATUS:
+            return .simpleString(String(decoding: bytes(r.str, r.len), as: UTF8.self))
+        case REDIS_REPLY_ERROR:
+            return .error(String(decoding: bytes(r.str, r.len), as: UTF8.self))
+        case REDIS_REPLY_INTEGER:
+            return .integer(r.integer)
+        case REDIS_REPLY_ARRAY:
+            var values: [RESPValue] = []
+            values.reserveCapacity(r.elements)
+            for i in 0..<r.elements {
+                if let element = r.element[i] { values.append(value(of: element)) } else { values.append(.null) }
+            }
+            return .array(values)
+        default:
+            return .null
+        }
+    }
+
+    private static func bytes(_ pointer: UnsafeMutablePointer<CChar>?, _ length: Int) -> [UInt8] {
+        guard let pointer, length > 0 else { return [] }
+        return pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
+            Array(UnsafeBufferPointer(start: $0, count: length))
+        }
+    }
+}

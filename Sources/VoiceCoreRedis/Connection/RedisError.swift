@@ -1,0 +1,63 @@
+/// An error from the Redis client or from the Redis server.
+///
+/// Client errors (``Kind/connection``, ``Kind/connectionClosed``, ``Kind/timeout``,
+/// ``Kind/unexpectedReply``, ``Kind/invalidConfiguration``) are kept apart from the server's own
+/// error replies (``Kind/server``), whose first word is in ``serverCode`` (`NOGROUP`, `BUSYGROUP`,
+/// `WRONGTYPE`, `NOSCRIPT`, `ERR`, …). No password ever appears in a message.
+public struct RedisError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure this is. New kinds may be added.
+    public struct Kind: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: String, Hashable, Sendable {
+            case connection, connectionClosed, timeout, server, unexpectedReply, invalidConfiguration
+        }
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+
+        /// Connecting failed, or the socket failed during a command.
+        public static let connection = Kind(.connection)
+        /// The connection was closed or broken earlier; call `reconnect()`.
+        public static let connectionClosed = Kind(.connectionClosed)
+        /// No reply arrived within the command timeout; the connection is closed.
+        public static let timeout = Kind(.timeout)
+        /// Redis answered with an error reply.
+        public static let server = Kind(.server)
+        /// The reply did not have the shape the command expects.
+        public static let unexpectedReply = Kind(.unexpectedReply)
+        /// A URL or option is invalid.
+        public static let invalidConfiguration = Kind(.invalidConfiguration)
+
+        public var description: String { base.rawValue }
+    }
+
+    public let kind: Kind
+    /// A message a person can act on.
+    public let message: String
+    /// For ``Kind/server``: the error code, the first word of the reply (`NOGROUP`, `ERR`, …).
+    public let serverCode: String?
+    /// `host:port` or the socket path; never credentials.
+    public let endpoint: String?
+
+    public init(kind: Kind, message: String, serverCode: String? = nil, endpoint: String? = nil) {
+        self.kind = kind
+        self.message = message
+        self.serverCode = serverCode
+        self.endpoint = endpoint
+    }
+
+    /// An error for a server error reply such as `NOGROUP No such key …`.
+    public static func server(_ reply: String, endpoint: String? = nil) -> RedisError {
+        let code = reply.prefix { $0 != " " }
+        let isCode = !code.isEmpty && code.allSatisfy { $0.isUppercase || $0 == "_" }
+        return RedisError(kind: .server, message: reply, serverCode: isCode ? String(code) : nil, endpoint: endpoint)
+    }
+
+    static func unexpected(_ what: String, _ value: RESPValue) -> RedisError {
+        RedisError(kind: .unexpectedReply, message: "unexpected reply for \(what): \(value.debugSummary)")
+    }
+
+    public var description: String {
+        var text = "Redis \(kind)"
+        if let endpoint { text += " (\(endpoint))" }
+        return text + ": " + message
+    }
+}
