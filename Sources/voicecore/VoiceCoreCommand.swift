@@ -7,7 +7,7 @@ struct VoiceCoreCommand: AsyncParsableCommand {
         commandName: "voicecore",
         abstract: "VoiceCore: the event bus of a multi-tenant AI virtual-receptionist platform.",
         discussion: """
-            Connections come from the environment (REDIS_URL, DATABASE_URL); flags override it.
+            Connections come from the environment (REDIS_URL, DATABASE_URL); flags override it. \
             Without them, the local servers of `tools/dev-env start` are used.
             """,
         version: VoiceCoreVersion.current,

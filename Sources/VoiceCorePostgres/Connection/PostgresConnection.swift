@@ -291,7 +291,8 @@ public actor PostgresConnection {
             throw PostgresError(code: .connection, message: "libpq could not allocate a connection")
         }
         guard PQstatus(conn) == CONNECTION_OK else {
-            let text = Self.trimmed(PQerrorMessage(conn))
+            // libpq's message spans lines ("…failed: Connection refused\n\tIs the server running…").
+            let text = Self.trimmed(PQerrorMessage(conn)).split(whereSeparator: \.isWhitespace).joined(separator: " ")
             PQfinish(conn)
             var error = PostgresError(code: .connection, message: "cannot connect to \(configuration.description): \(text)")
             if text.contains("password authentication failed") {
@@ -302,7 +303,7 @@ public actor PostgresConnection {
             } else if text.contains("does not exist") {
                 error.hint = "Create the role or database, or fix DATABASE_URL (`tools/dev-env start` creates the local ones)."
             }
-            if let hint = error.hint { error.message += " \(hint)" }
+            if let hint = error.hint { error.message += (error.message.last?.isPunctuation == true ? " " : ". ") + hint }
             throw error
         }
         // Notices ("relation already exists, skipping") would go to stderr; a library stays quiet.

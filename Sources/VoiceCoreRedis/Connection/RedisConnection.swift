@@ -184,9 +184,7 @@ public actor RedisConnection {
         if opened.pointee.err != 0 {
             let cause = Self.errorText(opened)
             redisFree(opened)
-            let hint = configuration.endpoint == .tcp(host: "127.0.0.1", port: 16379)
-                ? " Is the local Redis running? Start it with `tools/dev-env start`." : " Check REDIS_URL and that Redis is running."
-            throw RedisError(kind: .connection, message: "cannot connect to \(endpointText): \(cause).\(hint)", endpoint: endpointText)
+            throw RedisError(kind: .connection, message: "cannot connect to \(endpointText): \(cause)", endpoint: endpointText)
         }
         if configuration.keepAlive, case .tcp = configuration.endpoint {
             _ = redisEnableKeepAlive(opened)

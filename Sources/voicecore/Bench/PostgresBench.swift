@@ -7,9 +7,9 @@ struct PostgresBench: AsyncParsableCommand {
         commandName: "postgres",
         abstract: "Rows per second through VoiceCorePostgres: COPY, pipeline mode, multi-row INSERT.",
         discussion: """
-            Loads --rows rows of (id bigint, tenant_id uuid, kind text, payload text, at timestamptz)
-            into a scratch table three ways, each in one transaction: COPY FROM STDIN; one INSERT per
-            row in pipeline mode (sync every 1000); and INSERT … SELECT FROM unnest($1…$5) in batches
+            Loads --rows rows of (id bigint, tenant_id uuid, kind text, payload text, at timestamptz) \
+            into a scratch table three ways, each in one transaction: COPY FROM STDIN; one INSERT per \
+            row in pipeline mode (sync every 1000); and INSERT … SELECT FROM unnest($1…$5) in batches \
             of --batch rows. The table is dropped afterwards.
             """
     )

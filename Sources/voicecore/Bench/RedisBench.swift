@@ -7,8 +7,8 @@ struct RedisBench: AsyncParsableCommand {
         commandName: "redis",
         abstract: "Pipelined XADD of 300-byte entries through VoiceCoreRedis, beside redis-benchmark.",
         discussion: """
-            Sends XADD bench:xadd * data <payload> in pipelines of each --depth over one connection,
-            then runs `redis-benchmark -c 1 -P <depth> xadd …` with the same payload on the same
+            Sends XADD bench:xadd * data <payload> in pipelines of each --depth over one connection, \
+            then runs `redis-benchmark -c 1 -P <depth> xadd …` with the same payload on the same \
             server (when redis-benchmark is installed), and prints both rates and their ratio.
             """
     )

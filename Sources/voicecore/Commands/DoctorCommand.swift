@@ -23,8 +23,12 @@ struct DoctorCommand: AsyncParsableCommand {
                 print("ok    Redis \(version) at \(configuration) (\(aof))")
             } catch let error as RedisError {
                 healthy = false
-                print("FAIL  Redis at \(configuration): \(error.message)")
-                print("      Fix: start the local servers with `tools/dev-env start`, or point REDIS_URL at a running Redis 7.")
+                print("FAIL  Redis: \(error.message)")
+                if error.kind == .server {
+                    print("      Fix: check the user and password in REDIS_URL.")
+                } else {
+                    print("      Fix: start the local servers with `tools/dev-env start`, or point REDIS_URL at a running Redis 7.")
+                }
             }
         } catch {
             healthy = false
@@ -41,8 +45,8 @@ struct DoctorCommand: AsyncParsableCommand {
                 print("ok    Postgres \(version) at \(configuration) (role \(role), database \(database))")
             } catch let error as PostgresError {
                 healthy = false
-                print("FAIL  Postgres at \(configuration): \(error.message)")
-                if !error.message.contains("tools/dev-env") {
+                print("FAIL  Postgres: \(error.message)")
+                if error.hint == nil {
                     print("      Fix: start the local servers with `tools/dev-env start`, or point DATABASE_URL at a running Postgres 15.")
                 }
             }

@@ -1,0 +1,247 @@
+import Foundation
+import Testing
+@testable import VoiceCorePostgres
+
+@Suite("Postgres queries against a real server")
+struct QueryTests {
+    @Test func everyTypeRoundTripsIncludingNullAndNonASCII() async throws {
+        let db = try await TestPostgres.connect()
+        let table = TestPostgres.table()
+        try await db.query("""
+            CREATE TABLE \(identifier: table) (
+              i bigint, i4 integer, d double precision, b boolean, s text, t timestamptz, u uuid,
+              bytes bytea, j jsonb, n text)
+            """)
+        let id = UUID()
+        let time = Date(timeIntervalSince1970: 1_795_550_000.123456)
+        let text = "Grüße, 東京 📞 — O'Brien \"quoted\" \\ back\ttab\nline"
+        let bytes = PostgresBytes([0, 1, 2, 0x5c, 0xff])
+        let json = try PostgresJSON(["intent": "appointment", "caller": "Zoë"])
+        let none: String? = nil
+        try await db.query("""
+            INSERT INTO \(identifier: table) VALUES
+              (\(Int.max), \(Int32(-7)), \(3.25), \(true), \(text), \(time), \(id), \(bytes), \(json), \(none))
+            """)
+        let row = try await db.query("SELECT * FROM \(identifier: table)")[0]
+        #expect(try row.decode(Int.self, "i") == Int.max)
+        #expect(try row.decode(Int64.self, "i") == Int64.max)
+        #expect(try row.decode(Int32.self, "i4") == -7)
+        #expect(try row.decode(Double.self, "d") == 3.25)
+        #expect(try row.decode(Bool.self, "b") == true)
+        #expect(try row.decode(String.self, "s") == text)
+        #expect(try row.decode(Date.self, "t") == Date(timeIntervalSince1970: 1_795_550_000.123456))
+        let decodedTime = try row.decode(Date.self, "t")
+        #expect(abs(decodedTime.timeIntervalSince1970 - time.timeIntervalSince1970) < 0.000_001)
+        #expect(try row.decode(UUID.self, "u") == id)
+        #expect(try row.decode(PostgresBytes.self, "bytes") == bytes)
+        #expect(try row.decode(PostgresJSON.self, "j").decode([String: String].self) == ["intent": "appointment", "caller": "Zoë"])
+        #expect(try row.decode(String?.self, "n") == nil)
+        #expect(try row.decode(Int?.self, "i") == Int.max)
+        try await db.query("DROP TABLE \(identifier: table)")
+    }
+
+    @Test func decodingErrorsNameTheColumn() async throws {
+        let db = try await TestPostgres.connect()
+        let row = try await db.query("SELECT NULL::text AS nickname, 'abc' AS amount")[0]
+        #expect {
+            try row.decode(String.self, "nickname")
+        } throws: { error in
+            let error = error as? PostgresError
+            return error?.code == .decoding && error?.column == "nickname" && error?.message.contains("NULL") == true
+        }
+        #expect {
+            try row.decode(Int.self, "amount")
+        } throws: { ($0 as? PostgresError)?.message.contains("'amount' as Int") == true }
+        #expect {
+            try row.decode(Int.self, "missing")
+        } throws: { ($0 as? PostgresError)?.message.contains("no column named 'missing'") == true }
+    }
+
+    @Test func injectionTextIsStoredVerbatim() async throws {
+        let db = try await TestPostgres.connect()
+        let table = TestPostgres.table()
+        try await db.query("CREATE TABLE \(identifier: table) (name text)")
+        let hostile = "'); DROP TABLE \(table);--"
+        let query: PostgresQuery = "INSERT INTO \(identifier: table) (name) VALUES (\(hostile))"
+        #expect(query.sql == "INSERT INTO \"\(table)\" (name) VALUES ($1)")
+        try await db.query(query)
+        let rows = try await db.query("SELECT name FROM \(identifier: table)")
+        #expect(try rows.map { try $0.decode(String.self, "name") } == [hostile])
+        try await db.query("DROP TABLE \(identifier: table)")
+    }
+
+    @Test func transactionCommitsOnReturnAndRollsBackOnThrow() async throws {
+        let db = try await TestPostgres.connect()
+        let table = TestPostgres.table()
+        try await db.query("CREATE TABLE \(identifier: table) (n int)")
+        struct Boom: Error {}
+        await #expect(throws: Boom.self) {
+            try await db.withTransaction { db in
+                try db.query("INSERT INTO \(identifier: table) VALUES (1)")
+                throw Boom()
+            }
+        }
+        let inserted = try await db.withTransaction { db in
+            try db.query("INSERT INTO \(identifier: table) VALUES (2), (3)").affectedRows
+        }
+        #expect(inserted == 2)
+        let values = try await db.query("SELECT n FROM \(identifier: table) ORDER BY n").map { try $0.decode(Int.self, "n") }
+        #expect(values == [2, 3])
+        // A failed statement inside the transaction rolls it all back, and the connection stays usable.
+        await #expect(throws: PostgresError.self) {
+            try await db.withTransaction { db in
+                try db.query("INSERT INTO \(identifier: table) VALUES (4)")
+                try db.query("INSERT INTO \(identifier: table) VALUES ('not a number')")
+            }
+        }
+        #expect(try await db.query("SELECT count(*) AS c FROM \(identifier: table)")[0].decode(Int.self, "c") == 2)
+        try await db.query("DROP TABLE \(identifier: table)")
+    }
+
+    @Test func uniqueViolationCarriesSQLStateAndConstraint() async throws {
+        let db = try await TestPostgres.connect()
+        let table = TestPostgres.table()
+        try await db.query("CREATE TABLE \(identifier: table) (email text CONSTRAINT \(identifier: table + "_email_key") UNIQUE)")
+        try await db.query("INSERT INTO \(identifier: table) VALUES (\("a@example.com"))")
+        await #expect {
+            try await db.query("INSERT INTO \(identifier: table) VALUES (\("a@example.com"))")
+        } throws: { error in
+            guard let error = error as? PostgresError else { return false }
+            return error.sqlState == "23505" && error.isUniqueViolation && error.constraint == table + "_email_key"
+                && error.detail?.contains("already exists") == true && error.query?.contains("$1") == true
+                && !error.description.contains("a@example.com")
+        }
+        try await db.query("DROP TABLE \(identifier: table)")
+    }
+
+    @Test func copyLoadsOneHundredThousandRows() async throws {
+        let db = try await TestPostgres.connect()
+        let table = TestPostgres.table()
+        try await db.query("CREATE TABLE \(identifier: table) (id bigint PRIMARY KEY, note text, at timestamptz)")
+        let at = Date(timeIntervalSince1970: 1_795_550_000)
+        let copied = try await db.copyFromStdin(PostgresQuery(unsafeSQL: "COPY \"\(table)\" (id, note, at) FROM STDIN")) { writer in
+            for i in 0..<100_000 {
+                let note: String? = i % 10 == 0 ? nil : (i == 7 ? "tab\there\nnewline \\ backslash" : "row \(i)")
+                try writer.appendRow(i, note, at)
+            }
+        }
+        #expect(copied == 100_000)
+        let stats = try await db.query("SELECT count(*) AS n, sum(id) AS s, count(note) AS notes FROM \(identifier: table)")[0]
+        #expect(try stats.decode(Int.self, "n") == 100_000)
+        #expect(try stats.decode(Int.self, "s") == 99_999 * 100_000 / 2)
+        #expect(try stats.decode(Int.self, "notes") == 90_000)
+        let special = try await db.query("SELECT note, at FROM \(identifier: table) WHERE id = 7")[0]
+        #expect(try special.decode(String.self, "note") == "tab\there\nnewline \\ backslash")
+        #expect(try special.decode(Date.self, "at") == at)
+        try await db.query("DROP TABLE \(identifier: table)")
+    }
+
+    @Test func failedCopyStoresNothing() async throws {
+        let db = try await TestPostgres.connect()
+        let table = TestPostgres.table()
+        try await db.query("CREATE TABLE \(identifier: table) (id bigint PRIMARY KEY)")
+        struct Stop: Error {}
+        await #expect(throws: Stop.self) {
+            try await db.copyFromStdin(PostgresQuery(unsafeSQL: "COPY \"\(table)\" (id) FROM STDIN")) { writer in
+                for i in 0..<1000 { try writer.appendRow(i) }
+                throw Stop()
+            }
+        }
+        // A duplicate key makes the server reject the whole COPY.
+        await #expect {
+            try await db.copyFromStdin(PostgresQuery(unsafeSQL: "COPY \"\(table)\" (id) FROM STDIN")) { writer in
+                try writer.appendRow(1)
+                try writer.appendRow(1)
+            }
+        } throws: { ($0 as? PostgresError)?.sqlState == "23505" }
+        #expect(try await db.query("SELECT count(*) AS n FROM \(identifier: table)")[0].decode(Int.self, "n") == 0)
+        try await db.query("DROP TABLE \(identifier: table)")
+    }
+
+    @Test func pipelineModeRunsBatchesAndStopsAtTheFirstError() async throws {
+        let db = try await TestPostgres.connect()
+        let table = TestPostgres.table()
+        try await db.query("CREATE TABLE \(identifier: table) (id bigint PRIMARY KEY)")
+        let inserts: [PostgresQuery] = (0..<5000).map { "INSERT INTO \(identifier: table) VALUES (\($0))" }
+        let results = try await db.withTransaction { db in try db.pipeline(inserts, syncEvery: 700) }
+        #expect(results.count == 5000)
+        #expect(results.allSatisfy { $0.affectedRows == 1 })
+        #expect(try await db.query("SELECT count(*) AS n FROM \(identifier: table)")[0].decode(Int.self, "n") == 5000)
+
+        let failing: [PostgresQuery] = ["INSERT INTO \(identifier: table) VALUES (\(9001))", "INSERT INTO \(identifier: table) VALUES (\(1))", "INSERT INTO \(identifier: table) VALUES (\(9002))"]
+        await #expect {
+            try await db.withTransaction { db in try db.pipeline(failing) }
+        } throws: { ($0 as? PostgresError)?.sqlState == "23505" }
+        #expect(try await db.query("SELECT count(*) AS n FROM \(identifier: table) WHERE id > 9000")[0].decode(Int.self, "n") == 0)
+        // The connection is usable afterwards.
+        #expect(try await db.query("SELECT 1 AS one")[0].decode(Int.self, "one") == 1)
+        try await db.query("DROP TABLE \(identifier: table)")
+    }
+
+    @Test func arrayParametersFeedUnnest() async throws {
+        let db = try await TestPostgres.connect()
+        let ids = [3, 1, 2]
+        let names: [String?] = ["a \"quoted\" name", nil, "back\\slash, comma {brace}"]
+        let rows = try await db.query("SELECT * FROM unnest(\(ids), \(names)) AS t(id, name) ORDER BY id")
+        #expect(try rows.map { try $0.decode(Int.self, "id") } == [1, 2, 3])
+        #expect(try rows.map { try $0.decode(String?.self, "name") } == [nil, "back\\slash, comma {brace}", "a \"quoted\" name"])
+    }
+
+    @Test func wrongPasswordGivesAClearAuthenticationError() async throws {
+        let url = TestPostgres.url.replacingOccurrences(of: "voicecore:voicecore@", with: "voicecore:wrong-pass-9931@")
+        await #expect {
+            try await PostgresConnection.connect(PostgresConfiguration(url: url))
+        } throws: { error in
+            guard let error = error as? PostgresError else { return false }
+            return error.code == .connection && error.isAuthenticationFailure
+                && error.message.contains("password authentication failed")
+                && !"\(error)".contains("wrong-pass-9931") && !error.debugDescription.contains("wrong-pass-9931")
+        }
+    }
+
+    @Test func configurationHidesThePassword() throws {
+        let configuration = try PostgresConfiguration(url: "postgres://app:s3cret@db:5432/vc?sslmode=require&password=other")
+        #expect(configuration.description == "postgres://app:***@db:5432/vc?sslmode=require&password=***")
+        #expect(throws: PostgresError.self) { try PostgresConfiguration(url: "mysql://x") }
+    }
+
+    @Test func terminatedBackendFailsClearlyAndReconnectWorks() async throws {
+        let db = try await TestPostgres.connect()
+        let admin = try await TestPostgres.connect()
+        let pid = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode(Int.self, "pid")
+        try await admin.query("SELECT pg_terminate_backend(\(Int32(pid)))")
+        await #expect {
+            try await db.query("SELECT 1")
+        } throws: { ($0 as? PostgresError)?.code == .connection }
+        await #expect {
+            try await db.query("SELECT 1")
+        } throws: { ($0 as? PostgresError)?.code == .connectionClosed }
+        try await db.reconnect()
+        #expect(try await db.query("SELECT 2 AS two")[0].decode(Int.self, "two") == 2)
+    }
+
+    @Test func slowQueriesDoNotDelayOtherTasks() async throws {
+        let sleepers = [try await TestPostgres.connect(), try await TestPostgres.connect()]
+        let clock = ContinuousClock()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for db in sleepers {
+                group.addTask { try await db.query("SELECT pg_sleep(1.5)") }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            let start = clock.now
+            for _ in 0..<10 { try await Task.sleep(for: .milliseconds(5)) }
+            let elapsed = clock.now - start
+            #expect(elapsed < .milliseconds(700), "ten 5 ms sleeps took \(elapsed) while two queries slept in Postgres")
+            try await group.waitForAll()
+        }
+    }
+
+    @Test func timestampsParseWithOffsets() throws {
+        let utc = try #require(PostgresTimestamp.parse(Array("2026-11-24 19:46:00.5+00".utf8)))
+        let shifted = try #require(PostgresTimestamp.parse(Array("2026-11-24 21:16:00.5+01:30".utf8)))
+        #expect(utc == shifted)
+        #expect(PostgresTimestamp.format(utc) == "2026-11-24T19:46:00.500000Z")
+        #expect(PostgresTimestamp.parse(Array("not a time".utf8)) == nil)
+        #expect(PostgresTimestamp.format(Date(timeIntervalSince1970: -1.25)) == "1969-12-31T23:59:58.750000Z")
+    }
+}

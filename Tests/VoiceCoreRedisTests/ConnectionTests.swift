@@ -1,0 +1,151 @@
+import Foundation
+import Testing
+@testable import VoiceCoreRedis
+
+@Suite("Redis connection against a real server")
+struct ConnectionTests {
+    @Test func everyReplyType() async throws {
+        let redis = try await TestRedis.connect()
+        let key = TestRedis.key()
+        let binary: [UInt8] = [0, 1, 13, 10, 36, 42, 255, 0]
+        let replies = try await redis.send([
+            RESPCommand("SET", .string(key), .bytes(binary)),       // simple string
+            RESPCommand("GET", .string(key)),                       // bulk string, binary
+            RESPCommand("INCR", .string(key + ":n")),               // integer
+            RESPCommand("GET", .string(key + ":missing")),          // nil
+            RESPCommand("RPUSH", .string(key + ":l"), "a", "b"),
+            RESPCommand("LRANGE", .string(key + ":l"), 0, -1),      // array
+            RESPCommand("NOSUCHCOMMAND"),                           // error
+            RESPCommand("DEL", .string(key), .string(key + ":n"), .string(key + ":l")),
+        ])
+        #expect(replies[0] == .simpleString("OK"))
+        #expect(replies[1] == .bulkString(binary))
+        #expect(replies[2] == .integer(1))
+        #expect(replies[3] == .null)
+        #expect(replies[5] == .array([.bulkString(Array("a".utf8)), .bulkString(Array("b".utf8))]))
+        guard case .error(let message) = replies[6] else {
+            Issue.record("expected an error reply, got \(replies[6])")
+            return
+        }
+        #expect(message.hasPrefix("ERR unknown command"))
+        #expect(replies[7] == .integer(3))
+    }
+
+    @Test func tenThousandPipelinedCommandsAnswerInOrder() async throws {
+        let redis = try await TestRedis.connect()
+        let key = TestRedis.key()
+        let commands = (0..<10_000).map { _ in RedisCommand<RESPValue>.raw("INCR", .string(key)) }
+        let results = try await redis.pipeline(commands)
+        #expect(results.count == 10_000)
+        let values = try results.map { try $0.get().int ?? -1 }
+        #expect(values == Array(1...10_000))
+        _ = try await redis.execute(.del([key]))
+    }
+
+    @Test func serverErrorsCarryTheirCode() async throws {
+        let redis = try await TestRedis.connect()
+        let key = TestRedis.key()
+        try await redis.send("SET", .string(key), "text")
+        await #expect {
+            try await redis.execute(.xlen(key))
+        } throws: { error in
+            (error as? RedisError)?.serverCode == "WRONGTYPE" && (error as? RedisError)?.kind == .server
+        }
+        // The connection stays usable after a server error.
+        #expect(try await redis.execute(.ping()) == "PONG")
+        _ = try await redis.execute(.del([key]))
+    }
+
+    @Test func killedConnectionFailsClearlyAndReconnectWorks() async throws {
+        let redis = try await TestRedis.connect()
+        let admin = try await TestRedis.connect()
+        let id = try await redis.execute(.clientID())
+        try await admin.send("CLIENT", "KILL", "ID", .integer(id))
+
+        await #expect {
+            try await redis.execute(.ping())
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.kind == .connection && error.endpoint != nil
+        }
+        // Until the caller reconnects, commands fail fast with a clear message.
+        await #expect {
+            try await redis.execute(.ping())
+        } throws: { error in
+            (error as? RedisError)?.kind == .connectionClosed && "\(error)".contains("reconnect")
+        }
+        #expect(await !redis.isConnected)
+
+        try await redis.reconnect()
+        #expect(try await redis.execute(.ping()) == "PONG")
+        #expect(try await redis.execute(.clientID()) != id)
+    }
+
+    @Test func commandTimeoutClosesTheConnection() async throws {
+        // BLPOP sent as a plain command (no BLOCK allowance) holds the reply for 2 s; the 300 ms
+        // command timeout must fire, not hang.
+        let redis = try await TestRedis.connect(commandTimeout: .milliseconds(300))
+        let key = TestRedis.key()
+        let clock = ContinuousClock()
+        let start = clock.now
+        await #expect {
+            try await redis.send("BLPOP", .string(key), 2)
+        } throws: { error in
+            (error as? RedisError)?.kind == .timeout
+        }
+        #expect(clock.now - start < .milliseconds(1500))
+        #expect(await !redis.isConnected)
+        try await redis.reconnect()
+        #expect(try await redis.execute(.ping()) == "PONG")
+    }
+
+    @Test func connectionRefusedNamesTheEndpoint() async throws {
+        await #expect {
+            try await RedisConnection.connect(RedisConfiguration(url: "redis://127.0.0.1:1"))
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.kind == .connection && error.message.contains("127.0.0.1:1") && error.message.contains("refused")
+        }
+    }
+
+    @Test func wrongPasswordIsAServerErrorWithoutThePassword() async throws {
+        var configuration = try TestRedis.configuration()
+        configuration.password = "not-the-password-4711"
+        await #expect {
+            try await RedisConnection.connect(configuration)
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.kind == .server && error.message.contains("authentication failed")
+                && !"\(error)".contains("not-the-password-4711")
+        }
+    }
+
+    @Test func selectsTheDatabaseFromTheURL() async throws {
+        var configuration = try TestRedis.configuration()
+        configuration.database = 5
+        let redis = try await RedisConnection.connect(configuration)
+        let info = try await redis.send("CLIENT", "INFO")
+        #expect(info.string?.contains(" db=5 ") == true)
+    }
+
+    @Test func scriptsLoadOnFirstUseAndAfterAFlush() async throws {
+        let redis = try await TestRedis.connect()
+        let key = TestRedis.key()
+        let script = RedisScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+        #expect(try await redis.execute(.scriptLoad(script.source)) == script.sha1)
+        try await redis.send("SCRIPT", "FLUSH")
+        #expect(try await script.run(on: redis, keys: [key], arguments: [5]) == .integer(5))
+        #expect(try await script.run(on: redis, keys: [key], arguments: [2]) == .integer(7))
+        _ = try await redis.execute(.del([key]))
+    }
+
+    @Test func runsOnItsOwnThreadNotTheCooperativePool() async throws {
+        let redis = try await TestRedis.connect()
+        let name = await redis.threadNameForTesting()
+        #expect(name == "vc-redis")
+    }
+}
+
+extension RedisConnection {
+    func threadNameForTesting() -> String? { Thread.current.name }
+}
