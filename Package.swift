@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "VoiceCoreRedis", targets: ["VoiceCoreRedis"]),
         .library(name: "VoiceCorePostgres", targets: ["VoiceCorePostgres"]),
+        .library(name: "VoiceCoreTime", targets: ["VoiceCoreTime"]),
         .executable(name: "voicecore", targets: ["voicecore"]),
     ],
     dependencies: [
@@ -25,6 +26,9 @@ let package = Package(
             providers: [.apt(["libpq-dev"])]
         ),
 
+        // Microsecond-exact UTC instants and their RFC 3339 text (events, Postgres timestamptz).
+        .target(name: "VoiceCoreTime"),
+
         // A thread per connection for the blocking C clients (never the cooperative pool).
         .target(name: "VoiceCoreExecutors"),
 
@@ -42,6 +46,7 @@ let package = Package(
             dependencies: [
                 "CLibPQ",
                 "VoiceCoreExecutors",
+                "VoiceCoreTime",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -59,5 +64,6 @@ let package = Package(
 
         .testTarget(name: "VoiceCoreRedisTests", dependencies: ["VoiceCoreRedis"]),
         .testTarget(name: "VoiceCorePostgresTests", dependencies: ["VoiceCorePostgres"]),
+        .testTarget(name: "VoiceCoreTimeTests", dependencies: ["VoiceCoreTime"]),
     ]
 )

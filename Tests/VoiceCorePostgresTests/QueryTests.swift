@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VoiceCoreTime
 @testable import VoiceCorePostgres
 
 @Suite("Postgres queries against a real server")
@@ -236,12 +237,13 @@ struct QueryTests {
         }
     }
 
-    @Test func timestampsParseWithOffsets() throws {
-        let utc = try #require(PostgresTimestamp.parse(Array("2026-11-24 19:46:00.5+00".utf8)))
-        let shifted = try #require(PostgresTimestamp.parse(Array("2026-11-24 21:16:00.5+01:30".utf8)))
-        #expect(utc == shifted)
-        #expect(PostgresTimestamp.format(utc) == "2026-11-24T19:46:00.500000Z")
-        #expect(PostgresTimestamp.parse(Array("not a time".utf8)) == nil)
-        #expect(PostgresTimestamp.format(Date(timeIntervalSince1970: -1.25)) == "1969-12-31T23:59:58.750000Z")
+    @Test func timestampsAreExactToTheMicrosecond() async throws {
+        let db = try await TestPostgres.connect()
+        let instant = Timestamp(microsecondsSinceEpoch: 1_795_550_000_123_457)
+        let row = try await db.query("SELECT \(instant)::timestamptz AS t, \(instant)::timestamptz + interval '90 minutes' AS later")[0]
+        #expect(try row.decode(Timestamp.self, "t") == instant)
+        #expect(try row.decode(Timestamp.self, "later") == instant.adding(microseconds: 90 * 60 * 1_000_000))
+        // Whatever the server's zone, sessions read UTC.
+        #expect(try await db.query("SELECT current_setting('TimeZone') AS z")[0].decode(String.self, "z") == "UTC")
     }
 }

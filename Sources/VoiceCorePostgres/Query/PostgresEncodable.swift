@@ -1,4 +1,5 @@
 import Foundation
+import VoiceCoreTime
 
 /// A Swift value that can be sent to Postgres as a parameter or in a COPY row, in text format.
 public protocol PostgresEncodable: Sendable {
@@ -106,7 +107,16 @@ extension Date: PostgresArrayElement {
     public static var postgresArrayType: PostgresDataType { .timestamptzArray }
     /// RFC 3339 in UTC with microseconds, the precision of `timestamptz`.
     public func encodePostgresText(into buffer: inout [UInt8]) {
-        PostgresTimestamp.format(self, into: &buffer)
+        Timestamp(self).appendRFC3339(to: &buffer)
+    }
+}
+
+extension Timestamp: PostgresArrayElement {
+    public static var postgresType: PostgresDataType { .timestamptz }
+    public static var postgresArrayType: PostgresDataType { .timestamptzArray }
+    /// RFC 3339 in UTC with microseconds: exact, as `timestamptz` stores microseconds.
+    public func encodePostgresText(into buffer: inout [UInt8]) {
+        appendRFC3339(to: &buffer)
     }
 }
 

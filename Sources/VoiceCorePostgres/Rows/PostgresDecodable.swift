@@ -1,4 +1,5 @@
 import Foundation
+import VoiceCoreTime
 
 /// A Swift type a column's text value can be decoded into.
 public protocol PostgresDecodable: Sendable {
@@ -86,12 +87,19 @@ extension UUID: PostgresDecodable {
     }
 }
 
-extension Date: PostgresDecodable {
-    /// Decodes `timestamptz` (and `timestamp`, taken as UTC).
+extension Timestamp: PostgresDecodable {
+    /// Decodes `timestamptz` exactly (sessions run with TimeZone UTC and ISO dates).
     public init(postgresText text: [UInt8]?) throws(PostgresDecodingFailure) {
         let bytes = try nonNull(text)
-        guard let value = PostgresTimestamp.parse(bytes) else { throw PostgresDecodingFailure("\(describe(bytes)) is not a timestamp") }
+        guard let value = Timestamp(rfc3339Bytes: bytes) else { throw PostgresDecodingFailure("\(describe(bytes)) is not a timestamp with time zone") }
         self = value
+    }
+}
+
+extension Date: PostgresDecodable {
+    /// Decodes `timestamptz`.
+    public init(postgresText text: [UInt8]?) throws(PostgresDecodingFailure) {
+        self = try Timestamp(postgresText: text).date
     }
 }
 
