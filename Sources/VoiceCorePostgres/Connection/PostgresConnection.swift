@@ -179,16 +179,30 @@ public actor PostgresConnection {
         var start = 0
         while start < queries.count {
             let chunk = queries[start..<min(start + max(1, syncEvery), queries.count)]
+            // Statements that repeat the previous SQL text reuse one unnamed prepared statement:
+            // the server parses and plans once per run instead of once per statement.
+            var preparedSQL: String?
+            var expectsPrepareResult: [Bool] = []
+            expectsPrepareResult.reserveCapacity(chunk.count + 8)
             for query in chunk {
-                let sent = withParameters(query.binds) { count, types, values in
-                    PQsendQueryParams(conn, query.sql, count, types, values, nil, nil, 0)
+                if query.sql != preparedSQL {
+                    let types = query.binds.map { Oid($0.type.rawValue) }
+                    let prepared = PQsendPrepare(conn, "", query.sql, Int32(types.count), types.isEmpty ? nil : types)
+                    guard prepared == 1 else { throw connectionFailure(query: query, file: file, line: line) }
+                    preparedSQL = query.sql
+                    expectsPrepareResult.append(true)
+                }
+                let sent = withParameters(query.binds) { count, _, values in
+                    PQsendQueryPrepared(conn, "", count, values, nil, nil, 0)
                 }
                 guard sent == 1 else { throw connectionFailure(query: query, file: file, line: line) }
+                expectsPrepareResult.append(false)
             }
             guard PQpipelineSync(conn) == 1 else { throw connectionFailure(query: first, file: file, line: line) }
 
             var firstError: PostgresError?
             var index = chunk.startIndex
+            var step = 0
             var nulls = 0
             while true {
                 guard let result = PQgetResult(conn) else {
@@ -204,14 +218,17 @@ public actor PostgresConnection {
                     PQclear(result)
                     break
                 }
+                let isPrepare = step < expectsPrepareResult.count ? expectsPrepareResult[step] : false
+                step += 1
                 let query = index < chunk.endIndex ? chunk[index] : first
-                index += 1
+                if !isPrepare { index += 1 }
                 if status == PGRES_PIPELINE_ABORTED {
                     PQclear(result)
                     continue
                 }
                 do {
-                    all.append(try consume(result, query: query, file: file, line: line))
+                    let rows = try consume(result, query: query, file: file, line: line)
+                    if !isPrepare { all.append(rows) }
                 } catch let error as PostgresError {
                     if firstError == nil { firstError = error }
                 }
