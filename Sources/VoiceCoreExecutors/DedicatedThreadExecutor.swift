@@ -68,8 +68,9 @@ public final class DedicatedThreadExecutor: SerialExecutor, TaskExecutor, @unche
     }
 
     private func run() {
-        // Linux threads inherit their creator's name; name this one so `top -H` and perf show it.
-        Thread.current.name = String(name.prefix(15))
+        // Linux threads inherit their creator's name (a pool thread's); name this one so `top -H`
+        // and perf show it. `pthread_setname_np` is not imported without _GNU_SOURCE.
+        try? String(name.prefix(15)).write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
         var batch: [UnownedJob] = []
         while true {
             condition.lock()

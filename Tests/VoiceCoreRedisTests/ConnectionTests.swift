@@ -139,13 +139,22 @@ struct ConnectionTests {
         _ = try await redis.execute(.del([key]))
     }
 
-    @Test func runsOnItsOwnThreadNotTheCooperativePool() async throws {
-        let redis = try await TestRedis.connect()
-        let name = await redis.threadNameForTesting()
-        #expect(name == "vc-redis")
+    @Test func eachConnectionRunsOnAThreadOfItsOwn() async throws {
+        let first = try await TestRedis.connect()
+        let second = try await TestRedis.connect()
+        let a1 = await first.threadForTesting()
+        try await Task.sleep(for: .milliseconds(5))
+        let a2 = await first.threadForTesting()
+        let b = await second.threadForTesting()
+        #expect(a1.id == a2.id)
+        #expect(a1.id != b.id)
+        #expect(a1.name == "vc-redis")
     }
 }
 
 extension RedisConnection {
-    func threadNameForTesting() -> String? { Thread.current.name }
+    func threadForTesting() -> (id: UInt, name: String) {
+        let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+        return (UInt(pthread_self()), name.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
 }
