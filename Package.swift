@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "VoiceCoreRedis", targets: ["VoiceCoreRedis"]),
         .library(name: "VoiceCorePostgres", targets: ["VoiceCorePostgres"]),
         .library(name: "VoiceCoreTime", targets: ["VoiceCoreTime"]),
+        .library(name: "VoiceCoreEvents", targets: ["VoiceCoreEvents"]),
         .executable(name: "voicecore", targets: ["voicecore"]),
     ],
     dependencies: [
@@ -28,6 +29,9 @@ let package = Package(
 
         // Microsecond-exact UTC instants and their RFC 3339 text (events, Postgres timestamptz).
         .target(name: "VoiceCoreTime"),
+
+        // The vocabulary: envelope, typed commands and events, registry, partitioning.
+        .target(name: "VoiceCoreEvents", dependencies: ["VoiceCoreTime"]),
 
         // A thread per connection for the blocking C clients (never the cooperative pool).
         .target(name: "VoiceCoreExecutors"),
@@ -57,6 +61,7 @@ let package = Package(
             dependencies: [
                 "VoiceCoreRedis",
                 "VoiceCorePostgres",
+                "VoiceCoreEvents",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -65,5 +70,6 @@ let package = Package(
         .testTarget(name: "VoiceCoreRedisTests", dependencies: ["VoiceCoreRedis"]),
         .testTarget(name: "VoiceCorePostgresTests", dependencies: ["VoiceCorePostgres"]),
         .testTarget(name: "VoiceCoreTimeTests", dependencies: ["VoiceCoreTime"]),
+        .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents"], resources: [.copy("Fixtures")]),
     ]
 )

@@ -65,9 +65,4 @@ struct ConfigurationTests {
         #expect(a.successor == StreamEntryID(milliseconds: 1_700_000_000_000, sequence: 6))
     }
 
-    @Test func scriptSHA1MatchesKnownDigest() {
-        // sha1("return 1"), as Redis names that script.
-        #expect(RedisScript("return 1").sha1 == "e0e1f9fabfc9d4800c877a703b823ac0578ff8db")
-        #expect(SHA1.hex(Array("abc".utf8)) == "a9993e364706816aba3e25717850c26c9cd0d89d")
-    }
 }

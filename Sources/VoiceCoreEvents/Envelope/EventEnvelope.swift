@@ -1,0 +1,176 @@
+import VoiceCoreTime
+
+/// One stream entry of the wire contract: a CloudEvents 1.0 event in binary mode, as a flat
+/// field list that any Redis client can read.
+///
+/// | field | content |
+/// | --- | --- |
+/// | `specversion` | `1.0` |
+/// | `id` | UUIDv7, unique per event; consumers dedupe by it |
+/// | `source` | who produced it, e.g. `/edge/twilio`, `/services/calls` |
+/// | `type` | e.g. `voicecore.call.started` |
+/// | `time` | RFC 3339, UTC, microseconds |
+/// | `subject` | the ordering key (a call id, a contact id, …): it picks the partition |
+/// | `dataschema` | the schema of `data`, which names its version |
+/// | `datacontenttype` | `application/json` |
+/// | `tenantid`, `correlationid`, `causationid` | extension attributes (`causationid` may be absent) |
+/// | `data` | the JSON payload |
+public struct EventEnvelope: Sendable, Hashable {
+    public static let specVersion = "1.0"
+    public static let jsonContentType = "application/json"
+    static let specVersionBytes = Array("1.0".utf8)
+    static let jsonContentTypeBytes = Array("application/json".utf8)
+
+    public var id: Identifier
+    public var source: String
+    public var type: String
+    public var time: Timestamp
+    public var subject: String
+    public var dataschema: String
+    public var datacontenttype: String
+    public var tenantID: Identifier
+    public var correlationID: Identifier
+    public var causationID: Identifier?
+    /// The payload as JSON (UTF-8).
+    public var data: [UInt8]
+
+    public init(
+        id: Identifier = .v7(), source: String, type: String, time: Timestamp = .now, subject: String,
+        dataschema: String, datacontenttype: String = EventEnvelope.jsonContentType,
+        tenantID: Identifier, correlationID: Identifier, causationID: Identifier? = nil, data: [UInt8]
+    ) {
+        self.id = id
+        self.source = source
+        self.type = type
+        self.time = time
+        self.subject = subject
+        self.dataschema = dataschema
+        self.datacontenttype = datacontenttype
+        self.tenantID = tenantID
+        self.correlationID = correlationID
+        self.causationID = causationID
+        self.data = data
+    }
+
+    /// The payload's schema version, read from the end of `dataschema` (`…/v2`), else 1.
+    public var version: Int { SchemaURI.version(of: dataschema) ?? 1 }
+
+    // MARK: Stream fields
+
+    /// The envelope as stream fields, in contract order.
+    public var fields: [EnvelopeField] {
+        var fields: [EnvelopeField] = []
+        fields.reserveCapacity(12)
+        fields.append(EnvelopeField(name: "specversion", value: Self.specVersionBytes))
+        fields.append(EnvelopeField(name: "id", value: id.utf8))
+        fields.append(EnvelopeField("source", source))
+        fields.append(EnvelopeField("type", type))
+        var timeBytes: [UInt8] = []
+        timeBytes.reserveCapacity(27)
+        time.appendRFC3339(to: &timeBytes)
+        fields.append(EnvelopeField(name: "time", value: timeBytes))
+        fields.append(EnvelopeField("subject", subject))
+        fields.append(EnvelopeField("dataschema", dataschema))
+        fields.append(EnvelopeField(name: "datacontenttype", value: datacontenttype == Self.jsonContentType ? Self.jsonContentTypeBytes : Array(datacontenttype.utf8)))
+        fields.append(EnvelopeField(name: "tenantid", value: tenantID.utf8))
+        fields.append(EnvelopeField(name: "correlationid", value: correlationID.utf8))
+        if let causationID { fields.append(EnvelopeField(name: "causationid", value: causationID.utf8)) }
+        fields.append(EnvelopeField(name: "data", value: data))
+        return fields
+    }
+
+    /// Reads an envelope from stream fields (in any order; unknown fields are ignored so the
+    /// contract can grow).
+    /// - Throws: ``MessageDecodingError`` naming the missing or malformed attribute.
+    public init(fields: [EnvelopeField]) throws(MessageDecodingError) {
+        var id: Identifier?, source: String?, type: String?, time: Timestamp?, subject: String?
+        var dataschema: String?, contentType: String?, tenant: Identifier?, correlation: Identifier?
+        var causation: Identifier?, data: [UInt8]?, specversion: String?
+        for field in fields {
+            // Names are compared by length first: a string switch would compare up to 12 names.
+            let name = field.name.utf8
+            switch name.count {
+            case 2 where field.name == "id":
+                guard let value = Identifier(utf8: field.value) else { throw .invalid("id", "is not a UUID") }
+                id = value
+            case 4 where field.name == "type": type = field.string
+            case 4 where field.name == "time":
+                guard let value = Timestamp(rfc3339Bytes: field.value) else { throw .invalid("time", "is not an RFC 3339 date-time") }
+                time = value
+            case 4 where field.name == "data": data = field.value
+            case 6 where field.name == "source": source = field.string
+            case 7 where field.name == "subject": subject = field.string
+            case 8 where field.name == "tenantid":
+                guard let value = Identifier(utf8: field.value) else { throw .invalid("tenantid", "is not a UUID") }
+                tenant = value
+            case 10 where field.name == "dataschema": dataschema = field.string
+            case 11 where field.name == "specversion": specversion = field.string
+            case 11 where field.name == "causationid":
+                guard let value = Identifier(utf8: field.value) else { throw .invalid("causationid", "is not a UUID") }
+                causation = value
+            case 13 where field.name == "correlationid":
+                guard let value = Identifier(utf8: field.value) else { throw .invalid("correlationid", "is not a UUID") }
+                correlation = value
+            case 15 where field.name == "datacontenttype": contentType = field.string
+            default: continue
+            }
+        }
+        guard let specversion else { throw .missing("specversion") }
+        guard specversion == Self.specVersion else { throw .invalid("specversion", "is '\(specversion)', expected '1.0'") }
+        guard let id else { throw .missing("id") }
+        guard let source, !source.isEmpty else { throw .missing("source") }
+        guard let type, !type.isEmpty else { throw .missing("type") }
+        guard let time else { throw .missing("time") }
+        guard let subject, !subject.isEmpty else { throw .missing("subject") }
+        guard let dataschema, !dataschema.isEmpty else { throw .missing("dataschema") }
+        guard let tenant else { throw .missing("tenantid") }
+        guard let correlation else { throw .missing("correlationid") }
+        guard let data else { throw .missing("data") }
+        let contentTypeValue = contentType ?? Self.jsonContentType
+        guard contentTypeValue == Self.jsonContentType else { throw .invalid("datacontenttype", "is '\(contentTypeValue)', expected 'application/json'") }
+        self.init(id: id, source: source, type: type, time: time, subject: subject, dataschema: dataschema,
+                  datacontenttype: contentTypeValue, tenantID: tenant, correlationID: correlation, causationID: causation, data: data)
+    }
+}
+
+/// One `name value` pair of a stream entry.
+public struct EnvelopeField: Sendable, Hashable {
+    public var name: String
+    public var value: [UInt8]
+
+    public init(name: String, value: [UInt8]) {
+        self.name = name
+        self.value = value
+    }
+
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = Array(value.utf8)
+    }
+
+    public var string: String { String(decoding: value, as: UTF8.self) }
+}
+
+/// Schema identifiers: `https://schemas.voicecore.dev/events/call.started/v1`, stored in the
+/// repository as `schemas/events/call.started.v1.schema.json`.
+public enum SchemaURI {
+    public static let base = "https://schemas.voicecore.dev/"
+
+    /// The `dataschema` of a message type and version.
+    public static func uri(kind: MessageKind, name: String, version: Int) -> String {
+        "\(base)\(kind.folder)/\(name)/v\(version)"
+    }
+
+    /// The schema file, relative to the repository root.
+    public static func file(kind: MessageKind, name: String, version: Int) -> String {
+        "schemas/\(kind.folder)/\(name).v\(version).schema.json"
+    }
+
+    /// The version at the end of a schema URI (`…/v3` → 3).
+    public static func version(of uri: String) -> Int? {
+        guard let slash = uri.lastIndex(of: "/") else { return nil }
+        let last = uri[uri.index(after: slash)...]
+        guard last.first == "v" else { return nil }
+        return Int(last.dropFirst())
+    }
+}

@@ -1,0 +1,217 @@
+import VoiceCoreTime
+
+/// A tenant's billing plan.
+public enum Plan: String, Sendable, Hashable, Codable, CaseIterable {
+    case starter, growth, enterprise
+}
+
+/// How the receptionist behaves for a tenant: its greeting, the intents it listens for and when
+/// the business is open.
+public struct AISettings: Sendable, Hashable, Codable, JSONObjectCodable {
+    /// One intent and the phrases that signal it.
+    public struct IntentPhrases: Sendable, Hashable, Codable, JSONObjectCodable {
+        public var intent: Intent
+        public var phrases: [String]
+
+        public init(intent: Intent, phrases: [String]) {
+            self.intent = intent
+            self.phrases = phrases
+        }
+    }
+
+    public struct BusinessHours: Sendable, Hashable, Codable, JSONObjectCodable {
+        public enum Weekday: String, Sendable, Hashable, Codable, CaseIterable {
+            case mon, tue, wed, thu, fri, sat, sun
+        }
+
+        public struct Opening: Sendable, Hashable, Codable, JSONObjectCodable {
+            public var day: Weekday
+            /// `HH:MM`, local time.
+            public var opens: String
+            public var closes: String
+
+            public init(day: Weekday, opens: String, closes: String) {
+                self.day = day
+                self.opens = opens
+                self.closes = closes
+            }
+        }
+
+        /// IANA time zone, e.g. `America/New_York`.
+        public var timeZone: String
+        public var openings: [Opening]
+
+        public init(timeZone: String, openings: [Opening]) {
+            self.timeZone = timeZone
+            self.openings = openings
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case timeZone = "time_zone", openings
+        }
+    }
+
+    public var greeting: String
+    /// A short description of the receptionist's manner ("warm and brief").
+    public var personality: String?
+    public var intents: [IntentPhrases]
+    public var businessHours: BusinessHours
+
+    public init(greeting: String, personality: String? = nil, intents: [IntentPhrases], businessHours: BusinessHours) {
+        self.greeting = greeting
+        self.personality = personality
+        self.intents = intents
+        self.businessHours = businessHours
+    }
+
+    func validate(_ prefix: String) throws(MessageDecodingError) {
+        if greeting.isEmpty { throw .invalid("\(prefix).greeting", "must not be empty") }
+        for (i, intent) in intents.enumerated() where intent.phrases.isEmpty || intent.phrases.contains(where: \.isEmpty) {
+            throw .invalid("\(prefix).intents[\(i)].phrases", "must hold at least one non-empty phrase")
+        }
+        if businessHours.timeZone.isEmpty { throw .invalid("\(prefix).business_hours.time_zone", "must not be empty") }
+        for (i, opening) in businessHours.openings.enumerated() {
+            let path = "\(prefix).business_hours.openings[\(i)]"
+            do {
+                try Check.clockTime(opening.opens, "x")
+            } catch {
+                throw .invalid("\(path).opens", "must be a time of day like 09:30")
+            }
+            do {
+                try Check.clockTime(opening.closes, "x")
+            } catch {
+                throw .invalid("\(path).closes", "must be a time of day like 17:00")
+            }
+            if opening.closes <= opening.opens { throw .invalid("\(path).closes", "must be after opens") }
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case greeting, personality, intents, businessHours = "business_hours"
+    }
+}
+
+/// A tenant was created.
+public struct TenantProvisioned: Message {
+    public static let type = "voicecore.tenant.provisioned"
+    public static let version = 1
+    public static let dataschema = "https://schemas.voicecore.dev/events/tenant.provisioned/v1"
+    public static let category = StreamCategory.tenants
+
+    public var tenantID: Identifier
+    public var name: String
+    public var plan: Plan
+    public var timeZone: String
+    public var provisionedAt: Timestamp
+
+    public init(tenantID: Identifier, name: String, plan: Plan, timeZone: String, provisionedAt: Timestamp) {
+        self.tenantID = tenantID
+        self.name = name
+        self.plan = plan
+        self.timeZone = timeZone
+        self.provisionedAt = provisionedAt
+    }
+
+    public var subject: String { tenantID.description }
+
+    public func validate() throws(MessageDecodingError) {
+        try Check.notEmpty(name, "name")
+        try Check.notEmpty(timeZone, "time_zone")
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case tenantID = "tenant_id", name, plan, timeZone = "time_zone", provisionedAt = "provisioned_at"
+    }
+}
+
+/// A tenant's AI settings changed; `settings` is the complete new state.
+public struct TenantSettingsChanged: Message {
+    public static let type = "voicecore.tenant.settings-changed"
+    public static let version = 1
+    public static let dataschema = "https://schemas.voicecore.dev/events/tenant.settings-changed/v1"
+    public static let category = StreamCategory.tenants
+
+    public var tenantID: Identifier
+    public var settings: AISettings
+    public var changedAt: Timestamp
+
+    public init(tenantID: Identifier, settings: AISettings, changedAt: Timestamp) {
+        self.tenantID = tenantID
+        self.settings = settings
+        self.changedAt = changedAt
+    }
+
+    public var subject: String { tenantID.description }
+
+    public func validate() throws(MessageDecodingError) {
+        try settings.validate("data.settings")
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case tenantID = "tenant_id", settings, changedAt = "changed_at"
+    }
+}
+
+// MARK: JSON
+
+extension AISettings {
+    public func writeJSON(to o: inout JSONObjectWriter) {
+        o.field("greeting", greeting); o.field("personality", personality); o.field("intents", intents); o.field("business_hours", businessHours)
+    }
+
+    public init(json o: JSONObject) throws(MessageDecodingError) {
+        self.init(greeting: try o.string("greeting"), personality: try o.optionalString("personality"),
+                  intents: try o.objects(IntentPhrases.self, "intents"), businessHours: try o.object(BusinessHours.self, "business_hours"))
+    }
+}
+
+extension AISettings.IntentPhrases {
+    public func writeJSON(to o: inout JSONObjectWriter) {
+        o.field("intent", intent); o.field("phrases", phrases)
+    }
+
+    public init(json o: JSONObject) throws(MessageDecodingError) {
+        self.init(intent: try o.enumeration(Intent.self, "intent"), phrases: try o.strings("phrases"))
+    }
+}
+
+extension AISettings.BusinessHours {
+    public func writeJSON(to o: inout JSONObjectWriter) {
+        o.field("time_zone", timeZone); o.field("openings", openings)
+    }
+
+    public init(json o: JSONObject) throws(MessageDecodingError) {
+        self.init(timeZone: try o.string("time_zone"), openings: try o.objects(Opening.self, "openings"))
+    }
+}
+
+extension AISettings.BusinessHours.Opening {
+    public func writeJSON(to o: inout JSONObjectWriter) {
+        o.field("day", day); o.field("opens", opens); o.field("closes", closes)
+    }
+
+    public init(json o: JSONObject) throws(MessageDecodingError) {
+        self.init(day: try o.enumeration(AISettings.BusinessHours.Weekday.self, "day"), opens: try o.string("opens"), closes: try o.string("closes"))
+    }
+}
+
+extension TenantProvisioned {
+    public func writeJSON(to o: inout JSONObjectWriter) {
+        o.field("tenant_id", tenantID); o.field("name", name); o.field("plan", plan); o.field("time_zone", timeZone); o.field("provisioned_at", provisionedAt)
+    }
+
+    public init(json o: JSONObject) throws(MessageDecodingError) {
+        self.init(tenantID: try o.identifier("tenant_id"), name: try o.string("name"), plan: try o.enumeration(Plan.self, "plan"),
+                  timeZone: try o.string("time_zone"), provisionedAt: try o.timestamp("provisioned_at"))
+    }
+}
+
+extension TenantSettingsChanged {
+    public func writeJSON(to o: inout JSONObjectWriter) {
+        o.field("tenant_id", tenantID); o.field("settings", settings); o.field("changed_at", changedAt)
+    }
+
+    public init(json o: JSONObject) throws(MessageDecodingError) {
+        self.init(tenantID: try o.identifier("tenant_id"), settings: try o.object(AISettings.self, "settings"), changedAt: try o.timestamp("changed_at"))
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import Testing
+import VoiceCoreTime
+@testable import VoiceCoreEvents
+
+@Suite("Envelope, registry, partitioning and ids")
+struct EnvelopeTests {
+    let tenant = Identifier("0193a1b2-7c4d-7e5f-8a9b-0c1d2e3f4a5b")!
+
+    private func vectors() throws -> [String: Any] {
+        let url = Fixtures.directory.appendingPathComponent("vectors.json")
+        return try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] ?? [:]
+    }
+
+    @Test func partitionFunctionMatchesTheVectors() throws {
+        let vectors = try vectors()
+        for vector in vectors["fnv1a32"] as? [[String: Any]] ?? [] {
+            #expect(StreamNaming.fnv1a32(Array((vector["input"] as? String ?? "").utf8)) == UInt32(vector["hash"] as? Int ?? -1))
+        }
+        let partitions = vectors["partitions"] as? [[String: Any]] ?? []
+        #expect(partitions.count >= 10)
+        for vector in partitions {
+            let naming = StreamNaming(partitions: vector["partitions"] as? Int ?? 1)
+            let tenant = try #require(Identifier(vector["tenantid"] as? String ?? ""))
+            let subject = vector["subject"] as? String ?? ""
+            #expect(naming.partition(tenant: tenant, subject: subject) == vector["partition"] as? Int)
+            #expect(naming.stream(for: .calls, kind: .event, tenant: tenant, subject: subject) == vector["stream"] as? String)
+            #expect(naming.stream(for: .calls, kind: .command, tenant: tenant, subject: subject) == vector["command_stream"] as? String)
+        }
+    }
+
+    @Test func callAndUsageIDsMatchPythonsUUID5() throws {
+        let vectors = try vectors()
+        for vector in vectors["call_ids"] as? [[String: Any]] ?? [] {
+            let provider = try #require(TelephonyProvider(rawValue: vector["provider"] as? String ?? ""))
+            let id = CallID.derive(tenant: try #require(Identifier(vector["tenantid"] as? String ?? "")), provider: provider, providerCallID: vector["provider_call_id"] as? String ?? "")
+            #expect(id.description == vector["call_id"] as? String)
+        }
+        for vector in vectors["usage_ids"] as? [[String: Any]] ?? [] {
+            let meter = try #require(UsageRecorded.Meter(rawValue: vector["meter"] as? String ?? ""))
+            let id = UsageRecorded.usageID(sourceEventID: try #require(Identifier(vector["source_event_id"] as? String ?? "")), meter: meter)
+            #expect(id.description == vector["usage_id"] as? String)
+        }
+    }
+
+    @Test func streamNamesShareAHashTagPerPartition() {
+        let naming = StreamNaming(partitions: 16)
+        #expect(naming.stream(.calls, kind: .event, partition: 7) == "vc:{p07}:calls")
+        #expect(naming.stream(.crm, kind: .command, partition: 12) == "vc:{p12}:crm:commands")
+        #expect(StreamNaming(partitions: 200).stream(.billing, kind: .event, partition: 123) == "vc:{p123}:billing")
+        #expect(naming.streams(.calls, kind: .event).count == 16)
+        // A call's commands and events land in the same partition (same subject).
+        let call = CallID.derive(tenant: tenant, provider: .twilio, providerCallID: "CA1")
+        #expect(naming.partition(tenant: tenant, subject: call.description) == naming.partition(tenant: tenant, subject: call.description))
+    }
+
+    @Test func uuidV7IsVersionedAndStrictlyOrdered() {
+        var previous = Identifier.v7()
+        for _ in 0..<20_000 {
+            let next = Identifier.v7()
+            #expect(previous < next)
+            previous = next
+        }
+        let now = Timestamp.now
+        let id = Identifier.v7(at: now)
+        #expect(id.description.count == 36)
+        #expect(Array(id.description)[14] == "7")
+        #expect("89ab".contains(Array(id.description)[19]))
+        #expect(abs(id.v7Milliseconds - now.millisecondsSinceEpoch) <= 1)
+        #expect(Identifier(id.description.uppercased()) == id)
+        #expect(Identifier("not-a-uuid") == nil)
+    }
+
+    @Test func envelopeFieldsRoundTrip() throws {
+        let call = CallID.derive(tenant: tenant, provider: .twilio, providerCallID: "CA1")
+        let started = CallStarted(callID: call, provider: .twilio, providerCallID: "CA1", direction: .inbound, from: "+14155550123",
+                                  to: "+18005551212", startedAt: Timestamp(microsecondsSinceEpoch: 1_795_549_560_000_001))
+        let cause = Identifier.v7()
+        let envelope = EventEnvelope(started, tenant: tenant, source: "/services/calls", correlationID: cause, causationID: cause)
+        #expect(envelope.fields.map(\.name) == ["specversion", "id", "source", "type", "time", "subject", "dataschema", "datacontenttype", "tenantid", "correlationid", "causationid", "data"])
+        #expect(envelope.subject == call.description)
+        let decoded = try MessageRegistry.standard.decode(fields: envelope.fields, as: CallStarted.self)
+        #expect(decoded.0 == envelope)
+        #expect(decoded.1 == started)
+    }
+
+    @Test func unknownTypesAndVersionsDecodeAsUnknownWithTheirFields() throws {
+        var fields = EventEnvelope(source: "/team/x", type: "acme.thing.happened", subject: "s", dataschema: "https://acme.example/thing/v1",
+                                   tenantID: tenant, correlationID: .v7(), data: Array("{\"a\":1}".utf8)).fields
+        guard case .unknown(let envelope, let reason) = try MessageRegistry.standard.decode(fields: fields) else {
+            Issue.record("an unknown type must decode as unknown")
+            return
+        }
+        #expect(envelope.type == "acme.thing.happened")
+        #expect(envelope.data == Array("{\"a\":1}".utf8))
+        #expect(reason.contains("unknown type"))
+
+        fields = EventEnvelope(source: "/x", type: CallStarted.type, subject: "s", dataschema: "https://schemas.voicecore.dev/events/call.started/v9",
+                               tenantID: tenant, correlationID: .v7(), data: Array("{}".utf8)).fields
+        guard case .unknown(_, let versionReason) = try MessageRegistry.standard.decode(fields: fields) else {
+            Issue.record("a newer version must decode as unknown")
+            return
+        }
+        #expect(versionReason.contains("unknown version 9"))
+    }
+
+    @Test(arguments: [
+        ("time", "yesterday", "time"), ("tenantid", "tenant-1", "tenantid"), ("specversion", "0.3", "specversion"),
+        ("datacontenttype", "text/plain", "datacontenttype"), ("id", "", "id"),
+    ])
+    func badEnvelopeAttributesAreNamed(name: String, value: String, expected: String) throws {
+        let chunk = TranscriptChunk(callID: .v7(), sequence: 0, track: .inbound, text: "hi", isFinal: true, confidence: 1, startOffsetMs: 0, endOffsetMs: 10)
+        var fields = EventEnvelope(chunk, tenant: tenant, source: "/services/calls").fields
+        fields = fields.map { $0.name == name ? EnvelopeField(name, value) : $0 }
+        #expect {
+            try MessageRegistry.standard.decode(fields: fields)
+        } throws: { ($0 as? MessageDecodingError)?.field == expected }
+        let missing = EventEnvelope(chunk, tenant: tenant, source: "/services/calls").fields.filter { $0.name != "correlationid" }
+        #expect {
+            try EventEnvelope(fields: missing)
+        } throws: { ($0 as? MessageDecodingError)?.field == "correlationid" }
+    }
+
+    @Test(arguments: ["{\"call_id\":1,}", "{\"text\":\"\u{1}\"}", "[1,2]", "{\"a\":\"\\ud800\"}", "{\"a\":01}", "{\"a\":1} x", ""])
+    func malformedJSONIsRejectedAsData(_ json: String) {
+        #expect {
+            try MessageCodec.decode(TranscriptChunk.self, from: Array(json.utf8))
+        } throws: { ($0 as? MessageDecodingError)?.field == "data" }
+    }
+
+    @Test func invalidUTF8IsRejected() {
+        let bytes: [UInt8] = Array("{\"text\":\"".utf8) + [0xff, 0xfe] + Array("\"}".utf8)
+        #expect {
+            try MessageCodec.decode(TranscriptChunk.self, from: bytes)
+        } throws: { ($0 as? MessageDecodingError)?.reason.contains("UTF-8") == true }
+    }
+
+    @Test func stringsWithEscapesRoundTrip() throws {
+        let text = "quote \" backslash \\ newline \n tab \t control \u{7} emoji 📞 accent é"
+        let chunk = TranscriptChunk(callID: .v7(), sequence: 1, track: .outbound, text: text, isFinal: false, confidence: 0.5, startOffsetMs: 1, endOffsetMs: 2, language: "fr-FR")
+        let json = MessageCodec.encode(chunk)
+        #expect(try MessageCodec.decode(TranscriptChunk.self, from: json) == chunk)
+        // Foundation reads our output the same way.
+        #expect(try JSONDecoder().decode(TranscriptChunk.self, from: Data(json)) == chunk)
+        // Escaped unicode from other producers decodes too.
+        let escaped = Array("{\"call_id\":\"\(chunk.callID)\",\"sequence\":1,\"track\":\"outbound\",\"text\":\"\\u00e9\\ud83d\\udcde\",\"is_final\":false,\"confidence\":5e-1,\"start_offset_ms\":1,\"end_offset_ms\":2.0}".utf8)
+        let decoded = try MessageCodec.decode(TranscriptChunk.self, from: escaped)
+        #expect(decoded.text == "é📞")
+        #expect(decoded.confidence == 0.5)
+        #expect(decoded.endOffsetMs == 2)
+    }
+
+    @Test func validationNamesTheField() throws {
+        let bad = CallEnded(callID: .v7(), endedAt: .now, status: .completed, durationSeconds: -1, answered: true)
+        #expect {
+            try MessageCodec.decode(CallEnded.self, from: MessageCodec.encode(bad))
+        } throws: { ($0 as? MessageDecodingError)?.field == "data.duration_seconds" }
+        let usage = UsageRecorded(meter: .callMinutes, quantity: 2, sourceEventID: .v7(), sourceEventType: CallEnded.type, occurredAt: .now)
+        var forged = usage
+        forged.usageID = .v7()
+        #expect {
+            try MessageCodec.decode(UsageRecorded.self, from: MessageCodec.encode(forged))
+        } throws: { ($0 as? MessageDecodingError)?.field == "data.usage_id" }
+        #expect(try MessageCodec.decode(UsageRecorded.self, from: MessageCodec.encode(usage)) == usage)
+    }
+}
