@@ -70,6 +70,6 @@ let package = Package(
         .testTarget(name: "VoiceCoreRedisTests", dependencies: ["VoiceCoreRedis"]),
         .testTarget(name: "VoiceCorePostgresTests", dependencies: ["VoiceCorePostgres"]),
         .testTarget(name: "VoiceCoreTimeTests", dependencies: ["VoiceCoreTime"]),
-        .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents"], exclude: ["Fixtures"]),
     ]
 )
