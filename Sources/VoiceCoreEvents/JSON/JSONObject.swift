@@ -1,51 +1,128 @@
 import VoiceCoreTime
 
-/// A parsed JSON object with typed accessors that name the failing field by its path.
-public struct JSONObject {
-    let members: [JSONMember]
+/// A JSON object read field by field, with typed accessors that name the failing field by its path.
+///
+/// The document is validated once by ``JSONScanner``; values are read straight from their bytes
+/// when asked for. Fields are looked up from a cursor first, because writers (ours and most others)
+/// emit fields in the order readers ask for them.
+public final class JSONObject {
+    private let bytes: [UInt8]
+    private let members: [JSONMember]
+    private var cursor = 0
     /// The path of this object, `data` or `data.settings.intents[2]`.
     public let path: String
 
-    init(_ node: JSONNode, path: String) throws(MessageDecodingError) {
-        guard case .object(let members) = node else { throw .invalid(path, "must be an object, found \(node.kind)") }
+    private init(bytes: [UInt8], members: [JSONMember], path: String) {
+        self.bytes = bytes
         self.members = members
         self.path = path
     }
 
     /// Parses `json`, which must be one object.
     static func parse(_ json: [UInt8], path: String = "data") throws(MessageDecodingError) -> JSONObject {
-        let node: JSONNode
         do {
-            node = try JSONParser.parse(json)
+            return JSONObject(bytes: json, members: try JSONScanner.members(of: json), path: path)
         } catch {
             throw .invalid(path, "is not valid JSON at byte \(error.offset): \(error.reason)")
         }
-        return try JSONObject(node, path: path)
     }
 
-    private func node(_ name: String) -> JSONNode? {
-        for member in members where member.key == name {
-            if case .null = member.value { return nil }
-            return member.value
+    private func nested(_ span: JSONSpan, path: String) throws(MessageDecodingError) -> JSONObject {
+        guard span.kind == .object else { throw .invalid(path, "must be an object, found \(span.kind.name)") }
+        do {
+            return JSONObject(bytes: bytes, members: try JSONScanner.members(of: bytes, in: span.start..<span.end), path: path)
+        } catch {
+            throw .invalid(path, "is not valid JSON: \(error.reason)")
+        }
+    }
+
+    // MARK: Lookup
+
+    private func keyMatches(_ key: JSONSpan, _ name: String) -> Bool {
+        if key.hasEscapes { return text(key) == name }
+        var name = name
+        return name.withUTF8 { wanted in
+            guard wanted.count == key.end - key.start else { return false }
+            return bytes.withUnsafeBufferPointer { all in
+                for k in 0..<wanted.count where all[key.start + k] != wanted[k] { return false }
+                return true
+            }
+        }
+    }
+
+    /// The value of `name`, or nil when absent or null.
+    private func span(_ name: String) -> JSONSpan? {
+        let count = members.count
+        var index = cursor
+        for _ in 0..<count {
+            if index >= count { index = 0 }
+            if keyMatches(members[index].key, name) {
+                cursor = index + 1
+                let value = members[index].value
+                return value.kind == .null ? nil : value
+            }
+            index += 1
         }
         return nil
     }
 
-    private func required(_ name: String) throws(MessageDecodingError) -> JSONNode {
-        guard let node = node(name) else { throw .missing("\(path).\(name)") }
-        return node
+    private func required(_ name: String) throws(MessageDecodingError) -> JSONSpan {
+        guard let span = span(name) else { throw .missing("\(path).\(name)") }
+        return span
     }
 
-    private func mismatch(_ name: String, _ expected: String, _ node: JSONNode) -> MessageDecodingError {
-        .invalid("\(path).\(name)", "must be \(expected), found \(node.kind)")
+    private func expect(_ span: JSONSpan, _ kind: JSONKind, _ name: String, _ what: String) throws(MessageDecodingError) {
+        guard span.kind == kind else { throw .invalid("\(path).\(name)", "must be \(what), found \(span.kind.name)") }
     }
 
-    // MARK: Required
+    // MARK: Values
+
+    private func text(_ span: JSONSpan) -> String {
+        bytes.withUnsafeBufferPointer { all in
+            let raw = UnsafeBufferPointer(rebasing: all[span.start..<span.end])
+            return span.hasEscapes ? Self.unescape(raw) : String(decoding: raw, as: UTF8.self)
+        }
+    }
+
+    private static func unescape(_ raw: UnsafeBufferPointer<UInt8>) -> String {
+        // The scanner validated every escape, so this cannot fail.
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count)
+        var i = 0
+        func hex4() -> UInt32 {
+            var value: UInt32 = 0
+            for _ in 0..<4 { value = value << 4 | (JSONScanner.hexDigit(raw[i]) ?? 0); i += 1 }
+            return value
+        }
+        while i < raw.count {
+            let byte = raw[i]
+            i += 1
+            guard byte == 92 else { out.append(byte); continue }
+            let escaped = raw[i]
+            i += 1
+            switch escaped {
+            case UInt8(ascii: "b"): out.append(8)
+            case UInt8(ascii: "f"): out.append(12)
+            case UInt8(ascii: "n"): out.append(10)
+            case UInt8(ascii: "r"): out.append(13)
+            case UInt8(ascii: "t"): out.append(9)
+            case UInt8(ascii: "u"):
+                var scalar = hex4()
+                if (0xD800...0xDBFF).contains(scalar) {
+                    i += 2
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (hex4() - 0xDC00)
+                }
+                out.append(contentsOf: String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8)
+            default: out.append(escaped)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
 
     public func string(_ name: String) throws(MessageDecodingError) -> String {
-        let node = try required(name)
-        guard case .string(let value) = node else { throw mismatch(name, "a string", node) }
-        return value
+        let span = try required(name)
+        try expect(span, .string, name, "a string")
+        return text(span)
     }
 
     public func int(_ name: String) throws(MessageDecodingError) -> Int {
@@ -53,90 +130,118 @@ public struct JSONObject {
     }
 
     public func int64(_ name: String) throws(MessageDecodingError) -> Int64 {
-        let node = try required(name)
-        guard case .number(let text) = node else { throw mismatch(name, "an integer", node) }
-        if let value = Int64(text) { return value }
-        if let d = Double(text), d == d.rounded(), let value = Int64(exactly: d) { return value }
-        throw .invalid("\(path).\(name)", "must be an integer, found \(text)")
+        let span = try required(name)
+        try expect(span, .number, name, "an integer")
+        // Digits only (the common case) parse without a String.
+        let parsed: Int64? = bytes.withUnsafeBufferPointer { all in
+            var value: Int64 = 0
+            var i = span.start
+            let negative = all[i] == UInt8(ascii: "-")
+            if negative { i += 1 }
+            while i < span.end {
+                let c = all[i]
+                guard c >= 48, c <= 57 else { return nil }
+                let (m, o1) = value.multipliedReportingOverflow(by: 10)
+                let (a, o2) = m.addingReportingOverflow(Int64(c - 48))
+                guard !o1, !o2 else { return nil }
+                value = a
+                i += 1
+            }
+            return negative ? -value : value
+        }
+        if let parsed { return parsed }
+        // 3.0 or 3e2 are integers in JSON Schema's sense.
+        let literal = text(span)
+        if let d = Double(literal), d == d.rounded(), let value = Int64(exactly: d) { return value }
+        throw .invalid("\(path).\(name)", "must be an integer, found \(literal)")
     }
 
     public func double(_ name: String) throws(MessageDecodingError) -> Double {
-        let node = try required(name)
-        guard case .number(let text) = node, let value = Double(text) else { throw mismatch(name, "a number", node) }
+        let span = try required(name)
+        try expect(span, .number, name, "a number")
+        guard let value = Double(text(span)) else { throw .invalid("\(path).\(name)", "must be a number") }
         return value
     }
 
     public func bool(_ name: String) throws(MessageDecodingError) -> Bool {
-        let node = try required(name)
-        guard case .bool(let value) = node else { throw mismatch(name, "true or false", node) }
-        return value
+        let span = try required(name)
+        try expect(span, .bool, name, "true or false")
+        return bytes[span.start] == UInt8(ascii: "t")
     }
 
     public func identifier(_ name: String) throws(MessageDecodingError) -> Identifier {
-        let text = try string(name)
-        guard let value = Identifier(text) else { throw .invalid("\(path).\(name)", "must be a UUID") }
+        let span = try required(name)
+        try expect(span, .string, name, "a UUID string")
+        let parsed = span.hasEscapes ? Identifier(text(span)) : Identifier(utf8: Array(bytes[span.start..<span.end]))
+        guard let value = parsed else { throw .invalid("\(path).\(name)", "must be a UUID") }
         return value
     }
 
     public func timestamp(_ name: String) throws(MessageDecodingError) -> Timestamp {
-        let text = try string(name)
-        guard let value = Timestamp(rfc3339: text) else { throw .invalid("\(path).\(name)", "must be an RFC 3339 date-time") }
+        let span = try required(name)
+        try expect(span, .string, name, "an RFC 3339 date-time string")
+        let parsed = span.hasEscapes ? Timestamp(rfc3339: text(span)) : Timestamp(rfc3339Bytes: Array(bytes[span.start..<span.end]))
+        guard let value = parsed else { throw .invalid("\(path).\(name)", "must be an RFC 3339 date-time") }
         return value
     }
 
     public func enumeration<E: RawRepresentable & CaseIterable>(_ type: E.Type, _ name: String) throws(MessageDecodingError) -> E where E.RawValue == String {
-        let text = try string(name)
-        guard let value = E(rawValue: text) else {
-            throw .invalid("\(path).\(name)", "must be one of \(E.allCases.map { $0.rawValue }.joined(separator: ", ")); found '\(text.prefix(40))'")
+        let raw = try string(name)
+        guard let value = E(rawValue: raw) else {
+            throw .invalid("\(path).\(name)", "must be one of \(E.allCases.map { $0.rawValue }.joined(separator: ", ")); found '\(raw.prefix(40))'")
         }
         return value
     }
 
+    private func elements(_ name: String) throws(MessageDecodingError) -> [JSONSpan] {
+        let span = try required(name)
+        try expect(span, .array, name, "an array")
+        do {
+            return try JSONScanner.elements(of: bytes, in: span.start..<span.end)
+        } catch {
+            throw .invalid("\(path).\(name)", "is not valid JSON: \(error.reason)")
+        }
+    }
+
     public func strings(_ name: String) throws(MessageDecodingError) -> [String] {
-        let node = try required(name)
-        guard case .array(let elements) = node else { throw mismatch(name, "an array", node) }
         var out: [String] = []
-        out.reserveCapacity(elements.count)
-        for (i, element) in elements.enumerated() {
-            guard case .string(let value) = element else { throw .invalid("\(path).\(name)[\(i)]", "must be a string, found \(element.kind)") }
-            out.append(value)
+        for (i, element) in try elements(name).enumerated() {
+            guard element.kind == .string else { throw .invalid("\(path).\(name)[\(i)]", "must be a string, found \(element.kind.name)") }
+            out.append(text(element))
         }
         return out
     }
 
     public func stringMap(_ name: String) throws(MessageDecodingError) -> [String: String] {
-        let node = try required(name)
-        guard case .object(let members) = node else { throw mismatch(name, "an object", node) }
+        let object = try nested(try required(name), path: "\(path).\(name)")
         var out: [String: String] = [:]
-        for member in members {
-            guard case .string(let value) = member.value else { throw .invalid("\(path).\(name).\(member.key)", "must be a string, found \(member.value.kind)") }
-            out[member.key] = value
+        for member in object.members {
+            let key = object.text(member.key)
+            guard member.value.kind == .string else { throw .invalid("\(path).\(name).\(key)", "must be a string, found \(member.value.kind.name)") }
+            out[key] = object.text(member.value)
         }
         return out
     }
 
     public func object<T: JSONObjectCodable>(_ type: T.Type, _ name: String) throws(MessageDecodingError) -> T {
-        try T(json: JSONObject(try required(name), path: "\(path).\(name)"))
+        try T(json: nested(try required(name), path: "\(path).\(name)"))
     }
 
     public func objects<T: JSONObjectCodable>(_ type: T.Type, _ name: String) throws(MessageDecodingError) -> [T] {
-        let node = try required(name)
-        guard case .array(let elements) = node else { throw mismatch(name, "an array", node) }
         var out: [T] = []
-        out.reserveCapacity(elements.count)
-        for (i, element) in elements.enumerated() {
-            out.append(try T(json: JSONObject(element, path: "\(path).\(name)[\(i)]")))
+        for (i, element) in try elements(name).enumerated() {
+            out.append(try T(json: nested(element, path: "\(path).\(name)[\(i)]")))
         }
         return out
     }
 
     // MARK: Optional (absent or null is nil)
 
-    public func optionalString(_ name: String) throws(MessageDecodingError) -> String? { node(name) == nil ? nil : try string(name) }
-    public func optionalInt(_ name: String) throws(MessageDecodingError) -> Int? { node(name) == nil ? nil : try int(name) }
-    public func optionalDouble(_ name: String) throws(MessageDecodingError) -> Double? { node(name) == nil ? nil : try double(name) }
-    public func optionalIdentifier(_ name: String) throws(MessageDecodingError) -> Identifier? { node(name) == nil ? nil : try identifier(name) }
+    public func optionalString(_ name: String) throws(MessageDecodingError) -> String? { span(name) == nil ? nil : try string(name) }
+    public func optionalInt(_ name: String) throws(MessageDecodingError) -> Int? { span(name) == nil ? nil : try int(name) }
+    public func optionalDouble(_ name: String) throws(MessageDecodingError) -> Double? { span(name) == nil ? nil : try double(name) }
+    public func optionalIdentifier(_ name: String) throws(MessageDecodingError) -> Identifier? { span(name) == nil ? nil : try identifier(name) }
     public func optionalEnumeration<E: RawRepresentable & CaseIterable>(_ type: E.Type, _ name: String) throws(MessageDecodingError) -> E? where E.RawValue == String {
-        node(name) == nil ? nil : try enumeration(type, name)
+        span(name) == nil ? nil : try enumeration(type, name)
     }
 }

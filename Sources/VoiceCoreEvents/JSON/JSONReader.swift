@@ -1,13 +1,8 @@
-/// A parsed JSON value. Numbers keep their text, so integers are exact and decoded on demand.
-enum JSONNode: Sendable {
-    case null
-    case bool(Bool)
-    case number(String)
-    case string(String)
-    case array([JSONNode])
-    case object([JSONMember])
+/// What a JSON value is, as the scanner saw it.
+enum JSONKind: UInt8, Sendable {
+    case null, bool, number, string, array, object
 
-    var kind: String {
+    var name: String {
         switch self {
         case .null: return "null"
         case .bool: return "a boolean"
@@ -19,33 +14,54 @@ enum JSONNode: Sendable {
     }
 }
 
-/// One `"key": value` of an object (a struct: arrays of tuples cost a metadata lookup each).
-struct JSONMember: Sendable {
-    var key: String
-    var value: JSONNode
+/// Where one value lies in the document: no String or tree is built until a field is read.
+struct JSONSpan: Sendable {
+    /// For strings, the bytes between the quotes; otherwise the whole value.
+    var start: Int
+    var end: Int
+    var kind: JSONKind
+    /// A string with escapes needs unescaping when read.
+    var hasEscapes: Bool
+    /// A string with bytes >= 0x80 (already validated as UTF-8 by the scanner).
+    var isASCII: Bool
 }
 
-/// A strict RFC 8259 parser: one value, no trailing commas, no comments, valid UTF-8, nesting at
-/// most 64 deep.
-struct JSONParser {
+/// One `"key": value` of an object.
+struct JSONMember: Sendable {
+    var key: JSONSpan
+    var value: JSONSpan
+}
+
+/// A strict RFC 8259 scanner: one value, no trailing commas, no comments, valid UTF-8, nesting at
+/// most 64 deep. It validates the whole document in one pass and records the members of the
+/// object it starts at; nested objects are scanned again when read.
+struct JSONScanner {
     struct Failure: Error {
         var offset: Int
         var reason: String
     }
 
     private let bytes: UnsafeBufferPointer<UInt8>
-    private var i = 0
+    private var i: Int
     private var depth = 0
 
-    static func parse(_ json: [UInt8]) throws(Failure) -> JSONNode {
+    /// Validates `json` (or the part `range` of it) as one object and returns its members.
+    static func members(of json: [UInt8], in range: Range<Int>? = nil) throws(Failure) -> [JSONMember] {
         do {
             return try json.withUnsafeBufferPointer { buffer in
-                var parser = JSONParser(bytes: buffer)
-                parser.skipWhitespace()
-                let value = try parser.value()
-                parser.skipWhitespace()
-                guard parser.i == buffer.count else { throw Failure(offset: parser.i, reason: "unexpected text after the JSON value") }
-                return value
+                let range = range ?? 0..<buffer.count
+                var scanner = JSONScanner(bytes: UnsafeBufferPointer(rebasing: buffer[..<range.upperBound]), start: range.lowerBound)
+                scanner.skipWhitespace()
+                guard scanner.i < range.upperBound, buffer[scanner.i] == UInt8(ascii: "{") else {
+                    let kind = scanner.i < range.upperBound ? (try? scanner.value().kind.name) ?? "not JSON" : "empty"
+                    throw Failure(offset: scanner.i, reason: "expected an object, found \(kind)")
+                }
+                var members: [JSONMember]? = []
+                members?.reserveCapacity(12)
+                try scanner.object(collecting: &members)
+                scanner.skipWhitespace()
+                guard scanner.i == range.upperBound else { throw Failure(offset: scanner.i, reason: "unexpected text after the JSON value") }
+                return members ?? []
             }
         } catch let failure as Failure {
             throw failure
@@ -54,8 +70,25 @@ struct JSONParser {
         }
     }
 
-    private init(bytes: UnsafeBufferPointer<UInt8>) {
+    /// Validates `json` as any single value and returns its span (for arrays read element by element).
+    static func elements(of json: [UInt8], in range: Range<Int>) throws(Failure) -> [JSONSpan] {
+        do {
+            return try json.withUnsafeBufferPointer { buffer in
+                var scanner = JSONScanner(bytes: UnsafeBufferPointer(rebasing: buffer[..<range.upperBound]), start: range.lowerBound)
+                var elements: [JSONSpan]? = []
+                try scanner.array(collecting: &elements)
+                return elements ?? []
+            }
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw Failure(offset: 0, reason: "\(error)")
+        }
+    }
+
+    private init(bytes: UnsafeBufferPointer<UInt8>, start: Int) {
         self.bytes = bytes
+        self.i = start
     }
 
     private mutating func skipWhitespace() {
@@ -64,16 +97,23 @@ struct JSONParser {
 
     private func fail(_ reason: String) -> Failure { Failure(offset: i, reason: reason) }
 
-    private mutating func value() throws(Failure) -> JSONNode {
+    private mutating func value() throws(Failure) -> JSONSpan {
         guard i < bytes.count else { throw fail("unexpected end of JSON") }
+        let start = i
         switch bytes[i] {
-        case UInt8(ascii: "{"): return try object()
-        case UInt8(ascii: "["): return try array()
-        case UInt8(ascii: "\""): return .string(try string())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
-        case UInt8(ascii: "-"), 48...57: return .number(try number())
+        case UInt8(ascii: "{"):
+            var ignored: [JSONMember]? = nil
+            try object(collecting: &ignored)
+            return JSONSpan(start: start, end: i, kind: .object, hasEscapes: false, isASCII: true)
+        case UInt8(ascii: "["):
+            var ignored: [JSONSpan]? = nil
+            try array(collecting: &ignored)
+            return JSONSpan(start: start, end: i, kind: .array, hasEscapes: false, isASCII: true)
+        case UInt8(ascii: "\""): return try string()
+        case UInt8(ascii: "t"): try literal("true"); return JSONSpan(start: start, end: i, kind: .bool, hasEscapes: false, isASCII: true)
+        case UInt8(ascii: "f"): try literal("false"); return JSONSpan(start: start, end: i, kind: .bool, hasEscapes: false, isASCII: true)
+        case UInt8(ascii: "n"): try literal("null"); return JSONSpan(start: start, end: i, kind: .null, hasEscapes: false, isASCII: true)
+        case UInt8(ascii: "-"), 48...57: try number(); return JSONSpan(start: start, end: i, kind: .number, hasEscapes: false, isASCII: true)
         default: throw fail("unexpected character")
         }
     }
@@ -85,15 +125,13 @@ struct JSONParser {
         i += count
     }
 
-    private mutating func object() throws(Failure) -> JSONNode {
+    private mutating func object(collecting members: inout [JSONMember]?) throws(Failure) {
         depth += 1
         guard depth <= 64 else { throw fail("nesting deeper than 64") }
         defer { depth -= 1 }
         i += 1
-        var members: [JSONMember] = []
-        members.reserveCapacity(12)
         skipWhitespace()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return }
         while true {
             skipWhitespace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
@@ -102,36 +140,37 @@ struct JSONParser {
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             i += 1
             skipWhitespace()
-            members.append(JSONMember(key: key, value: try value()))
+            let value = try value()
+            members?.append(JSONMember(key: key, value: value))
             skipWhitespace()
             guard i < bytes.count else { throw fail("unexpected end of JSON") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+            if bytes[i] == UInt8(ascii: "}") { i += 1; return }
             throw fail("expected ',' or '}'")
         }
     }
 
-    private mutating func array() throws(Failure) -> JSONNode {
+    private mutating func array(collecting elements: inout [JSONSpan]?) throws(Failure) {
         depth += 1
         guard depth <= 64 else { throw fail("nesting deeper than 64") }
         defer { depth -= 1 }
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "[") else { throw fail("expected an array") }
         i += 1
-        var elements: [JSONNode] = []
         skipWhitespace()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(elements) }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return }
         while true {
             skipWhitespace()
-            elements.append(try value())
+            let element = try value()
+            elements?.append(element)
             skipWhitespace()
             guard i < bytes.count else { throw fail("unexpected end of JSON") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(elements) }
+            if bytes[i] == UInt8(ascii: "]") { i += 1; return }
             throw fail("expected ',' or ']'")
         }
     }
 
-    private mutating func number() throws(Failure) -> String {
-        let start = i
+    private mutating func number() throws(Failure) {
         if bytes[i] == UInt8(ascii: "-") { i += 1 }
         guard i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 else { throw fail("invalid number") }
         if bytes[i] == 48 { i += 1 } else { while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 { i += 1 } }
@@ -146,89 +185,68 @@ struct JSONParser {
             guard i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 else { throw fail("invalid number") }
             while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 { i += 1 }
         }
-        return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
     }
 
-    private mutating func string() throws(Failure) -> String {
+    /// Scans a string, checking escapes and UTF-8; the span covers the bytes between the quotes.
+    private mutating func string() throws(Failure) -> JSONSpan {
         i += 1
         let start = i
-        var plain = true
+        var escapes = false
         var ascii = true
-        while i < bytes.count {
-            let byte = bytes[i]
-            if byte == UInt8(ascii: "\"") {
-                if plain {
-                    let slice = UnsafeBufferPointer(rebasing: bytes[start..<i])
-                    i += 1
-                    // ASCII needs no validation; anything else must be valid UTF-8.
-                    if ascii { return String(decoding: slice, as: UTF8.self) }
-                    guard let text = String(validating: slice, as: UTF8.self) else { throw fail("invalid UTF-8 in a string") }
-                    return text
-                }
-                break
-            }
-            if byte == 92 { plain = false; i += 2; continue }
-            if byte < 0x20 { throw fail("control character in a string") }
-            if byte >= 0x80 { ascii = false }
-            i += 1
-        }
-        // Slow path: the string has escapes.
-        i = start
-        var out: [UInt8] = []
         while true {
             guard i < bytes.count else { throw fail("unterminated string") }
             let byte = bytes[i]
-            if byte == UInt8(ascii: "\"") { i += 1; break }
+            if byte == UInt8(ascii: "\"") { break }
             if byte < 0x20 { throw fail("control character in a string") }
-            if byte != 92 { out.append(byte); i += 1; continue }
-            i += 1
-            guard i < bytes.count else { throw fail("unterminated escape") }
-            let escaped = bytes[i]
-            i += 1
-            switch escaped {
-            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\""))
-            case 92: out.append(92)
-            case UInt8(ascii: "/"): out.append(UInt8(ascii: "/"))
-            case UInt8(ascii: "b"): out.append(8)
-            case UInt8(ascii: "f"): out.append(12)
-            case UInt8(ascii: "n"): out.append(10)
-            case UInt8(ascii: "r"): out.append(13)
-            case UInt8(ascii: "t"): out.append(9)
-            case UInt8(ascii: "u"):
-                var scalar = try hex4()
-                if (0xD800...0xDBFF).contains(scalar) {
-                    guard i + 1 < bytes.count, bytes[i] == 92, bytes[i + 1] == UInt8(ascii: "u") else { throw fail("lone surrogate") }
-                    i += 2
-                    let low = try hex4()
-                    guard (0xDC00...0xDFFF).contains(low) else { throw fail("lone surrogate") }
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                } else if (0xDC00...0xDFFF).contains(scalar) {
-                    throw fail("lone surrogate")
+            if byte == 92 {
+                escapes = true
+                i += 1
+                guard i < bytes.count else { throw fail("unterminated escape") }
+                switch bytes[i] {
+                case UInt8(ascii: "\""), 92, UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    i += 1
+                case UInt8(ascii: "u"):
+                    i += 1
+                    let scalar = try hex4()
+                    if (0xD800...0xDBFF).contains(scalar) {
+                        guard i + 1 < bytes.count, bytes[i] == 92, bytes[i + 1] == UInt8(ascii: "u") else { throw fail("lone surrogate") }
+                        i += 2
+                        guard (0xDC00...0xDFFF).contains(try hex4()) else { throw fail("lone surrogate") }
+                    } else if (0xDC00...0xDFFF).contains(scalar) {
+                        throw fail("lone surrogate")
+                    }
+                default: throw fail("invalid escape")
                 }
-                guard let unicode = Unicode.Scalar(scalar) else { throw fail("invalid \\u escape") }
-                out.append(contentsOf: String(Character(unicode)).utf8)
-            default: throw fail("invalid escape")
+                continue
             }
+            if byte >= 0x80 { ascii = false }
+            i += 1
         }
-        guard let text = String(validating: out, as: UTF8.self) else { throw fail("invalid UTF-8 in a string") }
-        return text
+        let end = i
+        i += 1
+        if !ascii, String(validating: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self) == nil {
+            throw Failure(offset: start, reason: "invalid UTF-8 in a string")
+        }
+        return JSONSpan(start: start, end: end, kind: .string, hasEscapes: escapes, isASCII: ascii)
     }
 
     private mutating func hex4() throws(Failure) -> UInt32 {
         guard i + 4 <= bytes.count else { throw fail("invalid \\u escape") }
         var value: UInt32 = 0
         for _ in 0..<4 {
-            let c = bytes[i]
-            let digit: UInt32
-            switch c {
-            case 48...57: digit = UInt32(c - 48)
-            case 97...102: digit = UInt32(c - 87)
-            case 65...70: digit = UInt32(c - 55)
-            default: throw fail("invalid \\u escape")
-            }
+            guard let digit = Self.hexDigit(bytes[i]) else { throw fail("invalid \\u escape") }
             value = value << 4 | digit
             i += 1
         }
         return value
+    }
+
+    static func hexDigit(_ c: UInt8) -> UInt32? {
+        switch c {
+        case 48...57: return UInt32(c - 48)
+        case 97...102: return UInt32(c - 87)
+        case 65...70: return UInt32(c - 55)
+        default: return nil
+        }
     }
 }
