@@ -200,6 +200,17 @@ struct QueryTests {
         }
     }
 
+    @Test func urlParametersPassThroughToLibpq() async throws {
+        let separator = TestPostgres.url.contains("?") ? "&" : "?"
+        let db = try await PostgresConnection.connect(PostgresConfiguration(url: TestPostgres.url + separator + "options=-c%20statement_timeout%3D1234&application_name=vc-test-app"))
+        let row = try await db.query("SELECT current_setting('statement_timeout') AS t, current_setting('application_name') AS a")[0]
+        #expect(try row.decode(String.self, "t") == "1234ms")
+        #expect(try row.decode(String.self, "a") == "vc-test-app")
+        // Without URL parameters the application name is VoiceCore's default.
+        let plain = try await TestPostgres.connect()
+        #expect(try await plain.query("SELECT current_setting('application_name') AS a")[0].decode(String.self, "a") == "voicecore")
+    }
+
     @Test func configurationHidesThePassword() throws {
         let configuration = try PostgresConfiguration(url: "postgres://app:s3cret@db:5432/vc?sslmode=require&password=other")
         #expect(configuration.description == "postgres://app:***@db:5432/vc?sslmode=require&password=***")

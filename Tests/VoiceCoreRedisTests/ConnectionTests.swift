@@ -120,6 +120,18 @@ struct ConnectionTests {
         }
     }
 
+    @Test func authenticatesAsAnACLUserFromTheURL() async throws {
+        let admin = try await TestRedis.connect()
+        let user = "vc-test-\(UUID().uuidString.prefix(6).lowercased())"
+        try await admin.send("ACL", "SETUSER", .string(user), "on", ">s3cret-pw", "~*", "+@all")
+        defer { Task { try? await admin.send("ACL", "DELUSER", .string(user)) } }
+        guard case .tcp(let host, let port) = try TestRedis.configuration().endpoint else { return }
+        let redis = try await RedisConnection.connect(RedisConfiguration(url: "redis://\(user):s3cret-pw@\(host):\(port)/3"))
+        #expect(try await redis.send("ACL", "WHOAMI").string == user)
+        #expect(try await redis.send("CLIENT", "INFO").string?.contains(" db=3 ") == true)
+        #expect(!redis.configuration.description.contains("s3cret-pw"))
+    }
+
     @Test func selectsTheDatabaseFromTheURL() async throws {
         var configuration = try TestRedis.configuration()
         configuration.database = 5

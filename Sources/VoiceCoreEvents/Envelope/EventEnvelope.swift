@@ -86,13 +86,15 @@ public struct EventEnvelope: Sendable, Hashable {
         var id: Identifier?, source: String?, type: String?, time: Timestamp?, subject: String?
         var dataschema: String?, contentType: String?, tenant: Identifier?, correlation: Identifier?
         var causation: Identifier?, data: [UInt8]?, specversion: String?
+        func uuid(_ field: EnvelopeField) throws(MessageDecodingError) -> Identifier {
+            guard let value = Identifier(utf8: field.value) else { throw .invalid(field.name, "is not a UUID") }
+            return value
+        }
         for field in fields {
             // Names are compared by length first: a string switch would compare up to 12 names.
             let name = field.name.utf8
             switch name.count {
-            case 2 where field.name == "id":
-                guard let value = Identifier(utf8: field.value) else { throw .invalid("id", "is not a UUID") }
-                id = value
+            case 2 where field.name == "id": id = try uuid(field)
             case 4 where field.name == "type": type = field.string
             case 4 where field.name == "time":
                 guard let value = Timestamp(rfc3339Bytes: field.value) else { throw .invalid("time", "is not an RFC 3339 date-time") }
@@ -100,17 +102,11 @@ public struct EventEnvelope: Sendable, Hashable {
             case 4 where field.name == "data": data = field.value
             case 6 where field.name == "source": source = field.string
             case 7 where field.name == "subject": subject = field.string
-            case 8 where field.name == "tenantid":
-                guard let value = Identifier(utf8: field.value) else { throw .invalid("tenantid", "is not a UUID") }
-                tenant = value
+            case 8 where field.name == "tenantid": tenant = try uuid(field)
             case 10 where field.name == "dataschema": dataschema = field.string
             case 11 where field.name == "specversion": specversion = field.string
-            case 11 where field.name == "causationid":
-                guard let value = Identifier(utf8: field.value) else { throw .invalid("causationid", "is not a UUID") }
-                causation = value
-            case 13 where field.name == "correlationid":
-                guard let value = Identifier(utf8: field.value) else { throw .invalid("correlationid", "is not a UUID") }
-                correlation = value
+            case 11 where field.name == "causationid": causation = try uuid(field)
+            case 13 where field.name == "correlationid": correlation = try uuid(field)
             case 15 where field.name == "datacontenttype": contentType = field.string
             default: continue
             }

@@ -25,6 +25,13 @@ enum Check {
         }
     }
 
+    /// Optional contact details: a valid phone and email when present, and at least one of the three.
+    static func contactDetails(name: String?, phone: String?, email: String?, missing: String) throws(MessageDecodingError) {
+        try e164(phone, "phone")
+        try Check.email(email, "email")
+        if phone == nil && email == nil && name == nil { throw .invalid("data", missing) }
+    }
+
     static func range<T: Comparable>(_ value: T, _ bounds: ClosedRange<T>, _ field: String) throws(MessageDecodingError) {
         guard bounds.contains(value) else { throw .invalid("data.\(field)", "must be between \(bounds.lowerBound) and \(bounds.upperBound)") }
     }

@@ -36,9 +36,7 @@ public struct LeadCreated: Message {
     public var subject: String { leadID.description }
 
     public func validate() throws(MessageDecodingError) {
-        try Check.e164(phone, "phone")
-        try Check.email(email, "email")
-        if phone == nil && email == nil && name == nil { throw .invalid("data", "needs at least one of name, phone or email") }
+        try Check.contactDetails(name: name, phone: phone, email: email, missing: "needs at least one of name, phone or email")
     }
 
     enum CodingKeys: String, CodingKey {

@@ -146,9 +146,7 @@ public struct CreateLead: Message {
     public var subject: String { leadID.description }
 
     public func validate() throws(MessageDecodingError) {
-        try Check.e164(phone, "phone")
-        try Check.email(email, "email")
-        if phone == nil && email == nil && name == nil { throw .invalid("data", "needs at least one of name, phone or email") }
+        try Check.contactDetails(name: name, phone: phone, email: email, missing: "needs at least one of name, phone or email")
         try Check.maxLength(notes, 5_000, "notes")
     }
 
@@ -180,9 +178,7 @@ public struct UpdateContact: Message {
     public var subject: String { contactID.description }
 
     public func validate() throws(MessageDecodingError) {
-        try Check.e164(phone, "phone")
-        try Check.email(email, "email")
-        if phone == nil && email == nil && name == nil { throw .invalid("data", "changes nothing: give name, phone or email") }
+        try Check.contactDetails(name: name, phone: phone, email: email, missing: "changes nothing: give name, phone or email")
     }
 
     enum CodingKeys: String, CodingKey {

@@ -21,7 +21,7 @@ import VoiceCoreExecutors
 ///
 /// Sessions use `TimeZone=UTC` and ISO dates, so timestamps decode the same everywhere.
 public actor PostgresConnection {
-    public let configuration: PostgresConfiguration
+    public nonisolated let configuration: PostgresConfiguration
     private let logger: Logger
     private nonisolated let executor: DedicatedThreadExecutor
 

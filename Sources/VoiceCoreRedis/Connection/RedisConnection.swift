@@ -20,7 +20,7 @@ import VoiceCoreExecutors
 /// until ``reconnect(maxAttempts:initialBackoff:)`` is called: reconnecting is the caller's
 /// decision, never a silent resend of a command that may already have been applied.
 public actor RedisConnection {
-    public let configuration: RedisConfiguration
+    public nonisolated let configuration: RedisConfiguration
     private let logger: Logger
     private nonisolated let executor: DedicatedThreadExecutor
 
