@@ -62,6 +62,7 @@ let package = Package(
                 "VoiceCoreRedis",
                 "VoiceCorePostgres",
                 "VoiceCoreEvents",
+                "VoiceCoreTime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

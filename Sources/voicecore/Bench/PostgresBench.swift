@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VoiceCorePostgres
+import VoiceCoreTime
 
 struct PostgresBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -10,7 +11,8 @@ struct PostgresBench: AsyncParsableCommand {
             Loads --rows rows of (id bigint, tenant_id uuid, kind text, payload text, at timestamptz) \
             into a scratch table three ways, each in one transaction: COPY FROM STDIN; one INSERT per \
             row in pipeline mode (sync every 1000); and INSERT … SELECT FROM unnest($1…$5) in batches \
-            of --batch rows. The table is dropped afterwards.
+            of --batch rows. Then, as the reference, psql's \\copy loads the same rows from a file. The \
+            table is dropped afterwards.
             """
     )
 
@@ -79,6 +81,31 @@ struct PostgresBench: AsyncParsableCommand {
         }
         try await check()
         print("INSERT … unnest (\(batch)/statement)  \(formatRate(Double(rows) / unnestSeconds)) rows/s")
+        // The server's own limit: psql's \copy of the same rows from a file (the file is written
+        // before timing, so this measures the load alone).
+        if let psql = ["/usr/bin/psql", "/usr/lib/postgresql/15/bin/psql"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
+            try await reset()
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("voicecore-bench-\(UUID().uuidString).tsv")
+            defer { try? FileManager.default.removeItem(at: file) }
+            var text = ""
+            text.reserveCapacity(rows * 200)
+            let time = Timestamp(now).rfc3339
+            let tenantText = tenant.uuidString.lowercased()
+            for i in 0..<rows { text += "\(i)\t\(tenantText)\tcall.started\t\(payload)\t\(time)\n" }
+            try text.write(to: file, atomically: false, encoding: .utf8)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: psql)
+            process.arguments = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", connections.resolvedDatabaseURL,
+                                 "-c", "\\copy bench_rows (id, tenant_id, kind, payload, at) FROM '\(file.path)'"]
+            process.standardOutput = FileHandle.nullDevice
+            let psqlSeconds = try await measure {
+                try process.run()
+                process.waitUntilExit()
+            }
+            guard process.terminationStatus == 0 else { throw ValidationError("psql \\copy failed (exit \(process.terminationStatus))") }
+            try await check()
+            print("psql \\copy (the reference)      \(formatRate(Double(rows) / psqlSeconds)) rows/s")
+        }
         try await db.simpleQuery(unsafeSQL: "DROP TABLE IF EXISTS bench_rows")
     }
 }
