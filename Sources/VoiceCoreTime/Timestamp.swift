@@ -66,23 +66,28 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
         var secondOfDay = seconds % 86_400
         if secondOfDay < 0 { secondOfDay += 86_400; days -= 1 }
         let (y, m, d) = Self.civil(fromDays: days)
-        func digits(_ value: Int64, _ width: Int) {
-            var divisor: Int64 = 1
-            for _ in 1..<width { divisor *= 10 }
-            var v = value
-            while divisor > 0 {
-                buffer.append(UInt8(ascii: "0") + UInt8(v / divisor % 10))
-                v %= divisor
-                divisor /= 10
+        // Fixed layout, written in place: "YYYY-MM-DDTHH:MM:SS.ffffffZ".
+        let start = buffer.count
+        buffer.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: 27))
+        buffer.withUnsafeMutableBufferPointer { out in
+            func put(_ value: Int64, at offset: Int, width: Int) {
+                var v = value
+                var k = offset + width - 1
+                while k >= offset {
+                    out[k] = UInt8(ascii: "0") + UInt8(v % 10)
+                    v /= 10
+                    k -= 1
+                }
             }
+            let o = start
+            put(y, at: o, width: 4); out[o + 4] = UInt8(ascii: "-")
+            put(m, at: o + 5, width: 2); out[o + 7] = UInt8(ascii: "-")
+            put(d, at: o + 8, width: 2); out[o + 10] = UInt8(ascii: "T")
+            put(secondOfDay / 3600, at: o + 11, width: 2); out[o + 13] = UInt8(ascii: ":")
+            put(secondOfDay / 60 % 60, at: o + 14, width: 2); out[o + 16] = UInt8(ascii: ":")
+            put(secondOfDay % 60, at: o + 17, width: 2); out[o + 19] = UInt8(ascii: ".")
+            put(micros, at: o + 20, width: 6); out[o + 26] = UInt8(ascii: "Z")
         }
-        digits(y, 4); buffer.append(UInt8(ascii: "-"))
-        digits(m, 2); buffer.append(UInt8(ascii: "-"))
-        digits(d, 2); buffer.append(UInt8(ascii: "T"))
-        digits(secondOfDay / 3600, 2); buffer.append(UInt8(ascii: ":"))
-        digits(secondOfDay / 60 % 60, 2); buffer.append(UInt8(ascii: ":"))
-        digits(secondOfDay % 60, 2); buffer.append(UInt8(ascii: "."))
-        digits(micros, 6); buffer.append(UInt8(ascii: "Z"))
     }
 
     /// Parses RFC 3339 / ISO 8601 date-times: `2026-11-24T19:46:00Z`, `…:00.5+01:30`, and the

@@ -24,29 +24,39 @@ public struct Identifier: Sendable, Hashable, Comparable, Codable, CustomStringC
         self = parsed
     }
 
+    init?(utf8 bytes: UnsafeBufferPointer<UInt8>) {
+        guard let parsed = Self.parse(bytes) else { return nil }
+        self = parsed
+    }
+
     // Foundation's UUID(uuidString:) goes through sscanf on Linux: slow on a per-event path.
     private static func parse(_ text: UnsafeBufferPointer<UInt8>) -> Identifier? {
         guard text.count == 36, text[8] == 45, text[13] == 45, text[18] == 45, text[23] == 45 else { return nil }
         var uuid: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        let ok = withUnsafeMutableBytes(of: &uuid) { out -> Bool in
-            var i = 0
-            for index in 0..<16 {
-                if i == 8 || i == 13 || i == 18 || i == 23 { i += 1 }
-                guard let high = hexValue(text[i]), let low = hexValue(text[i + 1]) else { return false }
-                out[index] = high << 4 | low
-                i += 2
+        var invalid: UInt8 = 0
+        withUnsafeMutableBytes(of: &uuid) { out in
+            hexTable.withUnsafeBufferPointer { table in
+                for index in 0..<16 {
+                    let offset = Int(byteOffsets[index])
+                    let high = table[Int(text[offset])], low = table[Int(text[offset + 1])]
+                    invalid |= (high | low) & 0xF0
+                    out[index] = high << 4 | low
+                }
             }
-            return true
         }
-        return ok ? Identifier(UUID(uuid: uuid)) : nil
+        return invalid == 0 ? Identifier(UUID(uuid: uuid)) : nil
     }
 
-    private static func hexValue(_ c: UInt8) -> UInt8? {
+    /// Where each of the 16 bytes starts in `8-4-4-4-12` text.
+    private static let byteOffsets: [Int] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34]
+
+    /// Hex digit values; 0xFF for anything else.
+    private static let hexTable: [UInt8] = (0..<256).map { c in
         switch c {
-        case 48...57: return c - 48
-        case 97...102: return c - 87
-        case 65...70: return c - 55
-        default: return nil
+        case 48...57: return UInt8(c - 48)
+        case 97...102: return UInt8(c - 87)
+        case 65...70: return UInt8(c - 55)
+        default: return 0xFF
         }
     }
 

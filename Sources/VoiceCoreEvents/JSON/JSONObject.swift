@@ -172,7 +172,8 @@ public final class JSONObject {
     public func identifier(_ name: String) throws(MessageDecodingError) -> Identifier {
         let span = try required(name)
         try expect(span, .string, name, "a UUID string")
-        let parsed = span.hasEscapes ? Identifier(text(span)) : Identifier(utf8: Array(bytes[span.start..<span.end]))
+        let parsed = span.hasEscapes ? Identifier(text(span))
+            : bytes.withUnsafeBufferPointer { Identifier(utf8: UnsafeBufferPointer(rebasing: $0[span.start..<span.end])) }
         guard let value = parsed else { throw .invalid("\(path).\(name)", "must be a UUID") }
         return value
     }

@@ -146,30 +146,35 @@ public struct JSONObjectWriter {
     public mutating func field(_ name: StaticString, _ value: Timestamp?) { if let value { field(name, value) } }
 
     static func appendString(_ value: String, to bytes: inout [UInt8]) {
-        bytes.append(UInt8(ascii: "\""))
-        var plain = true
-        for byte in value.utf8 where byte == UInt8(ascii: "\"") || byte == 92 || byte < 0x20 {
-            plain = false
-            break
+        var value = value
+        value.withUTF8 { utf8 in
+            bytes.append(UInt8(ascii: "\""))
+            var plainUntil = 0
+            while plainUntil < utf8.count {
+                let byte = utf8[plainUntil]
+                if byte == UInt8(ascii: "\"") || byte == 92 || byte < 0x20 { break }
+                plainUntil += 1
+            }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[..<plainUntil]))
+            if plainUntil < utf8.count { appendEscaped(UnsafeBufferPointer(rebasing: utf8[plainUntil...]), to: &bytes) }
+            bytes.append(UInt8(ascii: "\""))
         }
-        if plain {
-            bytes.append(contentsOf: value.utf8)
-        } else {
-            for byte in value.utf8 {
-                switch byte {
-                case UInt8(ascii: "\""): bytes.append(92); bytes.append(UInt8(ascii: "\""))
-                case 92: bytes.append(92); bytes.append(92)
-                case 10: bytes.append(92); bytes.append(UInt8(ascii: "n"))
-                case 13: bytes.append(92); bytes.append(UInt8(ascii: "r"))
-                case 9: bytes.append(92); bytes.append(UInt8(ascii: "t"))
-                case 0..<0x20:
-                    let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                    bytes.append(contentsOf: [92, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0xf)]])
-                default: bytes.append(byte)
-                }
+    }
+
+    private static func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>, to bytes: inout [UInt8]) {
+        for byte in utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): bytes.append(92); bytes.append(UInt8(ascii: "\""))
+            case 92: bytes.append(92); bytes.append(92)
+            case 10: bytes.append(92); bytes.append(UInt8(ascii: "n"))
+            case 13: bytes.append(92); bytes.append(UInt8(ascii: "r"))
+            case 9: bytes.append(92); bytes.append(UInt8(ascii: "t"))
+            case 0..<0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                bytes.append(contentsOf: [92, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0xf)]])
+            default: bytes.append(byte)
             }
         }
-        bytes.append(UInt8(ascii: "\""))
     }
 
     static func appendInteger(_ value: Int64, to bytes: inout [UInt8]) {

@@ -44,8 +44,11 @@ enum Check {
         if value.isEmpty { throw .invalid("data.\(field)", "must not be empty") }
     }
 
+    /// JSON Schema's `maxLength` counts code points; a string of at most `limit` UTF-8 bytes has at
+    /// most that many, so only long strings are counted (grapheme counting would cost per event).
     static func maxLength(_ value: String?, _ limit: Int, _ field: String) throws(MessageDecodingError) {
-        if let value, value.count > limit { throw .invalid("data.\(field)", "must be at most \(limit) characters") }
+        guard let value, value.utf8.count > limit else { return }
+        if value.unicodeScalars.count > limit { throw .invalid("data.\(field)", "must be at most \(limit) characters") }
     }
 
     /// `HH:MM`, 00:00 to 24:00.
