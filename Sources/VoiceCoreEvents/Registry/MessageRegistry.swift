@@ -82,7 +82,12 @@ public struct MessageRegistry: Sendable {
     /// Decodes a stream entry as one expected type (after upcasting).
     /// - Throws: ``MessageDecodingError`` when the entry is of another type.
     public func decode<M: Message>(fields: [EnvelopeField], as type: M.Type) throws(MessageDecodingError) -> (EventEnvelope, M) {
-        switch try decode(fields: fields) {
+        let envelope = try EventEnvelope(fields: fields)
+        // The current version of the expected type decodes directly: no existential box, no cast.
+        if envelope.type == M.type && envelope.dataschema == M.dataschema {
+            return (envelope, try MessageCodec.decode(M.self, from: envelope.data))
+        }
+        switch try decode(envelope) {
         case .known(let envelope, let message as M):
             return (envelope, message)
         case .known(let envelope, _), .unknown(let envelope, _):
