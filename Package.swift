@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "VoiceCorePostgres", targets: ["VoiceCorePostgres"]),
         .library(name: "VoiceCoreTime", targets: ["VoiceCoreTime"]),
         .library(name: "VoiceCoreEvents", targets: ["VoiceCoreEvents"]),
+        .library(name: "VoiceCoreBus", targets: ["VoiceCoreBus"]),
         .executable(name: "voicecore", targets: ["voicecore"]),
     ],
     dependencies: [
@@ -55,6 +56,17 @@ let package = Package(
             ]
         ),
 
+        // The bus: publishing (group commit), consumer groups, dead letters.
+        .target(
+            name: "VoiceCoreBus",
+            dependencies: [
+                "VoiceCoreRedis",
+                "VoiceCoreEvents",
+                "VoiceCoreTime",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // The CLI: composition only.
         .executableTarget(
             name: "voicecore",
@@ -63,6 +75,7 @@ let package = Package(
                 "VoiceCorePostgres",
                 "VoiceCoreEvents",
                 "VoiceCoreTime",
+                "VoiceCoreBus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -71,6 +84,7 @@ let package = Package(
         .testTarget(name: "VoiceCoreRedisTests", dependencies: ["VoiceCoreRedis"]),
         .testTarget(name: "VoiceCorePostgresTests", dependencies: ["VoiceCorePostgres"]),
         .testTarget(name: "VoiceCoreTimeTests", dependencies: ["VoiceCoreTime"]),
+        .testTarget(name: "VoiceCoreBusTests", dependencies: ["VoiceCoreBus"]),
         .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents"], exclude: ["Fixtures"]),
     ]
 )

@@ -90,7 +90,8 @@ public struct StreamTrim: Sendable, Hashable {
         StreamTrim(strategy: .minID(id), approximate: approximate, limit: limit)
     }
 
-    var arguments: [RESPArgument] {
+    /// The trim clause as arguments (`MAXLEN ~ n` or `MINID ~ id`, with `LIMIT` if set).
+    public var arguments: [RESPArgument] {
         var args: [RESPArgument]
         switch strategy {
         case .maxLength(let n): args = ["MAXLEN", approximate ? "~" : "=", .integer(n)]

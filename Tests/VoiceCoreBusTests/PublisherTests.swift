@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+import VoiceCoreEvents
+import VoiceCoreRedis
+import VoiceCoreTime
+@testable import VoiceCoreBus
+
+enum TestRedis {
+    static var url: String { ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:16379/1" }
+
+    static func connect() async throws -> RedisConnection {
+        do {
+            return try await RedisConnection.connect(RedisConfiguration(url: url))
+        } catch {
+            Issue.record("Redis is not reachable at \(url): \(error). Run the tests with `tools/test`, which starts it.")
+            throw error
+        }
+    }
+
+    /// A stream prefix no other test uses, so tests can run in parallel.
+    static func prefix() -> String { "t\(UUID().uuidString.prefix(8).lowercased())" }
+}
+
+@Suite("Publisher against a real Redis")
+struct PublisherTests {
+    let tenant = Identifier.v7()
+
+    private func chunk(_ call: Identifier, _ sequence: Int) -> TranscriptChunk {
+        TranscriptChunk(callID: call, sequence: sequence, track: .inbound, text: "chunk \(sequence)", isFinal: true, confidence: 0.9,
+                        startOffsetMs: sequence * 1000, endOffsetMs: sequence * 1000 + 900)
+    }
+
+    @Test func publishesToThePartitionOfTheSubjectAndDecodesBack() async throws {
+        let redis = try await TestRedis.connect()
+        let naming = StreamNaming(partitions: 8, prefix: TestRedis.prefix())
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+        let call = CallID.derive(tenant: tenant, provider: .twilio, providerCallID: "CA-test")
+        let cause = Identifier.v7()
+        let published = try await publisher.publish(chunk(call, 0), tenant: tenant, correlationID: cause, causationID: cause)
+
+        #expect(published.stream == naming.stream(for: .calls, kind: .event, tenant: tenant, subject: call.description))
+        let entries = try await redis.execute(.xrange(published.stream))
+        #expect(entries.map(\.id) == [published.entryID])
+        let fields = (entries[0].fields ?? []).map { EnvelopeField(name: $0.name, value: $0.value) }
+        let (envelope, decoded) = try MessageRegistry.standard.decode(fields: fields, as: TranscriptChunk.self)
+        #expect(decoded == chunk(call, 0))
+        #expect(envelope.id == published.eventID)
+        #expect(envelope.source == "/test")
+        #expect(envelope.causationID == cause)
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
+    @Test func concurrentPublishesAreAcknowledgedInFewRoundTrips() async throws {
+        let redis = try await TestRedis.connect()
+        let naming = StreamNaming(partitions: 4, prefix: TestRedis.prefix())
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+        let calls = (0..<50).map { CallID.derive(tenant: tenant, provider: .telnyx, providerCallID: "call-\($0)") }
+        let total = 2_000
+        let results = try await withThrowingTaskGroup(of: PublishedEntry.self) { group in
+            for i in 0..<total {
+                group.addTask { try await publisher.publish(self.chunk(calls[i % calls.count], i / calls.count), tenant: self.tenant) }
+            }
+            var all: [PublishedEntry] = []
+            for try await entry in group { all.append(entry) }
+            return all
+        }
+        #expect(results.count == total)
+        #expect(Set(results.map { "\($0.stream) \($0.entryID)" }).count == total)
+        var length = 0
+        for stream in naming.streams(.calls, kind: .event) { length += try await redis.execute(.xlen(stream)) }
+        #expect(length == total)
+        let statistics = publisher.statistics
+        #expect(statistics.published == total)
+        #expect(statistics.failed == 0)
+        // Group commit: concurrent callers share pipelines.
+        #expect(statistics.batches < total / 4, "\(statistics.batches) round trips for \(total) publishes")
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
+    @Test func eachCallsEventsKeepTheirOrderInOnePartition() async throws {
+        let redis = try await TestRedis.connect()
+        let naming = StreamNaming(partitions: 4, prefix: TestRedis.prefix())
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+        let call = Identifier.v7()
+        for sequence in 0..<20 { try await publisher.publish(chunk(call, sequence), tenant: tenant) }
+        let stream = naming.stream(for: .calls, kind: .event, tenant: tenant, subject: call.description)
+        let sequences = try await redis.execute(.xrange(stream)).map { entry -> Int in
+            let fields = (entry.fields ?? []).map { EnvelopeField(name: $0.name, value: $0.value) }
+            return (try? MessageRegistry.standard.decode(fields: fields, as: TranscriptChunk.self).1.sequence) ?? -1
+        }
+        #expect(sequences == Array(0..<20))
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
+    @Test func retentionTrimsStreamsAsTheyAreWritten() async throws {
+        let redis = try await TestRedis.connect()
+        let naming = StreamNaming(partitions: 1, prefix: TestRedis.prefix())
+        var configuration = PublisherConfiguration(source: "/test", naming: naming)
+        configuration.eventRetention[.calls] = .maxLength(25, exact: true)
+        configuration.eventRetention[.billing] = .maxAge(.seconds(3600), exact: true)
+        let publisher = Publisher(connection: redis, configuration: configuration)
+        let call = Identifier.v7()
+        for sequence in 0..<60 { try await publisher.publish(chunk(call, sequence), tenant: tenant) }
+        #expect(try await redis.execute(.xlen(naming.stream(.calls, kind: .event, partition: 0))) == 25)
+
+        // MINID by age: an entry older than an hour (explicit old id) is dropped by the next write.
+        let billing = naming.stream(.billing, kind: .event, partition: 0)
+        let old = StreamEntryID(milliseconds: UInt64(Timestamp.now.millisecondsSinceEpoch - 7_200_000))
+        _ = try await redis.execute(.xadd(billing, id: old, fields: [("old", "1")]))
+        let usage = UsageRecorded(meter: .aiRequests, quantity: 1, sourceEventID: .v7(), sourceEventType: "test", occurredAt: .now)
+        try await publisher.publish(usage, tenant: tenant)
+        let remaining = try await redis.execute(.xrange(billing))
+        #expect(!remaining.contains { $0.id == old })
+        #expect(remaining.count == 1)
+        _ = try await redis.execute(.del([naming.stream(.calls, kind: .event, partition: 0), billing]))
+    }
+
+    @Test func aKilledConnectionFailsTheBatchAndTheNextPublishReconnects() async throws {
+        let redis = try await TestRedis.connect()
+        let admin = try await TestRedis.connect()
+        let naming = StreamNaming(partitions: 1, prefix: TestRedis.prefix())
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+        let call = Identifier.v7()
+        try await publisher.publish(chunk(call, 0), tenant: tenant)
+        try await admin.send("CLIENT", "KILL", "ID", .integer(try await redis.execute(.clientID())))
+        await #expect(throws: RedisError.self) {
+            try await publisher.publish(chunk(call, 1), tenant: tenant)
+        }
+        try await publisher.publish(chunk(call, 2), tenant: tenant)
+        let stream = naming.stream(.calls, kind: .event, partition: 0)
+        #expect(try await redis.execute(.xlen(stream)) == 2)
+        #expect(publisher.statistics.failed == 1)
+        _ = try await redis.execute(.del([stream]))
+    }
+
+    @Test func aServerErrorFailsOnlyItsOwnPublish() async throws {
+        let redis = try await TestRedis.connect()
+        let naming = StreamNaming(partitions: 1, prefix: TestRedis.prefix())
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+        // The CRM stream's key holds a string: XADD to it fails with WRONGTYPE.
+        let crm = naming.stream(.crm, kind: .event, partition: 0)
+        try await redis.send("SET", .string(crm), "not a stream")
+        let lead = LeadCreated(leadID: .v7(), name: "Ada", intent: .sales, source: .api, createdAt: .now)
+        let results = await publisher.publish(batch: [
+            (EventEnvelope(lead, tenant: tenant, source: "/test"), .crm, .event),
+            (EventEnvelope(chunk(.v7(), 0), tenant: tenant, source: "/test"), .calls, .event),
+        ])
+        #expect(throws: RedisError.self) { try results[0].get() }
+        #expect((try? results[1].get()) != nil)
+        _ = try await redis.execute(.del([crm, naming.stream(.calls, kind: .event, partition: 0)]))
+    }
+}
