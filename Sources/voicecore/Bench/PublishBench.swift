@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import VoiceCoreBus
+import VoiceCoreEvents
+import VoiceCoreRedis
+import VoiceCoreTime
+
+struct PublishBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "publish",
+        abstract: "Events per second through the Publisher (group commit), beside redis-benchmark.",
+        discussion: """
+            --concurrency tasks publish TranscriptChunk events (the envelope is built and encoded in \
+            each publish) through one Publisher on one connection, with default retention, into \
+            16 partitions. Then redis-benchmark sends XADDs with the same field list (-P 64, with 1 \
+            and with 50 connections) to the same server. Streams are deleted afterwards.
+            """
+    )
+
+    @OptionGroup var connections: ConnectionOptions
+
+    @Option(help: "Events to publish.")
+    var count = 500_000
+
+    @Option(help: "Concurrent publishing tasks.")
+    var concurrency = 256
+
+    @Flag(inversion: .prefixedNo, help: "Also run redis-benchmark with the same fields.")
+    var compare = true
+
+    func run() async throws {
+        let configuration = try connections.redisConfiguration()
+        let redis = try await RedisConnection.connect(configuration)
+        let naming = StreamNaming(partitions: 16, prefix: "bench")
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/bench", naming: naming))
+        let tenant = Identifier.v7()
+        let calls = (0..<1000).map { CallID.derive(tenant: tenant, provider: .twilio, providerCallID: "CA\($0)") }
+        func chunk(_ i: Int) -> TranscriptChunk {
+            TranscriptChunk(callID: calls[i % calls.count], sequence: i / calls.count, track: .inbound,
+                            text: "Hi, I'd like to book an appointment for Tuesday, my number is +14155550123.",
+                            isFinal: true, confidence: 0.93, startOffsetMs: 12_340, endOffsetMs: 15_870, language: "en-US")
+        }
+        let sample = EventEnvelope(chunk(0), tenant: tenant, source: "/bench").fields
+        let entryBytes = sample.reduce(0) { $0 + $1.name.utf8.count + $1.value.count }
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+
+        let perTask = count / concurrency
+        let total = perTask * concurrency
+        let seconds = try await measure {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for t in 0..<concurrency {
+                    group.addTask {
+                        for k in 0..<perTask { try await publisher.publish(chunk(t * perTask + k), tenant: tenant) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        var length = 0
+        for stream in naming.streams(.calls, kind: .event) { length += try await redis.execute(.xlen(stream)) }
+        guard length == total else { throw ValidationError("expected \(total) entries, found \(length)") }
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+        let statistics = publisher.statistics
+        print("Publisher: \(total) TranscriptChunk events (\(entryBytes) bytes of fields each), \(concurrency) concurrent publishers, one connection")
+        print("published  \(formatRate(Double(total) / seconds)) events/s  (\(statistics.batches) pipelines, \(String(format: "%.1f", Double(total) / Double(max(1, statistics.batches)))) entries each)")
+
+        if compare, case .tcp(let host, let port) = configuration.endpoint {
+            var fieldArguments: [String] = []
+            for field in sample { fieldArguments += [field.name, field.string] }
+            for clients in [1, 50] {
+                if let rate = try redisBenchmark(host: host, port: port, clients: clients, password: configuration.password, fields: fieldArguments, total: total) {
+                    print("redis-benchmark -c \(clients) -P 64 xadd (same fields)  \(formatRate(rate)) req/s")
+                }
+            }
+            _ = try await redis.execute(.del(["bench:rb"]))
+        }
+    }
+
+    private func redisBenchmark(host: String, port: Int, clients: Int, password: String?, fields: [String], total: Int) throws -> Double? {
+        guard let tool = ["/usr/bin/redis-benchmark", "/usr/local/bin/redis-benchmark"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return nil }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = ["-h", host, "-p", String(port), "-c", String(clients), "-P", "64", "-n", String(total), "-q", "xadd", "bench:rb", "*"] + fields
+        var environment = ProcessInfo.processInfo.environment
+        if let password { environment["REDISCLI_AUTH"] = password }
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard let line = output.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).last(where: { $0.contains("requests per second") }),
+              let colon = line.range(of: ": ", options: .backwards),
+              let rate = Double(line[colon.upperBound...].prefix { $0.isNumber || $0 == "." })
+        else { return nil }
+        return rate
+    }
+}
