@@ -15,6 +15,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C libraries from Debian's packages.
@@ -64,6 +65,7 @@ let package = Package(
                 "VoiceCoreEvents",
                 "VoiceCoreTime",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -84,7 +86,10 @@ let package = Package(
         .testTarget(name: "VoiceCoreRedisTests", dependencies: ["VoiceCoreRedis"]),
         .testTarget(name: "VoiceCorePostgresTests", dependencies: ["VoiceCorePostgres"]),
         .testTarget(name: "VoiceCoreTimeTests", dependencies: ["VoiceCoreTime"]),
-        .testTarget(name: "VoiceCoreBusTests", dependencies: ["VoiceCoreBus"]),
+        .testTarget(name: "VoiceCoreBusTests", dependencies: [
+            "VoiceCoreBus",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents"], exclude: ["Fixtures"]),
     ]
 )

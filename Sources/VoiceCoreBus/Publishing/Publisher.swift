@@ -40,7 +40,39 @@ public final class Publisher: Sendable {
     private struct Pending: Sendable {
         var command: RESPCommand
         var stream: String
-        var continuation: CheckedContinuation<StreamEntryID, any Error>
+        var completion: Completion
+
+        func resume(_ result: Result<StreamEntryID, any Error>) {
+            switch completion {
+            case .single(let continuation): continuation.resume(with: result)
+            case .batch(let collector, let index): collector.complete(index, result)
+            }
+        }
+    }
+
+    private enum Completion: Sendable {
+        case single(CheckedContinuation<StreamEntryID, any Error>)
+        case batch(BatchCollector, Int)
+    }
+
+    /// Collects the results of one `publish(batch:)` and resumes its caller once all are in.
+    private final class BatchCollector: Sendable {
+        private let state: Mutex<(results: [Result<StreamEntryID, any Error>?], remaining: Int)>
+        private let continuation: CheckedContinuation<[Result<StreamEntryID, any Error>], Never>
+
+        init(count: Int, continuation: CheckedContinuation<[Result<StreamEntryID, any Error>], Never>) {
+            state = Mutex((Array(repeating: nil, count: count), count))
+            self.continuation = continuation
+        }
+
+        func complete(_ index: Int, _ result: Result<StreamEntryID, any Error>) {
+            let done: [Result<StreamEntryID, any Error>]? = state.withLock { state in
+                state.results[index] = result
+                state.remaining -= 1
+                return state.remaining == 0 ? state.results.map { $0! } : nil
+            }
+            if let done { continuation.resume(returning: done) }
+        }
     }
 
     private struct State {
@@ -72,27 +104,25 @@ public final class Publisher: Sendable {
     public func publish(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind) async throws -> PublishedEntry {
         let (stream, command) = xadd(envelope, category: category, kind: kind)
         let id = try await withCheckedThrowingContinuation { continuation in
-            enqueue([Pending(command: command, stream: stream, continuation: continuation)])
+            enqueue([Pending(command: command, stream: stream, completion: .single(continuation))])
         }
         return PublishedEntry(stream: stream, entryID: id, eventID: envelope.id)
     }
 
-    /// Publishes several envelopes; they go out in one pipeline (with whatever else is queued) and
-    /// each result says whether its entry was acknowledged.
+    /// Publishes several envelopes. They are queued together, so they go out in as few pipelines
+    /// as ``PublisherConfiguration/maxBatch`` allows (with whatever else is queued), in order; each
+    /// result says whether its entry was acknowledged.
     public func publish(batch: [(envelope: EventEnvelope, category: StreamCategory, kind: MessageKind)]) async -> [Result<PublishedEntry, any Error>] {
-        await withTaskGroup(of: (Int, Result<PublishedEntry, any Error>).self) { group in
-            for (index, item) in batch.enumerated() {
-                group.addTask {
-                    do {
-                        return (index, .success(try await self.publish(item.envelope, category: item.category, kind: item.kind)))
-                    } catch {
-                        return (index, .failure(error))
-                    }
-                }
-            }
-            var results = [Result<PublishedEntry, any Error>?](repeating: nil, count: batch.count)
-            for await (index, result) in group { results[index] = result }
-            return results.map { $0! }
+        guard !batch.isEmpty else { return [] }
+        let commands = batch.map { xadd($0.envelope, category: $0.category, kind: $0.kind) }
+        let ids = await withCheckedContinuation { continuation in
+            let collector = BatchCollector(count: batch.count, continuation: continuation)
+            enqueue(commands.enumerated().map { index, command in
+                Pending(command: command.1, stream: command.0, completion: .batch(collector, index))
+            })
+        }
+        return zip(ids, zip(commands, batch)).map { id, item in
+            id.map { PublishedEntry(stream: item.0.0, entryID: $0, eventID: item.1.envelope.id) }
         }
     }
 
@@ -159,15 +189,15 @@ public final class Publisher: Sendable {
                 case .bulkString(let bytes):
                     if let id = StreamEntryID(String(decoding: bytes, as: UTF8.self)) {
                         published += 1
-                        pending.continuation.resume(returning: id)
+                        pending.resume(.success(id))
                     } else {
-                        pending.continuation.resume(throwing: RedisError(kind: .unexpectedReply, message: "XADD to \(pending.stream) returned a malformed id"))
+                        pending.resume(.failure(RedisError(kind: .unexpectedReply, message: "XADD to \(pending.stream) returned a malformed id")))
                     }
                 case .error(let message):
                     logger.warning("XADD failed", metadata: ["stream": "\(pending.stream)", "error": "\(message)"])
-                    pending.continuation.resume(throwing: RedisError.server(message))
+                    pending.resume(.failure(RedisError.server(message)))
                 default:
-                    pending.continuation.resume(throwing: RedisError(kind: .unexpectedReply, message: "XADD to \(pending.stream) returned \(reply)"))
+                    pending.resume(.failure(RedisError(kind: .unexpectedReply, message: "XADD to \(pending.stream) returned \(reply)")))
                 }
             }
             state.withLock {
@@ -181,7 +211,7 @@ public final class Publisher: Sendable {
                 $0.statistics.batches += 1
                 $0.statistics.failed += batch.count
             }
-            for pending in batch { pending.continuation.resume(throwing: error) }
+            for pending in batch { pending.resume(.failure(error)) }
         }
     }
 }

@@ -2,6 +2,11 @@
 public struct StreamReadResult: Sendable, Hashable {
     public var stream: String
     public var entries: [StreamEntry]
+
+    public init(stream: String, entries: [StreamEntry]) {
+        self.stream = stream
+        self.entries = entries
+    }
 }
 
 /// The reply of `XAUTOCLAIM`: the cursor for the next call, the entries claimed, and the ids of

@@ -1,0 +1,58 @@
+import Foundation
+import VoiceCoreEvents
+import VoiceCoreRedis
+
+/// What a ``ConsumerGroupRunner`` reads and how it treats failures.
+///
+/// ```swift
+/// var configuration = ConsumerConfiguration(group: "billing", streams: naming.streams(.calls, kind: .event))
+/// configuration.maxDeliveries = 5
+/// ```
+public struct ConsumerConfiguration: Sendable {
+    /// The consumer group (one per service: all its instances share it).
+    public var group: String
+    /// This instance's name in the group; stable across restarts so it resumes its own pending
+    /// entries. Defaults to `<hostname>-<group>`.
+    public var consumer: String
+    /// The streams read (usually every partition of some categories).
+    public var streams: [String]
+    /// Where a group that does not exist yet starts.
+    public var start: GroupStart
+    /// Entries read per stream per `XREADGROUP`.
+    public var batchSize: Int
+    /// How long one read waits for new entries.
+    public var block: Duration
+    /// Deliveries (counted by Redis) after which a failing entry goes to the dead-letter stream.
+    public var maxDeliveries: Int
+    /// First retry delay; doubles per attempt with ±20 % jitter, up to `maxRetryDelay`.
+    public var retryDelay: Duration
+    public var maxRetryDelay: Duration
+    /// Entries pending longer than this at another consumer are taken over (it is presumed dead).
+    public var claimIdle: Duration
+    /// How often to look for such entries.
+    public var claimInterval: Duration
+
+    public init(
+        group: String, streams: [String], consumer: String? = nil, start: GroupStart = .beginning,
+        batchSize: Int = 256, block: Duration = .seconds(2), maxDeliveries: Int = 5,
+        retryDelay: Duration = .milliseconds(100), maxRetryDelay: Duration = .seconds(10),
+        claimIdle: Duration = .seconds(30), claimInterval: Duration = .seconds(5)
+    ) {
+        self.group = group
+        self.streams = streams
+        self.consumer = consumer ?? "\(ProcessInfo.processInfo.hostName)-\(group)"
+        self.start = start
+        self.batchSize = max(1, batchSize)
+        self.block = block
+        self.maxDeliveries = max(1, maxDeliveries)
+        self.retryDelay = retryDelay
+        self.maxRetryDelay = maxRetryDelay
+        self.claimIdle = claimIdle
+        self.claimInterval = claimInterval
+    }
+
+    /// The dead-letter stream of `stream` for this group: `<stream>:dlq:<group>`, in the same
+    /// Redis Cluster slot as its origin (same hash tag), so moving an entry there and acknowledging
+    /// it at its origin is one atomic script.
+    public func deadLetterStream(of stream: String) -> String { "\(stream):dlq:\(group)" }
+}

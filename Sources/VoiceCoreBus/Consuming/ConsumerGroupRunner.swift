@@ -1,0 +1,278 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import VoiceCoreEvents
+import VoiceCoreRedis
+import VoiceCoreTime
+
+/// Runs a consumer group: reads its streams, hands each entry to its handler, and acknowledges it
+/// only after the handler succeeded (at-least-once; handlers must be idempotent).
+///
+/// - Order: entries of one stream (one partition) are handled one after another in stream order;
+///   partitions are handled in parallel. Everything about one call is in one partition.
+/// - Failure: a failing entry is retried with exponential backoff and jitter; each retry re-claims
+///   it, so Redis counts the deliveries. After ``ConsumerConfiguration/maxDeliveries`` the entry is
+///   moved to the group's dead-letter stream with the reason, error, attempts, origin stream and id
+///   and its original fields, and acknowledged at its origin, in one atomic script. An entry that
+///   cannot be decoded goes there at once. The entries behind a poison entry wait for its retries,
+///   never longer.
+/// - Restarts: the consumer first handles its own pending entries, then new ones. Entries pending
+///   longer than ``ConsumerConfiguration/claimIdle`` at another (dead) consumer are claimed.
+/// - A group that disappears (stream deleted, Redis restarted empty) is created again.
+/// - Graceful shutdown stops reading, finishes and acknowledges the batch in hand, and returns
+///   within about one ``ConsumerConfiguration/block`` plus that batch's handling time.
+///
+/// ```swift
+/// var handlers = MessageHandlers()
+/// handlers.on(CallEnded.self) { message, ended in … }
+/// let runner = ConsumerGroupRunner(redis: redisConfiguration, configuration: configuration, handlers: handlers)
+/// try await ServiceGroup(services: [runner], logger: logger).run()
+/// ```
+public final class ConsumerGroupRunner: Service, Sendable {
+    public let configuration: ConsumerConfiguration
+    private let redisConfiguration: RedisConfiguration
+    private let handlers: MessageHandlers
+    private let registry: MessageRegistry
+    private let logger: Logger
+    private let state = Mutex(Statistics())
+
+    /// Counters since the runner started.
+    public struct Statistics: Sendable, Hashable {
+        /// Entries handled successfully and acknowledged.
+        public var handled = 0
+        /// Handler attempts that threw.
+        public var failedAttempts = 0
+        /// Entries moved to a dead-letter stream.
+        public var deadLettered = 0
+        /// Entries taken over from other consumers.
+        public var claimed = 0
+        /// Entries acknowledged without a handler (no handler for their type, or deleted).
+        public var skipped = 0
+    }
+
+    public var statistics: Statistics { state.withLock { $0 } }
+
+    public init(
+        redis: RedisConfiguration, configuration: ConsumerConfiguration, handlers: MessageHandlers,
+        registry: MessageRegistry = .standard, logger: Logger = Logger(label: "voicecore.bus.consumer")
+    ) {
+        self.redisConfiguration = redis
+        self.configuration = configuration
+        self.handlers = handlers
+        self.registry = registry
+        var logger = logger
+        logger[metadataKey: "group"] = "\(configuration.group)"
+        logger[metadataKey: "consumer"] = "\(configuration.consumer)"
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let reader = try await RedisConnection.connect(redisConfiguration, logger: logger)
+        let control = try await RedisConnection.connect(redisConfiguration, logger: logger)
+        let stopping = Mutex(false)
+        try await ensureGroups(control)
+        logger.info("consumer started", metadata: ["streams": "\(configuration.streams.count)"])
+
+        try await withGracefulShutdownHandler {
+            // Own pending entries first: they were delivered before a restart and never acked.
+            var position = Dictionary(uniqueKeysWithValues: configuration.streams.map { ($0, StreamEntryID.zero) })
+            var lastClaim = ContinuousClock.now
+            while !stopping.withLock({ $0 }) && !Task.isCancelled {
+                let readingHistory = !position.isEmpty
+                let streams: [(key: String, position: GroupReadPosition)] = readingHistory
+                    ? position.map { ($0.key, .pending(after: $0.value)) }
+                    : configuration.streams.map { ($0, .newEntries) }
+                let batches: [StreamReadResult]
+                do {
+                    batches = try await reader.execute(.xreadgroup(
+                        group: configuration.group, consumer: configuration.consumer, streams: streams,
+                        count: configuration.batchSize, block: readingHistory ? nil : configuration.block))
+                } catch let error as RedisError {
+                    try await recover(from: error, reader: reader, control: control)
+                    continue
+                }
+                if readingHistory {
+                    for batch in batches {
+                        if let last = batch.entries.last?.id { position[batch.stream] = last } else { position[batch.stream] = nil }
+                    }
+                    for stream in position.keys where !batches.contains(where: { $0.stream == stream }) { position[stream] = nil }
+                }
+                try await handle(batches, fresh: !readingHistory, control: control)
+                if ContinuousClock.now - lastClaim >= configuration.claimInterval {
+                    lastClaim = ContinuousClock.now
+                    try await claimAbandoned(control)
+                }
+            }
+        } onGracefulShutdown: {
+            stopping.withLock { $0 = true }
+        }
+        logger.info("consumer stopped", metadata: ["handled": "\(statistics.handled)"])
+    }
+
+    // MARK: Groups
+
+    private func ensureGroups(_ control: RedisConnection) async throws {
+        for stream in configuration.streams {
+            do {
+                try await control.execute(.xgroupCreate(stream, group: configuration.group, start: configuration.start, makeStream: true))
+                logger.info("created consumer group", metadata: ["stream": "\(stream)"])
+            } catch let error as RedisError where error.serverCode == "BUSYGROUP" {
+                continue
+            }
+        }
+    }
+
+    private func recover(from error: RedisError, reader: RedisConnection, control: RedisConnection) async throws {
+        if error.serverCode == "NOGROUP" {
+            logger.warning("consumer group missing; creating it again", metadata: ["error": "\(error.message)"])
+            try await ensureGroups(control)
+            return
+        }
+        logger.warning("read failed; reconnecting", metadata: ["error": "\(error)"])
+        while true {
+            do {
+                if await !reader.isConnected { try await reader.reconnect() }
+                if await !control.isConnected { try await control.reconnect() }
+                return
+            } catch {
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    // MARK: Handling
+
+    private enum Outcome {
+        case acknowledge
+        case deadLettered
+        /// Left pending (shutting down mid-retry, or the entry was taken over): not acked here.
+        case leavePending
+    }
+
+    private func handle(_ batches: [StreamReadResult], fresh: Bool, control: RedisConnection) async throws {
+        guard batches.contains(where: { !$0.entries.isEmpty }) else { return }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for batch in batches where !batch.entries.isEmpty {
+                group.addTask {
+                    var acknowledge: [StreamEntryID] = []
+                    for entry in batch.entries {
+                        let deliveries = fresh ? 1 : try await self.deliveryCount(batch.stream, entry.id, control)
+                        switch try await self.process(entry, stream: batch.stream, deliveries: deliveries, control: control) {
+                        case .acknowledge: acknowledge.append(entry.id)
+                        case .deadLettered, .leavePending: break
+                        }
+                    }
+                    if !acknowledge.isEmpty {
+                        do {
+                            _ = try await control.execute(.xack(batch.stream, group: self.configuration.group, ids: acknowledge))
+                        } catch let error as RedisError where error.serverCode == "NOGROUP" {
+                            // The stream is gone; its entries need no acknowledgement.
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func process(_ entry: StreamEntry, stream: String, deliveries: Int, control: RedisConnection) async throws -> Outcome {
+        guard let fields = entry.fields else {
+            // Deleted (trimmed) while pending: nothing to handle.
+            state.withLock { $0.skipped += 1 }
+            return .acknowledge
+        }
+        let envelopeFields = fields.map { EnvelopeField(name: $0.name, value: $0.value) }
+        let consumed: ConsumedMessage
+        do {
+            let envelope = try EventEnvelope(fields: envelopeFields)
+            consumed = ConsumedMessage(stream: stream, entryID: entry.id, envelope: envelope, decoded: try registry.decode(envelope), deliveryCount: deliveries)
+        } catch {
+            try await deadLetter(entry, fields: fields, stream: stream, reason: "undecodable", error: "\(error)", attempts: deliveries, control: control)
+            return .deadLettered
+        }
+        guard let handler = handlers.handler(for: consumed.envelope.type) else {
+            state.withLock { $0.skipped += 1 }
+            return .acknowledge
+        }
+        var attempt = consumed
+        while true {
+            do {
+                try await handler(attempt)
+                state.withLock { $0.handled += 1 }
+                return .acknowledge
+            } catch {
+                state.withLock { $0.failedAttempts += 1 }
+                logger.info("handler failed", metadata: [
+                    "stream": "\(stream)", "entry": "\(entry.id)", "type": "\(consumed.envelope.type)",
+                    "tenant": "\(consumed.envelope.tenantID)", "delivery": "\(attempt.deliveryCount)", "error": "\(error)",
+                ])
+                if attempt.deliveryCount >= configuration.maxDeliveries {
+                    try await deadLetter(entry, fields: fields, stream: stream, reason: "handler failed \(attempt.deliveryCount) times", error: "\(error)", attempts: attempt.deliveryCount, control: control)
+                    return .deadLettered
+                }
+                try await Task.sleep(for: backoff(after: attempt.deliveryCount))
+                // Re-claiming the entry makes Redis count the delivery; if another consumer took
+                // it over meanwhile, it is theirs now.
+                let reclaimed = try await control.execute(.xclaim(stream, group: configuration.group, consumer: configuration.consumer, minIdle: .zero, ids: [entry.id]))
+                guard !reclaimed.isEmpty else { return .leavePending }
+                attempt.deliveryCount = try await deliveryCount(stream, entry.id, control)
+            }
+        }
+    }
+
+    private func backoff(after deliveries: Int) -> Duration {
+        var delay = configuration.retryDelay
+        for _ in 1..<max(1, deliveries) where delay < configuration.maxRetryDelay { delay *= 2 }
+        return min(delay, configuration.maxRetryDelay) * Double.random(in: 0.8...1.2)
+    }
+
+    private func deliveryCount(_ stream: String, _ id: StreamEntryID, _ control: RedisConnection) async throws -> Int {
+        let rows = try await control.execute(.xpending(stream, group: configuration.group, from: id, to: id, count: 1))
+        return rows.first?.deliveryCount ?? 1
+    }
+
+    // MARK: Dead letters
+
+    private static let deadLetterScript = RedisScript("""
+        local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+        redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+        return id
+        """)
+
+    private func deadLetter(_ entry: StreamEntry, fields: [StreamField], stream: String, reason: String, error: String, attempts: Int, control: RedisConnection) async throws {
+        var arguments: [RESPArgument] = [.string(configuration.group), .string(entry.id.description)]
+        let metadata: [(String, String)] = [
+            ("dlq.reason", reason), ("dlq.error", String(error.prefix(2000))), ("dlq.attempts", String(attempts)),
+            ("dlq.origin_stream", stream), ("dlq.origin_id", entry.id.description), ("dlq.group", configuration.group),
+            ("dlq.consumer", configuration.consumer), ("dlq.time", Timestamp.now.rfc3339),
+        ]
+        for (name, value) in metadata { arguments += [.string(name), .string(value)] }
+        for field in fields { arguments += [.string(field.name), .bytes(field.value)] }
+        _ = try await Self.deadLetterScript.run(on: control, keys: [stream, configuration.deadLetterStream(of: stream)], arguments: arguments)
+        state.withLock { $0.deadLettered += 1 }
+        logger.warning("entry dead-lettered", metadata: ["stream": "\(stream)", "entry": "\(entry.id)", "reason": "\(reason)"])
+    }
+
+    // MARK: Claims
+
+    private func claimAbandoned(_ control: RedisConnection) async throws {
+        for stream in configuration.streams {
+            var start = StreamEntryID.zero
+            repeat {
+                let result: AutoClaimResult
+                do {
+                    result = try await control.execute(.xautoclaim(stream, group: configuration.group, consumer: configuration.consumer,
+                                                                    minIdle: configuration.claimIdle, start: start, count: configuration.batchSize))
+                } catch let error as RedisError where error.serverCode == "NOGROUP" {
+                    break
+                }
+                if !result.entries.isEmpty {
+                    state.withLock { $0.claimed += result.entries.count }
+                    logger.info("claimed abandoned entries", metadata: ["stream": "\(stream)", "count": "\(result.entries.count)"])
+                    try await handle([StreamReadResult(stream: stream, entries: result.entries)], fresh: false, control: control)
+                }
+                start = result.nextStart
+            } while start != .zero
+        }
+    }
+}

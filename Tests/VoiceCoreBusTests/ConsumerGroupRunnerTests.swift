@@ -1,0 +1,241 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+import VoiceCoreEvents
+import VoiceCoreRedis
+import VoiceCoreTime
+@testable import VoiceCoreBus
+
+/// A runner in a service group, stopped gracefully at the end of a test.
+struct RunningConsumer {
+    let runner: ConsumerGroupRunner
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
+
+    static func start(_ configuration: ConsumerConfiguration, _ handlers: MessageHandlers) throws -> RunningConsumer {
+        let runner = ConsumerGroupRunner(redis: try RedisConfiguration(url: TestRedis.url), configuration: configuration, handlers: handlers)
+        let group = ServiceGroup(services: [runner], logger: Logger(label: "test"))
+        let task = Task { try await group.run() }
+        return RunningConsumer(runner: runner, group: group, task: task)
+    }
+
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
+    }
+}
+
+/// Waits (up to a generous deadline) until `condition` holds; records a failure otherwise.
+func eventually(_ what: String, within limit: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws {
+    let clock = ContinuousClock()
+    let deadline = clock.now + limit
+    while clock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    Issue.record("timed out waiting until \(what)")
+}
+
+/// What handlers saw, shared with the test.
+final class Recorder: Sendable {
+    private let seen = Mutex<[String: [Int]]>([:])
+    func record(_ key: String, _ value: Int) { seen.withLock { $0[key, default: []].append(value) } }
+    var all: [String: [Int]] { seen.withLock { $0 } }
+    var count: Int { seen.withLock { $0.values.reduce(0) { $0 + $1.count } } }
+}
+
+@Suite("Consumer group runner against a real Redis")
+struct ConsumerGroupRunnerTests {
+    let tenant = Identifier.v7()
+
+    private func chunk(_ call: Identifier, _ sequence: Int, text: String = "hello") -> TranscriptChunk {
+        TranscriptChunk(callID: call, sequence: sequence, track: .inbound, text: text, isFinal: true, confidence: 0.9, startOffsetMs: 0, endOffsetMs: 1)
+    }
+
+    private func fixture(partitions: Int = 4) async throws -> (RedisConnection, StreamNaming, Publisher) {
+        let redis = try await TestRedis.connect()
+        let naming = StreamNaming(partitions: partitions, prefix: TestRedis.prefix())
+        return (redis, naming, Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming)))
+    }
+
+    private func configuration(_ naming: StreamNaming, group: String = "g", consumer: String = "c1") -> ConsumerConfiguration {
+        var configuration = ConsumerConfiguration(group: group, streams: naming.streams(.calls, kind: .event), consumer: consumer)
+        configuration.block = .milliseconds(200)
+        configuration.retryDelay = .milliseconds(5)
+        configuration.claimInterval = .milliseconds(100)
+        return configuration
+    }
+
+    private func pending(_ redis: RedisConnection, _ naming: StreamNaming, group: String = "g") async throws -> Int {
+        var total = 0
+        for stream in naming.streams(.calls, kind: .event) { total += try await redis.execute(.xpending(stream, group: group)).count }
+        return total
+    }
+
+    @Test func handlesEveryEntryInOrderPerCallAndAcknowledgesIt() async throws {
+        let (redis, naming, publisher) = try await fixture()
+        let calls = (0..<10).map { _ in Identifier.v7() }
+        for sequence in 0..<30 { for call in calls { try await publisher.publish(chunk(call, sequence), tenant: tenant) } }
+
+        let recorder = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { _, chunk in recorder.record(chunk.callID.description, chunk.sequence) }
+        let consumer = try RunningConsumer.start(configuration(naming), handlers)
+        try await eventually("300 entries are handled") { recorder.count == 300 }
+        try await eventually("nothing is pending") { try await pending(redis, naming) == 0 }
+        try await consumer.stop()
+
+        for (_, sequences) in recorder.all { #expect(sequences == Array(0..<30)) }
+        #expect(consumer.runner.statistics.handled == 300)
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
+    @Test func aPoisonEntryIsDeadLetteredAfterMaxDeliveriesAndLaterEntriesFlow() async throws {
+        let (redis, naming, publisher) = try await fixture(partitions: 1)
+        let call = Identifier.v7()
+        let poison = try await publisher.publish(chunk(call, 0, text: "poison"), tenant: tenant)
+        for sequence in 1...5 { try await publisher.publish(chunk(call, sequence), tenant: tenant) }
+
+        struct Refused: Error {}
+        let recorder = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { message, chunk in
+            recorder.record("delivery", message.deliveryCount)
+            if chunk.text == "poison" { throw Refused() }
+            recorder.record("handled", chunk.sequence)
+        }
+        var settings = configuration(naming)
+        settings.maxDeliveries = 3
+        let consumer = try RunningConsumer.start(settings, handlers)
+        try await eventually("the entries behind the poison are handled") { recorder.all["handled"]?.count == 5 }
+        try await consumer.stop()
+
+        #expect(recorder.all["handled"] == Array(1...5))
+        // Three deliveries of the poison entry, counted by Redis.
+        #expect(recorder.all["delivery"]?.prefix(3) == [1, 2, 3])
+        let deadLetters = try await redis.execute(.xrange(settings.deadLetterStream(of: poison.stream)))
+        #expect(deadLetters.count == 1)
+        let letter = try #require(deadLetters.first)
+        #expect(letter["dlq.origin_stream"] == poison.stream)
+        #expect(letter["dlq.origin_id"] == poison.entryID.description)
+        #expect(letter["dlq.attempts"] == "3")
+        #expect(letter["dlq.reason"]?.contains("handler failed") == true)
+        #expect(letter["dlq.error"]?.contains("Refused") == true)
+        #expect(letter["id"] == poison.eventID.description)
+        #expect(letter["type"] == TranscriptChunk.type)
+        #expect(try await pending(redis, naming) == 0)
+        #expect(consumer.runner.statistics.deadLettered == 1)
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event) + [settings.deadLetterStream(of: poison.stream)]))
+    }
+
+    @Test func anUndecodableEntryIsDeadLetteredAtOnce() async throws {
+        let (redis, naming, publisher) = try await fixture(partitions: 1)
+        let stream = naming.stream(.calls, kind: .event, partition: 0)
+        let garbage = try await redis.execute(.xadd(stream, fields: [("specversion", "1.0"), ("type", "voicecore.call.started"), ("data", "{")]))
+        try await publisher.publish(chunk(.v7(), 7), tenant: tenant)
+        let recorder = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { _, chunk in recorder.record("handled", chunk.sequence) }
+        let settings = configuration(naming)
+        let consumer = try RunningConsumer.start(settings, handlers)
+        try await eventually("the valid entry is handled") { recorder.count == 1 }
+        try await eventually("nothing is pending") { try await pending(redis, naming) == 0 }
+        try await consumer.stop()
+        let letters = try await redis.execute(.xrange(settings.deadLetterStream(of: stream)))
+        #expect(letters.map { $0["dlq.origin_id"] } == [garbage.description])
+        #expect(letters.first?["dlq.reason"] == "undecodable")
+        #expect(letters.first?["dlq.attempts"] == "1")
+        _ = try await redis.execute(.del([stream, settings.deadLetterStream(of: stream)]))
+    }
+
+    @Test func entriesOfADeadConsumerAreClaimedAndHandled() async throws {
+        let (redis, naming, publisher) = try await fixture(partitions: 2)
+        let call = Identifier.v7()
+        let settings = configuration(naming, consumer: "live")
+        for stream in settings.streams { try await redis.execute(.xgroupCreate(stream, group: "g", start: .beginning)) }
+        for sequence in 0..<10 { try await publisher.publish(chunk(call, sequence), tenant: tenant) }
+        // A consumer that read the entries and died before acknowledging them.
+        _ = try await redis.execute(.xreadgroup(group: "g", consumer: "dead", streams: settings.streams.map { ($0, .newEntries) }))
+
+        var claiming = settings
+        claiming.claimIdle = .milliseconds(200)
+        let recorder = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { _, chunk in recorder.record("seq", chunk.sequence) }
+        let consumer = try RunningConsumer.start(claiming, handlers)
+        try await eventually("the dead consumer's entries are handled") { recorder.count == 10 }
+        try await eventually("nothing is pending") { try await pending(redis, naming) == 0 }
+        try await consumer.stop()
+        #expect(recorder.all["seq"] == Array(0..<10))
+        #expect(consumer.runner.statistics.claimed == 10)
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
+    @Test func aRestartedConsumerHandlesItsOwnPendingEntriesFirst() async throws {
+        let (redis, naming, publisher) = try await fixture(partitions: 1)
+        let call = Identifier.v7()
+        let settings = configuration(naming, consumer: "me")
+        for stream in settings.streams { try await redis.execute(.xgroupCreate(stream, group: "g", start: .beginning)) }
+        for sequence in 0..<5 { try await publisher.publish(chunk(call, sequence), tenant: tenant) }
+        // "me" read them, then crashed before acknowledging.
+        _ = try await redis.execute(.xreadgroup(group: "g", consumer: "me", streams: settings.streams.map { ($0, .newEntries) }))
+        for sequence in 5..<8 { try await publisher.publish(chunk(call, sequence), tenant: tenant) }
+
+        let recorder = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { message, chunk in
+            recorder.record("seq", chunk.sequence)
+            recorder.record("delivery", message.deliveryCount)
+        }
+        let consumer = try RunningConsumer.start(settings, handlers)
+        try await eventually("all eight are handled") { recorder.all["seq"]?.count == 8 }
+        try await consumer.stop()
+        #expect(recorder.all["seq"] == Array(0..<8))
+        // The first five were delivered before the crash, so this was their second delivery.
+        #expect(recorder.all["delivery"] == [2, 2, 2, 2, 2, 1, 1, 1])
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
+    @Test func aDeletedStreamsGroupIsCreatedAgain() async throws {
+        let (redis, naming, publisher) = try await fixture(partitions: 1)
+        let call = Identifier.v7()
+        let recorder = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { _, chunk in recorder.record("seq", chunk.sequence) }
+        let consumer = try RunningConsumer.start(configuration(naming), handlers)
+        try await publisher.publish(chunk(call, 0), tenant: tenant)
+        try await eventually("the first entry is handled") { recorder.count == 1 }
+        // The stream and its group disappear (deleted, or Redis restarted without data).
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+        try await Task.sleep(for: .milliseconds(300))
+        try await publisher.publish(chunk(call, 1), tenant: tenant)
+        try await eventually("entries after the loss are handled") { recorder.count == 2 }
+        try await consumer.stop()
+        #expect(recorder.all["seq"] == [0, 1])
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
+    @Test func gracefulShutdownFinishesTheBatchInHand() async throws {
+        let (redis, naming, publisher) = try await fixture(partitions: 1)
+        let call = Identifier.v7()
+        for sequence in 0..<20 { try await publisher.publish(chunk(call, sequence), tenant: tenant) }
+        let recorder = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { _, chunk in
+            try await Task.sleep(for: .milliseconds(10))
+            recorder.record("seq", chunk.sequence)
+        }
+        var settings = configuration(naming)
+        settings.batchSize = 20
+        let consumer = try RunningConsumer.start(settings, handlers)
+        try await eventually("handling has begun") { recorder.count > 0 }
+        try await consumer.stop()
+        // Whatever was handled was acknowledged; nothing handled is left pending.
+        let handled = recorder.count
+        #expect(handled == 20)
+        #expect(try await pending(redis, naming) == 0)
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+}
