@@ -79,6 +79,7 @@ let package = Package(
                 "VoiceCoreTime",
                 "VoiceCoreBus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -187,7 +187,7 @@ public final class Publisher: Sendable {
             for (pending, reply) in zip(batch, replies) {
                 switch reply {
                 case .bulkString(let bytes):
-                    if let id = StreamEntryID(String(decoding: bytes, as: UTF8.self)) {
+                    if let id = StreamEntryID(ascii: bytes) {
                         published += 1
                         pending.resume(.success(id))
                     } else {

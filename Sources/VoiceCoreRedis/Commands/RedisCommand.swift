@@ -8,12 +8,22 @@ public struct RedisCommand<Response: Sendable>: Sendable {
     /// For blocking commands (`BLOCK ms`): how long the server may hold the reply.
     public let blockingTimeout: Duration?
     let decode: @Sendable (RESPValue) throws -> Response
+    /// Decodes the hiredis reply in place (large, hot replies); used by single-command `execute`.
+    let decodeReply: (@Sendable (ReplyReader) throws -> Response)?
 
     /// A command with a custom decoder for its reply.
     public init(_ command: RESPCommand, blockingTimeout: Duration? = nil, decode: @escaping @Sendable (RESPValue) throws -> Response) {
         self.command = command
         self.blockingTimeout = blockingTimeout
         self.decode = decode
+        self.decodeReply = nil
+    }
+
+    init(_ command: RESPCommand, blockingTimeout: Duration? = nil, decodeReply: @escaping @Sendable (ReplyReader) throws -> Response, decode: @escaping @Sendable (RESPValue) throws -> Response) {
+        self.command = command
+        self.blockingTimeout = blockingTimeout
+        self.decode = decode
+        self.decodeReply = decodeReply
     }
 }
 

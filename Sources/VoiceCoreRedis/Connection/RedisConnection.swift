@@ -95,6 +95,9 @@ public actor RedisConnection {
 
     /// Sends one typed command and decodes its reply. A server error reply throws.
     public func execute<Response>(_ command: RedisCommand<Response>) throws -> Response {
+        if let decodeReply = command.decodeReply {
+            return try roundTrip(command.command, timeout: command.blockingTimeout, decodeReply)
+        }
         let reply = try roundTrip([command.command], timeout: command.blockingTimeout)[0]
         if case .error(let message) = reply { throw RedisError.server(message, endpoint: endpointText) }
         return try command.decode(reply)
@@ -257,6 +260,28 @@ public actor RedisConnection {
             freeReplyObject(raw)
         }
         return replies
+    }
+
+    /// One command whose reply is decoded in place, before hiredis frees it.
+    private func roundTrip<Response>(_ command: RESPCommand, timeout block: Duration?, _ decode: (ReplyReader) throws -> Response) throws -> Response {
+        guard let context else {
+            throw RedisError(kind: .connectionClosed, message: "the connection is closed; call reconnect()", endpoint: endpointText)
+        }
+        setTimeout(block.map { configuration.commandTimeout + $0 } ?? configuration.commandTimeout)
+        encoder.removeAll()
+        encoder.append(command)
+        let appended = encoder.buffer.withUnsafeBufferPointer { raw in
+            raw.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
+        }
+        guard appended == REDIS_OK else { throw failure(context, during: [command]) }
+        var raw: UnsafeMutableRawPointer?
+        guard redisGetReply(context, &raw) == REDIS_OK, let raw else { throw failure(context, during: [command]) }
+        defer { freeReplyObject(raw) }
+        let reply = raw.assumingMemoryBound(to: redisReply.self)
+        if case .error(let message) = Self.value(of: reply) {
+            throw RedisError.server(message, endpoint: endpointText)
+        }
+        return try decode(ReplyReader(reply: reply))
     }
 
     private func failure(_ context: UnsafeMutablePointer<redisContext>, during commands: [RESPCommand]) -> RedisError {

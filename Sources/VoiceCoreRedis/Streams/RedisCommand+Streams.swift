@@ -36,7 +36,7 @@ extension RedisCommand where Response == [StreamReadResult] {
         args.append("STREAMS")
         args += streams.map { .string($0.key) }
         args += streams.map { $0.position.argument }
-        return RedisCommand(RESPCommand(args), blockingTimeout: block) { try decodeStreamRead($0, "XREADGROUP") }
+        return RedisCommand(RESPCommand(args), blockingTimeout: block, decodeReply: { try $0.streamRead("XREADGROUP") }) { try decodeStreamRead($0, "XREADGROUP") }
     }
 
     /// `XREAD [COUNT n] [BLOCK ms] STREAMS key… id…` (ids: entries after them; `$` is not offered
@@ -48,7 +48,7 @@ extension RedisCommand where Response == [StreamReadResult] {
         args.append("STREAMS")
         args += streams.map { .string($0.key) }
         args += streams.map { .string($0.after.description) }
-        return RedisCommand(RESPCommand(args), blockingTimeout: block) { try decodeStreamRead($0, "XREAD") }
+        return RedisCommand(RESPCommand(args), blockingTimeout: block, decodeReply: { try $0.streamRead("XREAD") }) { try decodeStreamRead($0, "XREAD") }
     }
 }
 
@@ -73,14 +73,14 @@ extension RedisCommand where Response == [StreamEntry] {
     public static func xrange(_ key: String, from start: StreamEntryID? = nil, to end: StreamEntryID? = nil, count: Int? = nil) -> Self {
         var args: [RESPArgument] = ["XRANGE", .string(key), .string(start?.description ?? "-"), .string(end?.description ?? "+")]
         if let count { args += ["COUNT", .integer(count)] }
-        return RedisCommand(RESPCommand(args)) { try StreamEntry.decodeList($0, "XRANGE") }
+        return RedisCommand(RESPCommand(args), decodeReply: { try $0.streamEntries("XRANGE") }) { try StreamEntry.decodeList($0, "XRANGE") }
     }
 
     /// `XREVRANGE key end start [COUNT n]`: newest first.
     public static func xrevrange(_ key: String, from end: StreamEntryID? = nil, to start: StreamEntryID? = nil, count: Int? = nil) -> Self {
         var args: [RESPArgument] = ["XREVRANGE", .string(key), .string(end?.description ?? "+"), .string(start?.description ?? "-")]
         if let count { args += ["COUNT", .integer(count)] }
-        return RedisCommand(RESPCommand(args)) { try StreamEntry.decodeList($0, "XREVRANGE") }
+        return RedisCommand(RESPCommand(args), decodeReply: { try $0.streamEntries("XREVRANGE") }) { try StreamEntry.decodeList($0, "XREVRANGE") }
     }
 
     /// `XCLAIM key group consumer min-idle id… [IDLE ms] [RETRYCOUNT n] [FORCE]` → the claimed

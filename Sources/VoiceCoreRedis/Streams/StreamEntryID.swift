@@ -36,8 +36,14 @@ public struct StreamEntryID: Sendable, Hashable, Comparable, CustomStringConvert
         (lhs.milliseconds, lhs.sequence) < (rhs.milliseconds, rhs.sequence)
     }
 
+    /// Parses the ASCII bytes of an id (`1700000000000-3`).
+    public init?(ascii bytes: [UInt8]) {
+        guard let id = bytes.withUnsafeBufferPointer({ StreamEntryID(ascii: $0) }) else { return nil }
+        self = id
+    }
+
     /// Parses the ASCII bytes of an id without building a String (ids arrive once per entry).
-    init?(ascii bytes: [UInt8]) {
+    init?(ascii bytes: UnsafeBufferPointer<UInt8>) {
         var ms: UInt64 = 0, seq: UInt64 = 0
         var seenDash = false, digits = 0
         for byte in bytes {
