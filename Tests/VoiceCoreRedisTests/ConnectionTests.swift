@@ -82,18 +82,18 @@ struct ConnectionTests {
     }
 
     @Test func commandTimeoutClosesTheConnection() async throws {
-        // BLPOP sent as a plain command (no BLOCK allowance) holds the reply for 2 s; the 300 ms
-        // command timeout must fire, not hang.
+        // BLPOP sent as a plain command (no BLOCK allowance) holds the reply for 5 s; the 300 ms
+        // command timeout must fire instead (the bound is loose: the suite runs in parallel).
         let redis = try await TestRedis.connect(commandTimeout: .milliseconds(300))
         let key = TestRedis.key()
         let clock = ContinuousClock()
         let start = clock.now
         await #expect {
-            try await redis.send("BLPOP", .string(key), 2)
+            try await redis.send("BLPOP", .string(key), 5)
         } throws: { error in
             (error as? RedisError)?.kind == .timeout
         }
-        #expect(clock.now - start < .milliseconds(1500))
+        #expect(clock.now - start < .seconds(4))
         #expect(await !redis.isConnected)
         try await redis.reconnect()
         #expect(try await redis.execute(.ping()) == "PONG")
