@@ -2,8 +2,22 @@ import ArgumentParser
 import Foundation
 import Logging
 
-/// The `voicecore` command line: composition only, no domain logic.
+/// Sets up logging, then runs the command line.
 @main
+enum Entry {
+    static func main() async {
+        VoiceCoreCommand.bootstrapLogging()
+        await VoiceCoreCommand.main()
+    }
+}
+
+/// A command that could not do what was asked, with the reason (exit status 1, no usage text).
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The `voicecore` command line: composition only, no domain logic.
 struct VoiceCoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "voicecore",
@@ -13,7 +27,7 @@ struct VoiceCoreCommand: AsyncParsableCommand {
             Without them, the local servers of `tools/dev-env start` are used.
             """,
         version: VoiceCoreVersion.current,
-        subcommands: [VersionCommand.self, DoctorCommand.self, TailCommand.self, BenchCommand.self]
+        subcommands: [VersionCommand.self, DoctorCommand.self, StreamsCommand.self, TailCommand.self, DeadLetterCommand.self, BenchCommand.self]
     )
 
     /// Logs go to stderr (stdout is for data), at VOICECORE_LOG_LEVEL (default info).
@@ -26,19 +40,6 @@ struct VoiceCoreCommand: AsyncParsableCommand {
         }
     }
 
-    static func main() async {
-        bootstrapLogging()
-        do {
-            var command = try parseAsRoot()
-            if var asyncCommand = command as? AsyncParsableCommand {
-                try await asyncCommand.run()
-            } else {
-                try command.run()
-            }
-        } catch {
-            exit(withError: error)
-        }
-    }
 }
 
 enum VoiceCoreVersion {

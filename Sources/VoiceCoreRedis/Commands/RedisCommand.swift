@@ -82,3 +82,26 @@ extension Optional {
         return self
     }
 }
+
+/// One page of a `SCAN`.
+public struct ScanPage: Sendable, Hashable {
+    /// The cursor for the next call; `0` when the scan is complete.
+    public var cursor: Int
+    public var keys: [String]
+}
+
+extension RedisCommand where Response == ScanPage {
+    /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]`.
+    public static func scan(cursor: Int, match: String? = nil, count: Int? = nil, type: String? = nil) -> Self {
+        var args: [RESPArgument] = ["SCAN", .integer(cursor)]
+        if let match { args += ["MATCH", .string(match)] }
+        if let count { args += ["COUNT", .integer(count)] }
+        if let type { args += ["TYPE", .string(type)] }
+        return RedisCommand(RESPCommand(args)) { value in
+            guard case .array(let parts) = value, parts.count == 2, let cursor = parts[0].int, case .array(let keys) = parts[1] else {
+                throw RedisError.unexpected("SCAN", value)
+            }
+            return ScanPage(cursor: cursor, keys: keys.compactMap(\.string))
+        }
+    }
+}

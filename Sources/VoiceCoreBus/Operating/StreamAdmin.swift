@@ -1,0 +1,67 @@
+import VoiceCoreRedis
+
+/// What `voicecore streams` shows: every stream of a deployment with its groups' progress.
+public struct StreamAdmin: Sendable {
+    /// One stream and its consumer groups.
+    public struct StreamReport: Sendable, Hashable, Codable {
+        public var stream: String
+        public var length: Int
+        public var firstID: String?
+        public var lastID: String?
+        public var groups: [GroupReport]
+    }
+
+    /// One consumer group of a stream.
+    public struct GroupReport: Sendable, Hashable, Codable {
+        public var name: String
+        /// Entries not yet delivered to the group (`nil` when Redis cannot tell, after deletions).
+        public var lag: Int?
+        public var pending: Int
+        /// How long the oldest pending entry has waited since its last delivery, in milliseconds.
+        public var oldestPendingIdleMs: Int?
+        public var consumers: [ConsumerReport]
+    }
+
+    public struct ConsumerReport: Sendable, Hashable, Codable {
+        public var name: String
+        public var pending: Int
+        public var idleMs: Int
+    }
+
+    let connection: RedisConnection
+
+    public init(connection: RedisConnection) {
+        self.connection = connection
+    }
+
+    /// Every stream whose key starts with `prefix:` (dead-letter streams included), sorted.
+    public func streams(prefix: String) async throws -> [String] {
+        var cursor = 0
+        var keys: Set<String> = []
+        repeat {
+            let page = try await connection.execute(.scan(cursor: cursor, match: "\(prefix):*", count: 1000, type: "stream"))
+            keys.formUnion(page.keys)
+            cursor = page.cursor
+        } while cursor != 0
+        return keys.sorted()
+    }
+
+    /// The report of one stream.
+    public func report(_ stream: String) async throws -> StreamReport {
+        let info = try await connection.execute(.xinfoStream(stream))
+        var groups: [GroupReport] = []
+        for group in try await connection.execute(.xinfoGroups(stream)) {
+            let consumers = try await connection.execute(.xinfoConsumers(stream, group: group.name))
+            var oldestIdle: Int?
+            if group.pending > 0 {
+                let rows = try await connection.execute(.xpending(stream, group: group.name, count: 1))
+                oldestIdle = rows.first.map { Int($0.idle.components.seconds * 1000 + $0.idle.components.attoseconds / 1_000_000_000_000_000) }
+            }
+            groups.append(GroupReport(
+                name: group.name, lag: group.lag, pending: group.pending, oldestPendingIdleMs: oldestIdle,
+                consumers: consumers.map { ConsumerReport(name: $0.name, pending: $0.pending, idleMs: Int($0.idle.components.seconds * 1000 + $0.idle.components.attoseconds / 1_000_000_000_000_000)) }
+            ))
+        }
+        return StreamReport(stream: stream, length: info.length, firstID: info.firstEntry?.id.description, lastID: info.lastEntry?.id.description, groups: groups)
+    }
+}
