@@ -31,12 +31,17 @@ public struct ConsumerConfiguration: Sendable {
     public var claimIdle: Duration
     /// How often to look for such entries.
     public var claimInterval: Duration
+    /// Partition leases (see ``ConsumerGroupRunner``): each stream is read by one member of the
+    /// group at a time, so a call's events are handled in order even with several members. A lease
+    /// lives this long without renewal (renewed every third of it). `nil` reads every stream with
+    /// no lease: only for a group with a single member, or handlers that do not need order.
+    public var leaseTTL: Duration?
 
     public init(
         group: String, streams: [String], consumer: String? = nil, start: GroupStart = .beginning,
         batchSize: Int = 256, block: Duration = .seconds(2), maxDeliveries: Int = 5,
         retryDelay: Duration = .milliseconds(100), maxRetryDelay: Duration = .seconds(10),
-        claimIdle: Duration = .seconds(30), claimInterval: Duration = .seconds(5)
+        claimIdle: Duration = .seconds(30), claimInterval: Duration = .seconds(5), leaseTTL: Duration? = .seconds(10)
     ) {
         self.group = group
         self.streams = streams
@@ -49,6 +54,7 @@ public struct ConsumerConfiguration: Sendable {
         self.maxRetryDelay = maxRetryDelay
         self.claimIdle = claimIdle
         self.claimInterval = claimInterval
+        self.leaseTTL = leaseTTL
     }
 
     /// The dead-letter stream of `stream` for this group: `<stream>:dlq:<group>`, in the same

@@ -9,7 +9,10 @@ import VoiceCoreTime
 /// only after the handler succeeded (at-least-once; handlers must be idempotent).
 ///
 /// - Order: entries of one stream (one partition) are handled one after another in stream order;
-///   partitions are handled in parallel. Everything about one call is in one partition.
+///   partitions are handled in parallel. Everything about one call is in one partition. With
+///   several members, partition leases (``ConsumerConfiguration/leaseTTL``) give each stream to
+///   one member at a time, spread evenly, and move them when members join, leave or die (see
+///   `PartitionLeases`).
 /// - Failure: a failing entry is retried with exponential backoff and jitter; each retry re-claims
 ///   it, so Redis counts the deliveries. After ``ConsumerConfiguration/maxDeliveries`` the entry is
 ///   moved to the group's dead-letter stream with the reason, error, attempts, origin stream and id
@@ -73,15 +76,39 @@ public final class ConsumerGroupRunner: Service, Sendable {
         try await ensureGroups(control)
         logger.info("consumer started", metadata: ["streams": "\(configuration.streams.count)"])
 
+        let leases = configuration.leaseTTL.map {
+            PartitionLeases(group: configuration.group, consumer: configuration.consumer, streams: configuration.streams, ttl: $0)
+        }
+        var held: Set<String> = leases == nil ? Set(configuration.streams) : []
+
         try await withGracefulShutdownHandler {
             // Own pending entries first: they were delivered before a restart and never acked.
             var position = Dictionary(uniqueKeysWithValues: configuration.streams.map { ($0, StreamEntryID.zero) })
             var lastClaim = ContinuousClock.now
+            var lastLeaseCheck: ContinuousClock.Instant?
             while !stopping.withLock({ $0 }) && !Task.isCancelled {
-                let readingHistory = !position.isEmpty
+                if let leases, lastLeaseCheck.map({ ContinuousClock.now - $0 >= leases.ttl / 3 }) ?? true {
+                    lastLeaseCheck = ContinuousClock.now
+                    do {
+                        let (nowHeld, acquired) = try await leases.maintain(holding: held, on: control)
+                        held = nowHeld
+                        for stream in acquired { try await takeOver(stream, control) }
+                    } catch let error as RedisError {
+                        try await recover(from: error, reader: reader, control: control)
+                        continue
+                    }
+                }
+                let history = position.filter { held.contains($0.key) }
+                let readingHistory = !history.isEmpty
+                let readable = configuration.streams.filter { held.contains($0) }
+                if readable.isEmpty {
+                    // Every partition is leased to other members: wait for a rebalance.
+                    try await Task.sleep(for: min(configuration.block, (leases?.ttl ?? configuration.block) / 3))
+                    continue
+                }
                 let streams: [(key: String, position: GroupReadPosition)] = readingHistory
-                    ? position.map { ($0.key, .pending(after: $0.value)) }
-                    : configuration.streams.map { ($0, .newEntries) }
+                    ? history.map { ($0.key, .pending(after: $0.value)) }
+                    : readable.map { ($0, .newEntries) }
                 let batches: [StreamReadResult]
                 do {
                     batches = try await reader.execute(.xreadgroup(
@@ -92,20 +119,20 @@ public final class ConsumerGroupRunner: Service, Sendable {
                     continue
                 }
                 if readingHistory {
-                    for batch in batches {
-                        if let last = batch.entries.last?.id { position[batch.stream] = last } else { position[batch.stream] = nil }
+                    for (stream, _) in history {
+                        if let last = batches.first(where: { $0.stream == stream })?.entries.last?.id { position[stream] = last } else { position[stream] = nil }
                     }
-                    for stream in position.keys where !batches.contains(where: { $0.stream == stream }) { position[stream] = nil }
                 }
                 try await handle(batches, fresh: !readingHistory, control: control)
                 if ContinuousClock.now - lastClaim >= configuration.claimInterval {
                     lastClaim = ContinuousClock.now
-                    try await claimAbandoned(control)
+                    try await claimAbandoned(in: configuration.streams.filter { held.contains($0) }, control)
                 }
             }
         } onGracefulShutdown: {
             stopping.withLock { $0 = true }
         }
+        if let leases { await leases.releaseAll(held, on: control) }
         logger.info("consumer stopped", metadata: ["handled": "\(statistics.handled)"])
     }
 
@@ -255,8 +282,29 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     // MARK: Claims
 
-    private func claimAbandoned(_ control: RedisConnection) async throws {
-        for stream in configuration.streams {
+    /// A stream newly leased: whatever is still pending in it (a previous owner's unfinished work)
+    /// is older than anything new, so it is claimed and handled first, in order.
+    private func takeOver(_ stream: String, _ control: RedisConnection) async throws {
+        var start = StreamEntryID.zero
+        repeat {
+            let result: AutoClaimResult
+            do {
+                result = try await control.execute(.xautoclaim(stream, group: configuration.group, consumer: configuration.consumer,
+                                                                minIdle: .zero, start: start, count: configuration.batchSize))
+            } catch let error as RedisError where error.serverCode == "NOGROUP" {
+                try await ensureGroups(control)
+                return
+            }
+            if !result.entries.isEmpty {
+                state.withLock { $0.claimed += result.entries.count }
+                try await handle([StreamReadResult(stream: stream, entries: result.entries)], fresh: false, control: control)
+            }
+            start = result.nextStart
+        } while start != .zero
+    }
+
+    private func claimAbandoned(in streams: [String], _ control: RedisConnection) async throws {
+        for stream in streams {
             var start = StreamEntryID.zero
             repeat {
                 let result: AutoClaimResult
