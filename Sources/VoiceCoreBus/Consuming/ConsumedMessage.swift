@@ -23,8 +23,14 @@ public struct MessageHandlers: Sendable {
     typealias Handler = @Sendable (ConsumedMessage) async throws -> Void
     var byType: [String: Handler] = [:]
     var fallback: Handler?
+    var middleware: [MessageMiddleware] = []
 
     public init() {}
+
+    /// Adds middleware around every handler; the first added runs outermost.
+    public mutating func use(_ middleware: @escaping MessageMiddleware) {
+        self.middleware.append(middleware)
+    }
 
     /// Handles messages of type `M` (older versions arrive upcast).
     public mutating func on<M: Message>(_ type: M.Type, _ handler: @escaping @Sendable (ConsumedMessage, M) async throws -> Void) {
@@ -39,5 +45,17 @@ public struct MessageHandlers: Sendable {
         fallback = handler
     }
 
-    func handler(for type: String) -> Handler? { byType[type] ?? fallback }
+    /// The handler for a type, wrapped in the middleware and in the message's context.
+    func handler(for type: String) -> Handler? {
+        guard var handler = byType[type] ?? fallback else { return nil }
+        for layer in middleware.reversed() {
+            let next = handler
+            handler = { message in try await layer(message, next) }
+        }
+        let wrapped = handler
+        return { message in
+            let context = MessageContext(tenantID: message.envelope.tenantID, correlationID: message.envelope.correlationID, causationID: message.envelope.id)
+            try await MessageContext.$current.withValue(context) { try await wrapped(message) }
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import ServiceLifecycle
 import Synchronization
 import VoiceCoreEvents
@@ -37,6 +38,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
     private let handlers: MessageHandlers
     private let registry: MessageRegistry
     private let logger: Logger
+    private let metrics: ConsumerMetrics
     private let state = Mutex(Statistics())
 
     /// Counters since the runner started.
@@ -57,8 +59,10 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     public init(
         redis: RedisConfiguration, configuration: ConsumerConfiguration, handlers: MessageHandlers,
-        registry: MessageRegistry = .standard, logger: Logger = Logger(label: "voicecore.bus.consumer")
+        registry: MessageRegistry = .standard, logger: Logger = Logger(label: "voicecore.bus.consumer"),
+        metricsFactory: MetricsFactory = MetricsSystem.factory
     ) {
+        self.metrics = ConsumerMetrics(group: configuration.group, factory: metricsFactory)
         self.redisConfiguration = redis
         self.configuration = configuration
         self.handlers = handlers
@@ -222,13 +226,18 @@ public final class ConsumerGroupRunner: Service, Sendable {
             return .acknowledge
         }
         var attempt = consumed
+        let timer = metrics.handlerTimer(consumed.envelope.type)
         while true {
             do {
+                let start = ContinuousClock.now
                 try await handler(attempt)
+                timer.record(since: start)
                 state.withLock { $0.handled += 1 }
+                metrics.handled.increment()
                 return .acknowledge
             } catch {
                 state.withLock { $0.failedAttempts += 1 }
+                metrics.failed.increment()
                 logger.info("handler failed", metadata: [
                     "stream": "\(stream)", "entry": "\(entry.id)", "type": "\(consumed.envelope.type)",
                     "tenant": "\(consumed.envelope.tenantID)", "delivery": "\(attempt.deliveryCount)", "error": "\(error)",
@@ -277,6 +286,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
         for field in fields { arguments += [.string(field.name), .bytes(field.value)] }
         _ = try await Self.deadLetterScript.run(on: control, keys: [stream, configuration.deadLetterStream(of: stream)], arguments: arguments)
         state.withLock { $0.deadLettered += 1 }
+        metrics.deadLettered.increment()
         logger.warning("entry dead-lettered", metadata: ["stream": "\(stream)", "entry": "\(entry.id)", "reason": "\(reason)"])
     }
 
@@ -297,6 +307,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
             }
             if !result.entries.isEmpty {
                 state.withLock { $0.claimed += result.entries.count }
+                metrics.claimed.increment(by: result.entries.count)
                 try await handle([StreamReadResult(stream: stream, entries: result.entries)], fresh: false, control: control)
             }
             start = result.nextStart
@@ -316,6 +327,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
                 }
                 if !result.entries.isEmpty {
                     state.withLock { $0.claimed += result.entries.count }
+                    metrics.claimed.increment(by: result.entries.count)
                     logger.info("claimed abandoned entries", metadata: ["stream": "\(stream)", "count": "\(result.entries.count)"])
                     try await handle([StreamReadResult(stream: stream, entries: result.entries)], fresh: false, control: control)
                 }

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import Synchronization
 import VoiceCoreEvents
 import VoiceCoreRedis
@@ -25,6 +26,7 @@ public final class Publisher: Sendable {
     public let configuration: PublisherConfiguration
     private let connection: RedisConnection
     private let logger: Logger
+    private let metrics: PublisherMetrics
     private let state = Mutex(State())
 
     /// Counters since the publisher was made.
@@ -81,21 +83,26 @@ public final class Publisher: Sendable {
         var statistics = Statistics()
     }
 
-    public init(connection: RedisConnection, configuration: PublisherConfiguration, logger: Logger = Logger(label: "voicecore.bus.publisher")) {
+    public init(connection: RedisConnection, configuration: PublisherConfiguration, logger: Logger = Logger(label: "voicecore.bus.publisher"),
+                metricsFactory: MetricsFactory = MetricsSystem.factory) {
         self.connection = connection
         self.configuration = configuration
         self.logger = logger
+        self.metrics = PublisherMetrics(factory: metricsFactory)
     }
 
     public var statistics: Statistics { state.withLock { $0.statistics } }
 
     /// Publishes a message of this deployment's vocabulary.
     /// - Parameters:
-    ///   - correlationID: the original request's id (defaults to the new event's own id).
-    ///   - causationID: the message that caused this one.
+    ///   - correlationID: the original request's id. Inside a handler it defaults to the handled
+    ///     message's (``MessageContext``); otherwise to the new event's own id.
+    ///   - causationID: the message that caused this one; inside a handler, the handled message.
     @discardableResult
     public func publish<M: Message>(_ message: M, tenant: Identifier, correlationID: Identifier? = nil, causationID: Identifier? = nil) async throws -> PublishedEntry {
-        let envelope = EventEnvelope(message, tenant: tenant, source: configuration.source, correlationID: correlationID, causationID: causationID)
+        let context = MessageContext.current
+        let envelope = EventEnvelope(message, tenant: tenant, source: configuration.source,
+                                     correlationID: correlationID ?? context?.correlationID, causationID: causationID ?? context?.causationID)
         return try await publish(envelope, category: M.category, kind: M.kind)
     }
 
@@ -175,6 +182,8 @@ public final class Publisher: Sendable {
     }
 
     private func send(_ batch: [Pending]) async {
+        let start = ContinuousClock.now
+        defer { metrics.batch.record(since: start) }
         do {
             if await !connection.isConnected {
                 try await connection.reconnect()
@@ -205,12 +214,15 @@ public final class Publisher: Sendable {
                 $0.statistics.published += published
                 $0.statistics.failed += batch.count - published
             }
+            metrics.published.increment(by: published)
+            if published < batch.count { metrics.failed.increment(by: batch.count - published) }
         } catch {
             logger.warning("publish batch failed", metadata: ["entries": "\(batch.count)", "error": "\(error)"])
             state.withLock {
                 $0.statistics.batches += 1
                 $0.statistics.failed += batch.count
             }
+            metrics.failed.increment(by: batch.count)
             for pending in batch { pending.resume(.failure(error)) }
         }
     }
