@@ -53,7 +53,7 @@ struct PartitionLeases {
 
     func leaseKey(_ stream: String) -> String { "\(stream):lease:\(group)" }
 
-    private var ttlMilliseconds: Int { Int(ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000) }
+    private var ttlMilliseconds: Int { Int(ttl.milliseconds) }
 
     /// Heartbeats, renews what is held, releases extras, takes free streams up to the fair share.
     /// Returns the streams held now and those newly acquired.

@@ -17,15 +17,8 @@ public struct DeadLetters: Sendable {
 
     /// Dead-letter streams under `prefix:` with their lengths.
     public func list(prefix: String) async throws -> [(stream: String, length: Int)] {
-        var cursor = 0
-        var keys: Set<String> = []
-        repeat {
-            let page = try await connection.execute(.scan(cursor: cursor, match: "\(prefix):*:dlq:*", count: 1000, type: "stream"))
-            keys.formUnion(page.keys)
-            cursor = page.cursor
-        } while cursor != 0
         var result: [(String, Int)] = []
-        for key in keys.sorted() { result.append((key, try await connection.execute(.xlen(key)))) }
+        for key in try await connection.scanAll(match: "\(prefix):*:dlq:*", type: "stream") { result.append((key, try await connection.execute(.xlen(key)))) }
         return result
     }
 

@@ -36,14 +36,7 @@ public struct StreamAdmin: Sendable {
 
     /// Every stream whose key starts with `prefix:` (dead-letter streams included), sorted.
     public func streams(prefix: String) async throws -> [String] {
-        var cursor = 0
-        var keys: Set<String> = []
-        repeat {
-            let page = try await connection.execute(.scan(cursor: cursor, match: "\(prefix):*", count: 1000, type: "stream"))
-            keys.formUnion(page.keys)
-            cursor = page.cursor
-        } while cursor != 0
-        return keys.sorted()
+        try await connection.scanAll(match: "\(prefix):*", type: "stream")
     }
 
     /// The report of one stream.
@@ -55,11 +48,11 @@ public struct StreamAdmin: Sendable {
             var oldestIdle: Int?
             if group.pending > 0 {
                 let rows = try await connection.execute(.xpending(stream, group: group.name, count: 1))
-                oldestIdle = rows.first.map { Int($0.idle.components.seconds * 1000 + $0.idle.components.attoseconds / 1_000_000_000_000_000) }
+                oldestIdle = rows.first.map { Int($0.idle.milliseconds) }
             }
             groups.append(GroupReport(
                 name: group.name, lag: group.lag, pending: group.pending, oldestPendingIdleMs: oldestIdle,
-                consumers: consumers.map { ConsumerReport(name: $0.name, pending: $0.pending, idleMs: Int($0.idle.components.seconds * 1000 + $0.idle.components.attoseconds / 1_000_000_000_000_000)) }
+                consumers: consumers.map { ConsumerReport(name: $0.name, pending: $0.pending, idleMs: Int($0.idle.milliseconds)) }
             ))
         }
         return StreamReport(stream: stream, length: info.length, firstID: info.firstEntry?.id.description, lastID: info.lastEntry?.id.description, groups: groups)

@@ -58,8 +58,7 @@ public struct PublisherConfiguration: Sendable {
         case .maxLength(let count, let exact):
             return .maxLength(count, approximate: !exact)
         case .maxAge(let age, let exact):
-            let ageMilliseconds = age.components.seconds * 1000 + age.components.attoseconds / 1_000_000_000_000_000
-            return .minID(StreamEntryID(milliseconds: UInt64(max(0, nowMilliseconds - ageMilliseconds))), approximate: !exact)
+            return .minID(StreamEntryID(milliseconds: UInt64(max(0, nowMilliseconds - age.milliseconds))), approximate: !exact)
         }
     }
 }

@@ -105,3 +105,18 @@ extension RedisCommand where Response == ScanPage {
         }
     }
 }
+
+extension RedisConnection {
+    /// Every key matching `pattern` (and of `type`, e.g. `stream`), by `SCAN` until the cursor
+    /// returns to 0; keys reported twice by SCAN are listed once. Sorted.
+    public func scanAll(match pattern: String, type: String? = nil) throws -> [String] {
+        var cursor = 0
+        var keys: Set<String> = []
+        repeat {
+            let page = try execute(.scan(cursor: cursor, match: pattern, count: 1000, type: type))
+            keys.formUnion(page.keys)
+            cursor = page.cursor
+        } while cursor != 0
+        return keys.sorted()
+    }
+}

@@ -297,8 +297,8 @@ extension RedisCommand where Response == [StreamConsumerInfo] {
 }
 
 extension Duration {
-    /// Whole milliseconds (truncated), as Redis takes them.
-    var milliseconds: Int64 {
+    /// Whole milliseconds (truncated), as Redis takes them (BLOCK, PX, MINID by age).
+    public var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }

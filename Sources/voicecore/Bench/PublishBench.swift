@@ -68,32 +68,12 @@ struct PublishBench: AsyncParsableCommand {
             var fieldArguments: [String] = []
             for field in sample { fieldArguments += [field.name, field.string] }
             for clients in [1, 50] {
-                if let rate = try redisBenchmark(host: host, port: port, clients: clients, password: configuration.password, fields: fieldArguments, total: total) {
+                if let rate = try RedisBenchmarkTool.run(host: host, port: port, clients: clients, pipeline: 64, requests: total, database: configuration.database,
+                                                         password: configuration.password, arguments: ["xadd", "bench:rb", "*"] + fieldArguments) {
                     print("redis-benchmark -c \(clients) -P 64 xadd (same fields)  \(formatRate(rate)) req/s")
                 }
             }
             _ = try await redis.execute(.del(["bench:rb"]))
         }
-    }
-
-    private func redisBenchmark(host: String, port: Int, clients: Int, password: String?, fields: [String], total: Int) throws -> Double? {
-        guard let tool = ["/usr/bin/redis-benchmark", "/usr/local/bin/redis-benchmark"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = ["-h", host, "-p", String(port), "-c", String(clients), "-P", "64", "-n", String(total), "-q", "xadd", "bench:rb", "*"] + fields
-        var environment = ProcessInfo.processInfo.environment
-        if let password { environment["REDISCLI_AUTH"] = password }
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard let line = output.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).last(where: { $0.contains("requests per second") }),
-              let colon = line.range(of: ": ", options: .backwards),
-              let rate = Double(line[colon.upperBound...].prefix { $0.isNumber || $0 == "." })
-        else { return nil }
-        return rate
     }
 }

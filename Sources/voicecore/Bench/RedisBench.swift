@@ -92,31 +92,10 @@ struct RedisBench: AsyncParsableCommand {
         return reply.array?.last?.string ?? "?"
     }
 
-    /// Runs redis-benchmark with the same command and payload; `nil` when it is not installed.
+    /// Runs redis-benchmark with the same command and payload, one connection.
     private func redisBenchmark(_ configuration: RedisConfiguration, depth: Int, payload: [UInt8]) throws -> Double? {
-        guard case .tcp(let host, let port) = configuration.endpoint,
-              let tool = ["/usr/bin/redis-benchmark", "/usr/local/bin/redis-benchmark"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
-        else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        var arguments = ["-h", host, "-p", String(port), "-c", "1", "-P", String(depth), "-n", String(count), "-q"]
-        if configuration.database != 0 { arguments += ["--dbnum", String(configuration.database)] }
-        arguments += ["xadd", "bench:rb", "*", "data", String(decoding: payload, as: UTF8.self)]
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        if let password = configuration.password { environment["REDISCLI_AUTH"] = password }
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        // -q prints `xadd …: 812345.67 requests per second, p50=…`; the last line has the total.
-        guard let line = output.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).last(where: { $0.contains("requests per second") }),
-              let colon = line.range(of: ": ", options: .backwards),
-              let rate = Double(line[colon.upperBound...].prefix { $0.isNumber || $0 == "." })
-        else { return nil }
-        return rate
+        guard case .tcp(let host, let port) = configuration.endpoint else { return nil }
+        return try RedisBenchmarkTool.run(host: host, port: port, clients: 1, pipeline: depth, requests: count, database: configuration.database,
+                                          password: configuration.password, arguments: ["xadd", "bench:rb", "*", "data", String(decoding: payload, as: UTF8.self)])
     }
 }
