@@ -72,7 +72,6 @@ struct PublisherTests {
         let statistics = publisher.statistics
         #expect(statistics.published == total)
         #expect(statistics.failed == 0)
-        #expect(statistics.batches <= total)
         _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
     }
 
