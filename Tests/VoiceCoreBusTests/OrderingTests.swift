@@ -101,3 +101,35 @@ struct OrderingTests {
         _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
     }
 }
+
+@Suite("Leases during long batches")
+struct LongBatchLeaseTests {
+    @Test func aBatchLongerThanTheLeaseKeepsItsPartition() async throws {
+        let redis = try await TestRedis.connect()
+        let naming = StreamNaming(partitions: 1, prefix: TestRedis.prefix())
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+        let call = Identifier.v7()
+        for sequence in 0..<20 {
+            try await publisher.publish(TranscriptChunk(callID: call, sequence: sequence, track: .inbound, text: "t", isFinal: true, confidence: 1, startOffsetMs: 0, endOffsetMs: 1), tenant: Identifier.v7())
+        }
+        let handled = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { _, chunk in
+            try await Task.sleep(for: .milliseconds(50))   // 20 × 50 ms = a 1 s batch
+            handled.record("seq", chunk.sequence)
+        }
+        var configuration = ConsumerConfiguration(group: "slow", streams: naming.streams(.calls, kind: .event), consumer: "slow-1")
+        configuration.block = .milliseconds(100)
+        configuration.leaseTTL = .milliseconds(300)
+        let consumer = try RunningConsumer.start(configuration, handlers)
+        let lease = "\(naming.stream(.calls, kind: .event, partition: 0)):lease:slow"
+        try await eventually("the batch is under way") { handled.count >= 3 }
+        // Well past the 300 ms TTL, mid-batch: the lease is still ours.
+        try await Task.sleep(for: .milliseconds(450))
+        #expect(handled.count < 20, "the check must fall inside the batch")
+        #expect(try await redis.send("GET", .string(lease)).string == "slow-1")
+        try await eventually("the batch is done") { handled.count == 20 }
+        try await consumer.stop()
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+}

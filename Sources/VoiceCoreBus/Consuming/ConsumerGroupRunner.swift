@@ -127,7 +127,16 @@ public final class ConsumerGroupRunner: Service, Sendable {
                         if let last = batches.first(where: { $0.stream == stream })?.entries.last?.id { position[stream] = last } else { position[stream] = nil }
                     }
                 }
-                try await handle(batches, fresh: !readingHistory, control: control)
+                if let leases {
+                    // A batch may outlast the lease TTL (slow handlers): renew while handling, so no
+                    // other member takes a partition in the middle of it.
+                    let holding = held
+                    let renewal = Task { await leases.keepAlive(holding, on: control) }
+                    defer { renewal.cancel() }
+                    try await handle(batches, fresh: !readingHistory, control: control)
+                } else {
+                    try await handle(batches, fresh: !readingHistory, control: control)
+                }
                 if ContinuousClock.now - lastClaim >= configuration.claimInterval {
                     lastClaim = ContinuousClock.now
                     try await claimAbandoned(in: configuration.streams.filter { held.contains($0) }, control)

@@ -13,8 +13,9 @@ import VoiceCoreTime
 /// TTL). A member that takes a stream over first claims every entry still pending in it — older
 /// than anything new — so a call's events stay in order across the handover.
 ///
-/// A member paused longer than the TTL (a stop-the-world stall) can lose its lease while still
-/// handling a batch; the overlap lasts at most that batch, and handlers are idempotent anyway.
+/// While a batch is handled, its member renews its leases every third of the TTL, so a slow batch
+/// keeps its partitions. A member stalled longer than the TTL (a frozen process) can still lose a
+/// lease mid-batch; the overlap lasts at most that batch, and handlers are idempotent anyway.
 struct PartitionLeases {
     let group: String
     let consumer: String
@@ -93,6 +94,22 @@ struct PartitionLeases {
             }
         }
         return (Set(holding), acquired)
+    }
+
+    /// Keeps the held leases (and the membership) alive while a long batch is handled: renews every
+    /// third of the TTL until cancelled.
+    func keepAlive(_ held: Set<String>, on connection: RedisConnection) async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: ttl / 3)
+                _ = try await connection.send("ZADD", .string(membersKey), .integer(Int(Timestamp.now.millisecondsSinceEpoch)), .string(consumer))
+                for stream in held {
+                    _ = try await Self.renewScript.run(on: connection, keys: [leaseKey(stream)], arguments: [.string(consumer), .integer(ttlMilliseconds)])
+                }
+            } catch {
+                return
+            }
+        }
     }
 
     /// Gives every lease back and leaves the member set (graceful shutdown).
