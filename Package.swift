@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "VoiceCoreTime", targets: ["VoiceCoreTime"]),
         .library(name: "VoiceCoreEvents", targets: ["VoiceCoreEvents"]),
         .library(name: "VoiceCoreBus", targets: ["VoiceCoreBus"]),
+        .library(name: "VoiceCoreProjections", targets: ["VoiceCoreProjections"]),
         .executable(name: "voicecore", targets: ["voicecore"]),
     ],
     dependencies: [
@@ -71,6 +72,16 @@ let package = Package(
             ]
         ),
 
+        // Read models: migrations (and, later, projectors and replay).
+        .target(
+            name: "VoiceCoreProjections",
+            dependencies: [
+                "VoiceCorePostgres",
+                "VoiceCoreEvents",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // The CLI: composition only.
         .executableTarget(
             name: "voicecore",
@@ -80,6 +91,7 @@ let package = Package(
                 "VoiceCoreEvents",
                 "VoiceCoreTime",
                 "VoiceCoreBus",
+                "VoiceCoreProjections",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -94,6 +106,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "MetricsTestKit", package: "swift-metrics"),
         ]),
+        .testTarget(name: "VoiceCoreProjectionsTests", dependencies: ["VoiceCoreProjections"]),
         .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents"], exclude: ["Fixtures"]),
     ]
 )

@@ -385,6 +385,7 @@ public actor PostgresConnection {
         error.constraint = field(VC_PG_DIAG_CONSTRAINT_NAME)
         error.table = field(VC_PG_DIAG_TABLE_NAME)
         error.column = field(VC_PG_DIAG_COLUMN_NAME)
+        error.position = field(VC_PG_DIAG_STATEMENT_POSITION).flatMap { Int($0) }
         return error
     }
 

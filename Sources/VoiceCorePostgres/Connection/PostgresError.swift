@@ -38,6 +38,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     public var constraint: String?
     public var table: String?
     public var column: String?
+    /// Where in the SQL text the error was found (1-based character offset), when the server says.
+    public var position: Int?
     /// The SQL text of the failing statement (with `$n` placeholders, never values).
     public var query: String?
     public var file: String?
