@@ -239,3 +239,42 @@ struct ConsumerGroupRunnerTests {
         _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
     }
 }
+
+@Suite("Consumer resilience")
+struct ConsumerResilienceTests {
+    @Test func killedConnectionsAreRecoveredAndNothingIsLost() async throws {
+        let redis = try await TestRedis.connect()
+        let naming = StreamNaming(partitions: 2, prefix: TestRedis.prefix())
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+        let tenant = Identifier.v7()
+        let call = Identifier.v7()
+        let seen = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { _, chunk in seen.record("seq", chunk.sequence) }
+        var configuration = ConsumerConfiguration(group: "resilient", streams: naming.streams(.calls, kind: .event), consumer: "r1")
+        configuration.block = .milliseconds(100)
+        let consumer = try RunningConsumer.start(configuration, handlers)
+        for sequence in 0..<10 {
+            try await publisher.publish(TranscriptChunk(callID: call, sequence: sequence, track: .inbound, text: "t", isFinal: true, confidence: 1, startOffsetMs: 0, endOffsetMs: 1), tenant: tenant)
+        }
+        try await eventually("the first ten are handled") { seen.count == 10 }
+
+        // Kill both of the runner's connections (found by their client names).
+        let clients = try await redis.send("CLIENT", "LIST").string ?? ""
+        let ids = clients.split(separator: "\n").filter { $0.contains("name=vc-consumer:resilient:r1:") }.compactMap { line in
+            line.split(separator: " ").first { $0.hasPrefix("id=") }.flatMap { Int($0.dropFirst(3)) }
+        }
+        #expect(ids.count == 2)
+        for id in ids { try await redis.send("CLIENT", "KILL", "ID", .integer(id)) }
+
+        for sequence in 10..<20 {
+            try await publisher.publish(TranscriptChunk(callID: call, sequence: sequence, track: .inbound, text: "t", isFinal: true, confidence: 1, startOffsetMs: 0, endOffsetMs: 1), tenant: tenant)
+        }
+        try await eventually("the runner reconnects and handles the rest") { Set(seen.all["seq"] ?? []) == Set(0..<20) }
+        var pending = 0
+        for stream in naming.streams(.calls, kind: .event) { pending += try await redis.execute(.xpending(stream, group: "resilient")).count }
+        #expect(pending == 0)
+        try await consumer.stop()
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+}

@@ -74,8 +74,12 @@ public final class ConsumerGroupRunner: Service, Sendable {
     }
 
     public func run() async throws {
-        let reader = try await RedisConnection.connect(redisConfiguration, logger: logger)
-        let control = try await RedisConnection.connect(redisConfiguration, logger: logger)
+        var readerConfiguration = redisConfiguration
+        readerConfiguration.clientName = "vc-consumer:\(configuration.group):\(configuration.consumer):reader".replacingOccurrences(of: " ", with: "_")
+        var controlConfiguration = redisConfiguration
+        controlConfiguration.clientName = "vc-consumer:\(configuration.group):\(configuration.consumer):control".replacingOccurrences(of: " ", with: "_")
+        let reader = try await RedisConnection.connect(readerConfiguration, logger: logger)
+        let control = try await RedisConnection.connect(controlConfiguration, logger: logger)
         let stopping = Mutex(false)
         try await ensureGroups(control)
         logger.info("consumer started", metadata: ["streams": "\(configuration.streams.count)"])
@@ -127,19 +131,26 @@ public final class ConsumerGroupRunner: Service, Sendable {
                         if let last = batches.first(where: { $0.stream == stream })?.entries.last?.id { position[stream] = last } else { position[stream] = nil }
                     }
                 }
-                if let leases {
-                    // A batch may outlast the lease TTL (slow handlers): renew while handling, so no
-                    // other member takes a partition in the middle of it.
-                    let holding = held
-                    let renewal = Task { await leases.keepAlive(holding, on: control) }
-                    defer { renewal.cancel() }
-                    try await handle(batches, fresh: !readingHistory, control: control)
-                } else {
-                    try await handle(batches, fresh: !readingHistory, control: control)
-                }
-                if ContinuousClock.now - lastClaim >= configuration.claimInterval {
-                    lastClaim = ContinuousClock.now
-                    try await claimAbandoned(in: configuration.streams.filter { held.contains($0) }, control)
+                do {
+                    if let leases {
+                        // A batch may outlast the lease TTL (slow handlers): renew while handling, so
+                        // no other member takes a partition in the middle of it.
+                        let holding = held
+                        let renewal = Task { await leases.keepAlive(holding, on: control) }
+                        defer { renewal.cancel() }
+                        try await handle(batches, fresh: !readingHistory, control: control)
+                    } else {
+                        try await handle(batches, fresh: !readingHistory, control: control)
+                    }
+                    if ContinuousClock.now - lastClaim >= configuration.claimInterval {
+                        lastClaim = ContinuousClock.now
+                        try await claimAbandoned(in: configuration.streams.filter { held.contains($0) }, control)
+                    }
+                } catch let error as RedisError {
+                    // An acknowledgement or dead letter did not reach Redis: those entries are still
+                    // pending to this consumer, so read its own pending entries again after recovering.
+                    try await recover(from: error, reader: reader, control: control)
+                    for stream in configuration.streams { position[stream] = .zero }
                 }
             }
         } onGracefulShutdown: {

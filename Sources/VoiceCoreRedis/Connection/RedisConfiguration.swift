@@ -37,6 +37,9 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
     public var commandTimeout: Duration
     /// Enables TCP keepalive so a silently dead peer is noticed.
     public var keepAlive: Bool
+    /// Sent with `CLIENT SETNAME` after connecting, so `CLIENT LIST` shows who is who.
+    /// No spaces (Redis refuses them).
+    public var clientName: String?
 
     public init(
         endpoint: Endpoint = .tcp(host: "127.0.0.1", port: 6379),
@@ -54,6 +57,7 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
         self.connectTimeout = connectTimeout
         self.commandTimeout = commandTimeout
         self.keepAlive = keepAlive
+        self.clientName = nil
     }
 
     /// Parses `redis://…` or `unix://…`. Throws ``RedisError/Kind/invalidConfiguration`` naming

@@ -207,13 +207,16 @@ public actor RedisConnection {
         if configuration.database != 0 {
             handshake.append(RESPCommand("SELECT", .integer(configuration.database)))
         }
+        if let name = configuration.clientName {
+            handshake.append(RESPCommand("CLIENT", "SETNAME", .string(name)))
+        }
         if !handshake.isEmpty {
             let replies = try roundTrip(handshake, timeout: nil)
             for (command, reply) in zip(handshake, replies) {
                 if case .error(let message) = reply {
                     closeContext()
                     // Never echo AUTH's arguments; the server's message does not contain them.
-                    let what = command.arguments.first == .string("AUTH") ? "authentication" : "SELECT \(configuration.database)"
+                    let what = command.arguments.first == .string("AUTH") ? "authentication" : "\(command)"
                     throw RedisError(kind: .server, message: "\(what) failed: \(message)", serverCode: RedisError.server(message).serverCode, endpoint: endpointText)
                 }
             }
