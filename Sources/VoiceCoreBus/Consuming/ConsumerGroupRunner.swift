@@ -179,8 +179,10 @@ public final class ConsumerGroupRunner: Service, Sendable {
             try await ensureGroups(control)
             return
         }
-        logger.warning("read failed; reconnecting", metadata: ["error": "\(error)"])
+        logger.warning("Redis failed; reconnecting", metadata: ["error": "\(error)"])
         while true {
+            // A shutdown during an outage must not wait for Redis to come back.
+            if Task.isShuttingDownGracefully || Task.isCancelled { return }
             do {
                 if await !reader.isConnected { try await reader.reconnect() }
                 if await !control.isConnected { try await control.reconnect() }
