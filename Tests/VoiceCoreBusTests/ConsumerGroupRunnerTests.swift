@@ -278,3 +278,52 @@ struct ConsumerResilienceTests {
         _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
     }
 }
+
+/// A Redis of the test's own, on a free port, that the test may kill.
+final class PrivateRedis: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+
+    init() throws {
+        port = Int.random(in: 20_000..<30_000)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vc-redis-\(port)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var url: String { "redis://127.0.0.1:\(port)" }
+
+    func kill() {
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
+
+@Suite("Consumer during a Redis outage")
+struct RedisOutageTests {
+    @Test(.timeLimit(.minutes(1))) func gracefulShutdownDoesNotWaitForADeadRedis() async throws {
+        let redisServer = try PrivateRedis()
+        defer { redisServer.kill() }
+        try await eventually("the private Redis answers") {
+            (try? await RedisConnection.connect(RedisConfiguration(url: redisServer.url))) != nil
+        }
+        let naming = StreamNaming(partitions: 1, prefix: "outage")
+        var configuration = ConsumerConfiguration(group: "g", streams: naming.streams(.calls, kind: .event), consumer: "c")
+        configuration.block = .milliseconds(100)
+        let runner = ConsumerGroupRunner(redis: try RedisConfiguration(url: redisServer.url), configuration: configuration, handlers: MessageHandlers())
+        let group = ServiceGroup(services: [runner], logger: Logger(label: "test"))
+        let task = Task { try await group.run() }
+        try await Task.sleep(for: .milliseconds(300))
+        redisServer.kill()
+        try await Task.sleep(for: .milliseconds(300))
+
+        let clock = ContinuousClock()
+        let start = clock.now
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
+        #expect(clock.now - start < .seconds(8), "shutdown took \(clock.now - start) with Redis down")
+    }
+}
