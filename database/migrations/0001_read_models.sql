@@ -6,15 +6,23 @@
 -- The owner of the tables (the role that runs migrations and projectors) is not subject to the
 -- policies, so projectors write every tenant's rows.
 
+-- Roles belong to the whole cluster, so migrations of several databases or schemas may create
+-- it at the same moment: a concurrent creator is not an error.
 DO $$
 BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'voicecore_tenant') THEN
-    CREATE ROLE voicecore_tenant NOLOGIN;
-  END IF;
+  CREATE ROLE voicecore_tenant NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+  NULL;
 END
 $$;
 -- The migrating role may switch to the tenant role (for tenant-scoped sessions and tests).
-GRANT voicecore_tenant TO CURRENT_USER;
+DO $$
+BEGIN
+  EXECUTE format('GRANT voicecore_tenant TO %I', current_user);
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+  NULL;
+END
+$$;
 
 CREATE TABLE tenants (
   tenant_id      uuid PRIMARY KEY,
