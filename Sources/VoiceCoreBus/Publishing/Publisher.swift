@@ -71,7 +71,7 @@ public final class Publisher: Sendable {
             let done: [Result<StreamEntryID, any Error>]? = state.withLock { state in
                 state.results[index] = result
                 state.remaining -= 1
-                return state.remaining == 0 ? state.results.map { $0! } : nil
+                return state.remaining == 0 ? state.results.map { $0 ?? .failure(RedisError(kind: .unexpectedReply, message: "no result for a batched publish")) } : nil
             }
             if let done { continuation.resume(returning: done) }
         }

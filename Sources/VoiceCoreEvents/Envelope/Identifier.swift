@@ -11,6 +11,13 @@ public struct Identifier: Sendable, Hashable, Comparable, Codable, CustomStringC
 
     public init(_ uuid: UUID) { self.uuid = uuid }
 
+    /// A UUID written in the source (a namespace, a constant). An invalid literal is a programming
+    /// error and stops the program with the literal in the message.
+    init(literal: StaticString) {
+        guard let parsed = Identifier("\(literal)") else { preconditionFailure("invalid UUID literal \(literal)") }
+        self = parsed
+    }
+
     /// Parses a UUID in either case (`8-4-4-4-12` hex digits).
     public init?(_ text: String) {
         var text = text

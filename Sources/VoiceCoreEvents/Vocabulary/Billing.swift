@@ -30,7 +30,7 @@ public struct UsageRecorded: Message {
     }
 
     /// Namespace of usage ids.
-    public static let usageNamespace = Identifier("b1f2c3d4-5e6f-4a1b-8c2d-3e4f5a6b7c8d")!
+    public static let usageNamespace = Identifier(literal: "b1f2c3d4-5e6f-4a1b-8c2d-3e4f5a6b7c8d")
 
     public var usageID: Identifier
     public var meter: Meter

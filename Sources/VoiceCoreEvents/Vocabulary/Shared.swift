@@ -28,7 +28,7 @@ public enum TranscriptTrack: String, Sendable, Hashable, Codable, CaseIterable {
 
 public enum CallID {
     /// The namespace of call ids (a fixed UUID; part of the contract).
-    public static let namespace = Identifier("7c4a7f3e-2b1d-4e55-9f0a-5b6c1d2e3f40")!
+    public static let namespace = Identifier(literal: "7c4a7f3e-2b1d-4e55-9f0a-5b6c1d2e3f40")
 
     /// A call's id, derived from the provider's call id so the edge (publishing commands) and the
     /// call service (publishing events) agree without a lookup, and both land in one partition:
