@@ -92,6 +92,7 @@ let package = Package(
                 "VoiceCoreTime",
                 "VoiceCoreBus",
                 "VoiceCoreProjections",
+                "VoiceCoreExecutors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -103,10 +104,11 @@ let package = Package(
         .testTarget(name: "VoiceCoreTimeTests", dependencies: ["VoiceCoreTime"]),
         .testTarget(name: "VoiceCoreBusTests", dependencies: [
             "VoiceCoreBus",
+            "VoiceCoreExecutors",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "MetricsTestKit", package: "swift-metrics"),
         ]),
         .testTarget(name: "VoiceCoreProjectionsTests", dependencies: ["VoiceCoreProjections"]),
-        .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents"], exclude: ["Fixtures"]),
+        .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents", "VoiceCoreExecutors"], exclude: ["Fixtures"]),
     ]
 )

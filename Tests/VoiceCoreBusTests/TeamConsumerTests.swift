@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import VoiceCoreEvents
+import VoiceCoreExecutors
 import VoiceCoreRedis
 import VoiceCoreTime
 @testable import VoiceCoreBus
@@ -51,19 +52,24 @@ struct TeamConsumerTests {
         let python = ProcessInfo.processInfo.environment["VOICECORE_PYTHON"] ?? "python3"
         let prefix = TestRedis.prefix()
         let published = try await publishCalls(prefix: prefix, tenants: [Identifier.v7()], perTenant: 12)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [python, Self.root.appendingPathComponent("schemas/examples/team_consumer.py").path,
-                             "--redis-url", TestRedis.url, "--prefix", prefix, "--group", "python", "--stop-after", "12"]
-        let pipe = Pipe()
-        let errors = Pipe()
-        process.standardOutput = pipe
-        process.standardError = errors
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 0, "team_consumer.py failed: \(stderr)")
+        let script = Self.root.appendingPathComponent("schemas/examples/team_consumer.py").path
+        let url = TestRedis.url
+        // The Python consumer runs for a while: wait for it on a thread of its own, not the pool's.
+        let (status, output, stderr) = try await runBlocking { () throws -> (Int32, String, String) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [python, script, "--redis-url", url, "--prefix", prefix, "--group", "python", "--stop-after", "12"]
+            let pipe = Pipe()
+            let errors = Pipe()
+            process.standardOutput = pipe
+            process.standardError = errors
+            try process.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            return (process.terminationStatus, output, stderr)
+        }
+        #expect(status == 0, "team_consumer.py failed: \(stderr)")
         let ids = output.split(separator: "\n").compactMap { line in
             (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["id"] as? String
         }

@@ -49,9 +49,18 @@ struct EnvelopeTests {
         #expect(naming.stream(.crm, kind: .command, partition: 12) == "vc:{p12}:crm:commands")
         #expect(StreamNaming(partitions: 200).stream(.billing, kind: .event, partition: 123) == "vc:{p123}:billing")
         #expect(naming.streams(.calls, kind: .event).count == 16)
-        // A call's commands and events land in the same partition (same subject).
+        // A call's commands and events are different streams with the same hash tag (one partition,
+        // one Redis Cluster slot), because both have the call id as subject.
         let call = CallID.derive(tenant: tenant, provider: .twilio, providerCallID: "CA1")
-        #expect(naming.partition(tenant: tenant, subject: call.description) == naming.partition(tenant: tenant, subject: call.description))
+        let events = naming.stream(for: .calls, kind: .event, tenant: tenant, subject: call.description)
+        let commands = naming.stream(for: .calls, kind: .command, tenant: tenant, subject: call.description)
+        func hashTag(_ key: String) -> Substring? {
+            guard let open = key.firstIndex(of: "{"), let close = key.firstIndex(of: "}") else { return nil }
+            return key[open...close]
+        }
+        #expect(events != commands)
+        #expect(hashTag(events) != nil)
+        #expect(hashTag(events) == hashTag(commands))
     }
 
     @Test func uuidV7IsVersionedAndStrictlyOrdered() {

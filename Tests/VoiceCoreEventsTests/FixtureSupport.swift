@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VoiceCoreExecutors
 @testable import VoiceCoreEvents
 
 /// The golden fixtures under `Fixtures/`: CloudEvents in structured form (`data` as a JSON object).
@@ -64,7 +65,17 @@ enum SchemaValidator {
         var output: String
     }
 
-    static func validate(schema: URL, instances: [URL]) throws -> Outcome {
+    /// Runs on a thread of its own (`runBlocking`): waiting for the validator must not hold one of
+    /// the cooperative pool's threads while timing-sensitive tests run in parallel.
+    static func validate(schema: URL, instances: [URL]) async throws -> Outcome {
+        let outcome = try await runBlocking { try run(schema: schema, instances: instances) }
+        if outcome.output.contains("No module named check_jsonschema") {
+            Issue.record("check-jsonschema is not installed: run the tests with `tools/test`, or `python3 -m pip install check-jsonschema`")
+        }
+        return outcome
+    }
+
+    private static func run(schema: URL, instances: [URL]) throws -> Outcome {
         let process = Process()
         // tools/test points VOICECORE_PYTHON at a venv holding check-jsonschema.
         let python = ProcessInfo.processInfo.environment["VOICECORE_PYTHON"] ?? "python3"
@@ -76,9 +87,6 @@ enum SchemaValidator {
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        if output.contains("No module named check_jsonschema") {
-            Issue.record("check-jsonschema is not installed: run the tests with `tools/test`, or `python3 -m pip install check-jsonschema`")
-        }
         return Outcome(exitCode: process.terminationStatus, output: output)
     }
 

@@ -26,7 +26,7 @@ struct FixtureTests {
         #expect(fixtures.count == types.count)
     }
 
-    @Test func validFixturesPassTheJSONSchemaValidator() throws {
+    @Test func validFixturesPassTheJSONSchemaValidator() async throws {
         let fixtures = try Fixtures.load("valid")
         let temporary = try SchemaValidator.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: temporary) }
@@ -34,7 +34,7 @@ struct FixtureTests {
         for (i, fixture) in fixtures.enumerated() {
             let data = temporary.appendingPathComponent("data-\(i).json")
             try Data(fixture.dataJSON).write(to: data)
-            let outcome = try SchemaValidator.validate(schema: fixture.schemaFile, instances: [data])
+            let outcome = try await SchemaValidator.validate(schema: fixture.schemaFile, instances: [data])
             #expect(outcome.exitCode == 0, "\(fixture.url.lastPathComponent): \(outcome.output)")
 
             // The envelope as the Swift encoder writes it to the stream.
@@ -45,7 +45,7 @@ struct FixtureTests {
             try JSONSerialization.data(withJSONObject: wire).write(to: url)
             wireForms.append(url)
         }
-        let envelope = try SchemaValidator.validate(schema: Fixtures.repositoryRoot.appendingPathComponent("schemas/envelope.schema.json"), instances: wireForms)
+        let envelope = try await SchemaValidator.validate(schema: Fixtures.repositoryRoot.appendingPathComponent("schemas/envelope.schema.json"), instances: wireForms)
         #expect(envelope.exitCode == 0, "\(envelope.output)")
     }
 
@@ -75,7 +75,7 @@ struct FixtureTests {
         }
     }
 
-    @Test func invalidFixturesAreRejectedByTheValidatorAndTheSwiftDecoder() throws {
+    @Test func invalidFixturesAreRejectedByTheValidatorAndTheSwiftDecoder() async throws {
         let fixtures = try Fixtures.load("invalid")
         #expect(fixtures.count >= 10)
         let temporary = try SchemaValidator.temporaryDirectory()
@@ -84,7 +84,7 @@ struct FixtureTests {
             let expected = fixture.object["expect_field"] as? String ?? "?"
             let url = temporary.appendingPathComponent("invalid-\(i).json")
             try Data(fixture.dataJSON).write(to: url)
-            let outcome = try SchemaValidator.validate(schema: fixture.schemaFile, instances: [url])
+            let outcome = try await SchemaValidator.validate(schema: fixture.schemaFile, instances: [url])
             #expect(outcome.exitCode == 1, "the validator accepted \(fixture.url.lastPathComponent): \(outcome.output)")
 
             #expect {

@@ -317,12 +317,22 @@ public final class ConsumerGroupRunner: Service, Sendable {
     /// A stream newly leased: whatever is still pending in it (a previous owner's unfinished work)
     /// is older than anything new, so it is claimed and handled first, in order.
     private func takeOver(_ stream: String, _ control: RedisConnection) async throws {
+        try await claim(stream, idleAtLeast: .zero, control)
+    }
+
+    /// Entries pending longer than `claimIdle` at other (presumably dead) consumers.
+    private func claimAbandoned(in streams: [String], _ control: RedisConnection) async throws {
+        for stream in streams { try await claim(stream, idleAtLeast: configuration.claimIdle, control) }
+    }
+
+    /// Claims (XAUTOCLAIM) and handles every entry of `stream` pending at least `minIdle`.
+    private func claim(_ stream: String, idleAtLeast minIdle: Duration, _ control: RedisConnection) async throws {
         var start = StreamEntryID.zero
         repeat {
             let result: AutoClaimResult
             do {
                 result = try await control.execute(.xautoclaim(stream, group: configuration.group, consumer: configuration.consumer,
-                                                                minIdle: .zero, start: start, count: configuration.batchSize))
+                                                                minIdle: minIdle, start: start, count: configuration.batchSize))
             } catch let error as RedisError where error.serverCode == "NOGROUP" {
                 try await ensureGroups(control)
                 return
@@ -330,31 +340,10 @@ public final class ConsumerGroupRunner: Service, Sendable {
             if !result.entries.isEmpty {
                 state.withLock { $0.claimed += result.entries.count }
                 metrics.claimed.increment(by: result.entries.count)
+                logger.info("claimed pending entries", metadata: ["stream": "\(stream)", "count": "\(result.entries.count)"])
                 try await handle([StreamReadResult(stream: stream, entries: result.entries)], fresh: false, control: control)
             }
             start = result.nextStart
         } while start != .zero
-    }
-
-    private func claimAbandoned(in streams: [String], _ control: RedisConnection) async throws {
-        for stream in streams {
-            var start = StreamEntryID.zero
-            repeat {
-                let result: AutoClaimResult
-                do {
-                    result = try await control.execute(.xautoclaim(stream, group: configuration.group, consumer: configuration.consumer,
-                                                                    minIdle: configuration.claimIdle, start: start, count: configuration.batchSize))
-                } catch let error as RedisError where error.serverCode == "NOGROUP" {
-                    break
-                }
-                if !result.entries.isEmpty {
-                    state.withLock { $0.claimed += result.entries.count }
-                    metrics.claimed.increment(by: result.entries.count)
-                    logger.info("claimed abandoned entries", metadata: ["stream": "\(stream)", "count": "\(result.entries.count)"])
-                    try await handle([StreamReadResult(stream: stream, entries: result.entries)], fresh: false, control: control)
-                }
-                start = result.nextStart
-            } while start != .zero
-        }
     }
 }

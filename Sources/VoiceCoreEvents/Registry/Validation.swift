@@ -51,11 +51,11 @@ enum Check {
         if value.unicodeScalars.count > limit { throw .invalid("data.\(field)", "must be at most \(limit) characters") }
     }
 
-    /// `HH:MM`, 00:00 to 24:00.
-    static func clockTime(_ value: String, _ field: String) throws(MessageDecodingError) {
+    /// `HH:MM`, 00:00 to 24:00. `path` is the field's full path (it sits in nested settings).
+    static func clockTime(_ value: String, path: String) throws(MessageDecodingError) {
         let parts = value.split(separator: ":")
         guard value.count == 5, parts.count == 2, let h = Int(parts[0]), let m = Int(parts[1]), (0...24).contains(h), (0...59).contains(m), h < 24 || m == 0 else {
-            throw .invalid("data.\(field)", "must be a time of day like 09:30")
+            throw .invalid(path, "must be a time of day like 09:30")
         }
     }
 }

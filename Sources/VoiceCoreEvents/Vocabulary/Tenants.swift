@@ -72,16 +72,8 @@ public struct AISettings: Sendable, Hashable, Codable, JSONObjectCodable {
         if businessHours.timeZone.isEmpty { throw .invalid("\(prefix).business_hours.time_zone", "must not be empty") }
         for (i, opening) in businessHours.openings.enumerated() {
             let path = "\(prefix).business_hours.openings[\(i)]"
-            do {
-                try Check.clockTime(opening.opens, "x")
-            } catch {
-                throw .invalid("\(path).opens", "must be a time of day like 09:30")
-            }
-            do {
-                try Check.clockTime(opening.closes, "x")
-            } catch {
-                throw .invalid("\(path).closes", "must be a time of day like 17:00")
-            }
+            try Check.clockTime(opening.opens, path: "\(path).opens")
+            try Check.clockTime(opening.closes, path: "\(path).closes")
             if opening.closes <= opening.opens { throw .invalid("\(path).closes", "must be after opens") }
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VoiceCorePostgres
+import VoiceCoreExecutors
 import VoiceCoreTime
 
 struct PostgresBench: AsyncParsableCommand {
@@ -93,16 +94,23 @@ struct PostgresBench: AsyncParsableCommand {
             let tenantText = tenant.uuidString.lowercased()
             for i in 0..<rows { text += "\(i)\t\(tenantText)\tcall.started\t\(payload)\t\(time)\n" }
             try text.write(to: file, atomically: false, encoding: .utf8)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: psql)
-            process.arguments = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", connections.resolvedDatabaseURL,
-                                 "-c", "\\copy bench_rows (id, tenant_id, kind, payload, at) FROM '\(file.path)'"]
-            process.standardOutput = FileHandle.nullDevice
+            let databaseURL = connections.resolvedDatabaseURL
+            let path = file.path
+            var status: Int32 = 0
             let psqlSeconds = try await measure {
-                try process.run()
-                process.waitUntilExit()
+                // psql runs for a while: wait for it on a thread of its own, not the pool's.
+                status = try await runBlocking {
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: psql)
+                    process.arguments = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", databaseURL,
+                                         "-c", "\\copy bench_rows (id, tenant_id, kind, payload, at) FROM '\(path)'"]
+                    process.standardOutput = FileHandle.nullDevice
+                    try process.run()
+                    process.waitUntilExit()
+                    return process.terminationStatus
+                }
             }
-            guard process.terminationStatus == 0 else { throw ValidationError("psql \\copy failed (exit \(process.terminationStatus))") }
+            guard status == 0 else { throw ValidationError("psql \\copy failed (exit \(status))") }
             try await check()
             print("psql \\copy (the reference)      \(formatRate(Double(rows) / psqlSeconds)) rows/s")
         }

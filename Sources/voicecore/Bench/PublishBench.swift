@@ -68,7 +68,7 @@ struct PublishBench: AsyncParsableCommand {
             var fieldArguments: [String] = []
             for field in sample { fieldArguments += [field.name, field.string] }
             for clients in [1, 50] {
-                if let rate = try RedisBenchmarkTool.run(host: host, port: port, clients: clients, pipeline: 64, requests: total, database: configuration.database,
+                if let rate = try await RedisBenchmarkTool.run(host: host, port: port, clients: clients, pipeline: 64, requests: total, database: configuration.database,
                                                          password: configuration.password, arguments: ["xadd", "bench:rb", "*"] + fieldArguments) {
                     print("redis-benchmark -c \(clients) -P 64 xadd (same fields)  \(formatRate(rate)) req/s")
                 }

@@ -44,7 +44,7 @@ struct RedisBench: AsyncParsableCommand {
             var theirRates: [Double] = []
             for _ in 0..<repeats {
                 oursRates.append(try await pipelinedXADD(redis, key: key, depth: depth, payload: payload))
-                if compare, let theirs = try redisBenchmark(configuration, depth: depth, payload: payload) {
+                if compare, let theirs = try await redisBenchmark(configuration, depth: depth, payload: payload) {
                     theirRates.append(theirs)
                 }
                 _ = try await redis.execute(.del([key, "bench:rb"]))
@@ -93,9 +93,9 @@ struct RedisBench: AsyncParsableCommand {
     }
 
     /// Runs redis-benchmark with the same command and payload, one connection.
-    private func redisBenchmark(_ configuration: RedisConfiguration, depth: Int, payload: [UInt8]) throws -> Double? {
+    private func redisBenchmark(_ configuration: RedisConfiguration, depth: Int, payload: [UInt8]) async throws -> Double? {
         guard case .tcp(let host, let port) = configuration.endpoint else { return nil }
-        return try RedisBenchmarkTool.run(host: host, port: port, clients: 1, pipeline: depth, requests: count, database: configuration.database,
+        return try await RedisBenchmarkTool.run(host: host, port: port, clients: 1, pipeline: depth, requests: count, database: configuration.database,
                                           password: configuration.password, arguments: ["xadd", "bench:rb", "*", "data", String(decoding: payload, as: UTF8.self)])
     }
 }

@@ -1,10 +1,18 @@
 import Foundation
+import VoiceCoreExecutors
 
 /// Runs Redis' own `redis-benchmark` on the same server, for the figures our benches print beside.
 enum RedisBenchmarkTool {
     /// Requests per second for `arguments` (a command and its arguments), or `nil` when
     /// redis-benchmark is not installed or printed no rate.
-    static func run(host: String, port: Int, clients: Int, pipeline: Int, requests: Int, database: Int = 0, password: String?, arguments: [String]) throws -> Double? {
+    static func run(host: String, port: Int, clients: Int, pipeline: Int, requests: Int, database: Int = 0, password: String?, arguments: [String]) async throws -> Double? {
+        // redis-benchmark runs for seconds: wait for it on a thread of its own, not the pool's.
+        try await runBlocking {
+            try runWaiting(host: host, port: port, clients: clients, pipeline: pipeline, requests: requests, database: database, password: password, arguments: arguments)
+        }
+    }
+
+    private static func runWaiting(host: String, port: Int, clients: Int, pipeline: Int, requests: Int, database: Int, password: String?, arguments: [String]) throws -> Double? {
         guard let tool = ["/usr/bin/redis-benchmark", "/usr/local/bin/redis-benchmark"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return nil }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: tool)
