@@ -72,13 +72,17 @@ let package = Package(
             ]
         ),
 
-        // Read models: migrations (and, later, projectors and replay).
+        // Read models: migrations, the projector runtime and the projections.
         .target(
             name: "VoiceCoreProjections",
             dependencies: [
                 "VoiceCorePostgres",
+                "VoiceCoreRedis",
                 "VoiceCoreEvents",
+                "VoiceCoreTime",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
 
@@ -108,7 +112,11 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "MetricsTestKit", package: "swift-metrics"),
         ]),
-        .testTarget(name: "VoiceCoreProjectionsTests", dependencies: ["VoiceCoreProjections"]),
+        .testTarget(name: "VoiceCoreProjectionsTests", dependencies: [
+            "VoiceCoreProjections",
+            "VoiceCoreBus",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents", "VoiceCoreExecutors"], exclude: ["Fixtures"]),
     ]
 )

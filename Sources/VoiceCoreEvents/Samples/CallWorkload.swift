@@ -1,0 +1,152 @@
+import VoiceCoreTime
+
+/// Realistic event traffic of a receptionist platform, for tests, benchmarks and load: each call
+/// brings its call events, transcript chunks, intents, a summary, sometimes a lead with its contact
+/// and interaction, and its usage — in the order the services publish them. A share of events is
+/// published twice the way real systems duplicate them (a redelivered CallEnded, a re-derived
+/// UsageRecorded with the same usage id, the very same envelope republished after a timeout).
+///
+/// Deterministic for a seed (contents and order; event ids are fresh UUIDv7s).
+public struct CallWorkload: Sendable {
+    public struct Item: Sendable {
+        public var envelope: EventEnvelope
+        public var category: StreamCategory
+
+        public init(envelope: EventEnvelope, category: StreamCategory) {
+            self.envelope = envelope
+            self.category = category
+        }
+    }
+
+    public let tenants: [Identifier]
+    private var random: SplitMix64
+    private var callIndex = 0
+    private let start: Timestamp
+    /// Seconds between consecutive calls' start times (spreads calls over several days).
+    public var secondsBetweenCalls: Int64 = 397
+    /// Probability of each kind of duplicate.
+    public var duplicateRate = 0.04
+
+    public init(seed: UInt64, tenants: Int = 3, start: Timestamp = Timestamp(microsecondsSinceEpoch: 1_790_000_000_000_000)) {
+        var random = SplitMix64(seed: seed)
+        self.tenants = (0..<max(1, tenants)).map { _ in
+            Identifier.v5(namespace: Identifier(literal: "6ba7b811-9dad-11d1-80b4-00c04fd430c8"), name: "tenant-\(random.next())")
+        }
+        self.random = random
+        self.start = start
+    }
+
+    /// TenantProvisioned for every tenant: publish these first.
+    public func provisioning() -> [Item] {
+        tenants.enumerated().map { index, tenant in
+            Item(envelope: EventEnvelope(TenantProvisioned(tenantID: tenant, name: "Tenant \(index)", plan: .growth, timeZone: "UTC", provisionedAt: start),
+                                         tenant: tenant, source: "/samples", time: start),
+                 category: .tenants)
+        }
+    }
+
+    /// The events of the next `calls` calls.
+    public mutating func calls(_ calls: Int) -> [Item] {
+        var items: [Item] = []
+        items.reserveCapacity(calls * 16)
+        for _ in 0..<calls { items += nextCall() }
+        return items
+    }
+
+    /// The events of one call, in publishing order.
+    public mutating func nextCall() -> [Item] {
+        let index = callIndex
+        callIndex += 1
+        let tenant = tenants[Int(random.next() % UInt64(tenants.count))]
+        let callID = CallID.derive(tenant: tenant, provider: .twilio, providerCallID: "CA\(index)-\(random.next() % 1_000_000)")
+        var time = start.adding(microseconds: Int64(index) * secondsBetweenCalls * 1_000_000)
+        var items: [Item] = []
+        func add<M: Message>(_ message: M, _ category: StreamCategory, at: Timestamp) {
+            items.append(Item(envelope: EventEnvelope(message, tenant: tenant, source: "/samples", time: at), category: category))
+            if chance(duplicateRate / 4) { items.append(items[items.count - 1]) }  // the same envelope again
+        }
+        func advance(_ seconds: Int64) -> Timestamp {
+            time = time.adding(microseconds: seconds * 1_000_000)
+            return time
+        }
+
+        add(CallStarted(callID: callID, provider: .twilio, providerCallID: "CA\(index)", direction: .inbound,
+                        from: "+1\(4_150_000_000 + index)", to: "+18005551212", startedAt: time), .calls, at: time)
+        let answered = chance(0.75)
+        var duration = 0
+        var intents = 0
+        if answered {
+            add(CallAnswered(callID: callID, answeredAt: advance(4), answeredBy: .human), .calls, at: time)
+            let chunks = 4 + Int(random.next() % 7)
+            for sequence in 0..<chunks {
+                let track: TranscriptTrack = sequence % 2 == 0 ? .inbound : .outbound
+                let offset = sequence * 5000
+                if chance(0.3) {
+                    add(TranscriptChunk(callID: callID, sequence: sequence, track: track, text: "I would like to", isFinal: false,
+                                        confidence: 0.6, startOffsetMs: offset, endOffsetMs: offset + 2000), .calls, at: advance(2))
+                }
+                add(TranscriptChunk(callID: callID, sequence: sequence, track: track, text: "I would like to book an appointment \(sequence)", isFinal: true,
+                                    confidence: 0.91, startOffsetMs: offset, endOffsetMs: offset + 4000, language: "en-US"), .calls, at: advance(3))
+            }
+            intents = 1 + Int(random.next() % 2)
+            for n in 0..<intents {
+                let intent = Intent.allCases[Int(random.next() % UInt64(Intent.allCases.count))]
+                add(IntentDetected(callID: callID, intent: intent, confidence: Double(50 + random.next() % 50) / 100, sourceSequence: n, detectedAt: advance(1)), .calls, at: time)
+            }
+            duration = 30 + Int(random.next() % 570)
+            add(CallSummarized(callID: callID, summary: "Caller asked about an appointment.", keySentences: ["I would like to book an appointment"],
+                               sentiment: .positive, sentimentScore: 0.4, wordCount: 20 + Int(random.next() % 200), summarizedAt: advance(1)), .calls, at: time)
+        }
+        let status: CallEnded.FinalStatus = answered ? .completed : [.busy, .noAnswer, .failed, .canceled][Int(random.next() % 4)]
+        let endedAt = advance(Int64(max(duration, 1)))
+        let ended = CallEnded(callID: callID, endedAt: endedAt, status: status, durationSeconds: duration, answered: answered, hungUpBy: answered ? .caller : .system)
+        let endedEnvelope = EventEnvelope(ended, tenant: tenant, source: "/samples", time: endedAt)
+        items.append(Item(envelope: endedEnvelope, category: .calls))
+        if chance(duplicateRate) {
+            // A redelivered provider callback: the same facts under a new event id.
+            items.append(Item(envelope: EventEnvelope(ended, tenant: tenant, source: "/samples", time: endedAt), category: .calls))
+        }
+
+        if answered && chance(0.3) {
+            let leadID = Identifier.v5(namespace: callID, name: "lead")
+            let contactID = Identifier.v5(namespace: tenant, name: "contact-\(index)")
+            let phone = "+1\(4_150_000_000 + index)"
+            add(LeadCreated(leadID: leadID, callID: callID, name: "Caller \(index)", phone: phone, intent: .appointment, source: .call, createdAt: endedAt), .crm, at: endedAt)
+            add(ContactUpserted(contactID: contactID, name: "Caller \(index)", phone: phone, leadID: leadID, firstSeenAt: endedAt, lastSeenAt: endedAt), .crm, at: endedAt)
+            add(InteractionLogged(interactionID: Identifier.v5(namespace: callID, name: "interaction"), contactID: contactID, callID: callID,
+                                  channel: .call, summary: "Appointment request", durationSeconds: duration, occurredAt: endedAt), .crm, at: endedAt)
+        }
+
+        var usage: [UsageRecorded] = []
+        if answered {
+            usage.append(UsageRecorded(meter: .callMinutes, quantity: Double((duration + 59) / 60), callID: callID, sourceEventID: endedEnvelope.id, sourceEventType: CallEnded.type, occurredAt: endedAt))
+            usage.append(UsageRecorded(meter: .transcriptionSeconds, quantity: Double(duration), callID: callID, sourceEventID: endedEnvelope.id, sourceEventType: CallEnded.type, occurredAt: endedAt))
+            usage.append(UsageRecorded(meter: .aiRequests, quantity: Double(intents + 1), callID: callID, sourceEventID: endedEnvelope.id, sourceEventType: CallEnded.type, occurredAt: endedAt))
+        }
+        for record in usage {
+            items.append(Item(envelope: EventEnvelope(record, tenant: tenant, source: "/samples", time: endedAt), category: .billing))
+            if chance(duplicateRate) {
+                // Billing derived the usage again (a redelivery): same usage id, new event id.
+                items.append(Item(envelope: EventEnvelope(record, tenant: tenant, source: "/samples", time: endedAt), category: .billing))
+            }
+        }
+        return items
+    }
+
+    private mutating func chance(_ probability: Double) -> Bool {
+        Double(random.next() % 1_000_000) / 1_000_000 < probability
+    }
+}
+
+/// SplitMix64 (Steele, Lea, Flood): a small seeded generator for reproducible samples.
+struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,130 @@
+import VoiceCoreEvents
+import VoiceCorePostgres
+
+/// analytics → `call_analytics` (per call: duration, outcome, intent, sentiment, word count) and
+/// `business_metrics` (per tenant × UTC day: calls, answered, missed, handle time, leads, and the
+/// generated average handle time and conversion rate).
+///
+/// Counting is exactly once per call and per lead, whatever the stream delivers twice: a call is
+/// counted on the day its first CallEnded ends it (`call_analytics.counted_day` is set once), a
+/// lead once per lead id (`business_metrics_leads`). The strongest intent of a call wins; the
+/// latest summary sets sentiment and word count. Days are UTC days: a tenant's time zone lives in
+/// another stream, whose progress must not change what a replay computes.
+public struct AnalyticsProjection: Projection {
+    public init() {}
+    public var name: String { "analytics" }
+    public var summary: String { "call_analytics per call; business_metrics per tenant-day" }
+    public var categories: [StreamCategory] { [.calls, .crm] }
+    public var eventTypes: Set<String>? { [CallEnded.type, IntentDetected.type, CallSummarized.type, LeadCreated.type] }
+    public var tables: [String] { ["call_analytics", "business_metrics", "business_metrics_leads"] }
+
+    public func apply(_ events: [ProjectedEvent], in db: isolated PostgresConnection) throws {
+        let ended = events.messages(CallEnded.self).uniqued { CallKey($0.event.tenantID, $0.message.callID) }
+        if !ended.isEmpty {
+            try db.query("""
+                WITH ended AS (
+                  SELECT * FROM unnest(\(ended.map(\.event.tenantID))::uuid[], \(ended.map(\.message.callID))::uuid[],
+                                       \(ended.map(\.message.durationSeconds))::int8[], \(ended.map(\.message.status.rawValue))::text[],
+                                       \(ended.map(\.message.answered))::bool[], \(ended.map(\.message.endedAt))::timestamptz[])
+                         AS u(tenant_id, call_id, duration_seconds, outcome, answered, ended_at)),
+                counted AS (
+                  INSERT INTO call_analytics AS a (tenant_id, call_id, duration_seconds, outcome, counted_day)
+                  SELECT tenant_id, call_id, duration_seconds, outcome, (ended_at AT TIME ZONE 'UTC')::date FROM ended ORDER BY 1, 2
+                  ON CONFLICT (tenant_id, call_id) DO UPDATE SET
+                    duration_seconds = EXCLUDED.duration_seconds, outcome = EXCLUDED.outcome,
+                    counted_day = EXCLUDED.counted_day, updated_at = now()
+                  WHERE a.counted_day IS NULL
+                  RETURNING tenant_id, call_id, counted_day)
+                INSERT INTO business_metrics AS m (tenant_id, day, calls, answered, missed, handle_seconds)
+                SELECT c.tenant_id, c.counted_day, count(*), count(*) FILTER (WHERE e.answered), count(*) FILTER (WHERE NOT e.answered),
+                       COALESCE(sum(e.duration_seconds) FILTER (WHERE e.answered), 0)
+                FROM counted c JOIN ended e USING (tenant_id, call_id)
+                GROUP BY 1, 2 ORDER BY 1, 2
+                ON CONFLICT (tenant_id, day) DO UPDATE SET
+                  calls = m.calls + EXCLUDED.calls, answered = m.answered + EXCLUDED.answered,
+                  missed = m.missed + EXCLUDED.missed, handle_seconds = m.handle_seconds + EXCLUDED.handle_seconds
+                """)
+        }
+
+        // The strongest detection per call in this batch (the first of equals), then against the row.
+        var strongest: [CallKey: (event: ProjectedEvent, message: IntentDetected)] = [:]
+        var order: [CallKey] = []
+        for item in events.messages(IntentDetected.self) {
+            let key = CallKey(item.event.tenantID, item.message.callID)
+            if let existing = strongest[key] {
+                if item.message.confidence > existing.message.confidence { strongest[key] = item }
+            } else {
+                strongest[key] = item
+                order.append(key)
+            }
+        }
+        if !order.isEmpty {
+            let intents = order.map { strongest[$0]! }
+            try db.query("""
+                INSERT INTO call_analytics AS a (tenant_id, call_id, intent, intent_confidence)
+                SELECT * FROM unnest(\(intents.map(\.event.tenantID))::uuid[], \(intents.map(\.message.callID))::uuid[],
+                                     \(intents.map(\.message.intent.rawValue))::text[], \(intents.map(\.message.confidence))::float8[])
+                ORDER BY 1, 2
+                ON CONFLICT (tenant_id, call_id) DO UPDATE SET
+                  intent = EXCLUDED.intent, intent_confidence = EXCLUDED.intent_confidence, updated_at = now()
+                WHERE a.intent_confidence IS NULL OR EXCLUDED.intent_confidence > a.intent_confidence
+                """)
+        }
+
+        // The latest summary of a call wins (stream order).
+        var latest: [CallKey: CallSummarized] = [:]
+        var summaryOrder: [CallKey] = []
+        for (event, summary) in events.messages(CallSummarized.self) {
+            let key = CallKey(event.tenantID, summary.callID)
+            if latest.updateValue(summary, forKey: key) == nil { summaryOrder.append(key) }
+        }
+        if !summaryOrder.isEmpty {
+            let summaries = summaryOrder.map { ($0.tenant, latest[$0]!) }
+            try db.query("""
+                INSERT INTO call_analytics AS a (tenant_id, call_id, sentiment, sentiment_score, word_count)
+                SELECT * FROM unnest(\(summaries.map(\.0))::uuid[], \(summaries.map(\.1.callID))::uuid[],
+                                     \(summaries.map(\.1.sentiment.rawValue))::text[], \(summaries.map(\.1.sentimentScore))::float8[],
+                                     \(summaries.map(\.1.wordCount))::int8[])
+                ORDER BY 1, 2
+                ON CONFLICT (tenant_id, call_id) DO UPDATE SET
+                  sentiment = EXCLUDED.sentiment, sentiment_score = EXCLUDED.sentiment_score,
+                  word_count = EXCLUDED.word_count, updated_at = now()
+                """)
+        }
+
+        let leads = events.messages(LeadCreated.self).uniqued { CallKey($0.event.tenantID, $0.message.leadID) }
+        if !leads.isEmpty {
+            try db.query("""
+                WITH counted AS (
+                  INSERT INTO business_metrics_leads (tenant_id, lead_id, day)
+                  SELECT u.tenant_id, u.lead_id, (u.created_at AT TIME ZONE 'UTC')::date
+                  FROM unnest(\(leads.map(\.event.tenantID))::uuid[], \(leads.map(\.message.leadID))::uuid[],
+                              \(leads.map(\.message.createdAt))::timestamptz[]) AS u(tenant_id, lead_id, created_at)
+                  ON CONFLICT (tenant_id, lead_id) DO NOTHING
+                  RETURNING tenant_id, day)
+                INSERT INTO business_metrics AS m (tenant_id, day, leads)
+                SELECT tenant_id, day, count(*) FROM counted GROUP BY 1, 2 ORDER BY 1, 2
+                ON CONFLICT (tenant_id, day) DO UPDATE SET leads = m.leads + EXCLUDED.leads
+                """)
+        }
+    }
+}
+
+/// Every projection VoiceCore ships, in the order `voicecore project` lists them.
+public enum StandardProjections {
+    public static let all: [any Projection] = [
+        ArchiveProjection(), TenantsProjection(), CallsProjection(), TranscriptsProjection(),
+        CRMProjection(), AnalyticsProjection(), BillingProjection(),
+    ]
+
+    /// The projections named, or all of them; an unknown name is an error naming the known ones.
+    public static func named(_ names: [String]) throws -> [any Projection] {
+        if names.isEmpty { return all }
+        return try names.map { name in
+            guard let projection = all.first(where: { $0.name == name }) else {
+                throw ProjectorError("unknown projection '\(name)': known are \(all.map(\.name).joined(separator: ", "))")
+            }
+            return projection
+        }
+    }
+}

@@ -1,0 +1,101 @@
+import Metrics
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreRedis
+import VoiceCoreTime
+
+/// Where a projection stands: its checkpoints against the heads of its streams.
+public struct ProjectionStatus: Sendable, Hashable {
+    public struct StreamStatus: Sendable, Hashable {
+        public var stream: String
+        public var checkpoint: StreamEntryID?
+        /// The last entry id Redis generated on the stream.
+        public var head: StreamEntryID?
+        /// Entries after the checkpoint.
+        public var gap: Int
+        /// `true` when ``gap`` is a lower bound (counted up to a cap).
+        public var gapIsLowerBound: Bool
+        /// Age of the oldest entry after the checkpoint (from its entry id's time).
+        public var oldestUnprojectedSeconds: Double?
+    }
+
+    public var projection: String
+    public var streams: [StreamStatus]
+    /// Rows in `projection_failures` for this projection.
+    public var failures: Int
+
+    public var gap: Int { streams.reduce(0) { $0 + $1.gap } }
+    public var gapIsLowerBound: Bool { streams.contains(where: \.gapIsLowerBound) }
+    public var oldestUnprojectedSeconds: Double? { streams.compactMap(\.oldestUnprojectedSeconds).max() }
+    /// The least recent checkpoint write is not tracked; the newest checkpointed entry is.
+    public var lastCheckpoint: StreamEntryID? { streams.compactMap(\.checkpoint).max() }
+
+    /// Reads the status of each projection. `countCap` bounds how many entries are counted one by
+    /// one on a stream whose group cannot say its lag (then the gap is a lower bound).
+    public static func read(
+        _ projections: [any Projection], naming: StreamNaming, redis: RedisConnection, db: PostgresConnection, countCap: Int = 10_000
+    ) async throws -> [ProjectionStatus] {
+        let rows = try await db.query("SELECT projection, stream, last_entry_id FROM projection_checkpoints")
+        var checkpoints: [String: [String: StreamEntryID]] = [:]
+        for row in rows {
+            checkpoints[try row.decode(String.self, "projection"), default: [:]][try row.decode(String.self, "stream")] =
+                StreamEntryID(try row.decode(String.self, "last_entry_id"))
+        }
+        var failures: [String: Int] = [:]
+        for row in try await db.query("SELECT projection, count(*) AS n FROM projection_failures GROUP BY 1") {
+            failures[try row.decode(String.self, "projection")] = try row.decode(Int.self, "n")
+        }
+        let nowMilliseconds = UInt64(max(0, Timestamp.now.millisecondsSinceEpoch))
+        var result: [ProjectionStatus] = []
+        for projection in projections {
+            let group = ProjectorConfiguration.group(of: projection.name)
+            var streams: [StreamStatus] = []
+            for category in projection.categories {
+                for stream in naming.streams(category, kind: .event) {
+                    let checkpoint = checkpoints[projection.name]?[stream]
+                    var status = StreamStatus(stream: stream, checkpoint: checkpoint, head: nil, gap: 0, gapIsLowerBound: false, oldestUnprojectedSeconds: nil)
+                    let info: StreamInfo
+                    do {
+                        info = try await redis.execute(.xinfoStream(stream))
+                    } catch let error as RedisError where error.kind == .server {
+                        streams.append(status)  // no such stream yet
+                        continue
+                    }
+                    status.head = info.lastGeneratedID
+                    if let head = info.lastGeneratedID, info.length > 0, checkpoint.map({ head > $0 }) ?? true {
+                        let first = try await redis.execute(.xrange(stream, from: checkpoint?.successor ?? .zero, count: 1)).first
+                        if let first {
+                            status.oldestUnprojectedSeconds = Double(nowMilliseconds &- min(nowMilliseconds, first.id.milliseconds)) / 1000
+                            let groupInfo = try await redis.execute(.xinfoGroups(stream)).first { $0.name == group }
+                            if let groupInfo, let lag = groupInfo.lag {
+                                status.gap = lag + groupInfo.pending
+                            } else {
+                                var counted = 0
+                                var from = checkpoint?.successor ?? .zero
+                                while counted < countCap {
+                                    let want = min(1000, countCap - counted)
+                                    let page = try await redis.execute(.xrange(stream, from: from, count: want))
+                                    counted += page.count
+                                    guard page.count == want, let last = page.last else { break }
+                                    from = last.id.successor
+                                }
+                                status.gap = counted
+                                status.gapIsLowerBound = counted >= countCap
+                            }
+                        }
+                    }
+                    streams.append(status)
+                }
+            }
+            result.append(ProjectionStatus(projection: projection.name, streams: streams, failures: failures[projection.name] ?? 0))
+        }
+        return result
+    }
+
+    /// Records the gap and age as gauges (``ProjectorMetricNames``).
+    public func recordMetrics(factory: MetricsFactory = MetricsSystem.factory) {
+        let dimensions = [("projection", projection)]
+        Gauge(label: ProjectorMetricNames.gap, dimensions: dimensions, factory: factory).record(gap)
+        Gauge(label: ProjectorMetricNames.oldestUnprojected, dimensions: dimensions, factory: factory).record(oldestUnprojectedSeconds ?? 0)
+    }
+}

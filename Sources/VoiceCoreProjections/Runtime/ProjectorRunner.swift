@@ -1,0 +1,167 @@
+import Logging
+import Metrics
+import ServiceLifecycle
+import Synchronization
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreRedis
+
+/// Runs projections: reads their streams through consumer groups and applies each batch to
+/// Postgres exactly once in effect.
+///
+/// ## The commit protocol
+/// A worker reads a batch (`XREADGROUP`, every partition it owns), and in ONE transaction applies
+/// it, records the entries it could not apply (`projection_failures`) and writes the checkpoint
+/// (`projection_checkpoints`: projection, stream, last entry id). It commits, then acknowledges the
+/// entries (`XACK`). The checkpoint is the truth; the consumer group only delivers:
+/// - killed before COMMIT: nothing was written; the entries are still pending and are delivered
+///   again to whoever owns the partition next;
+/// - killed after COMMIT, before XACK: the entries are at or below the checkpoint, so they are
+///   skipped (and acknowledged) when delivered again.
+///
+/// ## Ownership: Postgres advisory locks
+/// A partition of a projection is applied by one worker at a time: the worker holds the session
+/// advisory lock (projection, partition) on the very connection it commits on. When a worker dies
+/// its session ends and its locks with it; when its connection breaks it can no longer commit, so
+/// there is no window in which two workers commit the same partition (no lease to expire, no
+/// fencing token needed). Workers count each other through a second lock space (one lock per
+/// live worker) and each aims for ⌈partitions ÷ workers⌉ partitions, giving extras back between
+/// batches and taking free ones.
+///
+/// A worker that takes a partition moves the group's position on its streams back to the
+/// checkpoint (`XGROUP SETID`): everything after it is delivered again, including entries a dead
+/// owner had read but not committed (Redis hands such entries to the new reader), and pending
+/// entries at or below the checkpoint are acknowledged.
+///
+/// ## Failures
+/// A transient database error (deadlock, serialization failure) retries the batch with backoff. An
+/// event the database rejects (a constraint, a bad value) is isolated by applying the batch event by
+/// event under savepoints; the rejected ones are recorded in `projection_failures` with the error,
+/// and the rest is applied. An entry that cannot be decoded is recorded there too. A lost database
+/// connection drops every partition (the locks went with it) and reconnects; a Redis failure
+/// reconnects and moves the groups back to the checkpoints.
+public final class ProjectorRunner: Service, Sendable {
+    public let projections: [any Projection]
+    public let configuration: ProjectorConfiguration
+    private let redisConfiguration: RedisConfiguration
+    private let postgresConfiguration: PostgresConfiguration
+    private let registry: MessageRegistry
+    private let logger: Logger
+    private let metricsFactory: MetricsFactory
+    private let counters: Mutex<[String: Statistics]>
+    /// Batches committed by all workers (for ``ProjectorConfiguration/crashPoint``).
+    private let committed = Mutex(0)
+
+    /// Per projection, since the runner started.
+    public struct Statistics: Sendable, Hashable {
+        /// Entries applied (committed with their checkpoint).
+        public var applied = 0
+        /// Entries of types the projection does not read, or deleted, passed over.
+        public var passedOver = 0
+        /// Entries at or below the checkpoint delivered again, skipped.
+        public var skipped = 0
+        /// Entries recorded in `projection_failures`.
+        public var failed = 0
+        /// Batches committed.
+        public var batches = 0
+        /// Partitions currently owned by this instance.
+        public var partitions = 0
+    }
+
+    public init(
+        projections: [any Projection], redis: RedisConfiguration, postgres: PostgresConfiguration,
+        configuration: ProjectorConfiguration, registry: MessageRegistry = .standard,
+        logger: Logger = Logger(label: "voicecore.projector"), metricsFactory: MetricsFactory = MetricsSystem.factory
+    ) {
+        self.projections = projections
+        self.configuration = configuration
+        self.redisConfiguration = redis
+        self.postgresConfiguration = postgres
+        self.registry = registry
+        self.logger = logger
+        self.metricsFactory = metricsFactory
+        self.counters = Mutex(Dictionary(uniqueKeysWithValues: projections.map { ($0.name, Statistics()) }))
+    }
+
+    /// Counters per projection name.
+    public var statistics: [String: Statistics] { counters.withLock { $0 } }
+
+    var committedBatches: Int { committed.withLock { $0 } }
+
+    func noteCommitted() -> Int { committed.withLock { $0 += 1; return $0 } }
+
+    func record(_ projection: String, _ update: (inout Statistics) -> Void) {
+        counters.withLock { update(&$0[projection, default: Statistics()]) }
+    }
+
+    public func run() async throws {
+        let names = projections.map(\.name)
+        guard Set(names).count == names.count else { throw ProjectorError("a projection is listed twice: \(names)") }
+        let stop = StopSignal()
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for projection in projections {
+                    for index in 0..<configuration.workersPerProjection {
+                        group.addTask {
+                            let worker = ProjectorWorker(
+                                runner: self, projection: projection, index: index, redis: self.redisConfiguration,
+                                postgres: self.postgresConfiguration, registry: self.registry, logger: self.logger,
+                                metrics: ProjectorMetrics(projection: projection.name, factory: self.metricsFactory))
+                            try await worker.run(stop: stop)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        } onGracefulShutdown: {
+            stop.signal()
+        }
+    }
+}
+
+/// Set once when a graceful shutdown begins.
+final class StopSignal: Sendable {
+    private let flag = Mutex(false)
+    func signal() { flag.withLock { $0 = true } }
+    var isSet: Bool { flag.withLock { $0 } || Task.isCancelled }
+}
+
+/// The projector's metric names (Prometheus style).
+///
+/// | name | kind | meaning |
+/// | --- | --- | --- |
+/// | `voicecore_projector_applied_total` [projection] | counter | entries applied and checkpointed |
+/// | `voicecore_projector_failed_total` [projection] | counter | entries recorded in projection_failures |
+/// | `voicecore_projector_batch_seconds` [projection] | timer | one batch: transaction and acknowledgement |
+/// | `voicecore_projector_partitions` [projection, worker] | gauge | partitions a worker owns |
+/// | `voicecore_projection_gap` [projection] | gauge | entries after the checkpoints (`voicecore projections`) |
+/// | `voicecore_projection_oldest_unprojected_seconds` [projection] | gauge | age of the oldest of them |
+public enum ProjectorMetricNames {
+    public static let applied = "voicecore_projector_applied_total"
+    public static let failed = "voicecore_projector_failed_total"
+    public static let batch = "voicecore_projector_batch_seconds"
+    public static let partitions = "voicecore_projector_partitions"
+    public static let gap = "voicecore_projection_gap"
+    public static let oldestUnprojected = "voicecore_projection_oldest_unprojected_seconds"
+}
+
+struct ProjectorMetrics: Sendable {
+    let applied: Counter
+    let failed: Counter
+    let batch: Metrics.Timer
+    let projection: String
+    let factory: MetricsFactory
+
+    init(projection: String, factory: MetricsFactory) {
+        let dimensions = [("projection", projection)]
+        self.projection = projection
+        self.factory = factory
+        applied = Counter(label: ProjectorMetricNames.applied, dimensions: dimensions, factory: factory)
+        failed = Counter(label: ProjectorMetricNames.failed, dimensions: dimensions, factory: factory)
+        batch = Metrics.Timer(label: ProjectorMetricNames.batch, dimensions: dimensions, factory: factory)
+    }
+
+    func partitions(worker: String) -> Gauge {
+        Gauge(label: ProjectorMetricNames.partitions, dimensions: [("projection", projection), ("worker", worker)], factory: factory)
+    }
+}

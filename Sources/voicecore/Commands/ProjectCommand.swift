@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreProjections
+import VoiceCoreRedis
+
+struct ProjectCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "project",
+        abstract: "Run projectors: keep the Postgres read models up to date from the event streams.",
+        discussion: """
+            Each projection reads its event streams as consumer group projector:<name> and applies \
+            batches to Postgres with its checkpoint in the same transaction, so every event counts \
+            once whatever crashes. Run as many instances as you like (distinct --instance names): \
+            partitions are shared out through Postgres advisory locks and a dead instance's \
+            partitions are taken over. Needs the migrations applied (voicecore migrate up). Stops \
+            gracefully on SIGTERM or SIGINT.
+
+            Projections: \(StandardProjections.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).
+            """
+    )
+
+    @OptionGroup var connections: ConnectionOptions
+
+    @Option(name: .customLong("only"), parsing: .upToNextOption, help: "Run only these projections (default: all).")
+    var only: [String] = []
+
+    @Option(help: "This instance's name, stable across restarts (default: the host name).")
+    var instance = ProcessInfo.processInfo.hostName
+
+    @Option(help: "Workers per projection in this instance.")
+    var workers = 1
+
+    @Option(help: "Entries read per stream per batch.")
+    var batchSize = 1000
+
+    @Option(help: "Partitions per category (must match the deployment).")
+    var partitions = 16
+
+    @Option(help: "Stream key prefix (must match the deployment).")
+    var prefix = "vc"
+
+    @Option(help: ArgumentHelp("Testing aid: kill this process at a point of the commit protocol (before-commit:N, after-commit:N).", visibility: .hidden))
+    var crashPoint: String?
+
+    func run() async throws {
+        let projections: [any Projection]
+        do {
+            projections = try StandardProjections.named(only)
+        } catch let error as ProjectorError {
+            throw ValidationError(error.message)
+        }
+        var configuration = ProjectorConfiguration(
+            naming: StreamNaming(partitions: partitions, prefix: prefix), instance: instance,
+            workersPerProjection: workers, batchSize: batchSize)
+        if let crashPoint {
+            guard let point = ProjectorConfiguration.CrashPoint(crashPoint) else { throw ValidationError("--crash-point: use before-commit:N or after-commit:N") }
+            configuration.crashPoint = point
+        }
+        let logger = Logger(label: "voicecore.projector")
+        let runner = ProjectorRunner(
+            projections: projections, redis: try connections.redisConfiguration(), postgres: try connections.postgresConfiguration(),
+            configuration: configuration, logger: logger)
+        let serviceGroup = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: runner)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await serviceGroup.run()
+        } catch let error as ProjectorError {
+            throw CommandFailure(error.message)
+        }
+    }
+}
+
+struct ProjectionsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "projections",
+        abstract: "Show each projection's checkpoint against the stream heads: gap in entries and age of the oldest unprojected event.",
+        discussion: """
+            Per projection: entries after its checkpoints (summed over its streams), the age of the \
+            oldest of them, and the entries it recorded as failed (projection_failures). --streams \
+            adds a line per stream. A gap marked ≥ is a lower bound (counted up to 10000).
+            """
+    )
+
+    @OptionGroup var connections: ConnectionOptions
+
+    @Option(help: "Partitions per category (must match the deployment).")
+    var partitions = 16
+
+    @Option(help: "Stream key prefix (must match the deployment).")
+    var prefix = "vc"
+
+    @Flag(help: "Show every stream, not only the totals.")
+    var streams = false
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func run() async throws {
+        let redis = try await RedisConnection.connect(try connections.redisConfiguration())
+        let db = try await PostgresConnection.connect(try connections.postgresConfiguration())
+        let statuses: [ProjectionStatus]
+        do {
+            statuses = try await ProjectionStatus.read(StandardProjections.all, naming: StreamNaming(partitions: partitions, prefix: prefix), redis: redis, db: db)
+        } catch let error as PostgresError where error.sqlState == "42P01" {
+            throw CommandFailure("the read-model tables are missing: run `voicecore migrate up` first")
+        }
+        if json {
+            let objects: [[String: Any]] = statuses.map { status in
+                var object: [String: Any] = [
+                    "projection": status.projection, "gap": status.gap, "gap_is_lower_bound": status.gapIsLowerBound, "failures": status.failures,
+                ]
+                object["oldest_unprojected_seconds"] = status.oldestUnprojectedSeconds
+                if streams {
+                    object["streams"] = status.streams.map { stream -> [String: Any] in
+                        var item: [String: Any] = ["stream": stream.stream, "gap": stream.gap]
+                        item["checkpoint"] = stream.checkpoint?.description
+                        item["head"] = stream.head?.description
+                        item["oldest_unprojected_seconds"] = stream.oldestUnprojectedSeconds
+                        return item
+                    }
+                }
+                return object
+            }
+            let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count) }
+        func age(_ seconds: Double?) -> String { seconds.map { String(format: "%.1f s", $0) } ?? "-" }
+        print(pad("PROJECTION", 13) + pad("GAP", 10) + pad("OLDEST UNPROJECTED", 20) + "FAILURES")
+        for status in statuses {
+            print(pad(status.projection, 13) + pad((status.gapIsLowerBound ? "≥" : "") + String(status.gap), 10) + pad(age(status.oldestUnprojectedSeconds), 20) + String(status.failures))
+            if streams {
+                for stream in status.streams {
+                    print("  " + pad(stream.stream, 26) + "checkpoint " + pad(stream.checkpoint?.description ?? "-", 17) + "head " + pad(stream.head?.description ?? "-", 17) + "gap \(stream.gap)")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+import Foundation
+import Testing
+import VoiceCoreBus
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreRedis
+import VoiceCoreTime
+@testable import VoiceCoreProjections
+
+@Suite("Projectors against real Redis and Postgres")
+struct ProjectorTests {
+    @Test func aMixedWorkloadIsProjectedExactlyOnceAndResumesFromItsCheckpoints() async throws {
+        let fixture = try await ProjectorFixture()
+        var workload = CallWorkload(seed: 1, tenants: 3)
+        try await fixture.publish(workload.provisioning() + workload.calls(150))
+
+        let first = try fixture.runner()
+        try await fixture.waitUntilCaughtUp()
+        try await first.stop()
+        var expected = try await ReadModels.fold(eventLog: fixture.db)
+        var actual = try await ReadModels.read(fixture.db)
+        #expect(actual == expected, "\(actual.differences(from: expected))")
+        #expect(expected.billing.count > 3 && expected.metrics.count > 3 && expected.leads > 0)
+
+        // Every published event is archived once; the duplicates (same id) add nothing.
+        let archived = try await fixture.db.query("SELECT count(*) AS n FROM event_log")[0].decode(Int.self, "n")
+        #expect(archived == Set(fixture.published.map(\.eventID)).count)
+        // Applied counts are exact: every UsageRecorded entry (duplicates included) once.
+        let usageEntries = fixture.items.filter { $0.envelope.type == UsageRecorded.type }.count
+        #expect(first.runner.statistics["billing"]?.applied == usageEntries)
+        #expect(first.runner.statistics["archive"]?.applied == fixture.published.count)
+
+        // Restarted after more traffic: resumes from the checkpoints, counts nothing twice. The new
+        // traffic repeats facts of the first (usage, call ends and leads under new event ids), as a
+        // redelivery upstream would: the database, not the batch, must deduplicate those.
+        let repeated = fixture.items.filter { [UsageRecorded.type, CallEnded.type, LeadCreated.type].contains($0.envelope.type) }.prefix(60).map { item in
+            var again = item
+            again.envelope.id = .v7()
+            return again
+        }
+        #expect(Set(repeated.map(\.envelope.type)).count == 3)
+        try await fixture.publish(workload.calls(80) + repeated)
+        let second = try fixture.runner()
+        try await fixture.waitUntilCaughtUp()
+        try await second.stop()
+        #expect(second.runner.statistics["archive"]?.applied == fixture.published.count - first.runner.statistics["archive"]!.applied)
+        expected = try await ReadModels.fold(eventLog: fixture.db)
+        actual = try await ReadModels.read(fixture.db)
+        #expect(actual == expected, "\(actual.differences(from: expected))")
+
+        // The tenants projection: provisioned tenants are in `tenants`.
+        #expect(try await fixture.db.query("SELECT count(*) AS n FROM tenants")[0].decode(Int.self, "n") == 3)
+        try await fixture.drop()
+    }
+
+    @Test func aLateOrDuplicatedEventNeverRegressesAFinishedCall() async throws {
+        let fixture = try await ProjectorFixture(partitions: 2)
+        let tenant = Identifier.v7()
+        let call = CallID.derive(tenant: tenant, provider: .telnyx, providerCallID: "v3:late")
+        let t0 = Timestamp.now
+        func at(_ seconds: Int64) -> Timestamp { t0.adding(microseconds: seconds * 1_000_000) }
+        let ended = CallEnded(callID: call, endedAt: at(90), status: .completed, durationSeconds: 80, answered: true, hungUpBy: .callee)
+        let items: [CallWorkload.Item] = [
+            .init(envelope: EventEnvelope(ended, tenant: tenant, source: "/test"), category: .calls),
+            // Late: answered and started arrive after the end; a second end says something else.
+            .init(envelope: EventEnvelope(CallAnswered(callID: call, answeredAt: at(10)), tenant: tenant, source: "/test"), category: .calls),
+            .init(envelope: EventEnvelope(CallStarted(callID: call, provider: .telnyx, providerCallID: "v3:late", direction: .outbound,
+                                                      from: "+14155550100", to: "+14155550199", startedAt: at(0)), tenant: tenant, source: "/test"), category: .calls),
+            .init(envelope: EventEnvelope(CallEnded(callID: call, endedAt: at(95), status: .failed, durationSeconds: 0, answered: false),
+                                          tenant: tenant, source: "/test"), category: .calls),
+        ]
+        let running = try fixture.runner(projections: [CallsProjection(), AnalyticsProjection()])
+        for item in items {
+            // One event per batch, so each meets the row the previous one left.
+            try await fixture.publish([item])
+            try await eventually("the event is applied", within: .seconds(20)) {
+                try await fixture.status([CallsProjection(), AnalyticsProjection()]).allSatisfy { $0.gap == 0 }
+            }
+        }
+        try await running.stop()
+        let row = try await fixture.db.query("""
+            SELECT status, end_status, duration_seconds, hung_up_by, provider, from_number, direction,
+                   answered_at IS NOT NULL AS answered, started_at IS NOT NULL AS started
+            FROM call_sessions WHERE call_id = \(call)
+            """)[0]
+        #expect(try row.decode(String.self, "status") == "completed")
+        #expect(try row.decode(String.self, "end_status") == "completed")
+        #expect(try row.decode(Int.self, "duration_seconds") == 80)
+        #expect(try row.decode(String.self, "hung_up_by") == "callee")
+        #expect(try row.decode(String.self, "provider") == "telnyx")
+        #expect(try row.decode(String.self, "from_number") == "+14155550100")
+        #expect(try row.decode(Bool.self, "answered") && row.decode(Bool.self, "started"))
+        let metrics = try await fixture.db.query("SELECT calls, answered, missed, handle_seconds FROM business_metrics WHERE tenant_id = \(tenant)")
+        #expect(metrics.count == 1)
+        #expect(try metrics[0].decode(Int.self, "calls") == 1 && metrics[0].decode(Int.self, "answered") == 1 && metrics[0].decode(Int.self, "handle_seconds") == 80)
+        try await fixture.drop()
+    }
+
+    @Test func twoInstancesShareThePartitionsAndNeverDoubleApply() async throws {
+        let fixture = try await ProjectorFixture(partitions: 8)
+        var workload = CallWorkload(seed: 2, tenants: 4)
+        try await fixture.publish(workload.provisioning())
+        let projections: [any Projection] = [ArchiveProjection(), BillingProjection(), AnalyticsProjection(), CallsProjection()]
+        let a = try fixture.runner(instance: "a", projections: projections)
+        let b = try fixture.runner(instance: "b", projections: projections)
+        var sawBothOwning = false
+        for _ in 0..<10 {
+            try await fixture.publish(workload.calls(30))
+            try await Task.sleep(for: .milliseconds(200))
+            let owning = [a, b].map { $0.runner.statistics["billing"]?.partitions ?? 0 }
+            if owning.allSatisfy({ $0 > 0 }) { sawBothOwning = true }
+        }
+        try await eventually("both instances own partitions", within: .seconds(10)) {
+            [a, b].allSatisfy { ($0.runner.statistics["billing"]?.partitions ?? 0) > 0 }
+        }
+        sawBothOwning = sawBothOwning || [a, b].allSatisfy { ($0.runner.statistics["billing"]?.partitions ?? 0) > 0 }
+        #expect(sawBothOwning)
+        try await eventually("every projection caught up", within: .seconds(60)) {
+            try await fixture.status(projections).allSatisfy { $0.gap == 0 }
+        }
+        // Instance a stops: b takes over its partitions and carries on alone.
+        try await a.stop()
+        try await fixture.publish(workload.calls(40))
+        try await eventually("every projection caught up after a left", within: .seconds(60)) {
+            try await fixture.status(projections).allSatisfy { $0.gap == 0 }
+        }
+        try await eventually("b owns every partition", within: .seconds(10)) { b.runner.statistics["billing"]?.partitions == 8 }
+        try await b.stop()
+
+        let usageEntries = fixture.items.filter { $0.envelope.type == UsageRecorded.type }.count
+        let applied = [a, b].map { $0.runner.statistics["billing"]?.applied ?? 0 }
+        #expect(applied.reduce(0, +) == usageEntries, "applied \(applied), published \(usageEntries)")
+        #expect(applied.allSatisfy { $0 > 0 })
+        let expected = try await ReadModels.fold(eventLog: fixture.db)
+        var actual = try await ReadModels.read(fixture.db)
+        actual.transcripts = expected.transcripts  // not projected in this test
+        actual.leads = expected.leads
+        actual.interactions = expected.interactions
+        #expect(actual == expected, "\(actual.differences(from: expected))")
+        try await fixture.drop()
+    }
+
+    @Test func entriesThatCannotBeAppliedAreRecordedAndTheRestIsApplied() async throws {
+        let fixture = try await ProjectorFixture(partitions: 1)
+        let tenant = Identifier.v7()
+        let now = Timestamp.now
+        func contact(_ name: String, phone: String) -> CallWorkload.Item {
+            .init(envelope: EventEnvelope(ContactUpserted(contactID: .v7(), name: name, phone: phone, firstSeenAt: now, lastSeenAt: now),
+                                          tenant: tenant, source: "/test"), category: .crm)
+        }
+        // The second contact claims the first one's phone under another id: the database refuses it.
+        let good = contact("Ada", phone: "+14155550001")
+        let clash = contact("Bob", phone: "+14155550001")
+        let other = contact("Cy", phone: "+14155550002")
+        // A lead whose payload breaks its schema (bad email): undecodable.
+        var broken = EventEnvelope(LeadCreated(leadID: .v7(), name: "Dee", email: "dee@example.com", intent: .sales, source: .api, createdAt: now), tenant: tenant, source: "/test")
+        broken.data = Array(String(decoding: broken.data, as: UTF8.self).replacingOccurrences(of: "dee@example.com", with: "not-an-email").utf8)
+        try await fixture.publish([good, clash, .init(envelope: broken, category: .crm), other])
+
+        let running = try fixture.runner(projections: [CRMProjection()])
+        try await eventually("the crm projection caught up", within: .seconds(20)) {
+            try await fixture.status([CRMProjection()]).allSatisfy { $0.gap == 0 }
+        }
+        try await running.stop()
+        let names = try await fixture.db.query("SELECT name FROM crm_contacts ORDER BY name").map { try $0.decode(String.self, "name") }
+        #expect(names == ["Ada", "Cy"])
+        let failures = try await fixture.db.query("SELECT event_id, error, fields->>'type' AS type FROM projection_failures WHERE projection = 'crm' ORDER BY entry_id")
+        #expect(failures.count == 2)
+        #expect(try failures[0].decode(Identifier.self, "event_id") == clash.envelope.id)
+        #expect(try failures[0].decode(String.self, "error").contains("23505"))
+        #expect(try failures[1].decode(Identifier.self, "event_id") == broken.id)
+        #expect(try failures[1].decode(String.self, "error").contains("email"))
+        #expect(try failures[1].decode(String.self, "type") == LeadCreated.type)
+        #expect(running.runner.statistics["crm"]?.failed == 2)
+        let status = try await fixture.status([CRMProjection()])
+        #expect(status[0].failures == 2)
+        try await fixture.drop()
+    }
+
+    @Test func statusShowsTheGapAndTheAgeOfTheOldestUnprojectedEvent() async throws {
+        let fixture = try await ProjectorFixture(partitions: 4)
+        var workload = CallWorkload(seed: 3, tenants: 2)
+        try await fixture.publish(workload.calls(20))
+        let usage = fixture.items.filter { $0.category == .billing }.count
+        try await Task.sleep(for: .milliseconds(300))
+        let before = try await fixture.status([BillingProjection()])[0]
+        #expect(before.gap == usage)
+        #expect((before.oldestUnprojectedSeconds ?? 0) >= 0.3)
+        let running = try fixture.runner(projections: [BillingProjection()])
+        try await eventually("billing caught up", within: .seconds(20)) { try await fixture.status([BillingProjection()])[0].gap == 0 }
+        try await running.stop()
+        let after = try await fixture.status([BillingProjection()])[0]
+        #expect(after.gap == 0 && after.oldestUnprojectedSeconds == nil)
+        #expect(after.streams.allSatisfy { $0.checkpoint == $0.head })
+        try await fixture.drop()
+    }
+}
