@@ -48,7 +48,6 @@ public struct ProjectionStatus: Sendable, Hashable {
         let nowMilliseconds = UInt64(max(0, Timestamp.now.millisecondsSinceEpoch))
         var result: [ProjectionStatus] = []
         for projection in projections {
-            let group = ProjectorConfiguration.group(of: projection.name)
             var streams: [StreamStatus] = []
             for category in projection.categories {
                 for stream in naming.streams(category, kind: .event) {
@@ -66,9 +65,16 @@ public struct ProjectionStatus: Sendable, Hashable {
                         let first = try await redis.execute(.xrange(stream, from: checkpoint?.successor ?? .zero, count: 1)).first
                         if let first {
                             status.oldestUnprojectedSeconds = Double(nowMilliseconds &- min(nowMilliseconds, first.id.milliseconds)) / 1000
-                            let groupInfo = try await redis.execute(.xinfoGroups(stream)).first { $0.name == group }
-                            if let groupInfo, let lag = groupInfo.lag {
-                                status.gap = lag + groupInfo.pending
+                            // The groups reading for this projection (projector:a+b+…) whose lag Redis knows;
+                            // the most advanced one is the one applying it (others are left from earlier runs).
+                            let gaps = try await redis.execute(.xinfoGroups(stream)).compactMap { info -> Int? in
+                                guard info.name.hasPrefix("projector:"),
+                                      info.name.dropFirst("projector:".count).split(separator: "+").contains(Substring(projection.name)),
+                                      let lag = info.lag else { return nil }
+                                return lag + info.pending
+                            }
+                            if let gap = gaps.min() {
+                                status.gap = gap
                             } else {
                                 var counted = 0
                                 var from = checkpoint?.successor ?? .zero

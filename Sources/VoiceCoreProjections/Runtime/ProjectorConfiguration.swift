@@ -7,9 +7,9 @@ public struct ProjectorConfiguration: Sendable {
     public var naming: StreamNaming
     /// This instance's name, stable across restarts (consumer names are `<instance>-<worker>`).
     public var instance: String
-    /// Workers per projection in this instance; each owns some partitions, with its own Postgres
-    /// and Redis connections.
-    public var workersPerProjection: Int
+    /// Workers in this instance. Each owns some partitions (for all the runner's projections),
+    /// with its own Postgres and Redis connections.
+    public var workers: Int
     /// Entries read per stream per `XREADGROUP` (a batch is everything one read returns).
     public var batchSize: Int
     /// How long one read waits for new entries.
@@ -51,12 +51,12 @@ public struct ProjectorConfiguration: Sendable {
 
     public init(
         naming: StreamNaming = StreamNaming(), instance: String = ProcessInfo.processInfo.hostName,
-        workersPerProjection: Int = 1, batchSize: Int = 1000, block: Duration = .milliseconds(250),
+        workers: Int = 2, batchSize: Int = 250, block: Duration = .milliseconds(250),
         rebalanceInterval: Duration = .seconds(2)
     ) {
         self.naming = naming
         self.instance = instance
-        self.workersPerProjection = max(1, workersPerProjection)
+        self.workers = max(1, workers)
         self.batchSize = max(1, batchSize)
         self.block = block
         self.rebalanceInterval = rebalanceInterval
@@ -65,8 +65,9 @@ public struct ProjectorConfiguration: Sendable {
         self.crashPoint = nil
     }
 
-    /// The consumer group of a projection on every stream it reads.
-    public static func group(of projection: String) -> String { "projector:\(projection)" }
+    /// The consumer group that reads for a set of projections: `projector:` and their names in
+    /// order, joined by `+` (e.g. `projector:archive+billing`). One read serves them all.
+    public static func group(of projections: [String]) -> String { "projector:" + projections.sorted().joined(separator: "+") }
 }
 
 /// A projector refused to start or to go on; the message says why and what to do.

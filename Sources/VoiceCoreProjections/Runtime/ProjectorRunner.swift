@@ -51,6 +51,12 @@ public final class ProjectorRunner: Service, Sendable {
     private let counters: Mutex<[String: Statistics]>
     /// Batches committed by all workers (for ``ProjectorConfiguration/crashPoint``).
     private let committed = Mutex(0)
+    /// Partitions owned, per worker.
+    private let owned = Mutex<[String: Int]>([:])
+    private let partitionGauge: Gauge
+
+    /// The consumer group all workers read with: `projector:` and the projections' names.
+    public var group: String { ProjectorConfiguration.group(of: projections.map(\.name)) }
 
     /// Per projection, since the runner started.
     public struct Statistics: Sendable, Hashable {
@@ -66,6 +72,8 @@ public final class ProjectorRunner: Service, Sendable {
         public var batches = 0
         /// Partitions currently owned by this instance.
         public var partitions = 0
+
+        public init() {}
     }
 
     public init(
@@ -81,10 +89,22 @@ public final class ProjectorRunner: Service, Sendable {
         self.logger = logger
         self.metricsFactory = metricsFactory
         self.counters = Mutex(Dictionary(uniqueKeysWithValues: projections.map { ($0.name, Statistics()) }))
+        self.partitionGauge = Gauge(label: ProjectorMetricNames.partitions, dimensions: [("group", ProjectorConfiguration.group(of: projections.map(\.name)))], factory: metricsFactory)
     }
 
     /// Counters per projection name.
-    public var statistics: [String: Statistics] { counters.withLock { $0 } }
+    public var statistics: [String: Statistics] {
+        let partitions = owned.withLock { $0.values.reduce(0, +) }
+        return counters.withLock { counters in counters.mapValues { var s = $0; s.partitions = partitions; return s } }
+    }
+
+    func setPartitions(of worker: String, _ count: Int) {
+        let total = owned.withLock { owned in
+            owned[worker] = count
+            return owned.values.reduce(0, +)
+        }
+        partitionGauge.record(total)
+    }
 
     var committedBatches: Int { committed.withLock { $0 } }
 
@@ -97,18 +117,17 @@ public final class ProjectorRunner: Service, Sendable {
     public func run() async throws {
         let names = projections.map(\.name)
         guard Set(names).count == names.count else { throw ProjectorError("a projection is listed twice: \(names)") }
+        guard !names.isEmpty else { throw ProjectorError("no projection to run") }
         let stop = StopSignal()
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for projection in projections {
-                    for index in 0..<configuration.workersPerProjection {
-                        group.addTask {
-                            let worker = ProjectorWorker(
-                                runner: self, projection: projection, index: index, redis: self.redisConfiguration,
-                                postgres: self.postgresConfiguration, registry: self.registry, logger: self.logger,
-                                metrics: ProjectorMetrics(projection: projection.name, factory: self.metricsFactory))
-                            try await worker.run(stop: stop)
-                        }
+                let metrics = Dictionary(uniqueKeysWithValues: projections.map { ($0.name, ProjectorMetrics(projection: $0.name, factory: metricsFactory)) })
+                for index in 0..<configuration.workers {
+                    group.addTask {
+                        let worker = ProjectorWorker(
+                            runner: self, index: index, redis: self.redisConfiguration, postgres: self.postgresConfiguration,
+                            registry: self.registry, logger: self.logger, metrics: metrics)
+                        try await worker.run(stop: stop)
                     }
                 }
                 try await group.waitForAll()
@@ -133,7 +152,7 @@ final class StopSignal: Sendable {
 /// | `voicecore_projector_applied_total` [projection] | counter | entries applied and checkpointed |
 /// | `voicecore_projector_failed_total` [projection] | counter | entries recorded in projection_failures |
 /// | `voicecore_projector_batch_seconds` [projection] | timer | one batch: transaction and acknowledgement |
-/// | `voicecore_projector_partitions` [projection, worker] | gauge | partitions a worker owns |
+/// | `voicecore_projector_partitions` [group] | gauge | partitions this instance owns |
 /// | `voicecore_projection_gap` [projection] | gauge | entries after the checkpoints (`voicecore projections`) |
 /// | `voicecore_projection_oldest_unprojected_seconds` [projection] | gauge | age of the oldest of them |
 public enum ProjectorMetricNames {
@@ -159,9 +178,5 @@ struct ProjectorMetrics: Sendable {
         applied = Counter(label: ProjectorMetricNames.applied, dimensions: dimensions, factory: factory)
         failed = Counter(label: ProjectorMetricNames.failed, dimensions: dimensions, factory: factory)
         batch = Metrics.Timer(label: ProjectorMetricNames.batch, dimensions: dimensions, factory: factory)
-    }
-
-    func partitions(worker: String) -> Gauge {
-        Gauge(label: ProjectorMetricNames.partitions, dimensions: [("projection", projection), ("worker", worker)], factory: factory)
     }
 }

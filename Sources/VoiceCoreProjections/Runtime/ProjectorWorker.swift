@@ -8,50 +8,60 @@ import VoiceCorePostgres
 import VoiceCoreRedis
 import VoiceCoreTime
 
-/// One worker of one projection: owns some partitions (advisory locks on its own Postgres
-/// connection), reads them with its own Redis connection, applies batches. Lives in one task.
+/// One worker of a runner: owns some partitions (for every projection of the runner: advisory
+/// locks on its own Postgres connection), reads them once with its own Redis connection, and
+/// applies each batch to every projection in one transaction. Lives in one task.
 final class ProjectorWorker {
     private let runner: ProjectorRunner
-    private let projection: any Projection
+    private let projections: [any Projection]
     private let configuration: ProjectorConfiguration
     private let redisConfiguration: RedisConfiguration
     private let postgresConfiguration: PostgresConfiguration
     private let registry: MessageRegistry
-    private let metrics: ProjectorMetrics
-    private let partitionGauge: Gauge
+    private let metrics: [String: ProjectorMetrics]
     private var logger: Logger
     let consumer: String
     let group: String
+    /// Category of each stream name, and which projections read a category.
+    private let readers: [StreamCategory: [Int]]
+    private let categories: [StreamCategory]
 
     private var db: PostgresConnection?
     private var redis: RedisConnection?
-    /// Advisory lock spaces (first key): partitions, and live workers.
-    private var partitionSpace: Int64 = 0
+    /// Advisory lock spaces (first key): one per projection for partitions, one for live workers.
+    private var partitionSpaces: [Int64] = []
     private var memberSpace: Int64 = 0
     private var memberSlot: Int?
     /// Owned partitions and their streams.
     private var held: [Int: [String]] = [:]
-    private var checkpoints: [String: StreamEntryID] = [:]
+    private var streamCategory: [String: StreamCategory] = [:]
+    /// Checkpoint per projection (index) and stream.
+    private var checkpoints: [[String: StreamEntryID]]
     private var lastRebalance: ContinuousClock.Instant?
 
-    init(runner: ProjectorRunner, projection: any Projection, index: Int, redis: RedisConfiguration, postgres: PostgresConfiguration,
-         registry: MessageRegistry, logger: Logger, metrics: ProjectorMetrics) {
+    init(runner: ProjectorRunner, index: Int, redis: RedisConfiguration, postgres: PostgresConfiguration,
+         registry: MessageRegistry, logger: Logger, metrics: [String: ProjectorMetrics]) {
         self.runner = runner
-        self.projection = projection
+        self.projections = runner.projections
         self.configuration = runner.configuration
         self.consumer = "\(runner.configuration.instance)-\(index)".replacingOccurrences(of: " ", with: "_")
-        self.group = ProjectorConfiguration.group(of: projection.name)
+        self.group = runner.group
         var redisConfiguration = redis
-        redisConfiguration.clientName = "vc-projector:\(projection.name):\(consumer)"
+        redisConfiguration.clientName = "vc-projector:\(consumer)"
         self.redisConfiguration = redisConfiguration
         var postgres = postgres
-        postgres.applicationName = "voicecore projector \(projection.name) \(consumer)"
+        postgres.applicationName = "voicecore projector \(consumer)"
         self.postgresConfiguration = postgres
         self.registry = registry
         self.metrics = metrics
-        self.partitionGauge = metrics.partitions(worker: consumer)
+        var readers: [StreamCategory: [Int]] = [:]
+        for (index, projection) in runner.projections.enumerated() {
+            for category in projection.categories { readers[category, default: []].append(index) }
+        }
+        self.readers = readers
+        self.categories = StreamCategory.allCases.filter { readers[$0] != nil }
+        self.checkpoints = Array(repeating: [:], count: runner.projections.count)
         var logger = logger
-        logger[metadataKey: "projection"] = "\(projection.name)"
         logger[metadataKey: "worker"] = "\(consumer)"
         self.logger = logger
     }
@@ -59,13 +69,13 @@ final class ProjectorWorker {
     // MARK: Loop
 
     func run(stop: StopSignal) async throws {
-        try await connect(stop: stop)
+        try await connect()
         defer {
             // Closing the session releases every advisory lock this worker holds.
             if let db { Task { await db.close() } }
-            partitionGauge.record(0)
+            runner.setPartitions(of: consumer, 0)
         }
-        logger.info("projector worker started")
+        logger.info("projector worker started", metadata: ["projections": "\(projections.map(\.name).joined(separator: ","))"])
         while !stop.isSet {
             do {
                 if held.isEmpty || lastRebalance.map({ ContinuousClock.now - $0 >= configuration.rebalanceInterval }) ?? true {
@@ -88,15 +98,14 @@ final class ProjectorWorker {
                 await recoverPostgres(error, stop: stop)
             } catch is CancellationError {
                 break
-            } catch let error as ShutdownDuringBatch {
-                _ = error
+            } catch is ShutdownDuringBatch {
                 break
             }
         }
         logger.info("projector worker stopped", metadata: ["partitions": "\(held.count)"])
     }
 
-    private func connect(stop: StopSignal) async throws {
+    private func connect() async throws {
         db = try await PostgresConnection.connect(postgresConfiguration, logger: logger)
         redis = try await RedisConnection.connect(redisConfiguration, logger: logger)
         try await prepareDatabase()
@@ -114,12 +123,16 @@ final class ProjectorWorker {
         } catch let error as PostgresError where error.sqlState == "42P01" {
             throw ProjectorError("the read-model tables are missing in \(postgresConfiguration.description): run `voicecore migrate up` first (\(error.message))")
         }
-        partitionSpace = Int64(StreamNaming.fnv1a32(Array("\(schema)/\(projection.name)".utf8)) & 0x7fff_ffff)
-        memberSpace = Int64(StreamNaming.fnv1a32(Array("\(schema)/\(projection.name)/workers".utf8)) & 0x7fff_ffff)
+        partitionSpaces = projections.map { Self.lockSpace("\(schema)/\($0.name)") }
+        memberSpace = Self.lockSpace("\(schema)/\(group)/workers")
         memberSlot = nil
         held = [:]
-        checkpoints = [:]
-        partitionGauge.record(0)
+        checkpoints = Array(repeating: [:], count: projections.count)
+        runner.setPartitions(of: consumer, 0)
+    }
+
+    static func lockSpace(_ name: String) -> Int64 {
+        Int64(StreamNaming.fnv1a32(Array(name.utf8)) & 0x7fff_ffff)
     }
 
     // MARK: Partitions
@@ -129,85 +142,119 @@ final class ProjectorWorker {
         guard let db else { return }
         lastRebalance = ContinuousClock.now
         let partitions = configuration.naming.partitions
-        let memberSpace = self.memberSpace, partitionSpace = self.partitionSpace, memberSlot = self.memberSlot
-        let workers: Int = try await db.withConnection { db in
-            if memberSlot == nil {
+        let memberSpace = self.memberSpace
+        if memberSlot == nil {
+            memberSlot = try await db.withConnection { db in
                 for slot in (0..<4096).shuffled().prefix(256) {
                     let taken = try db.query("SELECT pg_try_advisory_lock(\(Int32(memberSpace)), \(Int32(slot))) AS taken")[0].decode(Bool.self, "taken")
-                    if taken { return -slot - 1 }
+                    if taken { return slot }
                 }
                 throw ProjectorError("no free worker slot among 256 tried")
             }
-            return try db.query("""
-                SELECT count(*) AS workers FROM pg_locks
-                WHERE locktype = 'advisory' AND granted AND objsubid = 2
-                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND classid = \(memberSpace)::int8::oid
-                """)[0].decode(Int.self, "workers")
         }
-        if workers < 0 {
-            self.memberSlot = -workers - 1
-            lastRebalance = nil
-            return try await rebalance()
-        }
+        let workers = try await db.query("""
+            SELECT count(*) AS workers FROM pg_locks
+            WHERE locktype = 'advisory' AND granted AND objsubid = 2
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND classid = \(memberSpace)::int8::oid
+            """)[0].decode(Int.self, "workers")
         let share = (partitions + max(1, workers) - 1) / max(1, workers)
         if held.count > share {
             for partition in held.keys.sorted().suffix(held.count - share) {
-                _ = try await db.query("SELECT pg_advisory_unlock(\(Int32(partitionSpace)), \(Int32(partition)))")
-                for stream in held[partition] ?? [] { checkpoints[stream] = nil }
+                try await unlock(partition, projections: projections.indices)
+                for stream in held[partition] ?? [] {
+                    for index in projections.indices { checkpoints[index][stream] = nil }
+                }
                 held[partition] = nil
                 logger.info("gave partition back", metadata: ["partition": "\(partition)", "workers": "\(workers)"])
             }
         } else if held.count < share {
             for partition in (0..<partitions).shuffled() where held[partition] == nil {
-                let taken = try await db.query("SELECT pg_try_advisory_lock(\(Int32(partitionSpace)), \(Int32(partition))) AS taken")[0].decode(Bool.self, "taken")
-                guard taken else { continue }
+                // A partition is taken for every projection of this runner, or not at all.
+                var locked: [Int] = []
+                for index in projections.indices {
+                    let space = partitionSpaces[index]
+                    let taken = try await db.query("SELECT pg_try_advisory_lock(\(Int32(space)), \(Int32(partition))) AS taken")[0].decode(Bool.self, "taken")
+                    guard taken else { break }
+                    locked.append(index)
+                }
+                guard locked.count == projections.count else {
+                    try await unlock(partition, projections: locked)
+                    continue
+                }
                 do {
                     try await take(partition)
                 } catch {
-                    _ = try? await db.query("SELECT pg_advisory_unlock(\(Int32(partitionSpace)), \(Int32(partition)))")
+                    try? await unlock(partition, projections: projections.indices)
                     throw error
                 }
                 if held.count >= share { break }
             }
         }
-        partitionGauge.record(held.count)
-        let owned = held.count
-        runner.record(projection.name) { $0.partitions = owned }
+        runner.setPartitions(of: consumer, held.count)
+    }
+
+    private func unlock(_ partition: Int, projections indices: some Sequence<Int>) async throws {
+        guard let db else { return }
+        for index in indices {
+            _ = try await db.query("SELECT pg_advisory_unlock(\(Int32(partitionSpaces[index])), \(Int32(partition)))")
+        }
     }
 
     /// A newly owned partition: load its checkpoints and move the group back to them.
     private func take(_ partition: Int) async throws {
         guard let db else { return }
-        let streams = projection.categories.map { configuration.naming.stream($0, kind: .event, partition: partition) }
-        let name = projection.name
+        var streams: [String] = []
+        for category in categories {
+            let stream = configuration.naming.stream(category, kind: .event, partition: partition)
+            streams.append(stream)
+            streamCategory[stream] = category
+        }
+        let names = projections.map(\.name)
         let rows = try await db.query("""
-            SELECT stream, last_entry_id FROM projection_checkpoints WHERE projection = \(name) AND stream = ANY(\(streams)::text[])
+            SELECT projection, stream, last_entry_id FROM projection_checkpoints
+            WHERE projection = ANY(\(names)::text[]) AND stream = ANY(\(streams)::text[])
             """)
-        var found: [String: StreamEntryID] = [:]
+        var found = Array(repeating: [String: StreamEntryID](), count: projections.count)
         for row in rows {
             let text = try row.decode(String.self, "last_entry_id")
-            guard let id = StreamEntryID(text) else { throw ProjectorError("checkpoint '\(text)' of \(name) is not a stream entry id") }
-            found[try row.decode(String.self, "stream")] = id
+            let name = try row.decode(String.self, "projection")
+            guard let id = StreamEntryID(text), let index = names.firstIndex(of: name) else { throw ProjectorError("checkpoint '\(text)' of \(name) is not a stream entry id") }
+            found[index][try row.decode(String.self, "stream")] = id
         }
-        try await position(streams, at: found)
-        for stream in streams { checkpoints[stream] = found[stream] }
+        try await position(streams, checkpoints: found)
+        for index in projections.indices {
+            for stream in streams { checkpoints[index][stream] = found[index][stream] }
+        }
         held[partition] = streams
-        logger.info("took partition", metadata: ["partition": "\(partition)", "checkpoints": "\(found.count)"])
+        logger.info("took partition", metadata: ["partition": "\(partition)"])
     }
 
-    /// Sets the group of each stream to its checkpoint (creating group and stream when missing) and
+    /// Where the group must deliver from on a stream: after the least checkpoint of the
+    /// projections reading it (from the start when one of them has none).
+    private func groupPosition(_ stream: String, _ checkpoints: [[String: StreamEntryID]]) -> StreamEntryID? {
+        guard let category = streamCategory[stream], let indices = readers[category] else { return nil }
+        var least: StreamEntryID?
+        for index in indices {
+            guard let checkpoint = checkpoints[index][stream] else { return nil }
+            least = least.map { min($0, checkpoint) } ?? checkpoint
+        }
+        return least
+    }
+
+    /// Sets the group of each stream to its position (creating group and stream when missing) and
     /// acknowledges pending entries at or below it (committed by an owner that died before XACK).
-    private func position(_ streams: [String], at checkpoints: [String: StreamEntryID]) async throws {
+    private func position(_ streams: [String], checkpoints: [[String: StreamEntryID]]) async throws {
         guard let redis else { return }
         for stream in streams {
-            let start: GroupStart = checkpoints[stream].map { .after($0) } ?? .beginning
+            let checkpoint = groupPosition(stream, checkpoints)
+            let start: GroupStart = checkpoint.map { .after($0) } ?? .beginning
             do {
                 try await redis.execute(.xgroupCreate(stream, group: group, start: start, makeStream: true))
             } catch let error as RedisError where error.serverCode == "BUSYGROUP" {
                 try await redis.execute(.xgroupSetID(stream, group: group, start: start))
             }
-            guard let checkpoint = checkpoints[stream] else { continue }
+            guard let checkpoint else { continue }
             while true {
                 let done = try await redis.execute(.xpending(stream, group: group, from: .zero, to: checkpoint, count: 1000))
                 guard !done.isEmpty else { break }
@@ -227,63 +274,80 @@ final class ProjectorWorker {
         var fields: [StreamField]
     }
 
-    private func process(_ results: [StreamReadResult], stop: StopSignal) async throws {
-        let start = ContinuousClock.now
+    /// What one batch means for one projection.
+    struct Share: Sendable {
         var events: [ProjectedEvent] = []
         var failures: [Failure] = []
         var advanced: [String: StreamEntryID] = [:]
+        var passedOver = 0
+        var skipped = 0
+    }
+
+    private func process(_ results: [StreamReadResult], stop: StopSignal) async throws {
+        let start = ContinuousClock.now
+        var shares = Array(repeating: Share(), count: projections.count)
         var acknowledge: [(String, [StreamEntryID])] = []
-        var passedOver = 0, skipped = 0
-        let types = projection.eventTypes
+        let wantsAll = projections.map { $0.eventTypes == nil }
+        let types = projections.map(\.eventTypes)
         for result in results where !result.entries.isEmpty {
             acknowledge.append((result.stream, result.entries.map(\.id)))
-            let checkpoint = checkpoints[result.stream]
+            guard let category = streamCategory[result.stream], let indices = readers[category] else { continue }
             for entry in result.entries {
-                if let checkpoint, entry.id <= checkpoint {
-                    skipped += 1
-                    continue
+                // The projections that have not applied this entry yet.
+                var due: [Int] = []
+                for index in indices {
+                    if let checkpoint = checkpoints[index][result.stream], entry.id <= checkpoint {
+                        shares[index].skipped += 1
+                    } else {
+                        shares[index].advanced[result.stream] = entry.id
+                        due.append(index)
+                    }
                 }
-                advanced[result.stream] = entry.id
+                guard !due.isEmpty else { continue }
                 guard let fields = entry.fields else {
-                    passedOver += 1
+                    for index in due { shares[index].passedOver += 1 }
                     continue
                 }
+                // Passed over before decoding when no due projection reads this type.
+                let type = fields.first(where: { $0.name == "type" }).map { String(decoding: $0.value, as: UTF8.self) }
+                let readers = due.filter { index in wantsAll[index] || (type.map { types[index]?.contains($0) ?? false } ?? true) }
+                for index in due where !readers.contains(index) { shares[index].passedOver += 1 }
+                guard !readers.isEmpty else { continue }
                 let envelope: EventEnvelope
                 do {
                     envelope = try EventEnvelope(fields: fields.map { EnvelopeField(name: $0.name, value: $0.value) })
                 } catch {
-                    failures.append(Failure(stream: result.stream, entryID: entry.id, error: "undecodable envelope: \(error)", fields: fields))
-                    continue
-                }
-                guard let types else {
-                    events.append(ProjectedEvent(stream: result.stream, entryID: entry.id, envelope: envelope, message: nil))
-                    continue
-                }
-                guard types.contains(envelope.type) else {
-                    passedOver += 1
-                    continue
-                }
-                do {
-                    switch try registry.decode(envelope) {
-                    case .known(_, let message):
-                        events.append(ProjectedEvent(stream: result.stream, entryID: entry.id, envelope: envelope, message: message))
-                    case .unknown(_, let reason):
-                        failures.append(Failure(stream: result.stream, entryID: entry.id, eventID: envelope.id, type: envelope.type,
-                                                error: "unknown to this projector (\(reason)); upgrade it, then replay", fields: fields))
+                    for index in readers {
+                        shares[index].failures.append(Failure(stream: result.stream, entryID: entry.id, error: "undecodable envelope: \(error)", fields: fields))
                     }
-                } catch {
-                    failures.append(Failure(stream: result.stream, entryID: entry.id, eventID: envelope.id, type: envelope.type,
-                                            error: "undecodable payload: \(error)", fields: fields))
+                    continue
+                }
+                var decoded: Result<DecodedMessage, MessageDecodingError>?
+                for index in readers {
+                    if wantsAll[index] {
+                        shares[index].events.append(ProjectedEvent(stream: result.stream, entryID: entry.id, envelope: envelope, message: nil))
+                        continue
+                    }
+                    if decoded == nil { decoded = Result { () throws(MessageDecodingError) in try registry.decode(envelope) } }
+                    switch decoded! {
+                    case .success(.known(_, let message)):
+                        shares[index].events.append(ProjectedEvent(stream: result.stream, entryID: entry.id, envelope: envelope, message: message))
+                    case .success(.unknown(_, let reason)):
+                        shares[index].failures.append(Failure(stream: result.stream, entryID: entry.id, eventID: envelope.id, type: envelope.type,
+                                                              error: "unknown to this projector (\(reason)); upgrade it, then replay", fields: fields))
+                    case .failure(let error):
+                        shares[index].failures.append(Failure(stream: result.stream, entryID: entry.id, eventID: envelope.id, type: envelope.type,
+                                                              error: "undecodable payload: \(error)", fields: fields))
+                    }
                 }
             }
         }
-        var applied = events.count
-        var rejectedCount = 0
-        if !advanced.isEmpty {
-            let rejected = try await commit(events, failures: failures, advancing: advanced, stop: stop)
-            applied -= rejected
-            rejectedCount = rejected
-            for (stream, id) in advanced { checkpoints[stream] = id }
+        var rejected = Array(repeating: 0, count: projections.count)
+        if shares.contains(where: { !$0.advanced.isEmpty }) {
+            rejected = try await commit(shares, stop: stop)
+            for index in projections.indices {
+                for (stream, id) in shares[index].advanced { checkpoints[index][stream] = id }
+            }
             let committedBatches = runner.noteCommitted()
             if configuration.crashPoint?.point == .afterCommit, committedBatches > configuration.crashPoint?.afterBatches ?? .max {
                 logger.critical("crash point after-commit reached: killing the process")
@@ -294,72 +358,87 @@ final class ProjectorWorker {
             let results = try await redis.pipeline(acknowledge.map { RedisCommand.xack($0.0, group: group, ids: $0.1) })
             for case .failure(let error) in results where error.serverCode != "NOGROUP" { throw error }
         }
-        let failed = failures.count + rejectedCount
-        let owned = held.count
-        runner.record(projection.name) { statistics in
-            statistics.applied += applied
-            statistics.failed += failed
-            statistics.passedOver += passedOver
-            statistics.skipped += skipped
-            statistics.batches += advanced.isEmpty ? 0 : 1
-            statistics.partitions = owned
+        let elapsed = Int64((ContinuousClock.now - start).nanoseconds)
+        for (index, projection) in projections.enumerated() {
+            let share = shares[index]
+            let applied = share.events.count - rejected[index]
+            let failed = share.failures.count + rejected[index]
+            runner.record(projection.name) { statistics in
+                statistics.applied += applied
+                statistics.failed += failed
+                statistics.passedOver += share.passedOver
+                statistics.skipped += share.skipped
+                statistics.batches += share.advanced.isEmpty ? 0 : 1
+            }
+            guard let metrics = metrics[projection.name], !share.advanced.isEmpty else { continue }
+            metrics.applied.increment(by: applied)
+            if failed > 0 { metrics.failed.increment(by: failed) }
+            metrics.batch.recordNanoseconds(elapsed)
         }
-        metrics.applied.increment(by: applied)
-        if failed > 0 { metrics.failed.increment(by: failed) }
-        metrics.batch.recordNanoseconds(Int64((ContinuousClock.now - start).nanoseconds))
     }
 
-    /// Applies the batch and writes failures and checkpoints in one transaction. Returns how many
-    /// events the database rejected (recorded as failures).
-    private func commit(_ events: [ProjectedEvent], failures: [Failure], advancing advanced: [String: StreamEntryID], stop: StopSignal) async throws -> Int {
+    /// Applies the batch to every projection and writes failures and checkpoints, in one
+    /// transaction. A projection whose batch the database rejects is applied again event by event
+    /// (savepoints), so only the rejected events are left out. Returns the rejected count per
+    /// projection.
+    private func commit(_ shares: [Share], stop: StopSignal) async throws -> [Int] {
         guard let db else { throw PostgresError(code: .connectionClosed, message: "no database connection") }
-        let projection = self.projection
+        let projections = self.projections
         let crashBeforeCommit = configuration.crashPoint?.point == .beforeCommit && runner.committedBatches >= configuration.crashPoint?.afterBatches ?? .max
-        var isolatingEvents = false
+        let logger = self.logger
         var delay = configuration.retryDelay
         while true {
-            let isolating = isolatingEvents
             do {
                 return try await db.withTransaction { db in
-                    var rejected: [Failure] = []
-                    if isolating {
-                        // Event by event: a rejected event rolls back to its savepoint only.
-                        for event in events {
-                            try db.query("SAVEPOINT projector_event")
+                    var rejectedCounts: [Int] = []
+                    for (index, projection) in projections.enumerated() {
+                        let share = shares[index]
+                        var rejected: [Failure] = []
+                        if !share.events.isEmpty {
+                            try db.query("SAVEPOINT projector_batch")
                             do {
-                                try projection.apply([event], in: db)
-                                try db.query("RELEASE SAVEPOINT projector_event")
-                            } catch let error as PostgresError where !error.isConnectionFailure && !error.isTransient {
-                                try db.query("ROLLBACK TO SAVEPOINT projector_event")
-                                rejected.append(Failure(stream: event.stream, entryID: event.entryID, eventID: event.envelope.id, type: event.envelope.type,
-                                                        error: "rejected by the database: \(error)", fields: event.envelope.fields.map { StreamField(name: $0.name, value: $0.value) }))
+                                try projection.apply(share.events, in: db)
+                            } catch let error where !Self.mustAbort(error) {
+                                logger.warning("the database rejected a batch; applying it event by event", metadata: ["projection": "\(projection.name)", "error": "\(error)"])
+                                try db.query("ROLLBACK TO SAVEPOINT projector_batch")
+                                for event in share.events {
+                                    try db.query("SAVEPOINT projector_event")
+                                    do {
+                                        try projection.apply([event], in: db)
+                                        try db.query("RELEASE SAVEPOINT projector_event")
+                                    } catch let error where !Self.mustAbort(error) {
+                                        try db.query("ROLLBACK TO SAVEPOINT projector_event")
+                                        rejected.append(Failure(stream: event.stream, entryID: event.entryID, eventID: event.envelope.id, type: event.envelope.type,
+                                                                error: "rejected by the database: \(error)", fields: event.envelope.fields.map { StreamField(name: $0.name, value: $0.value) }))
+                                    }
+                                }
                             }
+                            try db.query("RELEASE SAVEPOINT projector_batch")
                         }
-                    } else {
-                        try projection.apply(events, in: db)
+                        try Self.record(share.failures + rejected, projection: projection.name, in: db)
+                        try Self.writeCheckpoints(share.advanced, projection: projection.name, in: db)
+                        rejectedCounts.append(rejected.count)
                     }
-                    try Self.record(failures + rejected, projection: projection.name, in: db)
-                    try Self.writeCheckpoints(advanced, projection: projection.name, in: db)
                     if crashBeforeCommit {
                         // Testing aid (ProjectorConfiguration.crashPoint): die with the transaction open.
                         kill(getpid(), SIGKILL)
                     }
-                    return rejected.count
+                    return rejectedCounts
                 }
-            } catch let error as PostgresError where error.isConnectionFailure {
-                throw error
             } catch let error as PostgresError where error.isTransient {
                 logger.info("transient database error; retrying the batch", metadata: ["error": "\(error)"])
-            } catch {
-                if isolatingEvents { throw error }
-                logger.warning("the database rejected the batch; applying it event by event to isolate the rejected events", metadata: ["error": "\(error)"])
-                isolatingEvents = true
-                continue
             }
             if stop.isSet { throw ShutdownDuringBatch() }
             try await Task.sleep(for: delay * Double.random(in: 0.8...1.2))
             delay = min(delay * 2, configuration.maxRetryDelay)
         }
+    }
+
+    /// Errors that end the transaction rather than single out an event: the connection is gone, or
+    /// the whole batch is worth retrying as is.
+    static func mustAbort(_ error: any Error) -> Bool {
+        guard let error = error as? PostgresError else { return false }
+        return error.isConnectionFailure || error.isTransient
     }
 
     private static func record(_ failures: [Failure], projection: String, in db: isolated PostgresConnection) throws {
@@ -375,6 +454,7 @@ final class ProjectorWorker {
     }
 
     private static func writeCheckpoints(_ advanced: [String: StreamEntryID], projection: String, in db: isolated PostgresConnection) throws {
+        guard !advanced.isEmpty else { return }
         let streams = advanced.keys.sorted()
         try db.query("""
             INSERT INTO projection_checkpoints AS c (projection, stream, last_entry_id, updated_at)
@@ -405,7 +485,8 @@ final class ProjectorWorker {
             case "\u{0}": out += "\\ufffd"
             default:
                 if scalar.value < 0x20 {
-                    out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {
                     out.unicodeScalars.append(scalar)
                 }
@@ -422,9 +503,7 @@ final class ProjectorWorker {
             do {
                 if let redis, await !redis.isConnected { try await redis.reconnect() }
                 // Entries read but not committed are pending here and would not be delivered again.
-                for streams in held.values {
-                    try await position(streams, at: checkpoints.filter { streams.contains($0.key) })
-                }
+                for streams in held.values { try await position(streams, checkpoints: checkpoints) }
                 return
             } catch {
                 try? await Task.sleep(for: .seconds(1))
@@ -435,9 +514,8 @@ final class ProjectorWorker {
     private func recoverPostgres(_ error: PostgresError, stop: StopSignal) async {
         logger.warning("database connection lost; its partitions are free now, reconnecting", metadata: ["error": "\(error)"])
         held = [:]
-        checkpoints = [:]
         memberSlot = nil
-        partitionGauge.record(0)
+        runner.setPartitions(of: consumer, 0)
         while !stop.isSet {
             do {
                 if let db { try await db.reconnect() }

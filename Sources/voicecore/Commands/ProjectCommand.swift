@@ -31,11 +31,11 @@ struct ProjectCommand: AsyncParsableCommand {
     @Option(help: "This instance's name, stable across restarts (default: the host name).")
     var instance = ProcessInfo.processInfo.hostName
 
-    @Option(help: "Workers per projection in this instance.")
-    var workers = 1
+    @Option(help: "Workers in this instance (each with its own connections; partitions are shared out among all workers of all instances).")
+    var workers = 2
 
     @Option(help: "Entries read per stream per batch.")
-    var batchSize = 1000
+    var batchSize = 250
 
     @Option(help: "Partitions per category (must match the deployment).")
     var partitions = 16
@@ -55,7 +55,7 @@ struct ProjectCommand: AsyncParsableCommand {
         }
         var configuration = ProjectorConfiguration(
             naming: StreamNaming(partitions: partitions, prefix: prefix), instance: instance,
-            workersPerProjection: workers, batchSize: batchSize)
+            workers: workers, batchSize: batchSize)
         if let crashPoint {
             guard let point = ProjectorConfiguration.CrashPoint(crashPoint) else { throw ValidationError("--crash-point: use before-commit:N or after-commit:N") }
             configuration.crashPoint = point
