@@ -116,6 +116,7 @@ let package = Package(
             "VoiceCoreProjections",
             "VoiceCoreBus",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "MetricsTestKit", package: "swift-metrics"),
         ]),
         .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents", "VoiceCoreExecutors"], exclude: ["Fixtures"]),
     ]

@@ -1,4 +1,5 @@
 import Foundation
+import MetricsTestKit
 import Testing
 import VoiceCoreBus
 import VoiceCoreEvents
@@ -186,6 +187,13 @@ struct ProjectorTests {
         let before = try await fixture.status([BillingProjection()])[0]
         #expect(before.gap == usage)
         #expect((before.oldestUnprojectedSeconds ?? 0) >= 0.3)
+        // The same figures as gauges.
+        let metrics = TestMetrics()
+        let collector = ProjectionLagCollector(projections: [BillingProjection()], naming: fixture.naming, redis: try RedisConfiguration(url: TestRedis.url),
+                                               postgres: try PostgresConfiguration(url: fixture.databaseURL), factory: metrics)
+        try await collector.sample(redis: fixture.redis, db: fixture.db)
+        #expect(try metrics.expectGauge(ProjectorMetricNames.gap, [("projection", "billing")]).lastValue == Double(usage))
+        #expect(try metrics.expectGauge(ProjectorMetricNames.oldestUnprojected, [("projection", "billing")]).lastValue ?? 0 >= 0.3)
         let running = try fixture.runner(projections: [BillingProjection()])
         try await eventually("billing caught up", within: .seconds(20)) { try await fixture.status([BillingProjection()])[0].gap == 0 }
         try await running.stop()

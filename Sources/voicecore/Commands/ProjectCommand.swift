@@ -64,9 +64,12 @@ struct ProjectCommand: AsyncParsableCommand {
         let runner = ProjectorRunner(
             projections: projections, redis: try connections.redisConfiguration(), postgres: try connections.postgresConfiguration(),
             configuration: configuration, logger: logger)
+        let lag = ProjectionLagCollector(
+            projections: projections, naming: configuration.naming, redis: try connections.redisConfiguration(),
+            postgres: try connections.postgresConfiguration(), logger: logger)
         let serviceGroup = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: runner)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: [.init(service: runner), .init(service: lag)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await serviceGroup.run()
         } catch let error as ProjectorError {
