@@ -12,9 +12,9 @@ struct ProjectCommand: AsyncParsableCommand {
         commandName: "project",
         abstract: "Run projectors: keep the Postgres read models up to date from the event streams.",
         discussion: """
-            Each projection reads its event streams as consumer group projector:<name> and applies \
-            batches to Postgres with its checkpoint in the same transaction, so every event counts \
-            once whatever crashes. Run as many instances as you like (distinct --instance names): \
+            The projections read their event streams once, as consumer group projector:<names>, \
+            and each batch is applied to all of them in one Postgres transaction with their \
+            checkpoints, so every event counts once whatever crashes. Run as many instances as you like (distinct --instance names): \
             partitions are shared out through Postgres advisory locks and a dead instance's \
             partitions are taken over. Needs the migrations applied (voicecore migrate up). Stops \
             gracefully on SIGTERM or SIGINT.
@@ -28,7 +28,7 @@ struct ProjectCommand: AsyncParsableCommand {
     @Option(name: .customLong("only"), parsing: .upToNextOption, help: "Run only these projections (default: all).")
     var only: [String] = []
 
-    @Option(help: "This instance's name, stable across restarts (default: the host name).")
+    @Option(help: "This instance's name, stable across restarts.")
     var instance = ProcessInfo.processInfo.hostName
 
     @Option(help: "Workers in this instance (each with its own connections; partitions are shared out among all workers of all instances).")
