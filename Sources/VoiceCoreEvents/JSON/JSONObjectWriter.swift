@@ -145,7 +145,8 @@ public struct JSONObjectWriter {
     public mutating func field(_ name: StaticString, _ value: Identifier?) { if let value { field(name, value) } }
     public mutating func field(_ name: StaticString, _ value: Timestamp?) { if let value { field(name, value) } }
 
-    static func appendString(_ value: String, to bytes: inout [UInt8]) {
+    /// Appends `value` as a JSON string literal (quoted and escaped).
+    public static func appendString(_ value: String, to bytes: inout [UInt8]) {
         var value = value
         value.withUTF8 { utf8 in
             bytes.append(UInt8(ascii: "\""))

@@ -27,8 +27,6 @@ public struct ProjectionStatus: Sendable, Hashable {
     public var gap: Int { streams.reduce(0) { $0 + $1.gap } }
     public var gapIsLowerBound: Bool { streams.contains(where: \.gapIsLowerBound) }
     public var oldestUnprojectedSeconds: Double? { streams.compactMap(\.oldestUnprojectedSeconds).max() }
-    /// The least recent checkpoint write is not tracked; the newest checkpointed entry is.
-    public var lastCheckpoint: StreamEntryID? { streams.compactMap(\.checkpoint).max() }
 
     /// Reads the status of each projection. `countCap` bounds how many entries are counted one by
     /// one on a stream whose group cannot say its lag (then the gap is a lower bound).

@@ -463,36 +463,17 @@ final class ProjectorWorker {
             """)
     }
 
-    /// The entry's fields as a JSON object of strings.
-    static func json(_ fields: [StreamField]) -> String {
-        var out = "{"
+    /// The entry's fields as a JSON object of strings (NUL, which jsonb refuses, becomes U+FFFD).
+    static func json(_ fields: [StreamField]) -> [UInt8] {
+        var out: [UInt8] = [UInt8(ascii: "{")]
         for (index, field) in fields.enumerated() {
-            if index > 0 { out += "," }
-            out += jsonString(field.name) + ":" + jsonString(String(decoding: field.value, as: UTF8.self))
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            JSONObjectWriter.appendString(field.name, to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONObjectWriter.appendString(String(decoding: field.value, as: UTF8.self).replacingOccurrences(of: "\u{0}", with: "\u{FFFD}"), to: &out)
         }
-        return out + "}"
-    }
-
-    static func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{0}": out += "\\ufffd"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
+        out.append(UInt8(ascii: "}"))
+        return out
     }
 
     // MARK: Recovery
