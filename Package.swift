@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "VoiceCoreEvents", targets: ["VoiceCoreEvents"]),
         .library(name: "VoiceCoreBus", targets: ["VoiceCoreBus"]),
         .library(name: "VoiceCoreProjections", targets: ["VoiceCoreProjections"]),
+        .library(name: "VoiceCoreTenants", targets: ["VoiceCoreTenants"]),
+        .library(name: "VoiceCoreEdge", targets: ["VoiceCoreEdge"]),
         .executable(name: "voicecore", targets: ["voicecore"]),
     ],
     dependencies: [
@@ -18,6 +20,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // C libraries from Debian's packages.
@@ -86,6 +92,37 @@ let package = Package(
             ]
         ),
 
+        // The tenant directory: provider credentials (encrypted at rest), API keys (hashed).
+        .target(
+            name: "VoiceCoreTenants",
+            dependencies: [
+                "VoiceCorePostgres",
+                "VoiceCoreBus",
+                "VoiceCoreEvents",
+                "VoiceCoreTime",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // The HTTP edge: verified telephony webhooks and the tenant command API.
+        .target(
+            name: "VoiceCoreEdge",
+            dependencies: [
+                "VoiceCoreBus",
+                "VoiceCoreEvents",
+                "VoiceCoreRedis",
+                "VoiceCoreTenants",
+                "VoiceCoreTime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+
         // The CLI: composition only.
         .executableTarget(
             name: "voicecore",
@@ -97,6 +134,11 @@ let package = Package(
                 "VoiceCoreBus",
                 "VoiceCoreProjections",
                 "VoiceCoreExecutors",
+                "VoiceCoreTenants",
+                "VoiceCoreEdge",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -117,6 +159,14 @@ let package = Package(
             "VoiceCoreBus",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "MetricsTestKit", package: "swift-metrics"),
+        ]),
+        .testTarget(name: "VoiceCoreEdgeTests", dependencies: [
+            "VoiceCoreEdge",
+            "VoiceCoreTenants",
+            "VoiceCoreBus",
+            "VoiceCoreProjections",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents", "VoiceCoreExecutors"], exclude: ["Fixtures"]),
     ]

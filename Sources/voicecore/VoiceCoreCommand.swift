@@ -42,7 +42,7 @@ struct VoiceCoreCommand: AsyncParsableCommand {
             Without them, the local servers of `tools/dev-env start` are used.
             """,
         version: VoiceCoreVersion.current,
-        subcommands: [VersionCommand.self, DoctorCommand.self, MigrateCommand.self, StreamsCommand.self, TailCommand.self, DeadLetterCommand.self, ProjectCommand.self, ProjectionsCommand.self, BenchCommand.self]
+        subcommands: [VersionCommand.self, DoctorCommand.self, MigrateCommand.self, StreamsCommand.self, TailCommand.self, DeadLetterCommand.self, ProjectCommand.self, ProjectionsCommand.self, EdgeCommand.self, TenantsCommand.self, BenchCommand.self]
     )
 
     /// Logs go to stderr (stdout is for data), at VOICECORE_LOG_LEVEL (default info).

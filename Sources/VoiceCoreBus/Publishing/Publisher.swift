@@ -48,6 +48,8 @@ public final class Publisher: Sendable {
             switch completion {
             case .single(let continuation): continuation.resume(with: result)
             case .batch(let collector, let index): collector.complete(index, result)
+            case .deduplicated(let continuation, _, let eventID):
+                continuation.resume(with: result.map { .published(PublishedEntry(stream: stream, entryID: $0, eventID: eventID)) })
             }
         }
     }
@@ -55,6 +57,9 @@ public final class Publisher: Sendable {
     private enum Completion: Sendable {
         case single(CheckedContinuation<StreamEntryID, any Error>)
         case batch(BatchCollector, Int)
+        /// A deduplicated publish (``Publisher/deduplicationScript``); `fallback` is the same call
+        /// as `EVAL` with the script's source, sent when the server answers `NOSCRIPT`.
+        case deduplicated(CheckedContinuation<DeduplicatedOutcome, any Error>, fallback: RESPCommand, eventID: Identifier)
     }
 
     /// Collects the results of one `publish(batch:)` and resumes its caller once all are in.
@@ -133,6 +138,43 @@ public final class Publisher: Sendable {
         }
     }
 
+    // MARK: Deduplicated publishing
+
+    /// `KEYS[1]` the deduplication key, `KEYS[2]` the stream; `ARGV[1]` the key's lifetime in
+    /// seconds, `ARGV[2]` the envelope id, `ARGV[3…]` the XADD arguments after the stream.
+    /// XADD runs before SET: Redis does not roll a script back, so a failing XADD must not leave
+    /// the key behind (it would make every retry a "duplicate" of nothing).
+    static let deduplicationScript = """
+        local prior = redis.call('GET', KEYS[1])
+        if prior then return {0, prior} end
+        local id = redis.call('XADD', KEYS[2], unpack(ARGV, 3))
+        redis.call('SET', KEYS[1], id .. ' ' .. ARGV[2], 'EX', ARGV[1])
+        return {1, id .. ' ' .. ARGV[2]}
+        """
+    private static let deduplicationSHA1 = SHA1.hex(Array(deduplicationScript.utf8))
+
+    /// Publishes an envelope unless one with the same `deduplicationKey` was published within
+    /// `window`: the check, the XADD and the recording of the key are one Lua script, so two
+    /// concurrent deliveries of the same provider callback publish once. The key lives beside the
+    /// stream (`<stream>:dedup:<tenant>:<key>`, same Redis Cluster slot) and goes out in the same
+    /// pipelines as every other publish.
+    ///
+    /// - Returns: ``DeduplicatedOutcome/published(_:)``, or ``DeduplicatedOutcome/duplicate(_:)``
+    ///   with the entry and event id of the first publish.
+    public func publish(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind, deduplicationKey: String,
+                        window: Duration = .seconds(86_400)) async throws -> DeduplicatedOutcome {
+        let (stream, xadd) = xadd(envelope, category: category, kind: kind)
+        let key = "\(stream):dedup:\(envelope.tenantID):\(deduplicationKey)"
+        let seconds = max(1, window.components.seconds)
+        var tail: [RESPArgument] = [.string(key), .string(stream), .string(String(seconds)), .string(envelope.id.description)]
+        tail.append(contentsOf: xadd.arguments.dropFirst(2))
+        let evalsha = RESPCommand(["EVALSHA", .string(Self.deduplicationSHA1), "2"] + tail)
+        let eval = RESPCommand(["EVAL", .string(Self.deduplicationScript), "2"] + tail)
+        return try await withCheckedThrowingContinuation { continuation in
+            enqueue([Pending(command: evalsha, stream: stream, completion: .deduplicated(continuation, fallback: eval, eventID: envelope.id))])
+        }
+    }
+
     // MARK: Group commit
 
     private func xadd(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind) -> (String, RESPCommand) {
@@ -191,9 +233,32 @@ public final class Publisher: Sendable {
             var commands: [RESPCommand] = []
             commands.reserveCapacity(batch.count)
             for pending in batch { commands.append(pending.command) }
-            let replies = try await connection.send(commands)
+            var replies = try await connection.send(commands)
+            // Scripts the server does not know (restarted or flushed): once more as EVAL.
+            let unknownScript = batch.indices.filter { index in
+                if case .deduplicated = batch[index].completion, case .error(let message) = replies[index], message.hasPrefix("NOSCRIPT") { return true }
+                return false
+            }
+            if !unknownScript.isEmpty {
+                let retried = try await connection.send(unknownScript.map { index -> RESPCommand in
+                    guard case .deduplicated(_, let fallback, _) = batch[index].completion else { return batch[index].command }
+                    return fallback
+                })
+                for (index, reply) in zip(unknownScript, retried) { replies[index] = reply }
+            }
             var published = 0
             for (pending, reply) in zip(batch, replies) {
+                if case .deduplicated(let continuation, _, _) = pending.completion {
+                    switch Self.deduplicatedOutcome(reply, stream: pending.stream) {
+                    case .success(let outcome):
+                        if case .published = outcome { published += 1 }
+                        continuation.resume(returning: outcome)
+                    case .failure(let error):
+                        logger.warning("deduplicated XADD failed", metadata: ["stream": "\(pending.stream)", "error": "\(error)"])
+                        continuation.resume(throwing: error)
+                    }
+                    continue
+                }
                 switch reply {
                 case .bulkString(let bytes):
                     if let id = StreamEntryID(ascii: bytes) {
@@ -225,6 +290,41 @@ public final class Publisher: Sendable {
             metrics.failed.increment(by: batch.count)
             for pending in batch { pending.resume(.failure(error)) }
         }
+    }
+}
+
+extension Publisher {
+    /// Reads the script's answer: `{1, "<entry id> <event id>"}` published, `{0, …}` a duplicate.
+    fileprivate static func deduplicatedOutcome(_ reply: RESPValue, stream: String) -> Result<DeduplicatedOutcome, any Error> {
+        if case .error(let message) = reply { return .failure(RedisError.server(message)) }
+        guard case .array(let items) = reply, items.count == 2, case .integer(let flag) = items[0], case .bulkString(let value) = items[1] else {
+            return .failure(RedisError(kind: .unexpectedReply, message: "deduplicated publish to \(stream) returned \(reply)"))
+        }
+        let parts = value.split(separator: UInt8(ascii: " "), maxSplits: 1)
+        guard parts.count == 2, let id = StreamEntryID(ascii: Array(parts[0])), let eventID = Identifier(utf8: Array(parts[1])) else {
+            return .failure(RedisError(kind: .unexpectedReply, message: "deduplicated publish to \(stream) returned a malformed record"))
+        }
+        let entry = PublishedEntry(stream: stream, entryID: id, eventID: eventID)
+        return .success(flag == 1 ? .published(entry) : .duplicate(entry))
+    }
+}
+
+/// What a deduplicated publish did.
+public enum DeduplicatedOutcome: Sendable, Hashable {
+    /// Published now.
+    case published(PublishedEntry)
+    /// Published before under the same key: the first publish's entry.
+    case duplicate(PublishedEntry)
+
+    public var entry: PublishedEntry {
+        switch self {
+        case .published(let entry), .duplicate(let entry): entry
+        }
+    }
+
+    public var isDuplicate: Bool {
+        if case .duplicate = self { return true }
+        return false
     }
 }
 

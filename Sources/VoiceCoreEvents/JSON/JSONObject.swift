@@ -19,7 +19,7 @@ public final class JSONObject {
     }
 
     /// Parses `json`, which must be one object.
-    static func parse(_ json: [UInt8], path: String = "data") throws(MessageDecodingError) -> JSONObject {
+    public static func parse(_ json: [UInt8], path: String = "data") throws(MessageDecodingError) -> JSONObject {
         do {
             return JSONObject(bytes: json, members: try JSONScanner.members(of: json), path: path)
         } catch {

@@ -31,6 +31,16 @@ public struct JSONObjectWriter {
         return writer.bytes
     }
 
+    /// One object written by `build`, e.g. an HTTP answer:
+    /// `JSONObjectWriter.object { $0.field("command_id", id) }`.
+    public static func object(_ build: (inout JSONObjectWriter) -> Void) -> [UInt8] {
+        var writer = JSONObjectWriter(reservingCapacity: 128)
+        writer.bytes.append(UInt8(ascii: "{"))
+        build(&writer)
+        writer.bytes.append(UInt8(ascii: "}"))
+        return writer.bytes
+    }
+
     private mutating func key(_ name: StaticString) {
         if empty { empty = false } else { bytes.append(UInt8(ascii: ",")) }
         bytes.append(UInt8(ascii: "\""))

@@ -1,0 +1,127 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import VoiceCoreBus
+import VoiceCoreEvents
+import VoiceCoreTenants
+
+/// The admin API (`/admin`, `Authorization: Bearer $VOICECORE_ADMIN_KEY`): provision tenants,
+/// list them, rotate API keys and change provider credentials. Present only when an admin key is
+/// configured. Secrets go in; the only secret that ever comes out is a new API key, once.
+extension Edge {
+    func addAdminRoutes(to router: Router<BasicRequestContext>) {
+        guard let directory else { return }
+        let admin = router.group("/admin")
+        admin.post("/tenants") { request, _ in
+            try authorizeAdmin(request)
+            let body = try await adminBody(request)
+            let new: NewTenant
+            do throws(MessageDecodingError) {
+                let plan = try body.optionalEnumeration(Plan.self, "plan") ?? .starter
+                new = NewTenant(
+                    id: try body.optionalIdentifier("tenant_id") ?? .v7(), name: try body.string("name"), plan: plan,
+                    timeZone: try body.optionalString("time_zone") ?? "UTC", twilioAccountSID: try body.optionalString("twilio_account_sid"),
+                    twilioAuthToken: try body.optionalString("twilio_auth_token"), twilioSharedKey: try body.optionalString("twilio_shared_key"),
+                    telnyxPublicKey: try body.optionalString("telnyx_public_key"), requestsPerSecond: try body.optionalInt("requests_per_second") ?? 50)
+            } catch {
+                throw Problem.decoding(error)
+            }
+            let provisioned: ProvisionedTenant
+            do {
+                provisioned = try await directory.provision(new, publisher: publisher)
+            } catch let error as TenantError {
+                throw Self.problem(error)
+            }
+            var answer = Self.summaryJSON(provisioned.tenant)
+            answer["api_key"] = provisioned.apiKey.plaintext
+            answer["webhooks"] = webhookURLs(provisioned.tenant.id, request: request)
+            return try Self.jsonObject(.created, answer)
+        }
+        admin.get("/tenants") { request, _ in
+            try authorizeAdmin(request)
+            return try Self.jsonObject(.ok, ["tenants": try await directory.list().map(Self.summaryJSON)])
+        }
+        admin.post("/tenants/{tenant}/api-keys") { request, context in
+            try authorizeAdmin(request)
+            let tenant = try tenantID(context)
+            do {
+                let key = try await directory.rotateAPIKey(of: tenant)
+                return try Self.jsonObject(.created, ["tenant_id": tenant.description, "api_key": key.plaintext])
+            } catch let error as TenantError {
+                throw Self.problem(error)
+            }
+        }
+        admin.patch("/tenants/{tenant}") { request, context in
+            try authorizeAdmin(request)
+            let tenant = try tenantID(context)
+            let body = try await adminBody(request)
+            let change: CredentialChange
+            do throws(MessageDecodingError) {
+                change = CredentialChange(
+                    twilioAccountSID: try body.optionalString("twilio_account_sid"), twilioAuthToken: try body.optionalString("twilio_auth_token"),
+                    twilioSharedKey: try body.optionalString("twilio_shared_key"), telnyxPublicKey: try body.optionalString("telnyx_public_key"),
+                    requestsPerSecond: try body.optionalInt("requests_per_second"))
+            } catch {
+                throw Problem.decoding(error)
+            }
+            guard !change.isEmpty else { throw Problem.invalid("body", "names no credential to change") }
+            do {
+                try await directory.update(tenant, change)
+            } catch let error as TenantError {
+                throw Self.problem(error)
+            }
+            return Self.empty(.noContent)
+        }
+    }
+
+    /// The URLs to configure at the providers for a tenant.
+    func webhookURLs(_ tenant: Identifier, request: Request) -> [String: String] {
+        let base = configuration.publicBaseURL ?? "http://" + (request.head.authority ?? "\(configuration.host):\(configuration.port)")
+        return [
+            "twilio_voice": "\(base)/webhooks/twilio/\(tenant)/voice",
+            "twilio_status": "\(base)/webhooks/twilio/\(tenant)/status",
+            "twilio_transcription": "\(base)/webhooks/twilio/\(tenant)/transcription",
+            "telnyx": "\(base)/webhooks/telnyx/\(tenant)",
+        ]
+    }
+
+    private func authorizeAdmin(_ request: Request) throws {
+        guard let expected = configuration.adminKey, let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+              constantTimeEquals(Array(header.dropFirst("Bearer ".count).utf8), Array(expected.utf8))
+        else { throw Problem(.unauthorized, "Unauthorized", detail: "send the admin key as `Authorization: Bearer …`", headers: [.wwwAuthenticate: "Bearer"]) }
+    }
+
+    private func adminBody(_ request: Request) async throws -> JSONObject {
+        let (bytes, _) = try await body(of: request, accepting: ["application/json"])
+        do {
+            return try JSONObject.parse(bytes, path: "body")
+        } catch {
+            throw Problem.malformed("body", error.reason)
+        }
+    }
+
+    static func problem(_ error: TenantError) -> Problem {
+        switch error {
+        case .invalid(let field, let reason): Problem.invalid("body.\(field)", reason)
+        case .unknownTenant: Problem.unknownTenant
+        case .conflict(let message): Problem(.conflict, "Conflict", detail: message)
+        case .configuration, .undecryptable: Problem.unavailable("the tenant directory")
+        }
+    }
+
+    static func summaryJSON(_ summary: TenantSummary) -> [String: Any] {
+        var object: [String: Any] = [
+            "tenant_id": summary.id.description, "name": summary.name, "plan": summary.plan, "time_zone": summary.timeZone,
+            "twilio_auth_token_set": summary.hasTwilioAuthToken, "twilio_shared_key_set": summary.hasTwilioSharedKey,
+            "telnyx_public_key_set": summary.hasTelnyxPublicKey, "requests_per_second": summary.requestsPerSecond,
+            "active_api_keys": summary.activeAPIKeys, "created_at": summary.createdAt.rfc3339,
+        ]
+        object["twilio_account_sid"] = summary.twilioAccountSID
+        return object
+    }
+
+    static func jsonObject(_ status: HTTPResponse.Status, _ object: [String: Any]) throws -> Response {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        return json(status, Array(data))
+    }
+}

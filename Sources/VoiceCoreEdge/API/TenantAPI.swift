@@ -1,0 +1,114 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import VoiceCoreBus
+import VoiceCoreEvents
+import VoiceCoreTenants
+
+/// The tenant command API (`/v1`, `Authorization: Bearer <API key>`): each request is validated,
+/// published as a command and answered `202 Accepted` with the command's id — the services
+/// decide what happens. An `Idempotency-Key` header makes a retried request publish once.
+extension Edge {
+    func addTenantAPIRoutes(to router: Router<BasicRequestContext>) {
+        let api = router.group("/v1")
+        api.post("/leads") { request, _ in
+            let tenant = try await authenticatedTenant(request)
+            let body = try await jsonBody(request)
+            let lead: CreateLead
+            do throws(MessageDecodingError) {
+                // A retried request (same Idempotency-Key) names the same lead, so it lands on the
+                // same stream partition and its key finds the first publish.
+                let derived = idempotencyKey(request).map { Identifier.v5(namespace: tenant, name: "lead/\($0)") }
+                lead = CreateLead(
+                    leadID: try body.optionalIdentifier("lead_id") ?? derived ?? .v7(), callID: try body.optionalIdentifier("call_id"),
+                    name: try body.optionalString("name"), phone: try body.optionalString("phone"), email: try body.optionalString("email"),
+                    intent: try body.enumeration(Intent.self, "intent"), notes: try body.optionalString("notes"))
+                try lead.validate()
+            } catch {
+                throw Problem.decoding(Self.inBody(error))
+            }
+            let outcome = try await publish(lead, tenant: tenant, source: "/edge/api", deduplicationKey: idempotencyKey(request), metricSource: "api")
+            return accepted(outcome, extra: { $0.field("lead_id", lead.leadID) })
+        }
+        api.put("/contacts/{contact}") { request, context in
+            let tenant = try await authenticatedTenant(request)
+            guard let contact = context.parameters.get("contact").flatMap(Identifier.init) else {
+                throw Problem.malformed("contact", "must be a UUID (the contact_id of ContactUpserted)")
+            }
+            let body = try await jsonBody(request)
+            let update: UpdateContact
+            do throws(MessageDecodingError) {
+                update = UpdateContact(contactID: contact, name: try body.optionalString("name"), phone: try body.optionalString("phone"),
+                                       email: try body.optionalString("email"))
+                try update.validate()
+            } catch {
+                throw Problem.decoding(Self.inBody(error))
+            }
+            let outcome = try await publish(update, tenant: tenant, source: "/edge/api", deduplicationKey: idempotencyKey(request), metricSource: "api")
+            return accepted(outcome, extra: { $0.field("contact_id", contact) })
+        }
+        api.put("/settings") { request, _ in
+            let tenant = try await authenticatedTenant(request)
+            let body = try await jsonBody(request)
+            let change: ChangeSettings
+            do throws(MessageDecodingError) {
+                change = ChangeSettings(tenantID: tenant, settings: try AISettings(json: body))
+                try change.validate()
+            } catch {
+                throw Problem.decoding(Self.inBody(error))
+            }
+            let outcome = try await publish(change, tenant: tenant, source: "/edge/api", deduplicationKey: idempotencyKey(request), metricSource: "api")
+            return accepted(outcome, extra: { _ in })
+        }
+    }
+
+    /// The tenant of the request's API key (401), within its rate limit (429).
+    private func authenticatedTenant(_ request: Request) async throws -> Identifier {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+              let key = APIKey(header.dropFirst("Bearer ".count).drop { $0 == " " })
+        else { throw Problem.unauthorized }
+        let tenant: Identifier?
+        do {
+            tenant = try await tenants.tenant(for: key)
+        } catch {
+            logger.warning("tenant directory unreachable", metadata: ["error": "\(error)"])
+            throw Problem.unavailable("the tenant directory")
+        }
+        guard let tenant else { throw Problem.unauthorized }
+        let credentials = try await credentials(of: tenant)
+        if let wait = limiter.take(tenant, rate: credentials.requestsPerSecond) {
+            let seconds = max(1, Int((Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18).rounded(.up)))
+            throw Problem(.tooManyRequests, "Too many requests", detail: "this tenant may send \(credentials.requestsPerSecond) requests per second",
+                          headers: [.retryAfter: String(seconds)])
+        }
+        return tenant
+    }
+
+    private func jsonBody(_ request: Request) async throws -> JSONObject {
+        let (bytes, _) = try await body(of: request, accepting: ["application/json"])
+        do {
+            return try JSONObject.parse(bytes, path: "body")
+        } catch {
+            throw Problem.malformed("body", error.reason)
+        }
+    }
+
+    private func idempotencyKey(_ request: Request) -> String? {
+        request.headers[.idempotencyKey].flatMap { $0.isEmpty || $0.count > 200 ? nil : "api:\($0)" }
+    }
+
+    private func accepted(_ outcome: DeduplicatedOutcome, extra: (inout JSONObjectWriter) -> Void) -> Response {
+        Self.json(.accepted, JSONObjectWriter.object { json in
+            json.field("command_id", outcome.entry.eventID)
+            json.field("duplicate", outcome.isDuplicate)
+            extra(&json)
+        })
+    }
+
+    /// Validation errors name fields without a prefix; decoding errors as `body.<field>`.
+    static func inBody(_ error: MessageDecodingError) -> MessageDecodingError {
+        if error.field.hasPrefix("body") { return error }
+        let field = error.field.hasPrefix("data.") ? String(error.field.dropFirst(5)) : error.field
+        return MessageDecodingError(field: "body.\(field)", reason: error.reason)
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import VoiceCoreBus
+import VoiceCoreEvents
+import VoiceCoreRedis
+import VoiceCoreTenants
+import VoiceCoreTime
+
+/// The HTTP edge: verifies telephony webhooks and tenant API calls, publishes each as a command,
+/// answers. Thin by design — domain decisions belong to the services.
+///
+/// Routes (documented in `schemas/openapi.yaml`):
+/// - `POST /webhooks/twilio/{tenant}/voice` — incoming call: publishes the ringing report and
+///   answers TwiML that greets the caller and starts real-time transcription back to this edge;
+/// - `POST /webhooks/twilio/{tenant}/status` — voice status callbacks;
+/// - `POST /webhooks/twilio/{tenant}/transcription` — real-time transcription callbacks;
+/// - `POST /webhooks/telnyx/{tenant}` — Telnyx Call Control webhooks;
+/// - `POST /v1/leads`, `PUT /v1/contacts/{contact}`, `PUT /v1/settings` — the tenant command API;
+/// - `POST|GET /admin/tenants`, `POST /admin/tenants/{tenant}/api-keys`,
+///   `PATCH /admin/tenants/{tenant}` — the admin API (only with an admin key);
+/// - `GET /health`, `GET /ready`, `GET /metrics`.
+///
+/// A request is answered 2xx only after Redis acknowledged its command; a provider retry of an
+/// accepted webhook (same idempotency key) is answered 2xx again and not published again.
+public struct Edge: Sendable {
+    public let configuration: EdgeConfiguration
+    let publisher: Publisher
+    let redis: RedisConnection
+    let tenants: TenantCache
+    let directory: TenantDirectory?
+    let registry: PrometheusCollectorRegistry?
+    let metrics: EdgeMetrics
+    let limiter = RateLimiter()
+    let logger: Logger
+
+    /// - Parameters:
+    ///   - publisher: publishes the commands (its `source` is ignored: each route sets its own).
+    ///   - redis: the connection `/ready` pings (the publisher's, so ready means publishable).
+    ///   - lookup: where tenants and API keys are found (the ``TenantDirectory``, cached here).
+    ///   - directory: provisions tenants for the admin API; nil leaves the admin API out.
+    ///   - registry: rendered at `/metrics`; nil answers 404 there.
+    public init(configuration: EdgeConfiguration, publisher: Publisher, redis: RedisConnection, lookup: any TenantLookup,
+                directory: TenantDirectory? = nil, registry: PrometheusCollectorRegistry? = nil,
+                metricsFactory: any MetricsFactory = MetricsSystem.factory, logger: Logger = Logger(label: "voicecore.edge")) {
+        self.configuration = configuration
+        self.publisher = publisher
+        self.redis = redis
+        self.tenants = TenantCache(lookup: lookup, ttl: configuration.tenantCacheTTL)
+        self.directory = directory
+        self.registry = registry
+        self.metrics = EdgeMetrics(factory: metricsFactory)
+        self.logger = logger
+    }
+
+    /// Every route of the edge.
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: RequestMetricsMiddleware(factory: metrics.factory))
+        router.add(middleware: UnexpectedErrorMiddleware(logger: logger))
+        router.get("/health") { _, _ in Self.json(.ok, JSONObjectWriter.object { $0.field("status", "ok") }) }
+        router.get("/ready") { _, _ in try await ready() }
+        router.get("/metrics") { _, _ in try metricsPage() }
+        addTwilioRoutes(to: router)
+        addTelnyxRoutes(to: router)
+        addTenantAPIRoutes(to: router)
+        if configuration.adminKey != nil, directory != nil { addAdminRoutes(to: router) }
+        return router
+    }
+
+    /// The HTTP server with every route, as a service for a `ServiceGroup`.
+    public func application(logger: Logger? = nil) -> some ApplicationProtocol {
+        Application(
+            router: router(),
+            configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "voicecore-edge"),
+            logger: logger ?? self.logger)
+    }
+
+    // MARK: Operating routes
+
+    private func ready() async throws -> Response {
+        do {
+            if await !redis.isConnected { try await redis.reconnect() }
+            _ = try await redis.execute(.ping())
+            return Self.json(.ok, JSONObjectWriter.object { $0.field("status", "ready") })
+        } catch {
+            throw Problem.unavailable("Redis")
+        }
+    }
+
+    private func metricsPage() throws -> Response {
+        guard let registry else { throw Problem(.notFound, "Not found", detail: "this process exports no metrics") }
+        var text: [UInt8] = []
+        registry.emit(into: &text)
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: text)))
+    }
+
+    // MARK: Shared steps
+
+    /// The request body, after checking its media type (415) and size (413).
+    func body(of request: Request, accepting mediaTypes: [String]) async throws -> (bytes: [UInt8], mediaType: String) {
+        let mediaType = request.headers[.contentType].map { $0.split(separator: ";", maxSplits: 1)[0].trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        guard mediaTypes.contains(mediaType) else { throw Problem.unsupportedMediaType(mediaTypes.joined(separator: " or ")) }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
+            throw Problem.tooLarge(configuration.maxBodyBytes)
+        }
+        do {
+            var buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+            return (buffer.readBytes(length: buffer.readableBytes) ?? [], mediaType)
+        } catch is NIOTooManyBytesError {
+            throw Problem.tooLarge(configuration.maxBodyBytes)
+        }
+    }
+
+    /// The tenant named in the path (404 when it is not a tenant id).
+    func tenantID(_ context: BasicRequestContext) throws -> Identifier {
+        guard let text = context.parameters.get("tenant"), let id = Identifier(text) else { throw Problem.unknownTenant }
+        return id
+    }
+
+    /// The tenant's credentials (404 unknown, 503 when the directory is unreachable).
+    func credentials(of tenant: Identifier) async throws -> TenantCredentials {
+        let found: TenantCredentials?
+        do {
+            found = try await tenants.credentials(of: tenant)
+        } catch let error as TenantError {
+            logger.error("tenant credentials unusable", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
+            throw Problem.unavailable("the tenant directory")
+        } catch {
+            logger.warning("tenant directory unreachable", metadata: ["error": "\(error)"])
+            throw Problem.unavailable("the tenant directory")
+        }
+        guard let found else { throw Problem.unknownTenant }
+        return found
+    }
+
+    /// Publishes a command; with an idempotency key, once per key. Any failure is a 503: the
+    /// command may not have been stored, so the sender must retry.
+    func publish<M: Message>(_ command: M, tenant: Identifier, source: String, deduplicationKey: String?, metricSource: String) async throws -> DeduplicatedOutcome {
+        let envelope = EventEnvelope(command, tenant: tenant, source: source)
+        let start = ContinuousClock.now
+        do {
+            let outcome: DeduplicatedOutcome
+            if let deduplicationKey {
+                outcome = try await publisher.publish(envelope, category: M.category, kind: M.kind, deduplicationKey: deduplicationKey,
+                                                      window: configuration.deduplicationWindow)
+            } else {
+                outcome = .published(try await publisher.publish(envelope, category: M.category, kind: M.kind))
+            }
+            metrics.published(since: start)
+            if outcome.isDuplicate { metrics.deduplicated(metricSource) }
+            return outcome
+        } catch {
+            logger.warning("command not published", metadata: ["tenant": "\(tenant)", "type": "\(M.type)", "error": "\(error)"])
+            throw Problem.unavailable("Redis")
+        }
+    }
+
+    /// The URL the provider requested: the configured public base URL (or `http://` + Host)
+    /// plus the request target exactly as received.
+    func publicURL(of request: Request) -> String {
+        let target = request.head.path ?? "/"
+        if let base = configuration.publicBaseURL { return base + target }
+        return "http://" + (request.head.authority ?? "localhost") + target
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ body: [UInt8]) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    static func empty(_ status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status)
+    }
+}
+
+/// Turns any error that is not already an HTTP answer into a 503 (a dependency failed), logged
+/// once: the edge never answers 500, and never 2xx for something it did not publish.
+struct UnexpectedErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as any HTTPResponseError {
+            throw error
+        } catch {
+            logger.error("request failed", metadata: ["route": "\(context.endpointPath ?? "-")", "error": "\(error)"])
+            throw Problem.unavailable("a dependency")
+        }
+    }
+}

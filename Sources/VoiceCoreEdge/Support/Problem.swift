@@ -1,0 +1,74 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import VoiceCoreBus
+import VoiceCoreEvents
+
+/// An error answer as RFC 9457 problem details (`application/problem+json`).
+///
+/// Every refusal of the edge is one of these, with a status that says what to do: 400 malformed,
+/// 401 no or bad API key, 403 bad signature (no detail: a forger learns nothing), 404 unknown
+/// tenant or route, 413 body too large, 415 wrong content type, 422 a required or invalid field,
+/// 429 rate limited, 503 a dependency (Redis, Postgres) is unreachable — retry after
+/// `Retry-After`. Nothing is published for a refused request.
+public struct Problem: HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    public var title: String
+    public var detail: String?
+    /// The request field at fault, when one is (`data.phone`, `CallSid`).
+    public var field: String?
+    public var headers: HTTPFields
+
+    public init(_ status: HTTPResponse.Status, _ title: String, detail: String? = nil, field: String? = nil, headers: HTTPFields = [:]) {
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.field = field
+        self.headers = headers
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body = JSONObjectWriter.object { json in
+            json.field("type", "about:blank")
+            json.field("title", title)
+            json.field("status", status.code)
+            json.field("detail", detail)
+            json.field("field", field)
+        }
+        var headers = self.headers
+        headers[.contentType] = "application/problem+json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    // MARK: The edge's refusals
+
+    static let forbidden = Problem(.forbidden, "Forbidden")
+    static let unknownTenant = Problem(.notFound, "Unknown tenant", detail: "no tenant with this id")
+    static let unauthorized = Problem(.unauthorized, "Unauthorized", detail: "send a valid API key as `Authorization: Bearer vck_…`",
+                                      headers: [.wwwAuthenticate: "Bearer"])
+
+    static func unavailable(_ what: String) -> Problem {
+        Problem(.serviceUnavailable, "Temporarily unavailable", detail: "\(what) is unreachable; retry later", headers: [.retryAfter: "5"])
+    }
+
+    static func unsupportedMediaType(_ expected: String) -> Problem {
+        Problem(.unsupportedMediaType, "Unsupported media type", detail: "send \(expected)")
+    }
+
+    static func tooLarge(_ limit: Int) -> Problem {
+        Problem(.contentTooLarge, "Content too large", detail: "the body exceeds \(limit) bytes")
+    }
+
+    static func malformed(_ field: String, _ reason: String) -> Problem {
+        Problem(.badRequest, "Malformed request", detail: "\(field) \(reason)", field: field)
+    }
+
+    static func invalid(_ field: String, _ reason: String) -> Problem {
+        Problem(.unprocessableContent, "Invalid request", detail: "\(field) \(reason)", field: field)
+    }
+
+    /// A decoding error: malformed JSON is 400; a missing or unacceptable field 422.
+    static func decoding(_ error: MessageDecodingError) -> Problem {
+        error.reason.hasPrefix("is not valid JSON") ? malformed(error.field, error.reason) : invalid(error.field, error.reason)
+    }
+}

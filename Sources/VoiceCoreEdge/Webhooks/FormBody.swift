@@ -1,0 +1,88 @@
+/// An `application/x-www-form-urlencoded` body as the provider sent it: every parameter in order,
+/// repeated names kept (Twilio signs each value).
+public struct FormBody: Sendable, Hashable {
+    public var parameters: [(name: String, value: String)]
+
+    public static func == (lhs: FormBody, rhs: FormBody) -> Bool {
+        lhs.parameters.elementsEqual(rhs.parameters) { $0.name == $1.name && $0.value == $1.value }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for parameter in parameters {
+            hasher.combine(parameter.name)
+            hasher.combine(parameter.value)
+        }
+    }
+
+    public init(parameters: [(name: String, value: String)]) {
+        self.parameters = parameters
+    }
+
+    /// The first value of `name`.
+    public subscript(name: String) -> String? {
+        parameters.first { $0.name == name }?.value
+    }
+
+    /// Every parameter as one map; a repeated name keeps its values joined by commas.
+    public var dictionary: [String: String] {
+        var result: [String: String] = [:]
+        for (name, value) in parameters {
+            if let existing = result[name] { result[name] = existing + "," + value } else { result[name] = value }
+        }
+        return result
+    }
+
+    /// Why a body is not a form.
+    public struct Malformed: Error, Sendable, Hashable {
+        /// The parameter (or `body`) that could not be decoded.
+        public var field: String
+        public var reason: String
+    }
+
+    /// Parses a body: `+` is a space, `%XX` a byte; names and values must be UTF-8.
+    public init(parsing body: some Collection<UInt8>) throws(Malformed) {
+        var parameters: [(String, String)] = []
+        for pair in body.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
+            let name = try Self.decode(parts[0], field: "body")
+            guard !name.isEmpty else { throw Malformed(field: "body", reason: "has a parameter without a name") }
+            let value = parts.count > 1 ? try Self.decode(parts[1], field: name) : ""
+            parameters.append((name, value))
+        }
+        self.parameters = parameters
+    }
+
+    /// Percent-decodes one component.
+    static func decode(_ bytes: some Collection<UInt8>, field: String) throws(Malformed) -> String {
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count)
+        var index = bytes.startIndex
+        func hex(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        while index != bytes.endIndex {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "+"):
+                output.append(UInt8(ascii: " "))
+            case UInt8(ascii: "%"):
+                let first = bytes.index(after: index)
+                guard first != bytes.endIndex, bytes.index(after: first) != bytes.endIndex,
+                      let high = hex(bytes[first]), let low = hex(bytes[bytes.index(after: first)])
+                else { throw Malformed(field: field, reason: "has a malformed percent-escape") }
+                output.append(high << 4 | low)
+                index = bytes.index(after: first)
+            default:
+                output.append(byte)
+            }
+            index = bytes.index(after: index)
+        }
+        guard let text = String(validating: output, as: UTF8.self) else { throw Malformed(field: field, reason: "is not valid UTF-8") }
+        return text
+    }
+}

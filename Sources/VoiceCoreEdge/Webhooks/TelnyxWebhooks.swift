@@ -1,0 +1,162 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import VoiceCoreBus
+import VoiceCoreEvents
+import VoiceCoreTenants
+import VoiceCoreTime
+
+/// Telnyx Call Control webhooks → provider-neutral commands. Configure the Call Control
+/// application's webhook URL as `{public URL}/webhooks/telnyx/{tenant}` (API v2).
+extension Edge {
+    func addTelnyxRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/webhooks/telnyx/{tenant}") { request, context in
+            let tenant = try tenantID(context)
+            let (bytes, _) = try await body(of: request, accepting: ["application/json"])
+            let credentials = try await credentials(of: tenant)
+            do throws(TelnyxSignature.Failure) {
+                guard let key = credentials.telnyxPublicKey else { throw TelnyxSignature.Failure.noKey }
+                try TelnyxSignature.verify(signature: request.headers[.telnyxSignature], timestamp: request.headers[.telnyxTimestamp], body: bytes,
+                                           publicKey: key, tolerance: configuration.telnyxTolerance)
+            } catch {
+                metrics.signatureFailure("telnyx", error.rawValue)
+                throw Problem.forbidden
+            }
+            let webhook = try TelnyxMapping.parse(bytes)
+            switch try TelnyxMapping.command(webhook, tenant: tenant) {
+            case .progress(let report):
+                _ = try await publish(report, tenant: tenant, source: "/edge/telnyx", deduplicationKey: "telnyx:\(webhook.id)", metricSource: "telnyx")
+            case .segment(let segment):
+                _ = try await publish(segment, tenant: tenant, source: "/edge/telnyx", deduplicationKey: "telnyx:\(webhook.id)", metricSource: "telnyx")
+            case nil:
+                metrics.ignored("telnyx")
+            }
+            return Self.empty()
+        }
+    }
+}
+
+/// Telnyx webhook bodies → commands. Pure functions.
+public enum TelnyxMapping {
+    /// The parts of a webhook the mapping reads, plus every field flattened (`data.payload.from`).
+    public struct Webhook: Sendable {
+        public var id: String
+        public var eventType: String
+        public var occurredAt: Timestamp
+        public var payload: [String: String]
+        public var fields: [String: String]
+    }
+
+    public enum Command: Sendable {
+        case progress(ReportCallProgress)
+        case segment(ReportTranscriptSegment)
+    }
+
+    public static func parse(_ bytes: [UInt8]) throws(Problem) -> Webhook {
+        guard let document = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            throw Problem.malformed("body", "is not a JSON object")
+        }
+        guard let data = document["data"] as? [String: Any] else { throw Problem.invalid("data", "is required") }
+        guard let id = data["id"] as? String, !id.isEmpty else { throw Problem.invalid("data.id", "is required") }
+        guard let eventType = data["event_type"] as? String, !eventType.isEmpty else { throw Problem.invalid("data.event_type", "is required") }
+        guard let occurredText = data["occurred_at"] as? String else { throw Problem.invalid("data.occurred_at", "is required") }
+        guard let occurredAt = Timestamp(rfc3339: occurredText) else { throw Problem.malformed("data.occurred_at", "is not an RFC 3339 time") }
+        var fields: [String: String] = [:]
+        flatten(document, prefix: "", into: &fields)
+        var payload: [String: String] = [:]
+        flatten(data["payload"] as? [String: Any] ?? [:], prefix: "", into: &payload)
+        return Webhook(id: id, eventType: eventType, occurredAt: occurredAt, payload: payload, fields: fields)
+    }
+
+    /// The command a webhook asks for; nil for event types that carry no call progress or speech
+    /// (call.bridged, call.speak.ended, …), which are accepted and not published.
+    public static func command(_ webhook: Webhook, tenant: Identifier) throws(Problem) -> Command? {
+        let payload = webhook.payload
+        func required(_ name: String) throws(Problem) -> String {
+            guard let value = payload[name], !value.isEmpty else { throw Problem.invalid("data.payload.\(name)", "is required") }
+            return value
+        }
+        let sequence = webhook.occurredAt.microsecondsSinceEpoch
+        switch webhook.eventType {
+        case "call.initiated", "call.answered", "call.hangup":
+            let callControlID = try required("call_control_id")
+            let status: ReportCallProgress.Status
+            switch webhook.eventType {
+            case "call.initiated": status = .initiated
+            case "call.answered": status = .inProgress
+            default: status = hangupStatus(payload["hangup_cause"])
+            }
+            var duration: Int?
+            if let start = payload["start_time"].flatMap({ Timestamp(rfc3339: $0) }), let end = payload["end_time"].flatMap({ Timestamp(rfc3339: $0) }),
+               end.microsecondsSinceEpoch >= start.microsecondsSinceEpoch {
+                duration = Int((end.microsecondsSinceEpoch - start.microsecondsSinceEpoch) / 1_000_000)
+            }
+            let report = ReportCallProgress(
+                callID: CallID.derive(tenant: tenant, provider: .telnyx, providerCallID: callControlID), provider: .telnyx,
+                providerCallID: callControlID, providerAccountID: payload["connection_id"], status: status, sequence: sequence,
+                occurredAt: webhook.occurredAt, direction: payload["direction"] == "outgoing" ? .outbound : .inbound,
+                from: try required("from"), to: try required("to"), durationSeconds: duration, providerFields: webhook.fields)
+            do {
+                try report.validate()
+            } catch {
+                throw Problem.invalid("data.payload.\(error.field)", error.reason)
+            }
+            return .progress(report)
+        case "call.transcription":
+            let callControlID = try required("call_control_id")
+            guard let transcript = payload["transcription_data.transcript"] else { throw Problem.invalid("data.payload.transcription_data.transcript", "is required") }
+            let segment = ReportTranscriptSegment(
+                callID: CallID.derive(tenant: tenant, provider: .telnyx, providerCallID: callControlID), provider: .telnyx,
+                providerCallID: callControlID, transcriptionID: webhook.id, sequence: Int(sequence),
+                track: payload["transcription_data.transcription_track"] == "outbound" ? .outbound : .inbound, text: transcript,
+                isFinal: payload["transcription_data.is_final"] != "false",
+                confidence: payload["transcription_data.confidence"].flatMap(Double.init), occurredAt: webhook.occurredAt)
+            do {
+                try segment.validate()
+            } catch {
+                throw Problem.invalid("data.payload.\(error.field)", error.reason)
+            }
+            return .segment(segment)
+        default:
+            return nil
+        }
+    }
+
+    /// Telnyx `hangup_cause` → the final status.
+    static func hangupStatus(_ cause: String?) -> ReportCallProgress.Status {
+        switch cause ?? "normal_clearing" {
+        case "normal_clearing", "normal_unspecified": .completed
+        case "user_busy": .busy
+        case "timeout", "no_answer", "no_user_response": .noAnswer
+        case "originator_cancel": .canceled
+        default: .failed
+        }
+    }
+
+    static func flatten(_ object: [String: Any], prefix: String, into fields: inout [String: String]) {
+        for (key, value) in object {
+            let name = prefix.isEmpty ? key : prefix + "." + key
+            if let nested = value as? [String: Any] {
+                flatten(nested, prefix: name, into: &fields)
+            } else {
+                fields[name] = text(value)
+            }
+        }
+    }
+
+    static func text(_ value: Any) -> String {
+        switch value {
+        case let string as String: return string
+        case is NSNull: return ""
+        case let number as NSNumber:
+            // JSONSerialization's booleans are NSNumbers of type char ("c").
+            if String(cString: number.objCType) == "c" { return number.boolValue ? "true" : "false" }
+            return number.stringValue
+        default:
+            if let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) {
+                return String(decoding: data, as: UTF8.self)
+            }
+            return "\(value)"
+        }
+    }
+}

@@ -1,0 +1,295 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import VoiceCoreBus
+import VoiceCoreEvents
+import VoiceCoreTenants
+import VoiceCoreTime
+
+/// Twilio Programmable Voice callbacks → provider-neutral commands.
+///
+/// Configure the Twilio number with: "A call comes in" → `POST {public URL}/webhooks/twilio/{tenant}/voice`,
+/// "Call status changes" → `POST {public URL}/webhooks/twilio/{tenant}/status` (with the events
+/// initiated, ringing, answered, completed). The voice answer starts real-time transcription,
+/// whose callbacks arrive at `/webhooks/twilio/{tenant}/transcription`.
+extension Edge {
+    static let formMediaTypes = ["application/x-www-form-urlencoded"]
+    static let twilioMediaTypes = ["application/x-www-form-urlencoded", "application/json"]
+
+    func addTwilioRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/webhooks/twilio/{tenant}/voice") { request, context in
+            let (tenant, form) = try await verifiedTwilio(request, context)
+            let report = try TwilioMapping.incomingCall(form, tenant: tenant, receivedAt: .now)
+            _ = try await publish(report, tenant: tenant, source: "/edge/twilio", deduplicationKey: TwilioMapping.deduplicationKey(request, form, route: "voice"),
+                                  metricSource: "twilio")
+            let callback = publicURL(of: request).replacingOccurrences(of: "/voice", with: "/transcription", options: .backwards)
+                .split(separator: "?", maxSplits: 1)[0]
+            let twiml = TwilioMapping.twiml(greeting: configuration.greeting, transcriptionCallback: String(callback))
+            return Response(status: .ok, headers: [.contentType: "text/xml; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: twiml)))
+        }
+        router.post("/webhooks/twilio/{tenant}/status") { request, context in
+            let (tenant, form) = try await verifiedTwilio(request, context)
+            let report = try TwilioMapping.statusCallback(form, tenant: tenant, receivedAt: .now)
+            _ = try await publish(report, tenant: tenant, source: "/edge/twilio", deduplicationKey: TwilioMapping.deduplicationKey(request, form, route: "status"),
+                                  metricSource: "twilio")
+            return Self.empty()
+        }
+        router.post("/webhooks/twilio/{tenant}/transcription") { request, context in
+            let (tenant, form) = try await verifiedTwilio(request, context)
+            guard let segment = try TwilioMapping.transcription(form, tenant: tenant, receivedAt: .now) else {
+                metrics.ignored("twilio")
+                return Self.empty()
+            }
+            _ = try await publish(segment, tenant: tenant, source: "/edge/twilio",
+                                  deduplicationKey: TwilioMapping.deduplicationKey(request, form, route: "transcription"), metricSource: "twilio")
+            return Self.empty()
+        }
+    }
+
+    /// Reads, parses and verifies a Twilio callback: 415, 413, 404, 400 or 403 before anything
+    /// else happens.
+    private func verifiedTwilio(_ request: Request, _ context: BasicRequestContext) async throws -> (Identifier, FormBody) {
+        let tenant = try tenantID(context)
+        let (bytes, mediaType) = try await body(of: request, accepting: Self.twilioMediaTypes)
+        let credentials = try await credentials(of: tenant)
+        guard let signature = request.headers[.twilioSignature] else {
+            metrics.signatureFailure("twilio", TwilioSignature.Failure.missing.rawValue)
+            throw Problem.forbidden
+        }
+        let url = publicURL(of: request)
+        let form: FormBody
+        let signed: [(name: String, value: String)]
+        if mediaType == "application/json" {
+            // JSON bodies are signed through the URL's bodySHA256.
+            guard TwilioSignature.verifyBodyHash(url: url, body: bytes) else {
+                metrics.signatureFailure("twilio", TwilioSignature.Failure.bodyHash.rawValue)
+                throw Problem.forbidden
+            }
+            form = try TwilioMapping.flatJSON(bytes)
+            signed = []
+        } else {
+            do {
+                form = try FormBody(parsing: bytes)
+            } catch {
+                throw Problem.malformed(error.field, error.reason)
+            }
+            signed = form.parameters
+        }
+        do throws(TwilioSignature.Failure) {
+            let algorithm = try TwilioSignature.algorithm(settingsHeader: request.headers[.twilioSignatureSettings])
+            let key = algorithm == nil ? credentials.twilioAuthToken : credentials.twilioSharedKey
+            guard let key else { throw TwilioSignature.Failure.noKey }
+            guard TwilioSignature.verify(signature: signature, url: url, parameters: signed, key: key, algorithm: algorithm ?? .hmacSHA1) else {
+                throw TwilioSignature.Failure.mismatch
+            }
+        } catch {
+            metrics.signatureFailure("twilio", error.rawValue)
+            throw Problem.forbidden
+        }
+        if let account = credentials.twilioAccountSID, let sent = form["AccountSid"], sent != account {
+            metrics.signatureFailure("twilio", "account")
+            throw Problem.forbidden
+        }
+        return (tenant, form)
+    }
+}
+
+extension HTTPField.Name {
+    static let twilioSignature = Self("X-Twilio-Signature")!
+    static let twilioSignatureSettings = Self("X-Twilio-Webhooks-Signature-Settings")!
+    static let twilioIdempotencyToken = Self("I-Twilio-Idempotency-Token")!
+    static let telnyxSignature = Self("telnyx-signature-ed25519")!
+    static let telnyxTimestamp = Self("telnyx-timestamp")!
+    static let idempotencyKey = Self("Idempotency-Key")!
+}
+
+/// Twilio parameters → commands. Pure functions: what a callback means, without HTTP.
+public enum TwilioMapping {
+    /// The key that makes a retried delivery a duplicate: Twilio's idempotency token when sent,
+    /// else `CallSid`+`SequenceNumber` (status), `CallSid` (incoming call), or
+    /// `TranscriptionSid`+`SequenceId`+`Track` (transcription).
+    static func deduplicationKey(_ request: Request, _ form: FormBody, route: String) -> String {
+        if let token = request.headers[.twilioIdempotencyToken], !token.isEmpty { return "twilio:token:\(token)" }
+        return deduplicationKey(form, route: route)
+    }
+
+    public static func deduplicationKey(_ form: FormBody, route: String) -> String {
+        switch route {
+        case "status": "twilio:status:\(form["CallSid"] ?? ""):\(form["SequenceNumber"] ?? "")"
+        case "transcription": "twilio:transcription:\(form["TranscriptionSid"] ?? ""):\(form["SequenceId"] ?? ""):\(form["Track"] ?? "")"
+        default: "twilio:\(route):\(form["CallSid"] ?? "")"
+        }
+    }
+
+    /// The incoming-call webhook: the call is ringing.
+    public static func incomingCall(_ form: FormBody, tenant: Identifier, receivedAt: Timestamp) throws(Problem) -> ReportCallProgress {
+        try progress(form, tenant: tenant, receivedAt: receivedAt, defaultStatus: .ringing, defaultSequence: 0)
+    }
+
+    /// A voice status callback.
+    public static func statusCallback(_ form: FormBody, tenant: Identifier, receivedAt: Timestamp) throws(Problem) -> ReportCallProgress {
+        try progress(form, tenant: tenant, receivedAt: receivedAt, defaultStatus: nil, defaultSequence: nil)
+    }
+
+    private static func progress(_ form: FormBody, tenant: Identifier, receivedAt: Timestamp, defaultStatus: ReportCallProgress.Status?,
+                                 defaultSequence: Int64?) throws(Problem) -> ReportCallProgress {
+        let callSid = try required(form, "CallSid")
+        let status: ReportCallProgress.Status
+        if let text = form["CallStatus"] {
+            guard let mapped = callStatus(text) else {
+                throw Problem.invalid("CallStatus", "must be one of queued, initiated, ringing, in-progress, completed, busy, failed, no-answer, canceled")
+            }
+            status = mapped
+        } else if let defaultStatus {
+            status = defaultStatus
+        } else {
+            throw Problem.invalid("CallStatus", "is required")
+        }
+        let sequence: Int64
+        if let text = form["SequenceNumber"] {
+            guard let value = Int64(text), value >= 0 else { throw Problem.malformed("SequenceNumber", "must be a non-negative integer") }
+            sequence = value
+        } else if let defaultSequence {
+            sequence = defaultSequence
+        } else {
+            throw Problem.invalid("SequenceNumber", "is required")
+        }
+        var duration: Int?
+        if let text = form["CallDuration"] {
+            guard let value = Int(text), value >= 0 else { throw Problem.malformed("CallDuration", "must be a non-negative integer") }
+            duration = value
+        }
+        let report = ReportCallProgress(
+            callID: CallID.derive(tenant: tenant, provider: .twilio, providerCallID: callSid), provider: .twilio, providerCallID: callSid,
+            providerAccountID: form["AccountSid"], status: status, sequence: sequence,
+            occurredAt: form["Timestamp"].flatMap(timestamp) ?? receivedAt,
+            direction: (form["Direction"] ?? "inbound").hasPrefix("outbound") ? .outbound : .inbound,
+            from: try required(form, "From"), to: try required(form, "To"), durationSeconds: duration, providerFields: form.dictionary)
+        do {
+            try report.validate()
+        } catch {
+            throw Problem.invalid(twilioName(error.field), error.reason)
+        }
+        return report
+    }
+
+    /// A real-time transcription callback: a segment for `transcription-content`, nil for the
+    /// lifecycle events (started, stopped, error), which carry no speech.
+    public static func transcription(_ form: FormBody, tenant: Identifier, receivedAt: Timestamp) throws(Problem) -> ReportTranscriptSegment? {
+        let event = try required(form, "TranscriptionEvent")
+        guard event == "transcription-content" else { return nil }
+        let callSid = try required(form, "CallSid")
+        let data = try required(form, "TranscriptionData")
+        let transcript: String
+        let confidence: Double?
+        do {
+            let object = try JSONObject.parse(Array(data.utf8), path: "TranscriptionData")
+            transcript = try object.string("transcript")
+            confidence = try object.optionalDouble("confidence")
+        } catch {
+            throw Problem.malformed(error.field, error.reason)
+        }
+        guard let sequence = Int(try required(form, "SequenceId")), sequence >= 0 else { throw Problem.malformed("SequenceId", "must be a non-negative integer") }
+        let track: TranscriptTrack
+        switch form["Track"] ?? "inbound_track" {
+        case "inbound_track", "inbound": track = .inbound
+        case "outbound_track", "outbound": track = .outbound
+        default: throw Problem.invalid("Track", "must be inbound_track or outbound_track")
+        }
+        let segment = ReportTranscriptSegment(
+            callID: CallID.derive(tenant: tenant, provider: .twilio, providerCallID: callSid), provider: .twilio, providerCallID: callSid,
+            transcriptionID: try required(form, "TranscriptionSid"), sequence: sequence, track: track, text: transcript,
+            isFinal: (form["Final"] ?? "true").lowercased() == "true", confidence: confidence,
+            occurredAt: form["Timestamp"].flatMap(timestamp) ?? receivedAt)
+        do {
+            try segment.validate()
+        } catch {
+            throw Problem.invalid(twilioName(error.field), error.reason)
+        }
+        return segment
+    }
+
+    /// The TwiML answer to an incoming call: greet, transcribe both tracks back to this edge,
+    /// and keep the line open for the conversation.
+    public static func twiml(greeting: String, transcriptionCallback: String) -> String {
+        """
+        <?xml version="1.0" encoding="UTF-8"?>
+        <Response><Start><Transcription statusCallbackUrl="\(xmlEscaped(transcriptionCallback))" track="both_tracks" partialResults="true"/></Start>\
+        <Say>\(xmlEscaped(greeting))</Say><Pause length="600"/></Response>
+        """
+    }
+
+    static func callStatus(_ text: String) -> ReportCallProgress.Status? {
+        switch text {
+        case "queued", "initiated": .initiated
+        case "ringing": .ringing
+        case "in-progress", "answered": .inProgress
+        case "completed": .completed
+        case "busy": .busy
+        case "failed": .failed
+        case "no-answer": .noAnswer
+        case "canceled": .canceled
+        default: nil
+        }
+    }
+
+    private static func required(_ form: FormBody, _ name: String) throws(Problem) -> String {
+        guard let value = form[name], !value.isEmpty else { throw Problem.invalid(name, "is required") }
+        return value
+    }
+
+    /// Our field names in errors → Twilio's.
+    private static func twilioName(_ field: String) -> String {
+        let field = field.hasPrefix("data.") ? String(field.dropFirst(5)) : field
+        return switch field {
+        case "from": "From"
+        case "to": "To"
+        case "provider_call_id": "CallSid"
+        case "duration_seconds": "CallDuration"
+        case "sequence": "SequenceNumber"
+        case "text": "TranscriptionData"
+        default: field
+        }
+    }
+
+    /// A flat JSON object (Twilio's JSON callbacks) as parameters; nested values as JSON text.
+    static func flatJSON(_ bytes: [UInt8]) throws(Problem) -> FormBody {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            throw Problem.malformed("body", "is not a JSON object")
+        }
+        return FormBody(parameters: object.keys.sorted().map { key in (key, TelnyxMapping.text(object[key] as Any)) })
+    }
+
+    /// Twilio's timestamps: RFC 2822 (`Mon, 16 Aug 2010 03:45:01 +0000`) in status callbacks,
+    /// RFC 3339 in transcription callbacks.
+    public static func timestamp(_ text: String) -> Timestamp? {
+        if let value = Timestamp(rfc3339: text) { return value }
+        // RFC 2822: [Day, ] DD Mon YYYY HH:MM:SS +ZZZZ
+        var parts = text.split(separator: " ")
+        if let first = parts.first, first.hasSuffix(",") { parts.removeFirst() }
+        guard parts.count == 5, let day = Int(parts[0]), let year = Int(parts[2]),
+              let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].firstIndex(of: String(parts[1])),
+              parts[4].count == 5, let offset = Int(parts[4].dropFirst()), parts[4].first == "+" || parts[4].first == "-"
+        else { return nil }
+        let clock = parts[3].split(separator: ":").compactMap { Int($0) }
+        guard clock.count == 3 else { return nil }
+        let rfc3339 = String(format: "%04d-%02d-%02dT%02d:%02d:%02d%@%02d:%02d", year, month + 1, day, clock[0], clock[1], clock[2],
+                             String(parts[4].first!), offset / 100, offset % 100)
+        return Timestamp(rfc3339: rfc3339)
+    }
+
+    static func xmlEscaped(_ text: String) -> String {
+        var result = ""
+        for character in text {
+            switch character {
+            case "&": result += "&amp;"
+            case "<": result += "&lt;"
+            case ">": result += "&gt;"
+            case "\"": result += "&quot;"
+            case "'": result += "&apos;"
+            default: result.append(character)
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,287 @@
+import Foundation
+import Logging
+import VoiceCoreBus
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreTime
+
+/// A new tenant's details. Secrets are given in clear here and sealed before they are stored.
+public struct NewTenant: Sendable {
+    public var id: Identifier
+    public var name: String
+    public var plan: Plan
+    public var timeZone: String
+    public var twilioAccountSID: String?
+    /// The Twilio account's auth token: the HMAC-SHA1 key of its webhook signatures.
+    public var twilioAuthToken: String?
+    /// The shared key of a Twilio Webhook Setting signing with HMAC-SHA256, when one is used.
+    public var twilioSharedKey: String?
+    /// The Telnyx account's Ed25519 public key, base64 (as the Telnyx portal shows it).
+    public var telnyxPublicKey: String?
+    /// The tenant command API's rate limit.
+    public var requestsPerSecond: Int
+
+    public init(id: Identifier = .v7(), name: String, plan: Plan = .starter, timeZone: String = "UTC", twilioAccountSID: String? = nil,
+                twilioAuthToken: String? = nil, twilioSharedKey: String? = nil, telnyxPublicKey: String? = nil, requestsPerSecond: Int = 50) {
+        self.id = id
+        self.name = name
+        self.plan = plan
+        self.timeZone = timeZone
+        self.twilioAccountSID = twilioAccountSID
+        self.twilioAuthToken = twilioAuthToken
+        self.twilioSharedKey = twilioSharedKey
+        self.telnyxPublicKey = telnyxPublicKey
+        self.requestsPerSecond = requestsPerSecond
+    }
+}
+
+/// What may be shown about a tenant: which credentials are set, never their values.
+public struct TenantSummary: Sendable, Hashable {
+    public var id: Identifier
+    public var name: String
+    public var plan: String
+    public var timeZone: String
+    public var twilioAccountSID: String?
+    public var hasTwilioAuthToken: Bool
+    public var hasTwilioSharedKey: Bool
+    public var hasTelnyxPublicKey: Bool
+    public var requestsPerSecond: Int
+    public var activeAPIKeys: Int
+    public var createdAt: Timestamp
+}
+
+/// A tenant just provisioned, with its first API key: the only time the key is shown.
+public struct ProvisionedTenant: Sendable {
+    public var tenant: TenantSummary
+    public var apiKey: APIKey
+}
+
+/// What the edge needs to verify a tenant's requests, with secrets opened. Keep it in memory only.
+public struct TenantCredentials: Sendable {
+    public var tenantID: Identifier
+    public var twilioAccountSID: String?
+    public var twilioAuthToken: [UInt8]?
+    public var twilioSharedKey: [UInt8]?
+    /// 32 raw bytes.
+    public var telnyxPublicKey: [UInt8]?
+    public var requestsPerSecond: Int
+}
+
+/// Changes to a tenant's credentials; nil leaves a value as it is.
+public struct CredentialChange: Sendable {
+    public var twilioAccountSID: String?
+    public var twilioAuthToken: String?
+    public var twilioSharedKey: String?
+    public var telnyxPublicKey: String?
+    public var requestsPerSecond: Int?
+
+    public init(twilioAccountSID: String? = nil, twilioAuthToken: String? = nil, twilioSharedKey: String? = nil, telnyxPublicKey: String? = nil, requestsPerSecond: Int? = nil) {
+        self.twilioAccountSID = twilioAccountSID
+        self.twilioAuthToken = twilioAuthToken
+        self.twilioSharedKey = twilioSharedKey
+        self.telnyxPublicKey = telnyxPublicKey
+        self.requestsPerSecond = requestsPerSecond
+    }
+
+    public var isEmpty: Bool {
+        twilioAccountSID == nil && twilioAuthToken == nil && twilioSharedKey == nil && telnyxPublicKey == nil && requestsPerSecond == nil
+    }
+}
+
+/// The tenant directory in Postgres (`tenant_directory`, `tenant_api_keys`; migration 0003): the
+/// system of record for who may call the edge.
+///
+/// Provisioning also publishes `TenantProvisioned`, from which the `tenants` read model is built.
+/// Nothing here logs or returns a secret: summaries say which credentials are set, and an API key
+/// exists in clear only in the ``ProvisionedTenant`` or rotation answer.
+public final class TenantDirectory: Sendable {
+    private let db: PostgresConnection
+    private let secrets: SecretBox
+    private let logger: Logger
+
+    public init(connection: PostgresConnection, secrets: SecretBox, logger: Logger = Logger(label: "voicecore.tenants")) {
+        self.db = connection
+        self.secrets = secrets
+        self.logger = logger
+    }
+
+    /// Checks that the directory's tables exist (migration 0003), with an error saying what to do.
+    public func checkSchema() async throws {
+        do {
+            _ = try await retryingOnce { db in try db.query("SELECT 1 FROM tenant_directory LIMIT 1") }
+        } catch let error as PostgresError where error.sqlState == "42P01" {
+            throw TenantError.configuration("the tenant directory's tables are missing: run `voicecore migrate up` first")
+        }
+    }
+
+    // MARK: Provisioning
+
+    /// Stores a tenant with a first API key, then publishes `TenantProvisioned`. When the publish
+    /// fails the tenant is removed again and the error thrown, so a retry starts clean.
+    public func provision(_ new: NewTenant, publisher: Publisher?) async throws -> ProvisionedTenant {
+        let name = new.name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty else { throw TenantError.invalid(field: "name", reason: "must not be empty") }
+        guard TimeZone(identifier: new.timeZone) != nil else { throw TenantError.invalid(field: "time_zone", reason: "is not an IANA time zone (e.g. Europe/Berlin)") }
+        guard new.requestsPerSecond > 0 else { throw TenantError.invalid(field: "requests_per_second", reason: "must be positive") }
+        let tenant = new.id.uuid
+        let authToken = try new.twilioAuthToken.map { PostgresBytes(try secrets.seal(Array($0.utf8), tenant: tenant, field: "twilio_auth_token")) }
+        let sharedKey = try new.twilioSharedKey.map { PostgresBytes(try secrets.seal(Array($0.utf8), tenant: tenant, field: "twilio_shared_key")) }
+        let telnyxKey = try new.telnyxPublicKey.map { PostgresBytes(try Self.ed25519PublicKey($0)) }
+        let key = APIKey.generate()
+        let now = Timestamp.now
+        // Not retried after a lost connection: the insert may have committed.
+        if await !db.isConnected { try await db.reconnect() }
+        do {
+        try await db.withConnection { db in
+            try db.withTransaction { db in
+                try db.query("""
+                    INSERT INTO tenant_directory (tenant_id, name, plan, time_zone, twilio_account_sid, twilio_auth_token, twilio_shared_key,
+                                                  telnyx_public_key, requests_per_second, created_at, updated_at)
+                    VALUES (\(tenant), \(name), \(new.plan.rawValue), \(new.timeZone), \(new.twilioAccountSID), \(authToken), \(sharedKey),
+                            \(telnyxKey), \(new.requestsPerSecond), \(now), \(now))
+                    """)
+                try db.query("INSERT INTO tenant_api_keys (key_id, tenant_id, secret_sha256) VALUES (\(key.keyID), \(tenant), \(PostgresBytes(key.secretDigest)))")
+            }
+        }
+        } catch let error as PostgresError where error.isUniqueViolation {
+            throw TenantError.conflict("a tenant with id \(new.id) exists already")
+        }
+        if let publisher {
+            do {
+                try await publisher.publish(TenantProvisioned(tenantID: new.id, name: name, plan: new.plan, timeZone: new.timeZone, provisionedAt: now), tenant: new.id)
+            } catch {
+                logger.warning("TenantProvisioned not published: removing the tenant again", metadata: ["tenant": "\(new.id)", "error": "\(error)"])
+                _ = try? await retryingOnce { db in try db.query("DELETE FROM tenant_directory WHERE tenant_id = \(tenant)") }
+                throw error
+            }
+        }
+        logger.info("tenant provisioned", metadata: ["tenant": "\(new.id)", "api_key": "\(key)"])
+        guard let summary = try await summary(of: new.id) else { throw TenantError.unknownTenant(new.id.description) }
+        return ProvisionedTenant(tenant: summary, apiKey: key)
+    }
+
+    // MARK: Reading
+
+    public func list() async throws -> [TenantSummary] {
+        try await summaries(where: nil)
+    }
+
+    public func summary(of tenant: Identifier) async throws -> TenantSummary? {
+        try await summaries(where: tenant).first
+    }
+
+    private func summaries(where tenant: Identifier?) async throws -> [TenantSummary] {
+        let id = tenant?.uuid
+        let rows = try await retryingOnce { db in
+            try db.query("""
+                SELECT d.tenant_id, d.name, d.plan, d.time_zone, d.twilio_account_sid, d.twilio_auth_token IS NOT NULL AS has_token,
+                       d.twilio_shared_key IS NOT NULL AS has_shared, d.telnyx_public_key IS NOT NULL AS has_telnyx, d.requests_per_second,
+                       d.created_at, (SELECT count(*) FROM tenant_api_keys k WHERE k.tenant_id = d.tenant_id AND k.revoked_at IS NULL) AS keys
+                FROM tenant_directory d WHERE \(id)::uuid IS NULL OR d.tenant_id = \(id) ORDER BY d.created_at, d.tenant_id
+                """)
+        }
+        return try rows.map { row in
+            TenantSummary(
+                id: Identifier(try row.decode(UUID.self, "tenant_id")), name: try row.decode(String.self, "name"), plan: try row.decode(String.self, "plan"),
+                timeZone: try row.decode(String.self, "time_zone"), twilioAccountSID: try row.decode(String?.self, "twilio_account_sid"),
+                hasTwilioAuthToken: try row.decode(Bool.self, "has_token"), hasTwilioSharedKey: try row.decode(Bool.self, "has_shared"),
+                hasTelnyxPublicKey: try row.decode(Bool.self, "has_telnyx"), requestsPerSecond: try row.decode(Int.self, "requests_per_second"),
+                activeAPIKeys: try row.decode(Int.self, "keys"), createdAt: try row.decode(Timestamp.self, "created_at"))
+        }
+    }
+
+    /// The tenant's credentials with secrets opened, or nil for an unknown tenant.
+    public func credentials(of tenant: Identifier) async throws -> TenantCredentials? {
+        let id = tenant.uuid
+        let rows = try await retryingOnce { db in
+            try db.query("""
+                SELECT twilio_account_sid, twilio_auth_token, twilio_shared_key, telnyx_public_key, requests_per_second
+                FROM tenant_directory WHERE tenant_id = \(id)
+                """)
+        }
+        guard let row = rows.first else { return nil }
+        return TenantCredentials(
+            tenantID: tenant, twilioAccountSID: try row.decode(String?.self, "twilio_account_sid"),
+            twilioAuthToken: try row.decode(PostgresBytes?.self, "twilio_auth_token").map { try secrets.open($0.bytes, tenant: id, field: "twilio_auth_token") },
+            twilioSharedKey: try row.decode(PostgresBytes?.self, "twilio_shared_key").map { try secrets.open($0.bytes, tenant: id, field: "twilio_shared_key") },
+            telnyxPublicKey: try row.decode(PostgresBytes?.self, "telnyx_public_key")?.bytes,
+            requestsPerSecond: try row.decode(Int.self, "requests_per_second"))
+    }
+
+    /// The tenant a presented API key belongs to, or nil when the key is unknown or revoked.
+    public func authenticate(_ key: APIKey) async throws -> Identifier? {
+        let keyID = key.keyID
+        let rows = try await retryingOnce { db in
+            try db.query("SELECT tenant_id, secret_sha256 FROM tenant_api_keys WHERE key_id = \(keyID) AND revoked_at IS NULL")
+        }
+        guard let row = rows.first else { return nil }
+        let stored = try row.decode(PostgresBytes.self, "secret_sha256").bytes
+        guard constantTimeEquals(stored, key.secretDigest) else { return nil }
+        return Identifier(try row.decode(UUID.self, "tenant_id"))
+    }
+
+    // MARK: Rotation
+
+    /// Issues a new API key and revokes every other key of the tenant.
+    public func rotateAPIKey(of tenant: Identifier) async throws -> APIKey {
+        let id = tenant.uuid
+        let key = APIKey.generate()
+        let found = try await retryingOnce { db in
+            try db.withTransaction { db -> Bool in
+                guard try db.query("SELECT 1 FROM tenant_directory WHERE tenant_id = \(id) FOR UPDATE").count == 1 else { return false }
+                try db.query("UPDATE tenant_api_keys SET revoked_at = now() WHERE tenant_id = \(id) AND revoked_at IS NULL")
+                try db.query("INSERT INTO tenant_api_keys (key_id, tenant_id, secret_sha256) VALUES (\(key.keyID), \(id), \(PostgresBytes(key.secretDigest)))")
+                return true
+            }
+        }
+        guard found else { throw TenantError.unknownTenant(tenant.description) }
+        logger.info("API key rotated", metadata: ["tenant": "\(tenant)", "api_key": "\(key)"])
+        return key
+    }
+
+    /// Replaces the given credentials; the others stay.
+    public func update(_ tenant: Identifier, _ change: CredentialChange) async throws {
+        let id = tenant.uuid
+        if let rate = change.requestsPerSecond, rate <= 0 { throw TenantError.invalid(field: "requests_per_second", reason: "must be positive") }
+        let authToken = try change.twilioAuthToken.map { PostgresBytes(try secrets.seal(Array($0.utf8), tenant: id, field: "twilio_auth_token")) }
+        let sharedKey = try change.twilioSharedKey.map { PostgresBytes(try secrets.seal(Array($0.utf8), tenant: id, field: "twilio_shared_key")) }
+        let telnyxKey = try change.telnyxPublicKey.map { PostgresBytes(try Self.ed25519PublicKey($0)) }
+        let sid = change.twilioAccountSID
+        let rate = change.requestsPerSecond
+        let updated = try await retryingOnce { db in
+            try db.query("""
+                UPDATE tenant_directory SET
+                  twilio_account_sid = COALESCE(\(sid), twilio_account_sid),
+                  twilio_auth_token = COALESCE(\(authToken), twilio_auth_token),
+                  twilio_shared_key = COALESCE(\(sharedKey), twilio_shared_key),
+                  telnyx_public_key = COALESCE(\(telnyxKey), telnyx_public_key),
+                  requests_per_second = COALESCE(\(rate), requests_per_second),
+                  updated_at = now()
+                WHERE tenant_id = \(id)
+                """).affectedRows
+        }
+        guard updated == 1 else { throw TenantError.unknownTenant(tenant.description) }
+        logger.info("tenant credentials changed", metadata: ["tenant": "\(tenant)"])
+    }
+
+    // MARK: Helpers
+
+    /// Decodes a Telnyx public key: base64 of the 32-byte Ed25519 key.
+    static func ed25519PublicKey(_ text: String) throws(TenantError) -> [UInt8] {
+        guard let data = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)), data.count == 32 else {
+            throw TenantError.invalid(field: "telnyx_public_key", reason: "must be the base64 of a 32-byte Ed25519 public key (as the Telnyx portal shows it)")
+        }
+        return Array(data)
+    }
+
+    /// Runs `body`, reconnecting once when the connection was lost.
+    private func retryingOnce<T: Sendable>(_ body: @Sendable (isolated PostgresConnection) throws -> T) async throws -> T {
+        do {
+            if await !db.isConnected { try await db.reconnect() }
+            return try await db.withConnection(body)
+        } catch let error as PostgresError where error.code == .connection || error.code == .connectionClosed {
+            try await db.reconnect()
+            return try await db.withConnection(body)
+        }
+    }
+}

@@ -1,0 +1,220 @@
+import ArgumentParser
+import Foundation
+import VoiceCoreBus
+import VoiceCoreEdge
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreProjections
+import VoiceCoreRedis
+import VoiceCoreTenants
+
+struct EdgeBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edge",
+        abstract: "Signed Twilio status callbacks per second through `voicecore edge` (wrk, 64 connections), beside a plain route.",
+        discussion: """
+            Provisions a tenant in a scratch schema, starts `voicecore edge` as its own process \
+            (publishing to the local Redis, streams of its own), pre-signs --requests distinct \
+            status callbacks (distinct CallSid/SequenceNumber, so each is verified and published, \
+            not deduplicated) and plays them with wrk at --connections connections for --duration \
+            seconds. The reference is the same wrk against the edge's plain GET /health route. \
+            Prints requests/s, latency percentiles (wrk's), how many commands Redis stored, and the \
+            edge's peak RSS. Needs wrk (apt-get install wrk). Everything is removed afterwards.
+            """
+    )
+
+    @OptionGroup var connections: ConnectionOptions
+
+    @Option(help: "Distinct signed requests to prepare (wrk cycles through them).")
+    var requests = 400_000
+
+    @Option(name: .customLong("connections"), help: "wrk connections.")
+    var connectionsCount = 64
+
+    @Option(help: "Seconds per wrk run.")
+    var duration = 10
+
+    @Option(help: "wrk threads.")
+    var threads = 2
+
+    @Option(help: "Port for the edge under test.")
+    var port = 18_099
+
+    @Option(help: "The migrations directory.")
+    var migrations = "database/migrations"
+
+    func run() async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else { throw CommandFailure("wrk is not installed: apt-get install -y wrk") }
+        let suffix = UUID().uuidString.prefix(8).lowercased()
+        let schema = "bench_edge_\(suffix)"
+        let prefix = "bench-edge-\(suffix)"
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("voicecore-bench-edge-\(suffix)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        let separator = connections.resolvedDatabaseURL.contains("?") ? "&" : "?"
+        let databaseURL = connections.resolvedDatabaseURL + separator + "options=-c%20search_path%3D\(schema)"
+        let admin = try await PostgresConnection.connect(try connections.postgresConfiguration())
+        try await admin.query("CREATE SCHEMA \(identifier: schema)")
+        let redis = try await RedisConnection.connect(try connections.redisConfiguration())
+        defer { try? FileManager.default.removeItem(at: work) }
+        do {
+            try await bench(schema: schema, prefix: prefix, databaseURL: databaseURL, work: work, redis: redis)
+        } catch {
+            try? await cleanup(admin: admin, schema: schema, prefix: prefix, redis: redis)
+            throw error
+        }
+        try await cleanup(admin: admin, schema: schema, prefix: prefix, redis: redis)
+    }
+
+    private func bench(schema: String, prefix: String, databaseURL: String, work: URL, redis: RedisConnection) async throws {
+        let db = try await PostgresConnection.connect(try PostgresConfiguration(url: databaseURL))
+        _ = try await Migrator(connection: db, directory: URL(fileURLWithPath: migrations)).up()
+        let masterKey = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        let token = UUID().uuidString
+        let directory = TenantDirectory(connection: db, secrets: try SecretBox(base64: masterKey))
+        let tenant = try await directory.provision(NewTenant(name: "Bench", twilioAuthToken: token), publisher: nil).tenant.id
+
+        // Pre-signed requests: one line each, "path \t signature \t body".
+        let base = "http://127.0.0.1:\(port)"
+        let path = "/webhooks/twilio/\(tenant)/status"
+        var lines = ""
+        lines.reserveCapacity(requests * 520)
+        let statuses = ["initiated", "ringing", "in-progress", "completed"]
+        for index in 0..<requests {
+            let callSid = String(format: "CA%032x", index / 4)
+            let parameters: [(name: String, value: String)] = [
+                ("AccountSid", "AC0000000000000000000000000000beef"), ("ApiVersion", "2010-04-01"), ("CallSid", callSid),
+                ("CallStatus", statuses[index % 4]), ("Direction", "inbound"), ("From", "+14155550100"), ("To", "+14155550199"),
+                ("SequenceNumber", String(index % 4)), ("Timestamp", "Tue, 24 Nov 2026 10:00:00 +0000"), ("CallbackSource", "call-progress-events"),
+                ("CallDuration", index % 4 == 3 ? "61" : "0"),
+            ]
+            let body = parameters.map { "\($0.name)=\(formEncode($0.value))" }.joined(separator: "&")
+            let signature = TwilioSignature.sign(url: base + path, parameters: parameters, key: Array(token.utf8))
+            lines += "\(path)\t\(signature)\t\(body)\n"
+        }
+        let requestFile = work.appendingPathComponent("requests.tsv")
+        try lines.write(to: requestFile, atomically: false, encoding: .utf8)
+        let script = work.appendingPathComponent("signed.lua")
+        try """
+            local counter = 0
+            setup = function(thread) thread:set("id", counter); counter = counter + 1 end
+            init = function(args)
+              requests = {}
+              local n, i = 0, 0
+              for line in io.lines("\(requestFile.path)") do
+                if i % \(threads) == id then
+                  local p, s, b = line:match("([^\\t]*)\\t([^\\t]*)\\t(.*)")
+                  n = n + 1
+                  requests[n] = wrk.format("POST", p, {["Content-Type"] = "application/x-www-form-urlencoded", ["X-Twilio-Signature"] = s}, b)
+                end
+                i = i + 1
+              end
+              count, next = n, 1
+            end
+            request = function()
+              local r = requests[next]
+              next = next + 1
+              if next > count then next = 1 end
+              return r
+            end
+            """.write(to: script, atomically: false, encoding: .utf8)
+
+        // The edge, as its own process.
+        let edge = Process()
+        edge.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+        edge.arguments = ["edge", "--port", String(port), "--prefix", prefix, "--redis-url", connections.resolvedRedisURL, "--database-url", databaseURL]
+        var environment = ProcessInfo.processInfo.environment
+        environment["VOICECORE_MASTER_KEY"] = masterKey
+        environment["VOICECORE_PUBLIC_URL"] = base
+        environment["VOICECORE_LOG_LEVEL"] = "warning"
+        environment["VOICECORE_ADMIN_KEY"] = nil
+        edge.environment = environment
+        try edge.run()
+        defer { kill(edge.processIdentifier, SIGKILL); edge.waitUntilExit() }
+        var ready = false
+        for _ in 0..<100 where !ready {
+            try await Task.sleep(for: .milliseconds(100))
+            ready = (try? String(contentsOf: URL(string: base + "/health")!, encoding: .utf8))?.contains("ok") ?? false
+        }
+        guard ready else { throw CommandFailure("the edge did not come up on port \(port)") }
+
+        print("edge: pid \(edge.processIdentifier), \(formatRate(Double(requests))) pre-signed distinct status callbacks, wrk -t\(threads) -c\(connectionsCount) -d\(duration)s")
+        let plain = try wrk(["--latency", "-t\(threads)", "-c\(connectionsCount)", "-d\(duration)s", base + "/health"])
+        let signed = try wrk(["--latency", "-t\(threads)", "-c\(connectionsCount)", "-d\(duration)s", "-s", script.path, base])
+        let rss = peakRSS(edge.processIdentifier)
+        var stored = 0
+        for partition in 0..<16 {
+            stored += Int(try await redis.execute(.xlen(StreamNaming(partitions: 16, prefix: prefix).stream(.calls, kind: .command, partition: partition))))
+        }
+        func row(_ name: String, _ result: WrkResult) -> String {
+            "\(name.padding(toLength: 34, withPad: " ", startingAt: 0)) \(formatRate(result.rate).leftPadded(9)) req/s   p50 \(result.p50)  p90 \(result.p90)  p99 \(result.p99)   non-2xx \(result.non2xx)"
+        }
+        print(row("GET /health (plain route)", plain))
+        print(row("POST signed status callback", signed))
+        print("commands stored in Redis: \(formatRate(Double(stored))) of \(formatRate(Double(signed.requests))) requests (the rest were repeats of an earlier request, deduplicated)")
+        print("edge peak RSS: \(rss.map { "\($0 / 1024) MB" } ?? "unknown")")
+    }
+
+    struct WrkResult {
+        var rate: Double
+        var requests: Int
+        var p50 = "-", p90 = "-", p99 = "-"
+        var non2xx = 0
+    }
+
+    private func wrk(_ arguments: [String]) throws -> WrkResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        var result = WrkResult(rate: 0, requests: 0)
+        for line in output.split(separator: "\n") {
+            let words = line.split(separator: " ", omittingEmptySubsequences: true)
+            if line.hasPrefix("Requests/sec:"), let value = words.last.flatMap({ Double($0) }) { result.rate = value }
+            if line.contains("requests in"), let value = words.first.flatMap({ Int($0) }) { result.requests = value }
+            if line.contains("Non-2xx"), let value = words.last.flatMap({ Int($0) }) { result.non2xx = value }
+            if words.count == 2 {
+                switch words[0] {
+                case "50%": result.p50 = String(words[1])
+                case "90%": result.p90 = String(words[1])
+                case "99%": result.p99 = String(words[1])
+                default: break
+                }
+            }
+        }
+        guard result.requests > 0 else { throw CommandFailure("wrk produced no result:\n\(output)") }
+        return result
+    }
+
+    private func peakRSS(_ pid: Int32) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        return status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }.flatMap { line in
+            line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }
+        }
+    }
+
+    private func formEncode(_ value: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
+    }
+
+    private func cleanup(admin: PostgresConnection, schema: String, prefix: String, redis: RedisConnection) async throws {
+        try await admin.query("DROP SCHEMA \(identifier: schema) CASCADE")
+        var cursor = "0"
+        repeat {
+            let reply = try await redis.send("SCAN", .string(cursor), "MATCH", .string("\(prefix):*"), "COUNT", "1000")
+            guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].string, case .array(let keys) = parts[1] else { break }
+            cursor = next
+            let names = keys.compactMap(\.string)
+            if !names.isEmpty { _ = try await redis.send(RESPCommand(["DEL"] + names.map { .string($0) })) }
+        } while cursor != "0"
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}

@@ -1,0 +1,107 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import VoiceCoreBus
+import VoiceCoreEdge
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreRedis
+import VoiceCoreTenants
+
+/// Where the edge listens and how providers reach it (shared by `edge` and `up`).
+struct EdgeOptions: ParsableArguments {
+    @Option(help: "Address to listen on (default: $VOICECORE_EDGE_HOST, else 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "Port to listen on (default: $VOICECORE_EDGE_PORT, else 8080).")
+    var port: Int?
+
+    @Option(name: .customLong("public-url"), help: "The URL providers call, e.g. https://voice.example.com (default: $VOICECORE_PUBLIC_URL, else http://<Host header>). Twilio signs the URL it requested: set this behind a proxy or tunnel.")
+    var publicURL: String?
+
+    @Option(help: "Partitions per category (must match the deployment).")
+    var partitions = 16
+
+    @Option(help: "Stream key prefix (must match the deployment).")
+    var prefix = "vc"
+
+    func configuration() throws -> EdgeConfiguration {
+        let environment = ProcessInfo.processInfo.environment
+        guard let port = port ?? environment["VOICECORE_EDGE_PORT"].flatMap(Int.init) ?? 8080 as Int?, (1...65535).contains(port) else {
+            throw ValidationError("--port must be 1…65535")
+        }
+        return EdgeConfiguration(
+            host: host ?? environment["VOICECORE_EDGE_HOST"] ?? "127.0.0.1", port: port,
+            publicBaseURL: publicURL ?? environment["VOICECORE_PUBLIC_URL"],
+            adminKey: environment["VOICECORE_ADMIN_KEY"].flatMap { $0.isEmpty ? nil : $0 })
+    }
+
+    var naming: StreamNaming { StreamNaming(partitions: partitions, prefix: prefix) }
+}
+
+struct EdgeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edge",
+        abstract: "Run the HTTP edge: verify telephony webhooks and tenant API calls, publish them as commands.",
+        discussion: """
+            Routes: POST /webhooks/twilio/<tenant>/{voice,status,transcription}, POST \
+            /webhooks/telnyx/<tenant>, the tenant API under /v1 (Bearer API key), the admin API \
+            under /admin (Bearer $VOICECORE_ADMIN_KEY; absent without it), GET /health, /ready, \
+            /metrics. schemas/openapi.yaml documents them all.
+
+            A webhook is answered 2xx only after Redis stored its command; a provider's retry is \
+            answered 2xx and not published again; when Redis is unreachable the answer is 503 \
+            with Retry-After, so the provider retries. Needs VOICECORE_MASTER_KEY (decrypts the \
+            tenants' provider secrets) and the migrations applied. Stops gracefully on SIGTERM or SIGINT.
+            """
+    )
+
+    @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var edge: EdgeOptions
+
+    func run() async throws {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "voicecore.edge")
+        let parts = try await EdgeParts.connect(connections: connections, edge: edge, registry: registry, logger: logger)
+        let serviceGroup = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: parts.edge.application())], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let configuration = parts.edge.configuration
+        logger.info("edge listening", metadata: ["address": "\(configuration.host):\(configuration.port)", "public_url": "\(configuration.publicBaseURL ?? "(from Host)")",
+                                                 "admin_api": "\(configuration.adminKey == nil ? "off" : "on")"])
+        try await serviceGroup.run()
+    }
+}
+
+/// The edge with its connections: Redis for publishing, Postgres for the tenant directory.
+struct EdgeParts {
+    var edge: Edge
+    var directory: TenantDirectory
+    var publisher: Publisher
+
+    static func connect(connections: ConnectionOptions, edge options: EdgeOptions, registry: PrometheusCollectorRegistry?, logger: Logger) async throws -> EdgeParts {
+        let secrets: SecretBox
+        do {
+            secrets = try SecretBox.fromEnvironment()
+        } catch {
+            throw CommandFailure(error.description)
+        }
+        let redis = try await RedisConnection.connect(try connections.redisConfiguration())
+        let db = try await PostgresConnection.connect(try connections.postgresConfiguration())
+        let directory = TenantDirectory(connection: db, secrets: secrets)
+        do {
+            try await directory.checkSchema()
+        } catch let error as TenantError {
+            throw CommandFailure(error.description)
+        }
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/edge", naming: options.naming))
+        let edge = Edge(configuration: try options.configuration(), publisher: publisher, redis: redis, lookup: directory, directory: directory,
+                        registry: registry, logger: logger)
+        return EdgeParts(edge: edge, directory: directory, publisher: publisher)
+    }
+}

@@ -1,0 +1,204 @@
+import ArgumentParser
+import Foundation
+import Logging
+import VoiceCoreBus
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreRedis
+import VoiceCoreTenants
+
+struct TenantsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tenants",
+        abstract: "Provision tenants, list them, rotate their API keys and provider credentials.",
+        discussion: """
+            The tenant directory lives in Postgres (tenant_directory, tenant_api_keys). Provider \
+            secrets are encrypted with $VOICECORE_MASTER_KEY; API keys are stored only as hashes \
+            and shown once. Give a secret as `-` to read it from stdin (keeps it out of your shell \
+            history and the process list).
+            """,
+        subcommands: [Add.self, List.self, Rotate.self]
+    )
+
+    /// Reads `-` from stdin; anything else is the value itself.
+    static func secret(_ value: String?) throws -> String? {
+        guard value == "-" else { return value }
+        guard let line = readLine(strippingNewline: true), !line.isEmpty else { throw ValidationError("expected the secret on stdin") }
+        return line
+    }
+
+    static func directory(_ connections: ConnectionOptions) async throws -> TenantDirectory {
+        let secrets: SecretBox
+        do {
+            secrets = try SecretBox.fromEnvironment()
+        } catch {
+            throw CommandFailure(error.description)
+        }
+        let directory = TenantDirectory(connection: try await PostgresConnection.connect(try connections.postgresConfiguration()), secrets: secrets)
+        do {
+            try await directory.checkSchema()
+        } catch let error as TenantError {
+            throw CommandFailure(error.description)
+        }
+        return directory
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Provision a tenant: store its credentials, publish TenantProvisioned, print its API key (once) and webhook URLs.")
+
+        @OptionGroup var connections: ConnectionOptions
+
+        @Option(help: "The business's name.")
+        var name: String
+
+        @Option(help: "Billing plan: \(Plan.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var plan: String = Plan.starter.rawValue
+
+        @Option(help: "IANA time zone of the business (analytics days are UTC; this is for business hours).")
+        var timeZone = "UTC"
+
+        @Option(help: "Twilio account SID (callbacks from other accounts are refused).")
+        var twilioAccountSid: String?
+
+        @Option(help: "Twilio auth token (signs Twilio's webhooks); `-` reads it from stdin.")
+        var twilioAuthToken: String?
+
+        @Option(help: "Shared key of a Twilio Webhook Setting that signs with HMAC-SHA256; `-` reads it from stdin.")
+        var twilioSharedKey: String?
+
+        @Option(help: "Telnyx public key (base64, from the Telnyx portal).")
+        var telnyxPublicKey: String?
+
+        @Option(help: "Tenant API rate limit.")
+        var requestsPerSecond = 50
+
+        @Option(help: "Tenant id (default: a new UUIDv7).")
+        var id: String?
+
+        @Option(name: .customLong("public-url"), help: "The edge's public URL, for the webhook URLs printed (default: $VOICECORE_PUBLIC_URL, else http://127.0.0.1:8080).")
+        var publicURL: String?
+
+        @Option(help: "Partitions per category (must match the deployment).")
+        var partitions = 16
+
+        @Option(help: "Stream key prefix (must match the deployment).")
+        var prefix = "vc"
+
+        func run() async throws {
+            guard let plan = Plan(rawValue: plan) else { throw ValidationError("--plan must be one of \(Plan.allCases.map(\.rawValue).joined(separator: ", "))") }
+            let id = try id.map { text in
+                guard let id = Identifier(text) else { throw ValidationError("--id must be a UUID") }
+                return id
+            } ?? Identifier.v7()
+            let directory = try await TenantsCommand.directory(connections)
+            let redis = try await RedisConnection.connect(try connections.redisConfiguration())
+            let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/cli/tenants", naming: StreamNaming(partitions: partitions, prefix: prefix)))
+            let provisioned: ProvisionedTenant
+            do {
+                provisioned = try await directory.provision(
+                    NewTenant(id: id, name: name, plan: plan, timeZone: timeZone, twilioAccountSID: twilioAccountSid,
+                              twilioAuthToken: try TenantsCommand.secret(twilioAuthToken), twilioSharedKey: try TenantsCommand.secret(twilioSharedKey),
+                              telnyxPublicKey: telnyxPublicKey, requestsPerSecond: requestsPerSecond),
+                    publisher: publisher)
+            } catch let error as TenantError {
+                throw CommandFailure(error.description)
+            }
+            let base = publicURL ?? ProcessInfo.processInfo.environment["VOICECORE_PUBLIC_URL"] ?? "http://127.0.0.1:8080"
+            let tenant = provisioned.tenant.id
+            print("""
+                tenant    \(tenant)  \(provisioned.tenant.name) (\(provisioned.tenant.plan))
+                api key   \(provisioned.apiKey.plaintext)
+                          (shown once: store it now; `voicecore tenants rotate \(tenant) --api-key` issues a new one)
+                webhooks  Twilio "A call comes in":      \(base)/webhooks/twilio/\(tenant)/voice
+                          Twilio status callback:        \(base)/webhooks/twilio/\(tenant)/status
+                          Twilio transcription callback: \(base)/webhooks/twilio/\(tenant)/transcription (set by the voice answer)
+                          Telnyx Call Control:           \(base)/webhooks/telnyx/\(tenant)
+                """)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tenants and which credentials each has (never their values).")
+
+        @OptionGroup var connections: ConnectionOptions
+
+        @Flag(help: "Print JSON instead of a table.")
+        var json = false
+
+        func run() async throws {
+            let tenants = try await TenantsCommand.directory(connections).list()
+            if json {
+                let objects: [[String: Any]] = tenants.map { tenant in
+                    var object: [String: Any] = [
+                        "tenant_id": tenant.id.description, "name": tenant.name, "plan": tenant.plan, "time_zone": tenant.timeZone,
+                        "twilio_auth_token_set": tenant.hasTwilioAuthToken, "twilio_shared_key_set": tenant.hasTwilioSharedKey,
+                        "telnyx_public_key_set": tenant.hasTelnyxPublicKey, "requests_per_second": tenant.requestsPerSecond,
+                        "active_api_keys": tenant.activeAPIKeys, "created_at": tenant.createdAt.rfc3339,
+                    ]
+                    object["twilio_account_sid"] = tenant.twilioAccountSID
+                    return object
+                }
+                let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+                print(String(decoding: data, as: UTF8.self))
+                return
+            }
+            func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count) }
+            print(pad("TENANT", 38) + pad("NAME", 24) + pad("PLAN", 11) + pad("TWILIO", 8) + pad("TELNYX", 8) + pad("KEYS", 6) + "RPS")
+            for tenant in tenants {
+                print(pad(tenant.id.description, 38) + pad(tenant.name, 24) + pad(tenant.plan, 11) + pad(tenant.hasTwilioAuthToken ? "yes" : "-", 8)
+                      + pad(tenant.hasTelnyxPublicKey ? "yes" : "-", 8) + pad(String(tenant.activeAPIKeys), 6) + String(tenant.requestsPerSecond))
+            }
+        }
+    }
+
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue a new API key (revoking the others) and/or replace provider credentials.",
+            discussion: "Running edges pick the change up within their tenant cache time (30 s).")
+
+        @OptionGroup var connections: ConnectionOptions
+
+        @Argument(help: "The tenant id.")
+        var tenant: String
+
+        @Flag(help: "Issue a new API key and revoke the tenant's other keys; prints the new key once.")
+        var apiKey = false
+
+        @Option(help: "New Twilio auth token; `-` reads it from stdin.")
+        var twilioAuthToken: String?
+
+        @Option(help: "New Twilio Webhook Setting shared key; `-` reads it from stdin.")
+        var twilioSharedKey: String?
+
+        @Option(help: "New Telnyx public key (base64).")
+        var telnyxPublicKey: String?
+
+        @Option(help: "New Twilio account SID.")
+        var twilioAccountSid: String?
+
+        @Option(help: "New tenant API rate limit.")
+        var requestsPerSecond: Int?
+
+        func run() async throws {
+            guard let id = Identifier(tenant) else { throw ValidationError("TENANT must be a tenant id (UUID); see `voicecore tenants list`") }
+            let change = CredentialChange(
+                twilioAccountSID: twilioAccountSid, twilioAuthToken: try TenantsCommand.secret(twilioAuthToken),
+                twilioSharedKey: try TenantsCommand.secret(twilioSharedKey), telnyxPublicKey: telnyxPublicKey, requestsPerSecond: requestsPerSecond)
+            guard apiKey || !change.isEmpty else { throw ValidationError("say what to rotate: --api-key and/or a credential option") }
+            let directory = try await TenantsCommand.directory(connections)
+            do {
+                if !change.isEmpty {
+                    try await directory.update(id, change)
+                    print("credentials updated for \(id)")
+                }
+                if apiKey {
+                    let key = try await directory.rotateAPIKey(of: id)
+                    print("api key   \(key.plaintext)\n          (shown once; the tenant's previous keys are revoked)")
+                }
+            } catch let error as TenantError {
+                throw CommandFailure(error.description)
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Testing
+import VoiceCoreBus
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreProjections
+import VoiceCoreRedis
+import VoiceCoreTenants
+@testable import VoiceCoreEdge
+
+enum TestServers {
+    static var redisURL: String { ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:16379/1" }
+    static var databaseURL: String { ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgres://voicecore:voicecore@127.0.0.1:15432/voicecore_test" }
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+}
+
+/// A migrated schema and stream prefix of its own, a tenant with Twilio and Telnyx credentials,
+/// and the edge in front of them.
+final class EdgeFixture: @unchecked Sendable {
+    static let publicBase = "https://edge.example.com"
+    static let adminKey = "admin-\(UUID().uuidString)"
+
+    let schemaName = "e_\(UUID().uuidString.prefix(8).lowercased())"
+    let prefix = "e\(UUID().uuidString.prefix(8).lowercased())"
+    let naming: StreamNaming
+    let db: PostgresConnection
+    let redis: RedisConnection
+    let publisher: Publisher
+    let directory: TenantDirectory
+    let secrets: SecretBox
+    let tenant: Identifier
+    let apiKey: String
+    let twilioToken = "tok_\(UUID().uuidString)"
+    let twilioSharedKey = "shared_\(UUID().uuidString)"
+    let telnyxKey = Curve25519.Signing.PrivateKey()
+    let edge: Edge
+
+    init(requestsPerSecond: Int = 50, redisURL: String = TestServers.redisURL) async throws {
+        naming = StreamNaming(partitions: 4, prefix: prefix)
+        let separator = TestServers.databaseURL.contains("?") ? "&" : "?"
+        db = try await PostgresConnection.connect(try PostgresConfiguration(url: TestServers.databaseURL + separator + "options=-c%20search_path%3D\(schemaName)"))
+        try await db.query("CREATE SCHEMA \(identifier: schemaName)")
+        _ = try await Migrator(connection: db, directory: TestServers.root.appendingPathComponent("database/migrations")).up()
+        redis = try await RedisConnection.connect(try RedisConfiguration(url: redisURL))
+        publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+        secrets = try SecretBox(masterKey: (0..<32).map { _ in UInt8.random(in: 0...255) })
+        directory = TenantDirectory(connection: db, secrets: secrets)
+        let provisioned = try await directory.provision(
+            NewTenant(name: "Acme Dental", twilioAccountSID: "AC00000000000000000000000000000001", twilioAuthToken: twilioToken,
+                      twilioSharedKey: twilioSharedKey, telnyxPublicKey: telnyxKey.publicKey.rawRepresentation.base64EncodedString(),
+                      requestsPerSecond: requestsPerSecond),
+            publisher: publisher)
+        tenant = provisioned.tenant.id
+        apiKey = provisioned.apiKey.plaintext
+        edge = Edge(configuration: EdgeConfiguration(publicBaseURL: Self.publicBase, tenantCacheTTL: .zero, adminKey: Self.adminKey),
+                    publisher: publisher, redis: redis, lookup: directory, directory: directory)
+    }
+
+    func drop() async throws {
+        try await db.query("DROP SCHEMA \(identifier: schemaName) CASCADE")
+    }
+
+    /// Runs `body` against the edge's router (in process, real Redis and Postgres behind it).
+    func test(_ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        let app = Application(router: edge.router())
+        try await app.test(.router) { client in try await body(client) }
+    }
+
+    /// Every command entry under this fixture's prefix, decoded.
+    func commands() async throws -> [EventEnvelope] {
+        var envelopes: [EventEnvelope] = []
+        for partition in 0..<naming.partitions {
+            for category in StreamCategory.allCases {
+                let stream = naming.stream(category, kind: .command, partition: partition)
+                for entry in try await redis.execute(.xrange(stream)) {
+                    envelopes.append(try EventEnvelope(fields: (entry.fields ?? []).map { EnvelopeField(name: $0.name, value: $0.value) }))
+                }
+            }
+        }
+        return envelopes
+    }
+
+    // MARK: Signed requests
+
+    static func formEncode(_ parameters: [(String, String)]) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return parameters.map { "\($0.0.addingPercentEncoding(withAllowedCharacters: allowed)!)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed)!)" }
+            .joined(separator: "&")
+    }
+
+    /// A Twilio callback to `path`, signed with the tenant's auth token as Twilio would.
+    func twilio(_ path: String, _ parameters: [(String, String)], token: String? = nil, headers extra: HTTPFields = [:]) -> (String, HTTPFields, ByteBuffer) {
+        let uri = "/webhooks/twilio/\(tenant)/\(path)"
+        let signature = TwilioSignature.sign(url: Self.publicBase + uri, parameters: parameters.map { (name: $0.0, value: $0.1) },
+                                             key: Array((token ?? twilioToken).utf8))
+        var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded", .twilioSignature: signature]
+        headers.append(contentsOf: extra)
+        return (uri, headers, ByteBuffer(string: Self.formEncode(parameters)))
+    }
+
+    func statusCallback(callSid: String, status: String, sequence: Int, extra: [(String, String)] = []) -> [(String, String)] {
+        [("AccountSid", "AC00000000000000000000000000000001"), ("ApiVersion", "2010-04-01"), ("CallSid", callSid), ("CallStatus", status),
+         ("Direction", "inbound"), ("From", "+14155550100"), ("To", "+14155550199"), ("SequenceNumber", String(sequence)),
+         ("Timestamp", "Tue, 24 Nov 2026 10:00:0\(sequence % 10) +0000"), ("CallbackSource", "call-progress-events")] + extra
+    }
+
+    /// A Telnyx webhook, signed with the tenant's key now.
+    func telnyx(_ body: String, timestamp: Int64 = Int64(Date().timeIntervalSince1970)) throws -> (String, HTTPFields, ByteBuffer) {
+        let signature = try TelnyxSignature.sign(body: Array(body.utf8), timestamp: timestamp, privateKey: telnyxKey)
+        return ("/webhooks/telnyx/\(tenant)", [.contentType: "application/json", .telnyxSignature: signature, .telnyxTimestamp: String(timestamp)],
+                ByteBuffer(string: body))
+    }
+}
+
+extension TestClientProtocol {
+    @discardableResult
+    func post(_ request: (String, HTTPFields, ByteBuffer)) async throws -> TestResponse {
+        try await execute(uri: request.0, method: .post, headers: request.1, body: request.2)
+    }
+}
+
+extension TestResponse {
+    var text: String { String(buffer: body) }
+
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+    }
+}

@@ -1,0 +1,108 @@
+import Crypto
+import Foundation
+import Testing
+@testable import VoiceCoreEdge
+
+@Suite("Webhook signatures and parsing (no server)")
+struct SignatureTests {
+    static let twilioParameters: [(name: String, value: String)] = [
+        ("CallSid", "CA1234567890ABCDE"), ("Caller", "+14158675309"), ("Digits", "1234"), ("From", "+14158675309"), ("To", "+18005551212"),
+    ]
+
+    @Test func twilioPublishedVector() {
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+        #expect(TwilioSignature.sign(url: url, parameters: Self.twilioParameters, key: Array("12345".utf8)) == "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+        #expect(TwilioSignature.verify(signature: "RSOYDt4T1cUTdK1PDd93/VVr8B8=", url: url, parameters: Self.twilioParameters.reversed(), key: Array("12345".utf8)))
+        // Another token, another parameter value, another URL: refused.
+        #expect(!TwilioSignature.verify(signature: "RSOYDt4T1cUTdK1PDd93/VVr8B8=", url: url, parameters: Self.twilioParameters, key: Array("12346".utf8)))
+        var changed = Self.twilioParameters
+        changed[2].value = "1235"
+        #expect(!TwilioSignature.verify(signature: "RSOYDt4T1cUTdK1PDd93/VVr8B8=", url: url, parameters: changed, key: Array("12345".utf8)))
+        #expect(!TwilioSignature.verify(signature: "RSOYDt4T1cUTdK1PDd93/VVr8B8=", url: url + "&x=3", parameters: Self.twilioParameters, key: Array("12345".utf8)))
+    }
+
+    @Test func twilioURLWithAndWithoutDefaultPort() {
+        let signedWithoutPort = TwilioSignature.sign(url: "https://mycompany.com/myapp.php?foo=1&bar=2", parameters: Self.twilioParameters, key: Array("12345".utf8))
+        #expect(TwilioSignature.verify(signature: signedWithoutPort, url: "https://mycompany.com:443/myapp.php?foo=1&bar=2", parameters: Self.twilioParameters, key: Array("12345".utf8)))
+        let signedWithPort = TwilioSignature.sign(url: "https://mycompany.com:443/myapp.php", parameters: [], key: Array("12345".utf8))
+        #expect(TwilioSignature.verify(signature: signedWithPort, url: "https://mycompany.com/myapp.php", parameters: [], key: Array("12345".utf8)))
+        // A non-default port is never dropped.
+        let signed8443 = TwilioSignature.sign(url: "https://mycompany.com:8443/x", parameters: [], key: Array("12345".utf8))
+        #expect(!TwilioSignature.verify(signature: signed8443, url: "https://mycompany.com/x", parameters: [], key: Array("12345".utf8)))
+    }
+
+    @Test func twilioRepeatedNamesSignEachValueSorted() {
+        let string = TwilioSignature.signedString(url: "https://a.example/x", parameters: [("B", "2"), ("A", "z"), ("A", "y")])
+        #expect(String(decoding: string, as: UTF8.self) == "https://a.example/xAyAzB2")
+    }
+
+    @Test func twilioHMACSHA256WithSharedKey() throws {
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+        let key = Array("shared-secret-key".utf8)
+        // Expected value computed independently: HMAC-SHA256 over the same signed string.
+        let expected = Data(HMAC<SHA256>.authenticationCode(for: TwilioSignature.signedString(url: url, parameters: Self.twilioParameters), using: SymmetricKey(data: key))).base64EncodedString()
+        #expect(TwilioSignature.sign(url: url, parameters: Self.twilioParameters, key: key, algorithm: .hmacSHA256) == expected)
+        #expect(try TwilioSignature.algorithm(settingsHeader: "key=WS123,algorithm=HMAC_SHA256") == .hmacSHA256)
+        #expect(try TwilioSignature.algorithm(settingsHeader: nil) == nil)
+        #expect(throws: TwilioSignature.Failure.unknownAlgorithm) { try TwilioSignature.algorithm(settingsHeader: "key=WS123,algorithm=MD5") }
+        // A SHA-1 signature does not pass as SHA-256.
+        let sha1 = TwilioSignature.sign(url: url, parameters: Self.twilioParameters, key: key)
+        #expect(!TwilioSignature.verify(signature: sha1, url: url, parameters: Self.twilioParameters, key: key, algorithm: .hmacSHA256))
+    }
+
+    @Test func twilioJSONBodyThroughBodySHA256() {
+        let body = Array(#"{"CallSid":"CA1","CallStatus":"ringing"}"#.utf8)
+        let hash = SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
+        #expect(hash.count == 64)
+        #expect(TwilioSignature.verifyBodyHash(url: "https://e.example/hook?bodySHA256=\(hash)", body: body))
+        #expect(!TwilioSignature.verifyBodyHash(url: "https://e.example/hook?bodySHA256=\(hash)", body: body + [32]))
+        #expect(!TwilioSignature.verifyBodyHash(url: "https://e.example/hook", body: body))
+    }
+
+    /// Key seed 00 01 … 1f; the signature was computed with Python's `cryptography` (Ed25519 is
+    /// deterministic), not with the code under test.
+    static let telnyxSeed = Array(UInt8(0)...UInt8(31))
+    static let telnyxPublicKey = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
+    static let telnyxBody = #"{"data":{"event_type":"call.initiated","id":"0ccc7b54-4df3-4bca-a65a-3da1ecc777f0","occurred_at":"2026-11-24T10:00:00.000000Z","payload":{"call_control_id":"v3:abc","from":"+14155550100","to":"+14155550199","direction":"incoming"}}}"#
+    static let telnyxSignature = "XzDvOIPA0EZYK5ALyrejpVHAbmbrx52P9o2FJPy6qAH31CcQi2ijIDTPTNqZQcF9rZ6H5F3mU0ey+RzeX/9OCw=="
+
+    @Test func telnyxVector() throws {
+        let key = try Curve25519.Signing.PrivateKey(rawRepresentation: Self.telnyxSeed)
+        #expect(key.publicKey.rawRepresentation.base64EncodedString() == Self.telnyxPublicKey)
+        #expect(try TelnyxSignature.sign(body: Array(Self.telnyxBody.utf8), timestamp: 1_700_000_000, privateKey: key) == Self.telnyxSignature)
+        let publicKey = Array(Data(base64Encoded: Self.telnyxPublicKey)!)
+        let at = Date(timeIntervalSince1970: 1_700_000_100)
+        try TelnyxSignature.verify(signature: Self.telnyxSignature, timestamp: "1700000000", body: Array(Self.telnyxBody.utf8), publicKey: publicKey, now: at)
+        #expect(throws: TelnyxSignature.Failure.mismatch) {
+            try TelnyxSignature.verify(signature: Self.telnyxSignature, timestamp: "1700000000", body: Array((Self.telnyxBody + " ").utf8), publicKey: publicKey, now: at)
+        }
+        #expect(throws: TelnyxSignature.Failure.mismatch) {
+            try TelnyxSignature.verify(signature: Self.telnyxSignature, timestamp: "1700000001", body: Array(Self.telnyxBody.utf8), publicKey: publicKey, now: at)
+        }
+        // 301 s away from this clock: a replay.
+        #expect(throws: TelnyxSignature.Failure.stale) {
+            try TelnyxSignature.verify(signature: Self.telnyxSignature, timestamp: "1700000000", body: Array(Self.telnyxBody.utf8), publicKey: publicKey,
+                                       now: Date(timeIntervalSince1970: 1_700_000_301))
+        }
+        #expect(throws: TelnyxSignature.Failure.missing) {
+            try TelnyxSignature.verify(signature: nil, timestamp: "1700000000", body: Array(Self.telnyxBody.utf8), publicKey: publicKey, now: at)
+        }
+    }
+
+    @Test func formBodiesKeepOrderRepeatsAndEncoding() throws {
+        let form = try FormBody(parsing: Array("A=1&B=x+y%2Bz&A=2&Empty=&Caf%C3%A9=%E2%82%AC".utf8))
+        #expect(form.parameters.map(\.name) == ["A", "B", "A", "Empty", "Café"])
+        #expect(form["B"] == "x y+z")
+        #expect(form["Café"] == "€")
+        #expect(form.dictionary["A"] == "1,2")
+        #expect(throws: FormBody.Malformed.self) { try FormBody(parsing: Array("A=%zz".utf8)) }
+        #expect(throws: FormBody.Malformed.self) { try FormBody(parsing: Array("A=%C3%28".utf8)) }
+    }
+
+    @Test func twilioTimestamps() {
+        #expect(TwilioMapping.timestamp("Mon, 16 Aug 2010 03:45:01 +0000")?.rfc3339 == "2010-08-16T03:45:01.000000Z")
+        #expect(TwilioMapping.timestamp("Tue, 24 Nov 2026 10:00:00 +0130")?.rfc3339 == "2026-11-24T08:30:00.000000Z")
+        #expect(TwilioMapping.timestamp("2026-11-24T10:00:00.123Z")?.rfc3339 == "2026-11-24T10:00:00.123000Z")
+        #expect(TwilioMapping.timestamp("yesterday") == nil)
+    }
+}
