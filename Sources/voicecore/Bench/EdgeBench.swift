@@ -133,7 +133,7 @@ struct EdgeBench: AsyncParsableCommand {
         var ready = false
         for _ in 0..<100 where !ready {
             try await Task.sleep(for: .milliseconds(100))
-            ready = (try? String(contentsOf: URL(string: base + "/health")!, encoding: .utf8))?.contains("ok") ?? false
+            ready = Self.accepts(port: port)
         }
         guard ready else { throw CommandFailure("the edge did not come up on port \(port)") }
 
@@ -150,8 +150,22 @@ struct EdgeBench: AsyncParsableCommand {
         }
         print(row("GET /health (plain route)", plain))
         print(row("POST signed status callback", signed))
-        print("commands stored in Redis: \(formatRate(Double(stored))) of \(formatRate(Double(signed.requests))) requests (the rest were repeats of an earlier request, deduplicated)")
+        print("commands stored in Redis: \(formatRate(Double(stored))) for \(formatRate(Double(signed.requests))) requests wrk counted as completed (requests past --requests repeat earlier ones and are deduplicated)")
         print("edge peak RSS: \(rss.map { "\($0 / 1024) MB" } ?? "unknown")")
+    }
+
+    /// Whether something accepts TCP connections on 127.0.0.1:`port`.
+    static func accepts(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
     }
 
     struct WrkResult {
@@ -210,7 +224,7 @@ struct EdgeBench: AsyncParsableCommand {
             guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].string, case .array(let keys) = parts[1] else { break }
             cursor = next
             let names = keys.compactMap(\.string)
-            if !names.isEmpty { _ = try await redis.send(RESPCommand(["DEL"] + names.map { .string($0) })) }
+            if !names.isEmpty { _ = try await redis.send([RESPCommand(["DEL"] + names.map { .string($0) })]) }
         } while cursor != "0"
     }
 }
