@@ -162,9 +162,13 @@ public struct Edge: Sendable {
     /// The URL the provider requested: the configured public base URL (or `http://` + Host)
     /// plus the request target exactly as received.
     func publicURL(of request: Request) -> String {
-        let target = request.head.path ?? "/"
-        if let base = configuration.publicBaseURL { return base + target }
-        return "http://" + (request.head.authority ?? "localhost") + target
+        publicBase(of: request) + (request.head.path ?? "/")
+    }
+
+    /// Scheme, host and port providers reach this edge at: the configured public base URL, else
+    /// `http://` + the request's Host.
+    func publicBase(of request: Request) -> String {
+        configuration.publicBaseURL ?? "http://" + (request.head.authority ?? "\(configuration.host):\(configuration.port)")
     }
 
     static func json(_ status: HTTPResponse.Status, _ body: [UInt8]) -> Response {

@@ -19,6 +19,26 @@ enum TestRedis {
 
     /// A stream prefix no other test uses, so tests can run in parallel.
     static func prefix() -> String { "t\(UUID().uuidString.prefix(8).lowercased())" }
+
+    /// A connection to a Redis server of the test's own, for tests that change server-wide state
+    /// (the script cache) which other tests running in parallel rely on.
+    static func withPrivateServer(_ body: (RedisConnection) async throws -> Void) async throws {
+        let port = Int.random(in: 30_000..<40_000)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        server.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", FileManager.default.temporaryDirectory.path]
+        server.standardOutput = FileHandle.nullDevice
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL) }
+        for _ in 0..<100 {
+            if let connection = try? await RedisConnection.connect(RedisConfiguration(url: "redis://127.0.0.1:\(port)")) {
+                try await body(connection)
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("redis-server on port \(port) did not start")
+    }
 }
 
 @Suite("Publisher against a real Redis")
@@ -166,5 +186,41 @@ struct PublisherTests {
         #expect(throws: RedisError.self) { try results[0].get() }
         #expect((try? results[1].get()) != nil)
         _ = try await redis.execute(.del([crm, naming.stream(.calls, kind: .event, partition: 0)]))
+    }
+
+    @Test func aDeduplicatedPublishSurvivesAServerThatForgotItsScripts() async throws {
+        try await TestRedis.withPrivateServer { redis in
+            let naming = StreamNaming(partitions: 1, prefix: TestRedis.prefix())
+            let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+            let call = Identifier.v7()
+            // As after a Redis restart: the script cache is empty, so EVALSHA answers NOSCRIPT.
+            try await redis.send("SCRIPT", "FLUSH")
+            let first = try await publisher.publish(EventEnvelope(chunk(call, 0), tenant: tenant, source: "/test"), category: .calls, kind: .event,
+                                                    deduplicationKey: "k1")
+            #expect(!first.isDuplicate)
+            try await redis.send("SCRIPT", "FLUSH")
+            let again = try await publisher.publish(EventEnvelope(chunk(call, 0), tenant: tenant, source: "/test"), category: .calls, kind: .event,
+                                                    deduplicationKey: "k1")
+            #expect(again == .duplicate(first.entry))
+            #expect(try await redis.execute(.xrange(first.entry.stream)).map(\.id) == [first.entry.entryID])
+        }
+    }
+
+    @Test func aFailedDeduplicatedXADDLeavesNoKeyBehindSoTheRetryPublishes() async throws {
+        let redis = try await TestRedis.connect()
+        let naming = StreamNaming(partitions: 1, prefix: TestRedis.prefix())
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+        let stream = naming.stream(.calls, kind: .event, partition: 0)
+        try await redis.send("SET", .string(stream), "not a stream")
+        let envelope = EventEnvelope(chunk(.v7(), 0), tenant: tenant, source: "/test")
+        await #expect(throws: RedisError.self) {
+            _ = try await publisher.publish(envelope, category: .calls, kind: .event, deduplicationKey: "retry-me")
+        }
+        // The provider retries once Redis is healthy again: it must be published, not a "duplicate".
+        _ = try await redis.execute(.del([stream]))
+        let retried = try await publisher.publish(envelope, category: .calls, kind: .event, deduplicationKey: "retry-me")
+        #expect(!retried.isDuplicate)
+        #expect(try await redis.execute(.xrange(stream)).count == 1)
+        _ = try await redis.execute(.del(try await redis.scanAll(match: "\(naming.prefix):*")))
     }
 }

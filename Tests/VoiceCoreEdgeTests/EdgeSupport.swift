@@ -4,6 +4,8 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Metrics
+import Prometheus
 import Testing
 import VoiceCoreBus
 import VoiceCoreEvents
@@ -40,7 +42,7 @@ final class EdgeFixture: @unchecked Sendable {
     let telnyxKey = Curve25519.Signing.PrivateKey()
     let edge: Edge
 
-    init(requestsPerSecond: Int = 50, redisURL: String = TestServers.redisURL) async throws {
+    init(requestsPerSecond: Int = 50, redisURL: String = TestServers.redisURL, registry: PrometheusCollectorRegistry? = nil) async throws {
         naming = StreamNaming(partitions: 4, prefix: prefix)
         let separator = TestServers.databaseURL.contains("?") ? "&" : "?"
         db = try await PostgresConnection.connect(try PostgresConfiguration(url: TestServers.databaseURL + separator + "options=-c%20search_path%3D\(schemaName)"))
@@ -58,7 +60,8 @@ final class EdgeFixture: @unchecked Sendable {
         tenant = provisioned.tenant.id
         apiKey = provisioned.apiKey.plaintext
         edge = Edge(configuration: EdgeConfiguration(publicBaseURL: Self.publicBase, tenantCacheTTL: .zero, adminKey: Self.adminKey),
-                    publisher: publisher, redis: redis, lookup: directory, directory: directory)
+                    publisher: publisher, redis: redis, lookup: directory, directory: directory, registry: registry,
+                    metricsFactory: registry.map { PrometheusMetricsFactory(registry: $0) } ?? MetricsSystem.factory)
     }
 
     func drop() async throws {
@@ -88,10 +91,7 @@ final class EdgeFixture: @unchecked Sendable {
     // MARK: Signed requests
 
     static func formEncode(_ parameters: [(String, String)]) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return parameters.map { "\($0.0.addingPercentEncoding(withAllowedCharacters: allowed)!)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed)!)" }
-            .joined(separator: "&")
+        FormBody(parameters: parameters.map { (name: $0.0, value: $0.1) }).encoded
     }
 
     /// A Twilio callback to `path`, signed with the tenant's auth token as Twilio would.

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Prometheus
 import Testing
 import VoiceCoreBus
 import VoiceCoreEvents
@@ -421,6 +422,26 @@ struct EdgeTests {
             }
         }
         #expect(denied == "42501")
+        try await fixture.drop()
+    }
+
+    @Test func metricsCountRequestsSignatureFailuresAndDedupHits() async throws {
+        let registry = PrometheusCollectorRegistry()
+        let fixture = try await EdgeFixture(registry: registry)
+        let parameters = fixture.statusCallback(callSid: "CA88888888888888888888888888888888", status: "ringing", sequence: 1)
+        try await fixture.test { client in
+            try await client.post(fixture.twilio("status", parameters))
+            try await client.post(fixture.twilio("status", parameters))
+            try await client.post(fixture.twilio("status", parameters, token: "forged"))
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            #expect(metrics.status == .ok)
+            let text = metrics.text
+            #expect(text.contains(#"voicecore_edge_signature_failures_total{provider="twilio",reason="mismatch"} 1"#), "\(text)")
+            #expect(text.contains(#"voicecore_edge_dedup_hits_total{source="twilio"} 1"#))
+            #expect(text.contains(#"voicecore_edge_requests_total{route="/webhooks/twilio/{tenant}/status",method="POST",status="200"} 2"#))
+            #expect(text.contains(#"voicecore_edge_requests_total{route="/webhooks/twilio/{tenant}/status",method="POST",status="403"} 1"#))
+            #expect(text.contains("voicecore_edge_publish_duration_seconds_count 2"))
+        }
         try await fixture.drop()
     }
 

@@ -14,7 +14,7 @@ extension Edge {
         let admin = router.group("/admin")
         admin.post("/tenants") { request, _ in
             try authorizeAdmin(request)
-            let body = try await adminBody(request)
+            let body = try await jsonBody(request)
             let new: NewTenant
             do throws(MessageDecodingError) {
                 let plan = try body.optionalEnumeration(Plan.self, "plan") ?? .starter
@@ -32,14 +32,14 @@ extension Edge {
             } catch let error as TenantError {
                 throw Self.problem(error)
             }
-            var answer = Self.summaryJSON(provisioned.tenant)
+            var answer = provisioned.tenant.jsonObject
             answer["api_key"] = provisioned.apiKey.plaintext
             answer["webhooks"] = webhookURLs(provisioned.tenant.id, request: request)
             return try Self.jsonObject(.created, answer)
         }
         admin.get("/tenants") { request, _ in
             try authorizeAdmin(request)
-            return try Self.jsonObject(.ok, ["tenants": try await directory.list().map(Self.summaryJSON)])
+            return try Self.jsonObject(.ok, ["tenants": try await directory.list().map(\.jsonObject)])
         }
         admin.post("/tenants/{tenant}/api-keys") { request, context in
             try authorizeAdmin(request)
@@ -54,7 +54,7 @@ extension Edge {
         admin.patch("/tenants/{tenant}") { request, context in
             try authorizeAdmin(request)
             let tenant = try tenantID(context)
-            let body = try await adminBody(request)
+            let body = try await jsonBody(request)
             let change: CredentialChange
             do throws(MessageDecodingError) {
                 change = CredentialChange(
@@ -76,7 +76,7 @@ extension Edge {
 
     /// The URLs to configure at the providers for a tenant.
     func webhookURLs(_ tenant: Identifier, request: Request) -> [String: String] {
-        let base = configuration.publicBaseURL ?? "http://" + (request.head.authority ?? "\(configuration.host):\(configuration.port)")
+        let base = publicBase(of: request)
         return [
             "twilio_voice": "\(base)/webhooks/twilio/\(tenant)/voice",
             "twilio_status": "\(base)/webhooks/twilio/\(tenant)/status",
@@ -91,15 +91,6 @@ extension Edge {
         else { throw Problem(.unauthorized, "Unauthorized", detail: "send the admin key as `Authorization: Bearer …`", headers: [.wwwAuthenticate: "Bearer"]) }
     }
 
-    private func adminBody(_ request: Request) async throws -> JSONObject {
-        let (bytes, _) = try await body(of: request, accepting: ["application/json"])
-        do {
-            return try JSONObject.parse(bytes, path: "body")
-        } catch {
-            throw Problem.malformed("body", error.reason)
-        }
-    }
-
     static func problem(_ error: TenantError) -> Problem {
         switch error {
         case .invalid(let field, let reason): Problem.invalid("body.\(field)", reason)
@@ -107,17 +98,6 @@ extension Edge {
         case .conflict(let message): Problem(.conflict, "Conflict", detail: message)
         case .configuration, .undecryptable: Problem.unavailable("the tenant directory")
         }
-    }
-
-    static func summaryJSON(_ summary: TenantSummary) -> [String: Any] {
-        var object: [String: Any] = [
-            "tenant_id": summary.id.description, "name": summary.name, "plan": summary.plan, "time_zone": summary.timeZone,
-            "twilio_auth_token_set": summary.hasTwilioAuthToken, "twilio_shared_key_set": summary.hasTwilioSharedKey,
-            "telnyx_public_key_set": summary.hasTelnyxPublicKey, "requests_per_second": summary.requestsPerSecond,
-            "active_api_keys": summary.activeAPIKeys, "created_at": summary.createdAt.rfc3339,
-        ]
-        object["twilio_account_sid"] = summary.twilioAccountSID
-        return object
     }
 
     static func jsonObject(_ status: HTTPResponse.Status, _ object: [String: Any]) throws -> Response {

@@ -84,7 +84,8 @@ extension Edge {
         return tenant
     }
 
-    private func jsonBody(_ request: Request) async throws -> JSONObject {
+    /// The request's JSON object body (415 not JSON, 413 too large, 400 malformed).
+    func jsonBody(_ request: Request) async throws -> JSONObject {
         let (bytes, _) = try await body(of: request, accepting: ["application/json"])
         do {
             return try JSONObject.parse(bytes, path: "body")

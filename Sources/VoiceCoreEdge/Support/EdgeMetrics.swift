@@ -1,5 +1,6 @@
 import Hummingbird
 import Metrics
+import VoiceCoreBus
 
 /// The edge's metric names (Prometheus at `/metrics` when the process bootstraps the Prometheus
 /// factory, as `voicecore edge` and `voicecore up` do).
@@ -34,14 +35,7 @@ struct EdgeMetrics: Sendable {
     }
 
     func published(since start: ContinuousClock.Instant) {
-        Timer(label: EdgeMetricNames.publishLatency, factory: factory).recordElapsed(since: start)
-    }
-}
-
-extension Timer {
-    func recordElapsed(since start: ContinuousClock.Instant) {
-        let elapsed = ContinuousClock.now - start
-        recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        Timer(label: EdgeMetricNames.publishLatency, factory: factory).record(since: start)
     }
 }
 
@@ -68,6 +62,6 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         let route = context.endpointPath ?? "unmatched"
         Counter(label: EdgeMetricNames.requests, dimensions: [("route", route), ("method", request.method.rawValue), ("status", String(status))], factory: factory)
             .increment()
-        Timer(label: EdgeMetricNames.duration, dimensions: [("route", route)], factory: factory).recordElapsed(since: start)
+        Timer(label: EdgeMetricNames.duration, dimensions: [("route", route)], factory: factory).record(since: start)
     }
 }

@@ -67,8 +67,9 @@ public struct Problem: HTTPResponseError, Sendable {
         Problem(.unprocessableContent, "Invalid request", detail: "\(field) \(reason)", field: field)
     }
 
-    /// A decoding error: malformed JSON is 400; a missing or unacceptable field 422.
+    /// A field of a well-formed body that is missing or unacceptable: 422. (Malformed JSON is
+    /// refused as 400 when the body is parsed, before any field is read.)
     static func decoding(_ error: MessageDecodingError) -> Problem {
-        error.reason.hasPrefix("is not valid JSON") ? malformed(error.field, error.reason) : invalid(error.field, error.reason)
+        invalid(error.field, error.reason)
     }
 }

@@ -1,18 +1,7 @@
 /// An `application/x-www-form-urlencoded` body as the provider sent it: every parameter in order,
 /// repeated names kept (Twilio signs each value).
-public struct FormBody: Sendable, Hashable {
+public struct FormBody: Sendable {
     public var parameters: [(name: String, value: String)]
-
-    public static func == (lhs: FormBody, rhs: FormBody) -> Bool {
-        lhs.parameters.elementsEqual(rhs.parameters) { $0.name == $1.name && $0.value == $1.value }
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        for parameter in parameters {
-            hasher.combine(parameter.name)
-            hasher.combine(parameter.value)
-        }
-    }
 
     public init(parameters: [(name: String, value: String)]) {
         self.parameters = parameters
@@ -30,6 +19,26 @@ public struct FormBody: Sendable, Hashable {
             if let existing = result[name] { result[name] = existing + "," + value } else { result[name] = value }
         }
         return result
+    }
+
+    /// The body as a provider sends it: `name=value` pairs joined by `&`, everything but
+    /// unreserved characters percent-encoded (for tests, benchmarks and the demo).
+    public var encoded: String {
+        parameters.map { Self.encode($0.name) + "=" + Self.encode($0.value) }.joined(separator: "&")
+    }
+
+    private static func encode(_ text: String) -> String {
+        var output = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                output.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                output += "%" + String(byte, radix: 16, uppercase: true).leftPaddedWithZero
+            }
+        }
+        return output
     }
 
     /// Why a body is not a form.
@@ -85,4 +94,8 @@ public struct FormBody: Sendable, Hashable {
         guard let text = String(validating: output, as: UTF8.self) else { throw Malformed(field: field, reason: "is not valid UTF-8") }
         return text
     }
+}
+
+private extension String {
+    var leftPaddedWithZero: String { count == 1 ? "0" + self : self }
 }

@@ -22,9 +22,8 @@ extension Edge {
             let report = try TwilioMapping.incomingCall(form, tenant: tenant, receivedAt: .now)
             _ = try await publish(report, tenant: tenant, source: "/edge/twilio", deduplicationKey: TwilioMapping.deduplicationKey(request, form, route: "voice"),
                                   metricSource: "twilio")
-            let callback = publicURL(of: request).replacingOccurrences(of: "/voice", with: "/transcription", options: .backwards)
-                .split(separator: "?", maxSplits: 1)[0]
-            let twiml = TwilioMapping.twiml(greeting: configuration.greeting, transcriptionCallback: String(callback))
+            let callback = publicBase(of: request) + "/webhooks/twilio/\(tenant)/transcription"
+            let twiml = TwilioMapping.twiml(greeting: configuration.greeting, transcriptionCallback: callback)
             return Response(status: .ok, headers: [.contentType: "text/xml; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: twiml)))
         }
         router.post("/webhooks/twilio/{tenant}/status") { request, context in

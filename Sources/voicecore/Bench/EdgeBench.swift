@@ -3,6 +3,7 @@ import Foundation
 import VoiceCoreBus
 import VoiceCoreEdge
 import VoiceCoreEvents
+import VoiceCoreExecutors
 import VoiceCorePostgres
 import VoiceCoreProjections
 import VoiceCoreRedis
@@ -87,7 +88,7 @@ struct EdgeBench: AsyncParsableCommand {
                 ("SequenceNumber", String(index % 4)), ("Timestamp", "Tue, 24 Nov 2026 10:00:00 +0000"), ("CallbackSource", "call-progress-events"),
                 ("CallDuration", index % 4 == 3 ? "61" : "0"),
             ]
-            let body = parameters.map { "\($0.name)=\(formEncode($0.value))" }.joined(separator: "&")
+            let body = FormBody(parameters: parameters).encoded
             let signature = TwilioSignature.sign(url: base + path, parameters: parameters, key: Array(token.utf8))
             lines += "\(path)\t\(signature)\t\(body)\n"
         }
@@ -129,7 +130,8 @@ struct EdgeBench: AsyncParsableCommand {
         environment["VOICECORE_ADMIN_KEY"] = nil
         edge.environment = environment
         try edge.run()
-        defer { kill(edge.processIdentifier, SIGKILL); edge.waitUntilExit() }
+        let pid = edge.processIdentifier
+        defer { kill(pid, SIGKILL) }
         var ready = false
         for _ in 0..<100 where !ready {
             try await Task.sleep(for: .milliseconds(100))
@@ -138,9 +140,9 @@ struct EdgeBench: AsyncParsableCommand {
         guard ready else { throw CommandFailure("the edge did not come up on port \(port)") }
 
         print("edge: pid \(edge.processIdentifier), \(formatRate(Double(requests))) pre-signed distinct status callbacks, wrk -t\(threads) -c\(connectionsCount) -d\(duration)s")
-        let plain = try wrk(["--latency", "-t\(threads)", "-c\(connectionsCount)", "-d\(duration)s", base + "/health"])
-        let signed = try wrk(["--latency", "-t\(threads)", "-c\(connectionsCount)", "-d\(duration)s", "-s", script.path, base])
-        let rss = peakRSS(edge.processIdentifier)
+        let plain = try await wrk(["--latency", "-t\(threads)", "-c\(connectionsCount)", "-d\(duration)s", base + "/health"])
+        let signed = try await wrk(["--latency", "-t\(threads)", "-c\(connectionsCount)", "-d\(duration)s", "-s", script.path, base])
+        let rss = peakRSS(pid)
         var stored = 0
         for partition in 0..<16 {
             stored += Int(try await redis.execute(.xlen(StreamNaming(partitions: 16, prefix: prefix).stream(.calls, kind: .command, partition: partition))))
@@ -175,15 +177,19 @@ struct EdgeBench: AsyncParsableCommand {
         var non2xx = 0
     }
 
-    private func wrk(_ arguments: [String]) throws -> WrkResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+    private func wrk(_ arguments: [String]) async throws -> WrkResult {
+        // wrk runs for seconds: wait for it on a thread of its own, not on the cooperative pool.
+        let output = try await runBlocking("vc-wrk") {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
+            process.arguments = arguments
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return output
+        }
         var result = WrkResult(rate: 0, requests: 0)
         for line in output.split(separator: "\n") {
             let words = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -210,22 +216,10 @@ struct EdgeBench: AsyncParsableCommand {
         }
     }
 
-    private func formEncode(_ value: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
-    }
-
     private func cleanup(admin: PostgresConnection, schema: String, prefix: String, redis: RedisConnection) async throws {
         try await admin.query("DROP SCHEMA \(identifier: schema) CASCADE")
-        var cursor = "0"
-        repeat {
-            let reply = try await redis.send("SCAN", .string(cursor), "MATCH", .string("\(prefix):*"), "COUNT", "1000")
-            guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].string, case .array(let keys) = parts[1] else { break }
-            cursor = next
-            let names = keys.compactMap(\.string)
-            if !names.isEmpty { _ = try await redis.send([RESPCommand(["DEL"] + names.map { .string($0) })]) }
-        } while cursor != "0"
+        let keys = try await redis.scanAll(match: "\(prefix):*")
+        if !keys.isEmpty { _ = try await redis.execute(.del(keys)) }
     }
 }
 

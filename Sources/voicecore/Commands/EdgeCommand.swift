@@ -31,9 +31,8 @@ struct EdgeOptions: ParsableArguments {
 
     func configuration() throws -> EdgeConfiguration {
         let environment = ProcessInfo.processInfo.environment
-        guard let port = port ?? environment["VOICECORE_EDGE_PORT"].flatMap(Int.init) ?? 8080 as Int?, (1...65535).contains(port) else {
-            throw ValidationError("--port must be 1…65535")
-        }
+        let port = port ?? environment["VOICECORE_EDGE_PORT"].flatMap(Int.init) ?? 8080
+        guard (1...65535).contains(port) else { throw ValidationError("--port (or VOICECORE_EDGE_PORT) must be 1…65535") }
         return EdgeConfiguration(
             host: host ?? environment["VOICECORE_EDGE_HOST"] ?? "127.0.0.1", port: port,
             publicBaseURL: publicURL ?? environment["VOICECORE_PUBLIC_URL"],
@@ -67,41 +66,24 @@ struct EdgeCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "voicecore.edge")
-        let parts = try await EdgeParts.connect(connections: connections, edge: edge, registry: registry, logger: logger)
+        let edge = try await Edge.connect(connections: connections, options: self.edge, registry: registry, logger: logger)
         let serviceGroup = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: parts.edge.application())], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        let configuration = parts.edge.configuration
+                services: [.init(service: edge.application())], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let configuration = edge.configuration
         logger.info("edge listening", metadata: ["address": "\(configuration.host):\(configuration.port)", "public_url": "\(configuration.publicBaseURL ?? "(from Host)")",
                                                  "admin_api": "\(configuration.adminKey == nil ? "off" : "on")"])
         try await serviceGroup.run()
     }
 }
 
-/// The edge with its connections: Redis for publishing, Postgres for the tenant directory.
-struct EdgeParts {
-    var edge: Edge
-    var directory: TenantDirectory
-    var publisher: Publisher
-
-    static func connect(connections: ConnectionOptions, edge options: EdgeOptions, registry: PrometheusCollectorRegistry?, logger: Logger) async throws -> EdgeParts {
-        let secrets: SecretBox
-        do {
-            secrets = try SecretBox.fromEnvironment()
-        } catch {
-            throw CommandFailure(error.description)
-        }
+extension Edge {
+    /// The edge with its connections: Redis for publishing, Postgres for the tenant directory.
+    static func connect(connections: ConnectionOptions, options: EdgeOptions, registry: PrometheusCollectorRegistry?, logger: Logger) async throws -> Edge {
+        let directory = try await TenantsCommand.directory(connections)
         let redis = try await RedisConnection.connect(try connections.redisConfiguration())
-        let db = try await PostgresConnection.connect(try connections.postgresConfiguration())
-        let directory = TenantDirectory(connection: db, secrets: secrets)
-        do {
-            try await directory.checkSchema()
-        } catch let error as TenantError {
-            throw CommandFailure(error.description)
-        }
         let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/edge", naming: options.naming))
-        let edge = Edge(configuration: try options.configuration(), publisher: publisher, redis: redis, lookup: directory, directory: directory,
-                        registry: registry, logger: logger)
-        return EdgeParts(edge: edge, directory: directory, publisher: publisher)
+        return Edge(configuration: try options.configuration(), publisher: publisher, redis: redis, lookup: directory, directory: directory,
+                    registry: registry, logger: logger)
     }
 }

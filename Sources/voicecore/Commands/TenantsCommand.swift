@@ -43,6 +43,28 @@ struct TenantsCommand: AsyncParsableCommand {
         return directory
     }
 
+    /// A tenant's provider credentials, as `add` takes them and `rotate` replaces them.
+    struct CredentialOptions: ParsableArguments {
+        @Option(help: "Twilio account SID (callbacks from other accounts are refused).")
+        var twilioAccountSid: String?
+
+        @Option(help: "Twilio auth token (signs Twilio's webhooks); `-` reads it from stdin.")
+        var twilioAuthToken: String?
+
+        @Option(help: "Shared key of a Twilio Webhook Setting that signs with HMAC-SHA256; `-` reads it from stdin.")
+        var twilioSharedKey: String?
+
+        @Option(help: "Telnyx public key (base64, from the Telnyx portal).")
+        var telnyxPublicKey: String?
+
+        /// The credentials given, secrets given as `-` read from stdin.
+        func change(requestsPerSecond: Int?) throws -> CredentialChange {
+            CredentialChange(twilioAccountSID: twilioAccountSid, twilioAuthToken: try TenantsCommand.secret(twilioAuthToken),
+                             twilioSharedKey: try TenantsCommand.secret(twilioSharedKey), telnyxPublicKey: telnyxPublicKey,
+                             requestsPerSecond: requestsPerSecond)
+        }
+    }
+
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Provision a tenant: store its credentials, publish TenantProvisioned, print its API key (once) and webhook URLs.")
@@ -58,17 +80,7 @@ struct TenantsCommand: AsyncParsableCommand {
         @Option(help: "IANA time zone of the business (analytics days are UTC; this is for business hours).")
         var timeZone = "UTC"
 
-        @Option(help: "Twilio account SID (callbacks from other accounts are refused).")
-        var twilioAccountSid: String?
-
-        @Option(help: "Twilio auth token (signs Twilio's webhooks); `-` reads it from stdin.")
-        var twilioAuthToken: String?
-
-        @Option(help: "Shared key of a Twilio Webhook Setting that signs with HMAC-SHA256; `-` reads it from stdin.")
-        var twilioSharedKey: String?
-
-        @Option(help: "Telnyx public key (base64, from the Telnyx portal).")
-        var telnyxPublicKey: String?
+        @OptionGroup var credentials: CredentialOptions
 
         @Option(help: "Tenant API rate limit.")
         var requestsPerSecond = 50
@@ -94,12 +106,13 @@ struct TenantsCommand: AsyncParsableCommand {
             let directory = try await TenantsCommand.directory(connections)
             let redis = try await RedisConnection.connect(try connections.redisConfiguration())
             let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/cli/tenants", naming: StreamNaming(partitions: partitions, prefix: prefix)))
+            let given = try credentials.change(requestsPerSecond: requestsPerSecond)
             let provisioned: ProvisionedTenant
             do {
                 provisioned = try await directory.provision(
-                    NewTenant(id: id, name: name, plan: plan, timeZone: timeZone, twilioAccountSID: twilioAccountSid,
-                              twilioAuthToken: try TenantsCommand.secret(twilioAuthToken), twilioSharedKey: try TenantsCommand.secret(twilioSharedKey),
-                              telnyxPublicKey: telnyxPublicKey, requestsPerSecond: requestsPerSecond),
+                    NewTenant(id: id, name: name, plan: plan, timeZone: timeZone, twilioAccountSID: given.twilioAccountSID,
+                              twilioAuthToken: given.twilioAuthToken, twilioSharedKey: given.twilioSharedKey,
+                              telnyxPublicKey: given.telnyxPublicKey, requestsPerSecond: requestsPerSecond),
                     publisher: publisher)
             } catch let error as TenantError {
                 throw CommandFailure(error.description)
@@ -129,17 +142,7 @@ struct TenantsCommand: AsyncParsableCommand {
         func run() async throws {
             let tenants = try await TenantsCommand.directory(connections).list()
             if json {
-                let objects: [[String: Any]] = tenants.map { tenant in
-                    var object: [String: Any] = [
-                        "tenant_id": tenant.id.description, "name": tenant.name, "plan": tenant.plan, "time_zone": tenant.timeZone,
-                        "twilio_auth_token_set": tenant.hasTwilioAuthToken, "twilio_shared_key_set": tenant.hasTwilioSharedKey,
-                        "telnyx_public_key_set": tenant.hasTelnyxPublicKey, "requests_per_second": tenant.requestsPerSecond,
-                        "active_api_keys": tenant.activeAPIKeys, "created_at": tenant.createdAt.rfc3339,
-                    ]
-                    object["twilio_account_sid"] = tenant.twilioAccountSID
-                    return object
-                }
-                let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+                let data = try JSONSerialization.data(withJSONObject: tenants.map(\.jsonObject), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
                 print(String(decoding: data, as: UTF8.self))
                 return
             }
@@ -165,26 +168,14 @@ struct TenantsCommand: AsyncParsableCommand {
         @Flag(help: "Issue a new API key and revoke the tenant's other keys; prints the new key once.")
         var apiKey = false
 
-        @Option(help: "New Twilio auth token; `-` reads it from stdin.")
-        var twilioAuthToken: String?
-
-        @Option(help: "New Twilio Webhook Setting shared key; `-` reads it from stdin.")
-        var twilioSharedKey: String?
-
-        @Option(help: "New Telnyx public key (base64).")
-        var telnyxPublicKey: String?
-
-        @Option(help: "New Twilio account SID.")
-        var twilioAccountSid: String?
+        @OptionGroup var credentials: CredentialOptions
 
         @Option(help: "New tenant API rate limit.")
         var requestsPerSecond: Int?
 
         func run() async throws {
             guard let id = Identifier(tenant) else { throw ValidationError("TENANT must be a tenant id (UUID); see `voicecore tenants list`") }
-            let change = CredentialChange(
-                twilioAccountSID: twilioAccountSid, twilioAuthToken: try TenantsCommand.secret(twilioAuthToken),
-                twilioSharedKey: try TenantsCommand.secret(twilioSharedKey), telnyxPublicKey: telnyxPublicKey, requestsPerSecond: requestsPerSecond)
+            let change = try credentials.change(requestsPerSecond: requestsPerSecond)
             guard apiKey || !change.isEmpty else { throw ValidationError("say what to rotate: --api-key and/or a credential option") }
             let directory = try await TenantsCommand.directory(connections)
             do {
