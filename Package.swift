@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "VoiceCoreProjections", targets: ["VoiceCoreProjections"]),
         .library(name: "VoiceCoreTenants", targets: ["VoiceCoreTenants"]),
         .library(name: "VoiceCoreEdge", targets: ["VoiceCoreEdge"]),
+        .library(name: "VoiceCoreServices", targets: ["VoiceCoreServices"]),
         .executable(name: "voicecore", targets: ["voicecore"]),
     ],
     dependencies: [
@@ -24,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // C libraries from Debian's packages.
@@ -123,6 +126,25 @@ let package = Package(
             ]
         ),
 
+        // The platform's services: call lifecycle, AI, CRM, billing, tenants, integrations.
+        .target(
+            name: "VoiceCoreServices",
+            dependencies: [
+                "VoiceCoreBus",
+                "VoiceCoreEvents",
+                "VoiceCoreRedis",
+                "VoiceCoreTenants",
+                "VoiceCoreTime",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // The CLI: composition only.
         .executableTarget(
             name: "voicecore",
@@ -136,6 +158,9 @@ let package = Package(
                 "VoiceCoreExecutors",
                 "VoiceCoreTenants",
                 "VoiceCoreEdge",
+                "VoiceCoreServices",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -168,6 +193,18 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        .testTarget(name: "VoiceCoreServicesTests", dependencies: [
+            "VoiceCoreServices",
+            "VoiceCoreEdge",
+            "VoiceCoreTenants",
+            "VoiceCoreBus",
+            "VoiceCoreProjections",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents", "VoiceCoreExecutors"], exclude: ["Fixtures"]),
     ]

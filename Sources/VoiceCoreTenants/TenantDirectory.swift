@@ -111,8 +111,8 @@ public struct CredentialChange: Sendable {
 /// exists in clear only in the ``ProvisionedTenant`` or rotation answer.
 public final class TenantDirectory: Sendable {
     private let db: PostgresConnection
-    private let secrets: SecretBox
-    private let logger: Logger
+    let secrets: SecretBox
+    let logger: Logger
 
     public init(connection: PostgresConnection, secrets: SecretBox, logger: Logger = Logger(label: "voicecore.tenants")) {
         self.db = connection
@@ -290,7 +290,7 @@ public final class TenantDirectory: Sendable {
     }
 
     /// Runs `body`, reconnecting once when the connection was lost.
-    private func retryingOnce<T: Sendable>(_ body: @Sendable (isolated PostgresConnection) throws -> T) async throws -> T {
+    func retryingOnce<T: Sendable>(_ body: @Sendable (isolated PostgresConnection) throws -> T) async throws -> T {
         do {
             if await !db.isConnected { try await db.reconnect() }
             return try await db.withConnection(body)

@@ -26,6 +26,13 @@ enum Entry {
     }
 }
 
+/// Prints and flushes at once: stdout is block-buffered into a pipe or file, and what `up`,
+/// `demo` and `loadgen` report must show up while they run.
+func say(_ text: String) {
+    print(text)
+    fflush(nil)
+}
+
 /// A command that could not do what was asked, with the reason (exit status 1, no usage text).
 struct CommandFailure: Error, CustomStringConvertible {
     var description: String
@@ -42,7 +49,7 @@ struct VoiceCoreCommand: AsyncParsableCommand {
             Without them, the local servers of `tools/dev-env start` are used.
             """,
         version: VoiceCoreVersion.current,
-        subcommands: [VersionCommand.self, DoctorCommand.self, MigrateCommand.self, StreamsCommand.self, TailCommand.self, DeadLetterCommand.self, ProjectCommand.self, ProjectionsCommand.self, EdgeCommand.self, TenantsCommand.self, BenchCommand.self]
+        subcommands: [VersionCommand.self, DoctorCommand.self, MigrateCommand.self, StreamsCommand.self, TailCommand.self, DeadLetterCommand.self, ProjectCommand.self, ProjectionsCommand.self, EdgeCommand.self, TenantsCommand.self, ConsumeCommand.self, UpCommand.self, DemoCommand.self, LoadgenCommand.self, BenchCommand.self]
     )
 
     /// Logs go to stderr (stdout is for data), at VOICECORE_LOG_LEVEL (default info).

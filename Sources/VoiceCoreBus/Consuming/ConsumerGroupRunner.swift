@@ -166,7 +166,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
         for stream in configuration.streams {
             do {
                 try await control.execute(.xgroupCreate(stream, group: configuration.group, start: configuration.start, makeStream: true))
-                logger.info("created consumer group", metadata: ["stream": "\(stream)"])
+                logger.debug("created consumer group", metadata: ["stream": "\(stream)"])
             } catch let error as RedisError where error.serverCode == "BUSYGROUP" {
                 continue
             }

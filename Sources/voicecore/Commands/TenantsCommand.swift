@@ -10,14 +10,14 @@ import VoiceCoreTenants
 struct TenantsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tenants",
-        abstract: "Provision tenants, list them, rotate their API keys and provider credentials.",
+        abstract: "Provision tenants, list them, rotate their API keys and provider credentials, add outbound webhooks.",
         discussion: """
             The tenant directory lives in Postgres (tenant_directory, tenant_api_keys). Provider \
             secrets are encrypted with $VOICECORE_MASTER_KEY; API keys are stored only as hashes \
             and shown once. Give a secret as `-` to read it from stdin (keeps it out of your shell \
             history and the process list).
             """,
-        subcommands: [Add.self, List.self, Rotate.self]
+        subcommands: [Add.self, List.self, Rotate.self, Webhook.self]
     )
 
     /// Reads `-` from stdin; anything else is the value itself.
@@ -187,6 +187,45 @@ struct TenantsCommand: AsyncParsableCommand {
                     let key = try await directory.rotateAPIKey(of: id)
                     print("api key   \(key.plaintext)\n          (shown once; the tenant's previous keys are revoked)")
                 }
+            } catch let error as TenantError {
+                throw CommandFailure(error.description)
+            }
+        }
+    }
+
+    struct Webhook: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add an outbound webhook: the integrations service POSTs the tenant's events to it, signed.",
+            discussion: """
+                Prints the webhook's signing secret once. Each delivery carries \
+                X-VoiceCore-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" under \
+                the secret>, X-VoiceCore-Event and X-VoiceCore-Delivery (dedupe on it). Failed \
+                deliveries are retried with exponential backoff, then recorded in \
+                <prefix>:{integrations}:webhook-failures.
+                """)
+
+        @OptionGroup var connections: ConnectionOptions
+
+        @Argument(help: "The tenant id.")
+        var tenant: String
+
+        @Option(help: "The receiver's http:// or https:// URL.")
+        var url: String
+
+        @Option(help: "json (the event) or slack (a Slack incoming-webhook message).")
+        var format = "json"
+
+        @Option(parsing: .upToNextOption, help: "Event types to deliver (default: \(TenantDirectory.webhookEventTypes.joined(separator: " "))).")
+        var events: [String] = []
+
+        func run() async throws {
+            guard let id = Identifier(tenant) else { throw ValidationError("TENANT must be a tenant id (UUID); see `voicecore tenants list`") }
+            guard let format = OutboundWebhook.Format(rawValue: format) else { throw ValidationError("--format must be json or slack") }
+            let directory = try await TenantsCommand.directory(connections)
+            do {
+                let webhook = try await directory.addWebhook(to: id, url: url, format: format, eventTypes: events.isEmpty ? TenantDirectory.webhookEventTypes : events)
+                let secret = String(decoding: webhook.signingSecret, as: UTF8.self)
+                print("webhook         \(webhook.id)\nevents          \(webhook.eventTypes.joined(separator: ", "))\nsigning secret  \(secret)\n                (shown once; the HMAC-SHA256 key is this text)")
             } catch let error as TenantError {
                 throw CommandFailure(error.description)
             }

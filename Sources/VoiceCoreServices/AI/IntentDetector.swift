@@ -1,0 +1,178 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import VoiceCoreEvents
+
+/// An intent found in what a caller said.
+public struct IntentMatch: Sendable, Hashable {
+    public var intent: Intent
+    /// 0 to 1.
+    public var confidence: Double
+    public var matchedPhrase: String?
+
+    public init(intent: Intent, confidence: Double, matchedPhrase: String? = nil) {
+        self.intent = intent
+        self.confidence = min(1, max(0, confidence))
+        self.matchedPhrase = matchedPhrase
+    }
+}
+
+/// Finds the caller's intent in one utterance, given the tenant's settings.
+public protocol IntentDetector: Sendable {
+    /// nil when the utterance shows no intent.
+    func detect(_ utterance: String, settings: AISettings) async throws -> IntentMatch?
+}
+
+extension AISettings {
+    /// What a tenant that never changed its settings gets.
+    public static let builtIn = AISettings(
+        greeting: "Thanks for calling. How can I help you today?",
+        personality: "warm and brief",
+        intents: [
+            .init(intent: .appointment, phrases: ["appointment", "book a", "schedule", "reschedule", "come in", "available on", "availability"]),
+            .init(intent: .sales, phrases: ["price", "pricing", "quote", "how much", "buy", "purchase", "interested in", "sign up"]),
+            .init(intent: .support, phrases: ["not working", "broken", "help with", "problem with", "issue with", "error", "stopped working"]),
+            .init(intent: .billing, phrases: ["invoice", "my bill", "charged", "charge", "refund", "payment"]),
+            .init(intent: .complaint, phrases: ["complaint", "unhappy", "terrible", "disappointed", "speak to a manager", "unacceptable"]),
+        ],
+        businessHours: .init(timeZone: "UTC", openings: [.mon, .tue, .wed, .thu, .fri].map { .init(day: $0, opens: "09:00", closes: "17:00") }))
+}
+
+/// The offline detector: the tenant's phrases, matched on word boundaries, case-insensitively.
+/// Confidence grows with the matches for the winning intent and with the length of the longest
+/// matched phrase: one single-word match is 0.6, a multi-word phrase 0.75, each further match
+/// +0.1, at most 0.95. Ties go to the intent listed first in the settings.
+public struct BuiltInIntentDetector: IntentDetector {
+    public init() {}
+
+    public func detect(_ utterance: String, settings: AISettings) async throws -> IntentMatch? {
+        detectNow(utterance, settings: settings)
+    }
+
+    public func detectNow(_ utterance: String, settings: AISettings) -> IntentMatch? {
+        let text = " " + Self.normalize(utterance) + " "
+        var best: IntentMatch?
+        for entry in settings.intents {
+            var matches = 0
+            var longest: String?
+            for phrase in entry.phrases {
+                let needle = " " + Self.normalize(phrase) + " "
+                guard needle.count > 2, text.contains(needle) else { continue }
+                matches += 1
+                if longest.map({ phrase.count > $0.count }) ?? true { longest = phrase }
+            }
+            guard matches > 0, let longest else { continue }
+            let base = longest.contains(" ") ? 0.75 : 0.6
+            let confidence = min(0.95, base + 0.1 * Double(matches - 1))
+            if best.map({ confidence > $0.confidence }) ?? true {
+                best = IntentMatch(intent: entry.intent, confidence: confidence, matchedPhrase: longest)
+            }
+        }
+        return best
+    }
+
+    /// Lower case, letters, digits and single spaces only.
+    static func normalize(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        var lastWasSpace = true
+        for scalar in text.lowercased().unicodeScalars {
+            if CharacterSet.alphanumerics.contains(scalar) || scalar == "'" {
+                out.unicodeScalars.append(scalar)
+                lastWasSpace = false
+            } else if !lastWasSpace {
+                out.append(" ")
+                lastWasSpace = true
+            }
+        }
+        if out.hasSuffix(" ") { out.removeLast() }
+        return out
+    }
+}
+
+/// An OpenAI-compatible chat-completions endpoint as the detector (off unless configured):
+/// `VOICECORE_AI_BASE_URL` (e.g. `https://api.openai.com/v1`), `VOICECORE_AI_API_KEY`,
+/// `VOICECORE_AI_MODEL` (default `gpt-4o-mini`). The model is asked for
+/// `{"intent": …, "confidence": …}` over the tenant's intents.
+public struct OpenAICompatibleIntentDetector: IntentDetector {
+    public var baseURL: String
+    var apiKey: String
+    public var model: String
+    public var timeout: Duration
+    let client: HTTPClient
+
+    public init(baseURL: String, apiKey: String, model: String = "gpt-4o-mini", timeout: Duration = .seconds(2), client: HTTPClient = .shared) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.apiKey = apiKey
+        self.model = model
+        self.timeout = timeout
+        self.client = client
+    }
+
+    /// The detector from the environment, or nil when `VOICECORE_AI_BASE_URL` is not set.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> OpenAICompatibleIntentDetector? {
+        guard let base = environment["VOICECORE_AI_BASE_URL"], !base.isEmpty else { return nil }
+        return OpenAICompatibleIntentDetector(baseURL: base, apiKey: environment["VOICECORE_AI_API_KEY"] ?? "",
+                                              model: environment["VOICECORE_AI_MODEL"].flatMap { $0.isEmpty ? nil : $0 } ?? "gpt-4o-mini")
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public func detect(_ utterance: String, settings: AISettings) async throws -> IntentMatch? {
+        let intents = settings.intents.map(\.intent.rawValue) + [Intent.other.rawValue]
+        let system = """
+            You classify what a caller to a business said. Answer only with JSON: \
+            {"intent": one of \(intents.map { "\"\($0)\"" }.joined(separator: ", ")), "confidence": a number from 0 to 1}. \
+            Use "other" when the caller shows none of them.
+            """
+        let body: [String: Any] = [
+            "model": model, "temperature": 0, "response_format": ["type": "json_object"],
+            "messages": [["role": "system", "content": system], ["role": "user", "content": utterance]],
+        ]
+        var request = HTTPClientRequest(url: baseURL + "/chat/completions")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        if !apiKey.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
+        request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)))
+        let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout / .milliseconds(1))))
+        let bytes = try await response.body.collect(upTo: 1 << 20)
+        guard (200..<300).contains(Int(response.status.code)) else { throw Failure(description: "the AI provider answered \(response.status.code)") }
+        guard let object = try JSONSerialization.jsonObject(with: Data(buffer: bytes)) as? [String: Any],
+              let choices = object["choices"] as? [[String: Any]], let message = choices.first?["message"] as? [String: Any],
+              let content = message["content"] as? String,
+              let answer = try JSONSerialization.jsonObject(with: Data(content.utf8)) as? [String: Any],
+              let name = answer["intent"] as? String
+        else { throw Failure(description: "the AI provider's answer is not the JSON asked for") }
+        guard let intent = Intent(rawValue: name.lowercased()) else { throw Failure(description: "the AI provider named an unknown intent") }
+        if intent == .other { return nil }
+        let confidence = (answer["confidence"] as? Double) ?? (answer["confidence"] as? NSNumber)?.doubleValue ?? 0.5
+        return IntentMatch(intent: intent, confidence: confidence, matchedPhrase: nil)
+    }
+}
+
+/// A detector that falls back: the primary (an HTTP provider) answers when it can, the built-in
+/// detector when it fails or times out, so the stream never waits on a provider.
+public struct FallbackIntentDetector: IntentDetector {
+    public var primary: any IntentDetector
+    public var fallback: BuiltInIntentDetector
+    let logger: Logger
+
+    public init(primary: any IntentDetector, fallback: BuiltInIntentDetector = BuiltInIntentDetector(), logger: Logger = Logger(label: "voicecore.ai")) {
+        self.primary = primary
+        self.fallback = fallback
+        self.logger = logger
+    }
+
+    public func detect(_ utterance: String, settings: AISettings) async throws -> IntentMatch? {
+        do {
+            return try await primary.detect(utterance, settings: settings)
+        } catch {
+            logger.warning("AI provider failed; the built-in detector answers", metadata: ["error": "\(error)"])
+            return fallback.detectNow(utterance, settings: settings)
+        }
+    }
+}

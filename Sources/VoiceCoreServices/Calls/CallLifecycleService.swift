@@ -1,0 +1,75 @@
+import Logging
+import VoiceCoreBus
+import VoiceCoreEvents
+import VoiceCoreRedis
+import VoiceCoreTime
+
+/// The call lifecycle service (group `calls`): turns the edge's provider-neutral call commands
+/// into call events.
+///
+/// - ``ReportCallProgress`` → ``CallStarted``, ``CallAnswered``, ``CallEnded`` through
+///   ``CallStateMachine``, with the call's progress kept in Redis.
+/// - ``ReportTranscriptSegment`` → ``TranscriptChunk``: every segment is published (partials
+///   serve live views), and a segment's final replaces its partials downstream (the transcripts
+///   projection keeps finals only). Offsets are measured from the call's start (the voice webhook,
+///   which providers always send first: the call waits for its answer); a segment of a call not
+///   yet started has offset 0.
+public struct CallLifecycleService: Sendable {
+    public static let group = "calls"
+
+    let state: StateStore
+    let emitter: Emitter
+    let logger: Logger
+
+    public static func runner(_ dependencies: ServiceDependencies) async throws -> ConsumerGroupRunner {
+        let connection = try await dependencies.connect(group)
+        let service = CallLifecycleService(
+            state: StateStore(connection: connection),
+            emitter: Emitter(publisher: Publisher(connection: try await dependencies.connect("\(group)-publisher"),
+                                                  configuration: PublisherConfiguration(source: "/services/calls", naming: dependencies.naming))),
+            logger: dependencies.logger)
+        var handlers = MessageHandlers()
+        handlers.on(ReportCallProgress.self) { message, report in try await service.handle(report, message) }
+        handlers.on(ReportTranscriptSegment.self) { message, segment in try await service.handle(segment, message) }
+        return ConsumerGroupRunner(redis: dependencies.redis,
+                                   configuration: dependencies.consumer(group, streams: dependencies.naming.streams(.calls, kind: .command)),
+                                   handlers: handlers, logger: dependencies.logger)
+    }
+
+    func handle(_ report: ReportCallProgress, _ message: ConsumedMessage) async throws {
+        let tenant = message.envelope.tenantID
+        let key = StateStore.key(stream: message.stream, service: Self.group, entity: report.callID.description)
+        var progress = CallProgress(fields: try await state.read(key))
+        let before = progress
+        let outputs = CallStateMachine.apply(report, to: &progress)
+        for output in outputs {
+            switch output {
+            case .started(let started):
+                try await emitter.emit(started, tenant: tenant, key: "call:\(report.callID):started", time: started.startedAt)
+            case .answered(let answered):
+                try await emitter.emit(answered, tenant: tenant, key: "call:\(report.callID):answered", time: answered.answeredAt)
+            case .ended(let ended):
+                try await emitter.emit(ended, tenant: tenant, key: "call:\(report.callID):ended", time: ended.endedAt)
+            }
+        }
+        if progress != before { try await state.write(key, progress.fields) }
+        if outputs.isEmpty {
+            logger.debug("call report changes nothing", metadata: ["call": "\(report.callID)", "status": "\(report.status.rawValue)", "sequence": "\(report.sequence)"])
+        }
+    }
+
+    func handle(_ segment: ReportTranscriptSegment, _ message: ConsumedMessage) async throws {
+        let key = StateStore.key(stream: message.stream, service: Self.group, entity: segment.callID.description)
+        let progress = CallProgress(fields: try await state.read(key))
+        let origin = progress.startedAt ?? segment.occurredAt
+        let end = max(0, Int((segment.occurredAt.microsecondsSinceEpoch - origin.microsecondsSinceEpoch) / 1000))
+        // Providers time a segment by its delivery; its start is estimated from its length
+        // (about 150 words a minute).
+        let words = segment.text.split(whereSeparator: \.isWhitespace).count
+        let start = max(0, end - words * 400)
+        let chunk = TranscriptChunk(callID: segment.callID, sequence: segment.sequence, track: segment.track, text: segment.text,
+                                    isFinal: segment.isFinal, confidence: segment.confidence ?? (segment.isFinal ? 0.9 : 0.5),
+                                    startOffsetMs: start, endOffsetMs: max(start, end))
+        try await emitter.emit(chunk, tenant: message.envelope.tenantID, key: "transcript:\(message.envelope.id)", time: segment.occurredAt)
+    }
+}

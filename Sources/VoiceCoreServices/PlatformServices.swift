@@ -1,0 +1,45 @@
+import AsyncHTTPClient
+import ServiceLifecycle
+import VoiceCoreTenants
+
+/// The platform's services by name, as `voicecore consume NAME` and `voicecore up` run them.
+public enum PlatformServices {
+    public struct Entry: Sendable {
+        public var name: String
+        public var summary: String
+    }
+
+    public static let all: [Entry] = [
+        Entry(name: CallLifecycleService.group, summary: "call commands → CallStarted, CallAnswered, CallEnded, TranscriptChunk"),
+        Entry(name: AIService.group, summary: "transcripts → IntentDetected, CallSummarized, CreateLead"),
+        Entry(name: CRMService.group, summary: "leads and calls → LeadCreated, ContactUpserted, InteractionLogged"),
+        Entry(name: BillingService.group, summary: "ended calls → UsageRecorded"),
+        Entry(name: TenantsService.group, summary: "ChangeSettings → TenantSettingsChanged"),
+        Entry(name: IntegrationsService.group, summary: "LeadCreated, CallEnded → tenants' outbound webhooks"),
+    ]
+
+    public struct UnknownService: Error, CustomStringConvertible {
+        public var name: String
+        public var description: String { "no service named '\(name)'; the services are \(PlatformServices.all.map(\.name).joined(separator: ", "))" }
+    }
+
+    /// The named services (all when `names` is empty), ready to run in a ServiceGroup.
+    public static func make(_ names: [String], dependencies: ServiceDependencies, directory: TenantDirectory,
+                            detector: (any IntentDetector)? = nil, delivery: WebhookDelivery = WebhookDelivery(),
+                            client: HTTPClient = .shared) async throws -> [any Service] {
+        let chosen = names.isEmpty ? all.map(\.name) : names
+        if let unknown = chosen.first(where: { name in !all.contains { $0.name == name } }) { throw UnknownService(name: unknown) }
+        var services: [any Service] = []
+        for name in chosen {
+            switch name {
+            case CallLifecycleService.group: services.append(try await CallLifecycleService.runner(dependencies))
+            case AIService.group: services.append(try await AIService.runner(dependencies, detector: detector))
+            case CRMService.group: services.append(try await CRMService.runner(dependencies))
+            case BillingService.group: services.append(try await BillingService.runner(dependencies))
+            case TenantsService.group: services.append(try await TenantsService.runner(dependencies, directory: directory))
+            default: services.append(contentsOf: try await IntegrationsService.services(dependencies, delivery: delivery, client: client))
+            }
+        }
+        return services
+    }
+}

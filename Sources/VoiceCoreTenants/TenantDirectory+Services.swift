@@ -1,0 +1,106 @@
+import Crypto
+import Foundation
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreTime
+
+/// What the platform's services need to know about a tenant (migration 0004).
+public struct TenantProfile: Sendable {
+    public var tenantID: Identifier
+    public var plan: Plan
+    public var timeZone: String
+    /// `nil`: the tenant has not changed the built-in defaults.
+    public var aiSettings: AISettings?
+    public var webhooks: [OutboundWebhook]
+}
+
+/// A tenant's outbound webhook, delivered by the integrations service.
+public struct OutboundWebhook: Sendable, Hashable {
+    public enum Format: String, Sendable, Hashable, CaseIterable {
+        /// The event as JSON: `{"id", "type", "tenant_id", "time", "data"}`.
+        case json
+        /// A Slack-compatible incoming-webhook message: `{"text": "…"}`.
+        case slack
+    }
+
+    public var id: Identifier
+    public var tenantID: Identifier
+    public var url: String
+    public var format: Format
+    /// Event types delivered (e.g. `voicecore.crm.lead-created`).
+    public var eventTypes: [String]
+    /// The HMAC-SHA256 key of `X-VoiceCore-Signature`: the UTF-8 bytes of `whsec_` and 64 hex digits.
+    public var signingSecret: [UInt8]
+}
+
+extension TenantDirectory {
+    /// The event types a webhook may subscribe to.
+    public static let webhookEventTypes = [LeadCreated.type, CallEnded.type]
+
+    /// The tenant's plan, time zone, AI settings and active webhooks; nil for an unknown tenant.
+    public func profile(of tenant: Identifier) async throws -> TenantProfile? {
+        let id = tenant.uuid
+        let (rows, hooks) = try await retryingOnce { db in
+            (try db.query("SELECT plan, time_zone, ai_settings::text AS settings FROM tenant_directory WHERE tenant_id = \(id)"),
+             try db.query("""
+                SELECT webhook_id, url, format, array_to_string(event_types, ',') AS types, signing_secret
+                FROM tenant_webhooks WHERE tenant_id = \(id) AND disabled_at IS NULL ORDER BY created_at, webhook_id
+                """))
+        }
+        guard let row = rows.first else { return nil }
+        let settings = try row.decode(String?.self, "settings").map { text -> AISettings in
+            try AISettings(json: try JSONObject.parse(Array(text.utf8), path: "ai_settings"))
+        }
+        let webhooks = try hooks.map { hook in
+            let webhookID = try hook.decode(UUID.self, "webhook_id")
+            return OutboundWebhook(
+                id: Identifier(webhookID), tenantID: tenant, url: try hook.decode(String.self, "url"),
+                format: OutboundWebhook.Format(rawValue: try hook.decode(String.self, "format")) ?? .json,
+                eventTypes: try hook.decode(String.self, "types").split(separator: ",").map(String.init),
+                signingSecret: try secrets.open(try hook.decode(PostgresBytes.self, "signing_secret").bytes, tenant: id, field: "webhook_secret:\(webhookID)"))
+        }
+        return TenantProfile(tenantID: tenant, plan: Plan(rawValue: try row.decode(String.self, "plan")) ?? .starter,
+                             timeZone: try row.decode(String.self, "time_zone"), aiSettings: settings, webhooks: webhooks)
+    }
+
+    /// Stores the tenant's AI settings (the tenants service, on a ChangeSettings command).
+    public func setAISettings(_ settings: AISettings, of tenant: Identifier) async throws {
+        let id = tenant.uuid
+        let json = PostgresJSON(rawJSON: JSONObjectWriter.object { settings.writeJSON(to: &$0) })
+        let updated = try await retryingOnce { db in
+            try db.query("UPDATE tenant_directory SET ai_settings = \(json)::jsonb, updated_at = now() WHERE tenant_id = \(id)").affectedRows
+        }
+        guard updated == 1 else { throw TenantError.unknownTenant(tenant.description) }
+    }
+
+    /// Adds an outbound webhook and returns it with its new signing secret (shown once).
+    public func addWebhook(to tenant: Identifier, url: String, format: OutboundWebhook.Format = .json,
+                           eventTypes: [String] = TenantDirectory.webhookEventTypes) async throws -> OutboundWebhook {
+        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), scheme == "http" || scheme == "https", parsed.host != nil else {
+            throw TenantError.invalid(field: "url", reason: "must be an http:// or https:// URL")
+        }
+        guard !eventTypes.isEmpty else { throw TenantError.invalid(field: "events", reason: "name at least one event type") }
+        if let unknown = eventTypes.first(where: { !Self.webhookEventTypes.contains($0) }) {
+            throw TenantError.invalid(field: "events", reason: "\(unknown) is not deliverable; use \(Self.webhookEventTypes.joined(separator: ", "))")
+        }
+        let webhook = OutboundWebhook(id: .v7(), tenantID: tenant, url: url, format: format, eventTypes: eventTypes,
+                                      signingSecret: Array(("whsec_" + SymmetricKey(size: .bits256).withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }).utf8))
+        let id = tenant.uuid
+        let sealed = PostgresBytes(try secrets.seal(webhook.signingSecret, tenant: id, field: "webhook_secret:\(webhook.id.uuid)"))
+        let webhookID = webhook.id.uuid
+        let format = format.rawValue
+        do {
+            try await retryingOnce { db in
+                try db.query("""
+                    INSERT INTO tenant_webhooks (webhook_id, tenant_id, url, format, event_types, signing_secret)
+                    VALUES (\(webhookID), \(id), \(url), \(format), \(eventTypes)::text[], \(sealed))
+                    """)
+            }
+        } catch let error as PostgresError where error.sqlState == "23503" {
+            throw TenantError.unknownTenant(tenant.description)
+        }
+        // The URL's path may be a credential (Slack's are): log the host only.
+        logger.info("webhook added", metadata: ["tenant": "\(tenant)", "webhook": "\(webhook.id)", "host": "\(parsed.host ?? "")"])
+        return webhook
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import VoiceCoreEvents
+
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Play a realistic call into a running edge and print the rows it produced.",
+        discussion: """
+            Sends the webhooks Twilio would send for a caller booking an appointment and leaving \
+            a name and number — the incoming call, in-progress and completed status callbacks, \
+            and real-time transcription of both tracks — signed with the tenant's Twilio auth \
+            token, then waits for the services and projectors and prints the call's rows: \
+            call_sessions, transcripts, leads, call_analytics, business_metrics, billing_usage. \
+            Needs a running `voicecore up` (or edge, services and projectors) and \
+            VOICECORE_MASTER_KEY (to read the tenant's auth token).
+            """
+    )
+
+    @OptionGroup var connections: ConnectionOptions
+
+    @Option(help: "The edge to call.")
+    var edgeURL = "http://127.0.0.1:8080"
+
+    @Option(name: .customLong("public-url"), help: "The URL the edge believes it is at (its --public-url / VOICECORE_PUBLIC_URL); Twilio signatures cover it. Default: $VOICECORE_PUBLIC_URL, else --edge-url.")
+    var publicURL: String?
+
+    @Option(help: "The tenant (default: the first with Twilio credentials).")
+    var tenant: String?
+
+    func run() async throws {
+        var id: Identifier?
+        if let tenant {
+            guard let parsed = Identifier(tenant) else { throw ValidationError("--tenant must be a tenant id (UUID); see `voicecore tenants list`") }
+            id = parsed
+        }
+        let base = publicURL ?? ProcessInfo.processInfo.environment["VOICECORE_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? edgeURL
+        do {
+            try await DemoPlayer(connections: connections, edgeURL: edgeURL, publicBase: base).run(tenant: id)
+        } catch let error as DemoPlayer.Failure {
+            throw CommandFailure(error.description)
+        }
+    }
+}

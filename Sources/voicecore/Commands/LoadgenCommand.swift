@@ -1,0 +1,314 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Synchronization
+import VoiceCoreEdge
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreTenants
+import VoiceCoreTime
+
+struct LoadgenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "loadgen",
+        abstract: "Simulate concurrent calls with transcription against an edge; report rate, loss and end-to-end latency.",
+        discussion: """
+            Starts --calls calls at --rate calls per second. Each is a Twilio call as the demo \
+            plays it (signed incoming-call webhook, in-progress callback), then one final caller \
+            transcript segment per second for --call-seconds, then the completed callback. So \
+            --calls concurrent calls make about --calls webhooks per second once all have started.
+
+            Reports the webhooks accepted per second, HTTP latency, and the end-to-end latency \
+            from a webhook's 2xx to its row being visible in Postgres (transcripts for segments, \
+            call_sessions for call starts), measured on a sample by polling the read models \
+            (upper bound: the poll's snapshot time). At the end it waits for the backlog and \
+            checks that every accepted segment and call is in the read models (loss). Needs a \
+            running `voicecore up` (or edge, services and projectors), and VOICECORE_MASTER_KEY \
+            to read the tenant's Twilio auth token.
+            """
+    )
+
+    @OptionGroup var connections: ConnectionOptions
+
+    @Option(help: "Calls to simulate (all concurrent once started).")
+    var calls = 100
+
+    @Option(help: "Calls started per second.")
+    var rate = 100.0
+
+    @Option(help: "Seconds each call lasts (one transcript segment per second).")
+    var callSeconds = 60
+
+    @Option(help: "The edge to call.")
+    var edgeURL = "http://127.0.0.1:8080"
+
+    @Option(name: .customLong("public-url"), help: "The edge's --public-url (signatures cover it). Default: $VOICECORE_PUBLIC_URL, else --edge-url.")
+    var publicURL: String?
+
+    @Option(help: "The tenant (default: the first with Twilio credentials).")
+    var tenant: String?
+
+    @Option(help: "HTTP connections to the edge.")
+    var connectionsToEdge = 64
+
+    @Option(help: "Latency samples per second (segments and call starts).")
+    var samplesPerSecond = 200
+
+    @Option(help: "Seconds to wait for the read models to catch up at the end.")
+    var drainSeconds = 120
+
+    func validate() throws {
+        guard calls > 0, rate > 0, callSeconds > 0 else { throw ValidationError("--calls, --rate and --call-seconds must be positive") }
+    }
+
+    func run() async throws {
+        let directory = try await TenantsCommand.directory(connections)
+        let tenantID: Identifier
+        if let tenant {
+            guard let parsed = Identifier(tenant) else { throw ValidationError("--tenant must be a tenant id (UUID)") }
+            tenantID = parsed
+        } else {
+            guard let first = try await directory.list().first(where: \.hasTwilioAuthToken) else {
+                throw CommandFailure("no tenant with Twilio credentials: run `voicecore up` first (it provisions a demo tenant)")
+            }
+            tenantID = first.id
+        }
+        guard let credentials = try await directory.credentials(of: tenantID), let token = credentials.twilioAuthToken, let account = credentials.twilioAccountSID else {
+            throw CommandFailure("tenant \(tenantID) has no Twilio credentials")
+        }
+        let base = publicURL ?? ProcessInfo.processInfo.environment["VOICECORE_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? edgeURL
+        let edge = edgeURL.hasSuffix("/") ? String(edgeURL.dropLast()) : edgeURL
+
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsToEdge)
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        do {
+            try await generate(client: client, tenantID: tenantID, account: account, authToken: String(decoding: token, as: UTF8.self), base: base, edge: edge)
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+    }
+
+    func generate(client: HTTPClient, tenantID: Identifier, account: String, authToken: String, base: String, edge: String) async throws {
+        let db = try await PostgresConnection.connect(try connections.postgresConfiguration())
+        let stats = LoadStatistics()
+        let sampler = LatencySampler(fraction: min(1, Double(samplesPerSecond) / max(1, Double(calls))))
+        let sid = account
+        say("loadgen: \(calls) calls at \(rate)/s, \(callSeconds) s each, one segment per second, against \(edge) (tenant \(tenantID))")
+        let started = ContinuousClock.now
+        let startWall = Timestamp.now
+
+        let poller = Task { await sampler.poll(db: db, tenant: tenantID) }
+        try await withThrowingDiscardingTaskGroup { group in
+            for index in 0..<calls {
+                let due = started + .seconds(Double(index) / rate)
+                group.addTask {
+                    try? await Task.sleep(until: due)
+                    await Self.playCall(index: index, tenant: tenantID, account: sid, token: authToken, publicBase: base, edge: edge,
+                                        seconds: callSeconds, client: client, stats: stats, sampler: sampler)
+                }
+            }
+            group.addTask {
+                var last = stats.snapshot
+                while last.finishedCalls < calls {
+                    try await Task.sleep(for: .seconds(5))
+                    let now = stats.snapshot
+                    say(String(format: "  %5.0f s: %7.0f webhooks/s accepted, %d calls active, %d errors", (ContinuousClock.now - started) / .seconds(1),
+                                 Double(now.accepted - last.accepted) / 5, now.startedCalls - now.finishedCalls, now.errors))
+                    last = now
+                }
+            }
+        }
+        let elapsed = (ContinuousClock.now - started) / .seconds(1)
+        let totals = stats.snapshot
+        say("loadgen: sent \(totals.accepted + totals.errors) webhooks in \(String(format: "%.1f", elapsed)) s: \(totals.accepted) accepted (\(String(format: "%.0f", Double(totals.accepted) / elapsed))/s), \(totals.errors) failed")
+        say("  HTTP latency         \(LatencySampler.describe(stats.httpLatencies))")
+
+        // Drain: every accepted segment and call must reach the read models.
+        let drainDeadline = ContinuousClock.now + .seconds(drainSeconds)
+        var transcripts = 0
+        var ended = 0
+        let since = startWall.adding(microseconds: -60_000_000)
+        let id = tenantID.uuid
+        while ContinuousClock.now < drainDeadline {
+            let rows = try await db.query("""
+                SELECT (SELECT count(*) FROM transcripts t JOIN call_sessions s USING (tenant_id, call_id)
+                         WHERE s.tenant_id = \(id) AND s.started_at >= \(since) AND t.track = 'inbound') AS transcripts,
+                       (SELECT count(*) FROM call_sessions WHERE tenant_id = \(id) AND started_at >= \(since) AND end_status IS NOT NULL) AS ended
+                """)
+            transcripts = try rows[0].decode(Int.self, "transcripts")
+            ended = try rows[0].decode(Int.self, "ended")
+            if transcripts >= totals.acceptedSegments && ended >= totals.completedCalls { break }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        poller.cancel()
+        _ = await poller.result
+        say("  end to end (segment) \(LatencySampler.describe(sampler.latencies(.segment)))")
+        say("  end to end (call)    \(LatencySampler.describe(sampler.latencies(.call)))")
+        let lostSegments = max(0, totals.acceptedSegments - transcripts)
+        let lostCalls = max(0, totals.completedCalls - ended)
+        say("  read models: \(transcripts) of \(totals.acceptedSegments) accepted segments, \(ended) of \(totals.completedCalls) completed calls; lost: \(lostSegments + lostCalls)")
+        await db.close()
+        if lostSegments + lostCalls > 0 { throw CommandFailure("\(lostSegments) segments and \(lostCalls) calls did not reach the read models within \(drainSeconds) s") }
+    }
+
+    static let lines = [
+        "Hi, I'm calling about booking an appointment for next week.",
+        "Could you tell me your pricing for a new customer?",
+        "My invoice from last month looks wrong, I was charged twice.",
+        "The app stopped working after the update, can you help with that?",
+        "You can reach me at 415 555 0142 any time after noon.",
+        "Thanks, that's great, I appreciate it.",
+    ]
+
+    static func playCall(index: Int, tenant: Identifier, account: String, token: String, publicBase: String, edge: String, seconds: Int,
+                         client: HTTPClient, stats: LoadStatistics, sampler: LatencySampler) async {
+        let callStart = Timestamp.now
+        let utterances = (0..<seconds).map { TwilioCallSimulation.Utterance(.inbound, lines[($0 + index) % lines.count], at: $0 + 1) }
+        var call = TwilioCallSimulation(tenant: tenant, accountSID: account, authToken: token, publicBase: publicBase,
+                                        from: String(format: "+1415%07d", index % 10_000_000), to: "+14155559876", rangAt: callStart,
+                                        ringSeconds: 0, utterances: utterances, durationSeconds: seconds + 1)
+        call.ringSeconds = 0
+        let hooks = call.webhooks.filter { !($0.kind == .transcription && $0.body.contains("Final=false")) }
+        stats.callStarted()
+        let clock = ContinuousClock.now
+        var segment = 0
+        for hook in hooks {
+            if hook.kind == .transcription {
+                segment += 1
+                try? await Task.sleep(until: clock + .seconds(segment))
+            } else if hook.body.contains("CallStatus=completed") {
+                try? await Task.sleep(until: clock + .seconds(seconds + 1))
+            }
+            let sent = ContinuousClock.now
+            var request = HTTPClientRequest(url: edge + hook.path)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            request.headers.add(name: "X-Twilio-Signature", value: hook.signature)
+            request.body = .bytes(ByteBuffer(string: hook.body))
+            do {
+                let response = try await client.execute(request, timeout: .seconds(30))
+                _ = try await response.body.collect(upTo: 1 << 16)
+                guard (200..<300).contains(Int(response.status.code)) else { stats.failed(); continue }
+                let accepted = ContinuousClock.now
+                stats.accepted(hook.kind, latency: accepted - sent, completed: hook.body.contains("CallStatus=completed"))
+                switch hook.kind {
+                case .voice: sampler.offer(.call, callID: call.callID, sequence: 0, acceptedAt: accepted)
+                case .transcription:
+                    let sequence = (try? FormBody(parsing: Array(hook.body.utf8)))?["SequenceId"].flatMap(Int.init) ?? 0
+                    sampler.offer(.segment, callID: call.callID, sequence: sequence, acceptedAt: accepted)
+                case .status: break
+                }
+            } catch {
+                stats.failed()
+            }
+        }
+        stats.callFinished()
+    }
+}
+
+/// Counters of a load run.
+final class LoadStatistics: Sendable {
+    struct Snapshot {
+        var accepted = 0
+        var acceptedSegments = 0
+        var completedCalls = 0
+        var errors = 0
+        var startedCalls = 0
+        var finishedCalls = 0
+    }
+
+    private let state = Mutex((Snapshot(), [Duration]()))
+
+    var snapshot: Snapshot { state.withLock { $0.0 } }
+    var httpLatencies: [Duration] { state.withLock { $0.1 } }
+
+    func callStarted() { state.withLock { $0.0.startedCalls += 1 } }
+    func callFinished() { state.withLock { $0.0.finishedCalls += 1 } }
+    func failed() { state.withLock { $0.0.errors += 1 } }
+    func accepted(_ kind: SimulatedWebhook.Kind, latency: Duration, completed: Bool) {
+        state.withLock {
+            $0.0.accepted += 1
+            if kind == .transcription { $0.0.acceptedSegments += 1 }
+            if completed { $0.0.completedCalls += 1 }
+            if $0.1.count < 2_000_000 { $0.1.append(latency) }
+        }
+    }
+}
+
+/// Measures webhook-accepted → row-visible on a sample, by polling the read models.
+final class LatencySampler: Sendable {
+    enum Kind: Sendable { case segment, call }
+
+    struct Pending: Sendable {
+        var kind: Kind
+        var callID: Identifier
+        var sequence: Int
+        var acceptedAt: ContinuousClock.Instant
+    }
+
+    private let fraction: Double
+    private let state = Mutex((pending: [Pending](), segment: [Duration](), call: [Duration]()))
+
+    init(fraction: Double) { self.fraction = fraction }
+
+    func offer(_ kind: Kind, callID: Identifier, sequence: Int, acceptedAt: ContinuousClock.Instant) {
+        guard Double.random(in: 0..<1) < fraction else { return }
+        state.withLock { $0.pending.append(Pending(kind: kind, callID: callID, sequence: sequence, acceptedAt: acceptedAt)) }
+    }
+
+    func latencies(_ kind: Kind) -> [Duration] { state.withLock { kind == .segment ? $0.segment : $0.call } }
+
+    /// Polls without pause while samples wait: a row found by a query was committed before the
+    /// query's snapshot, so its latency is at most the query's start minus the acceptance.
+    func poll(db: PostgresConnection, tenant: Identifier) async {
+        let id = tenant.uuid
+        while !Task.isCancelled {
+            let pending = state.withLock { $0.pending }
+            if pending.isEmpty {
+                try? await Task.sleep(for: .milliseconds(1))
+                continue
+            }
+            let segments = pending.filter { $0.kind == .segment }
+            let calls = pending.filter { $0.kind == .call }
+            let snapshot = ContinuousClock.now
+            var found: Set<String> = []
+            do {
+                if !segments.isEmpty {
+                    for row in try await db.query("""
+                        SELECT t.call_id::text || '/' || t.sequence AS k FROM unnest(\(segments.map(\.callID.uuid))::uuid[], \(segments.map(\.sequence))::int8[]) AS u(call_id, sequence)
+                        JOIN transcripts t ON t.tenant_id = \(id) AND t.call_id = u.call_id AND t.track = 'inbound' AND t.sequence = u.sequence
+                        """) { found.insert(try row.decode(String.self, "k")) }
+                }
+                if !calls.isEmpty {
+                    for row in try await db.query("""
+                        SELECT call_id::text || '/0' AS k FROM call_sessions WHERE tenant_id = \(id) AND call_id = ANY(\(calls.map(\.callID.uuid))::uuid[])
+                        """) { found.insert(try row.decode(String.self, "k")) }
+                }
+            } catch {
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            guard !found.isEmpty else { continue }
+            state.withLock { state in
+                state.pending.removeAll { item in
+                    guard found.contains("\(item.callID)/\(item.sequence)") else { return false }
+                    let latency = max(.zero, snapshot - item.acceptedAt)
+                    if item.kind == .segment { state.segment.append(latency) } else { state.call.append(latency) }
+                    return true
+                }
+            }
+        }
+    }
+
+    static func describe(_ samples: [Duration]) -> String {
+        guard !samples.isEmpty else { return "no samples" }
+        let sorted = samples.sorted()
+        func ms(_ q: Double) -> String { String(format: "%.1f ms", sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] / .milliseconds(1)) }
+        return "p50 \(ms(0.5))  p99 \(ms(0.99))  max \(ms(1.0))  (\(sorted.count) samples)"
+    }
+}

@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import VoiceCoreBus
+import VoiceCoreEdge
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreProjections
+import VoiceCoreRedis
+import VoiceCoreServices
+import VoiceCoreTenants
+import VoiceCoreTime
+
+struct UpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Run the whole platform in one process: the edge, every service and the projectors.",
+        discussion: """
+            Applies the migrations, provisions a demo tenant when there is none (printing its API \
+            key, Twilio credentials and webhook URLs), then runs the HTTP edge, the services \
+            (\(PlatformServices.all.map(\.name).joined(separator: ", "))) and the projectors as one \
+            ServiceGroup. With --demo it also plays a demo call into the edge once it listens and \
+            prints the rows it produced (see `voicecore demo`). In production run the parts as \
+            separate processes instead (voicecore edge, voicecore consume NAME, voicecore project). \
+            Needs VOICECORE_MASTER_KEY. Stops gracefully on SIGTERM or SIGINT.
+            """
+    )
+
+    @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var edge: EdgeOptions
+    @OptionGroup var service: ServiceOptions
+
+    @Option(help: "The migrations directory.")
+    var migrations = "database/migrations"
+
+    @Option(help: "Projector workers.")
+    var projectorWorkers = 2
+
+    @Flag(help: "Play a demo call into the edge once it listens, and print the rows it produced.")
+    var demo = false
+
+    func run() async throws {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "voicecore.up")
+        let migrationConnection = try await PostgresConnection.connect(try connections.postgresConfiguration())
+        let applied = try await Migrator(connection: migrationConnection, directory: URL(fileURLWithPath: migrations)).up()
+        if !applied.isEmpty { logger.info("migrations applied", metadata: ["versions": "\(applied.map(\.version))"]) }
+        await migrationConnection.close()
+
+        let configuration = try edge.configuration()
+        let directory = try await TenantsCommand.directory(connections)
+        let base = configuration.publicBaseURL ?? "http://\(configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host):\(configuration.port)"
+        if try await directory.list().isEmpty {
+            try await DemoTenant.provision(directory: directory, connections: connections, naming: edge.naming, publicBase: base)
+        }
+
+        let edgeService = try await Edge.connect(connections: connections, options: edge, registry: registry, logger: Logger(label: "voicecore.edge"))
+        let naming = edge.naming
+        let services = try await PlatformServices.make(
+            [], dependencies: try service.dependencies(connections, naming: naming, directory: directory, logger: Logger(label: "voicecore.services")),
+            directory: directory)
+        let projections = StandardProjections.all
+        let projectors = ProjectorRunner(
+            projections: projections, redis: try connections.redisConfiguration(), postgres: try connections.postgresConfiguration(),
+            configuration: ProjectorConfiguration(naming: naming, instance: service.instance, workers: projectorWorkers),
+            logger: Logger(label: "voicecore.projector"))
+        let lag = ProjectionLagCollector(projections: projections, naming: naming, redis: try connections.redisConfiguration(),
+                                         postgres: try connections.postgresConfiguration(), logger: logger)
+        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: edgeService.application())]
+        members += services.map { .init(service: $0) }
+        members += [.init(service: projectors), .init(service: lag)]
+        if demo {
+            members.append(.init(service: DemoService(connections: connections, edgeURL: "http://127.0.0.1:\(configuration.port)", publicBase: base),
+                                 successTerminationBehavior: .ignore))
+        }
+        logger.info("voicecore up", metadata: ["edge": "\(configuration.host):\(configuration.port)", "services": "\(PlatformServices.all.map(\.name))",
+                                               "projections": "\(projections.map(\.name))"])
+        try await ServiceGroup(configuration: ServiceGroupConfiguration(services: members, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+    }
+}
+
+/// The tenant `voicecore up` creates on an empty directory, with Twilio test credentials so
+/// `voicecore demo` can sign callbacks like Twilio.
+enum DemoTenant {
+    static func provision(directory: TenantDirectory, connections: ConnectionOptions, naming: StreamNaming, publicBase: String) async throws {
+        let redis = try await RedisConnection.connect(try connections.redisConfiguration())
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/cli/up", naming: naming))
+        let hex = { (count: Int) in (0..<count).map { _ in String(format: "%x", Int.random(in: 0..<16)) }.joined() }
+        let provisioned = try await directory.provision(
+            NewTenant(name: "Demo Receptionist", twilioAccountSID: "AC" + hex(32), twilioAuthToken: hex(32)), publisher: publisher)
+        await redis.close()
+        let id = provisioned.tenant.id
+        say("""
+            Demo tenant provisioned: \(provisioned.tenant.name) (\(id))
+              API key            \(provisioned.apiKey.plaintext)   (shown once)
+              Twilio voice URL   \(publicBase)/webhooks/twilio/\(id)/voice
+              Twilio status URL  \(publicBase)/webhooks/twilio/\(id)/status
+              Telnyx webhook URL \(publicBase)/webhooks/telnyx/\(id)
+            Its Twilio credentials are test values: `voicecore demo` signs calls with them.
+            """)
+    }
+}
+
+/// Plays the demo call once the edge listens (`voicecore up --demo`).
+struct DemoService: Service {
+    let connections: ConnectionOptions
+    let edgeURL: String
+    let publicBase: String
+
+    func run() async throws {
+        try await Task.sleep(for: .seconds(1))
+        do {
+            try await DemoPlayer(connections: connections, edgeURL: edgeURL, publicBase: publicBase).run(tenant: nil)
+        } catch {
+            Logger(label: "voicecore.demo").error("demo call failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import VoiceCoreEdge
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreTenants
+import VoiceCoreTime
+
+/// Plays a realistic call into a running edge as Twilio would, then shows the rows it produced.
+struct DemoPlayer {
+    let connections: ConnectionOptions
+    let edgeURL: String
+    let publicBase: String
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    func run(tenant: Identifier?) async throws {
+        let directory = try await TenantsCommand.directory(connections)
+        let chosen: Identifier
+        if let tenant {
+            chosen = tenant
+        } else {
+            guard let first = try await directory.list().first(where: \.hasTwilioAuthToken) else {
+                throw Failure(description: "no tenant with Twilio credentials: run `voicecore up` (it provisions a demo tenant) or `voicecore tenants add --twilio-account-sid … --twilio-auth-token -`")
+            }
+            chosen = first.id
+        }
+        guard let credentials = try await directory.credentials(of: chosen), let token = credentials.twilioAuthToken,
+              let account = credentials.twilioAccountSID else {
+            throw Failure(description: "tenant \(chosen) has no Twilio account SID and auth token: add them with `voicecore tenants rotate \(chosen) --twilio-account-sid … --twilio-auth-token -`")
+        }
+        let base = edgeURL.hasSuffix("/") ? String(edgeURL.dropLast()) : edgeURL
+        let call = TwilioCallSimulation.appointmentCall(tenant: chosen, accountSID: account, authToken: String(decoding: token, as: UTF8.self),
+                                                        publicBase: publicBase, rangAt: Timestamp.now.adding(microseconds: -30_000_000))
+        say("Playing a call into \(base) for tenant \(chosen): \(call.from) → \(call.to), Twilio CallSid \(call.callSID)")
+        for webhook in call.webhooks {
+            var request = HTTPClientRequest(url: base + webhook.path)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            request.headers.add(name: "X-Twilio-Signature", value: webhook.signature)
+            request.body = .bytes(ByteBuffer(string: webhook.body))
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            _ = try await response.body.collect(upTo: 1 << 20)
+            let detail = (try? FormBody(parsing: Array(webhook.body.utf8))) ?? FormBody(parameters: [])
+            let what = webhook.kind == .transcription
+                ? "\(detail["Track"] ?? "") \(detail["Final"] == "true" ? "final" : "partial"): \(Self.transcript(detail["TranscriptionData"]))"
+                : (detail["CallStatus"] ?? "")
+            say("  POST \(webhook.kind.rawValue) \(what) → \(response.status.code)")
+            guard (200..<300).contains(Int(response.status.code)) else {
+                throw Failure(description: "the edge answered \(response.status.code) to the \(webhook.kind.rawValue) webhook; is `voicecore up` running with the same VOICECORE_PUBLIC_URL (\(publicBase))?")
+            }
+        }
+        try await showRows(tenant: chosen, callID: call.callID)
+    }
+
+    static func transcript(_ data: String?) -> String {
+        guard let data, let object = try? JSONObject.parse(Array(data.utf8)), let text = try? object.string("transcript") else { return "" }
+        return "\"\(text)\""
+    }
+
+    /// Waits until the call's rows are all projected (at most 30 s), then prints them.
+    func showRows(tenant: Identifier, callID: Identifier) async throws {
+        let db = try await PostgresConnection.connect(try connections.postgresConfiguration())
+        let call = callID.uuid
+        let id = tenant.uuid
+        let deadline = ContinuousClock.now + .seconds(30)
+        say("Waiting for the services and projectors…")
+        while true {
+            let ready = try await db.query("""
+                SELECT (SELECT count(*) FROM call_sessions WHERE call_id = \(call) AND end_status IS NOT NULL)
+                     + (SELECT count(*) FROM leads WHERE call_id = \(call))
+                     + (SELECT count(*) FROM call_analytics WHERE call_id = \(call) AND sentiment IS NOT NULL AND outcome IS NOT NULL)
+                     + (SELECT least(count(*), 3) FROM billing_usage_items WHERE call_id = \(call)) AS ready
+                """)
+            if try ready[0].decode(Int.self, "ready") >= 6 { break }
+            guard ContinuousClock.now < deadline else {
+                say("Not every row arrived within 30 s: are the services and projectors running (`voicecore up`, or `voicecore consume …` and `voicecore project`)? Showing what is there.")
+                break
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        let tables: [(String, PostgresQuery)] = [
+            ("call_sessions", "SELECT status, from_number, to_number, started_at, answered_at, ended_at, duration_seconds, end_status FROM call_sessions WHERE call_id = \(call)"),
+            ("transcripts", "SELECT track, sequence, text, confidence FROM transcripts WHERE call_id = \(call) ORDER BY sequence, track"),
+            ("leads", "SELECT name, phone, email, intent, source, notes FROM leads WHERE call_id = \(call)"),
+            ("call_analytics", "SELECT duration_seconds, outcome, intent, sentiment, sentiment_score, word_count FROM call_analytics WHERE call_id = \(call)"),
+            ("business_metrics", "SELECT day, calls, answered, missed, handle_seconds, leads, conversion_rate FROM business_metrics WHERE tenant_id = \(id) ORDER BY day DESC LIMIT 1"),
+            ("billing_usage", "SELECT day, meter, quantity, unit FROM billing_usage WHERE tenant_id = \(id) ORDER BY day DESC, meter LIMIT 3"),
+        ]
+        for (name, query) in tables {
+            say("\n\(name)")
+            Self.printTable(try await db.query(query))
+        }
+        await db.close()
+    }
+
+    static func printTable(_ rows: PostgresRows) {
+        let values = rows.map { row in rows.columns.map { column in row.raw(column).map { String(decoding: $0, as: UTF8.self) } ?? "∅" } }
+        let widths = rows.columns.indices.map { index in min(60, max(rows.columns[index].count, values.map { $0[index].count }.max() ?? 0)) }
+        func line(_ cells: [String]) -> String {
+            zip(cells, widths).map { cell, width in
+                let text = cell.count > width ? String(cell.prefix(width - 1)) + "…" : cell
+                return text + String(repeating: " ", count: width - text.count)
+            }.joined(separator: "  ")
+        }
+        say("  " + line(rows.columns))
+        for row in values { say("  " + line(row)) }
+        if values.isEmpty { say("  (no rows)") }
+    }
+}
