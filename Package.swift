@@ -200,6 +200,7 @@ let package = Package(
             "VoiceCoreTenants",
             "VoiceCoreBus",
             "VoiceCoreProjections",
+            "VoiceCoreExecutors",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
