@@ -43,3 +43,26 @@ public enum PlatformServices {
         return services
     }
 }
+
+/// Several services run as one: started together and, on graceful shutdown, stopped together
+/// (a ServiceGroup stops its members one after another, and each consumer takes up to its read's
+/// block time to stop).
+public struct ServiceBundle: Service {
+    public let services: [any Service]
+
+    public init(_ services: [any Service]) {
+        self.services = services
+    }
+
+    public func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for service in services { group.addTask { try await service.run() } }
+            // One that fails ends the bundle (the others are cancelled); one that returns outside a
+            // graceful shutdown too, like a ServiceGroup member would. In a graceful shutdown all
+            // finish their work.
+            try await group.next()
+            if !Task.isShuttingDownGracefully { group.cancelAll() }
+            try await group.waitForAll()
+        }
+    }
+}

@@ -133,7 +133,7 @@ struct ConsumerGroupRunnerTests {
     @Test func anUndecodableEntryIsDeadLetteredAtOnce() async throws {
         let (redis, naming, publisher) = try await fixture(partitions: 1)
         let stream = naming.stream(.calls, kind: .event, partition: 0)
-        let garbage = try await redis.execute(.xadd(stream, fields: [("specversion", "1.0"), ("type", "voicecore.call.started"), ("data", "{")]))
+        let garbage = try await redis.execute(.xadd(stream, fields: [("specversion", "1.0"), ("type", "voicecore.call.transcript-chunk"), ("data", "{")]))
         try await publisher.publish(chunk(.v7(), 7), tenant: tenant)
         let recorder = Recorder()
         var handlers = MessageHandlers()

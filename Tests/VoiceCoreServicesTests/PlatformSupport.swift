@@ -78,7 +78,7 @@ final class PlatformFixture: @unchecked Sendable {
         let app = Application(router: edge.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                               onServerRunning: { channel in portBox.withLock { $0 = channel.localAddress?.port } })
         var services: [any Service] = [app]
-        services += try await PlatformServices.make(names, dependencies: dependencies, directory: directory, delivery: delivery)
+        services.append(ServiceBundle(try await PlatformServices.make(names, dependencies: dependencies, directory: directory, delivery: delivery)))
         if projectors {
             services.append(ProjectorRunner(projections: StandardProjections.all, redis: redisConfiguration, postgres: postgres,
                                             configuration: ProjectorConfiguration(naming: naming, instance: "test", workers: 1, batchSize: 100),

@@ -24,6 +24,7 @@ public struct MessageHandlers: Sendable {
     var byType: [String: Handler] = [:]
     var fallback: Handler?
     var middleware: [MessageMiddleware] = []
+    var acquired: (@Sendable (String) async -> Void)?
 
     public init() {}
 
@@ -40,12 +41,24 @@ public struct MessageHandlers: Sendable {
         }
     }
 
+    /// Called with a stream (partition) this consumer just took over through a lease, before any
+    /// of its entries is handled: a handler that caches per-partition state drops it here, since
+    /// another member may have changed it meanwhile.
+    public mutating func onPartitionAcquired(_ handler: @escaping @Sendable (String) async -> Void) {
+        acquired = handler
+    }
+
     /// Handles every entry that has no typed handler (unknown types included).
     public mutating func onAny(_ handler: @escaping @Sendable (ConsumedMessage) async throws -> Void) {
         fallback = handler
     }
 
     /// The handler for a type, wrapped in the middleware and in the message's context.
+    /// Whether an entry of `type` has a handler (a typed one or the fallback).
+    func handles(_ type: [UInt8]) -> Bool {
+        fallback != nil || byType[String(decoding: type, as: UTF8.self)] != nil
+    }
+
     func handler(for type: String) -> Handler? {
         guard var handler = byType[type] ?? fallback else { return nil }
         for layer in middleware.reversed() {

@@ -17,9 +17,10 @@ import VoiceCoreTime
 /// - Failure: a failing entry is retried with exponential backoff and jitter; each retry re-claims
 ///   it, so Redis counts the deliveries. After ``ConsumerConfiguration/maxDeliveries`` the entry is
 ///   moved to the group's dead-letter stream with the reason, error, attempts, origin stream and id
-///   and its original fields, and acknowledged at its origin, in one atomic script. An entry that
-///   cannot be decoded goes there at once. The entries behind a poison entry wait for its retries,
-///   never longer.
+///   and its original fields, and acknowledged at its origin, in one atomic script. An entry of a
+///   handled type that cannot be decoded goes there at once (entries of types without a handler
+///   are acknowledged undecoded). The entries behind a poison entry wait for its retries, never
+///   longer.
 /// - Restarts: the consumer first handles its own pending entries, then new ones. Entries pending
 ///   longer than ``ConsumerConfiguration/claimIdle`` at another (dead) consumer are claimed.
 /// - A group that disappears (stream deleted, Redis restarted empty) is created again.
@@ -100,7 +101,10 @@ public final class ConsumerGroupRunner: Service, Sendable {
                     do {
                         let (nowHeld, acquired) = try await leases.maintain(holding: held, on: control)
                         held = nowHeld
-                        for stream in acquired { try await takeOver(stream, control) }
+                        for stream in acquired {
+                            await handlers.acquired?(stream)
+                            try await takeOver(stream, control)
+                        }
                     } catch let error as RedisError {
                         try await recover(from: error, reader: reader, control: control)
                         continue
@@ -231,6 +235,13 @@ public final class ConsumerGroupRunner: Service, Sendable {
     private func process(_ entry: StreamEntry, stream: String, deliveries: Int, control: RedisConnection) async throws -> Outcome {
         guard let fields = entry.fields else {
             // Deleted (trimmed) while pending: nothing to handle.
+            state.withLock { $0.skipped += 1 }
+            return .acknowledge
+        }
+        // A type this consumer does not handle is skipped before anything is decoded: most
+        // consumers read streams that carry many types (every call event), and decoding the ones
+        // they ignore was most of their work.
+        if let type = fields.first(where: { $0.name == "type" })?.value, !handlers.handles(type) {
             state.withLock { $0.skipped += 1 }
             return .acknowledge
         }

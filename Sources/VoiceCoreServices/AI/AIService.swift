@@ -35,6 +35,7 @@ public struct AIService: Sendable {
                 ?? BuiltInIntentDetector(),
             tenants: dependencies.tenants, logger: dependencies.logger)
         var handlers = MessageHandlers()
+        handlers.onPartitionAcquired { stream in service.state.invalidate(stream: stream) }
         handlers.on(TranscriptChunk.self) { message, chunk in try await service.handle(chunk, message) }
         handlers.on(CallEnded.self) { message, ended in try await service.handle(ended, message) }
         return ConsumerGroupRunner(redis: dependencies.redis,

@@ -139,13 +139,13 @@ public enum ConversationAnalysis {
     /// contact detail or a sentiment word).
     public static func summarize(callID: Identifier, utterances: [String], intent: IntentMatch?, contact: ContactDetails,
                                  afterHours: Bool, settings: AISettings, at time: Timestamp) -> CallSummarized {
-        let phrases = settings.intents.flatMap(\.phrases).map { " " + BuiltInIntentDetector.normalize($0) + " " }
+        let phrases = settings.intents.flatMap(\.phrases).map(BuiltInIntentDetector.padded)
         var keySentences: [String] = []
         for utterance in utterances {
             for sentence in sentences(utterance) where keySentences.count < 3 {
-                let normalized = " " + BuiltInIntentDetector.normalize(sentence) + " "
-                let words = normalized.split(separator: " ").map(String.init)
-                let key = phrases.contains { normalized.contains($0) } || !contactDetails(in: sentence).isEmpty
+                let normalized = BuiltInIntentDetector.padded(sentence)
+                let words = BuiltInIntentDetector.normalize(sentence).split(separator: " ").map(String.init)
+                let key = phrases.contains { $0.count > 2 && BuiltInIntentDetector.contains(normalized, $0) } || !contactDetails(in: sentence).isEmpty
                     || words.contains { positiveWords.contains($0) || negativeWords.contains($0) }
                 if key && !keySentences.contains(sentence) { keySentences.append(sentence) }
             }

@@ -52,14 +52,14 @@ public struct BuiltInIntentDetector: IntentDetector {
     }
 
     public func detectNow(_ utterance: String, settings: AISettings) -> IntentMatch? {
-        let text = " " + Self.normalize(utterance) + " "
+        let text = Self.padded(utterance)
         var best: IntentMatch?
         for entry in settings.intents {
             var matches = 0
             var longest: String?
             for phrase in entry.phrases {
-                let needle = " " + Self.normalize(phrase) + " "
-                guard needle.count > 2, text.contains(needle) else { continue }
+                let needle = Self.padded(phrase)
+                guard needle.count > 2, Self.contains(text, needle) else { continue }
                 matches += 1
                 if longest.map({ phrase.count > $0.count }) ?? true { longest = phrase }
             }
@@ -73,22 +73,42 @@ public struct BuiltInIntentDetector: IntentDetector {
         return best
     }
 
-    /// Lower case, letters, digits and single spaces only.
+    /// Lower case, letters, digits and apostrophes, words separated by single spaces.
     static func normalize(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        var lastWasSpace = true
-        for scalar in text.lowercased().unicodeScalars {
-            if CharacterSet.alphanumerics.contains(scalar) || scalar == "'" {
-                out.unicodeScalars.append(scalar)
-                lastWasSpace = false
-            } else if !lastWasSpace {
-                out.append(" ")
-                lastWasSpace = true
+        let bytes = padded(text)
+        return String(decoding: bytes[1..<max(1, bytes.count - 1)], as: UTF8.self)
+    }
+
+    /// The normalized text between two spaces, as UTF-8 (so a phrase matches whole words only).
+    /// ASCII is folded to lower case; other letters are kept as they are.
+    static func padded(_ text: String) -> [UInt8] {
+        var out: [UInt8] = [0x20]
+        out.reserveCapacity(text.utf8.count + 2)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): out.append(byte + 32)
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "'"), 0x80...: out.append(byte)
+            default: if out.last != 0x20 { out.append(0x20) }
             }
         }
-        if out.hasSuffix(" ") { out.removeLast() }
+        if out.last != 0x20 { out.append(0x20) }
         return out
+    }
+
+    static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard needle.count <= haystack.count else { return false }
+        return haystack.withUnsafeBufferPointer { h in
+            needle.withUnsafeBufferPointer { n in
+                let first = n[0]
+                var index = 0
+                let last = h.count - n.count
+                while index <= last {
+                    if h[index] == first && memcmp(h.baseAddress! + index, n.baseAddress!, n.count) == 0 { return true }
+                    index += 1
+                }
+                return false
+            }
+        }
     }
 }
 

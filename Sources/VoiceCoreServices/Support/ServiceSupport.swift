@@ -97,13 +97,21 @@ struct Emitter: Sendable {
 /// Handlers read state, publish, then write state: a crash between the publish and the write
 /// leaves the old state, the message is redelivered, and the derived publishes are deduplicated
 /// (``Emitter``), so nothing is lost and nothing doubles.
-struct StateStore: Sendable {
+///
+/// Reads are served from memory after the first (write-through: a write updates Redis, then the
+/// cache). Only this instance writes a partition's state while it holds the partition's lease;
+/// when it acquires a partition, ``invalidate(stream:)`` drops what it remembered of it, since
+/// another instance may have written meanwhile.
+final class StateStore: Sendable {
     let connection: RedisConnection
     let ttlSeconds: Int
+    private let capacity: Int
+    private let cache = Mutex<[String: [String: String]]>([:])
 
-    init(connection: RedisConnection, ttl: Duration = .seconds(7 * 86_400)) {
+    init(connection: RedisConnection, ttl: Duration = .seconds(7 * 86_400), capacity: Int = 200_000) {
         self.connection = connection
         self.ttlSeconds = Int(ttl.components.seconds)
+        self.capacity = capacity
     }
 
     /// `<stream>:state:<service>:<entity>`: the stream's hash tag keeps it in the stream's slot.
@@ -112,17 +120,21 @@ struct StateStore: Sendable {
     }
 
     func read(_ key: String) async throws -> [String: String] {
+        if let cached = cache.withLock({ $0[key] }) { return cached }
         let reply = try await connection.send("HGETALL", .string(key))
-        guard let items = reply.array else { return [:] }
         var fields: [String: String] = [:]
-        var index = 0
-        while index + 1 < items.count {
-            if let name = items[index].string { fields[name] = items[index + 1].string ?? "" }
-            index += 2
+        if let items = reply.array {
+            var index = 0
+            while index + 1 < items.count {
+                if let name = items[index].string { fields[name] = items[index + 1].string ?? "" }
+                index += 2
+            }
         }
+        remember(key, fields)
         return fields
     }
 
+    /// Sets `fields` (others stay).
     func write(_ key: String, _ fields: [String: String]) async throws {
         guard !fields.isEmpty else { return }
         var hset: [RESPArgument] = ["HSET", .string(key)]
@@ -130,7 +142,44 @@ struct StateStore: Sendable {
             hset.append(.string(name))
             hset.append(.string(value))
         }
-        let replies = try await connection.send([RESPCommand(hset), RESPCommand(["EXPIRE", .string(key), .string(String(ttlSeconds))])])
-        for reply in replies { if case .error(let message) = reply { throw RedisError.server(message) } }
+        let replies: [RESPValue]
+        do {
+            replies = try await connection.send([RESPCommand(hset), RESPCommand(["EXPIRE", .string(key), .string(String(ttlSeconds))])])
+        } catch {
+            forget(key)
+            throw error
+        }
+        for reply in replies {
+            if case .error(let message) = reply {
+                forget(key)
+                throw RedisError.server(message)
+            }
+        }
+        cache.withLock { cache in
+            if var known = cache[key] {
+                known.merge(fields) { _, new in new }
+                cache[key] = known
+            }
+        }
+    }
+
+    /// Drops what is remembered of one partition's state.
+    func invalidate(stream: String) {
+        let prefix = stream + ":state:"
+        cache.withLock { cache in
+            for key in cache.keys where key.hasPrefix(prefix) { cache.removeValue(forKey: key) }
+        }
+    }
+
+    private func remember(_ key: String, _ fields: [String: String]) {
+        cache.withLock { cache in
+            // Bounded: past the capacity start over (reads fall back to Redis).
+            if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
+            cache[key] = fields
+        }
+    }
+
+    private func forget(_ key: String) {
+        _ = cache.withLock { $0.removeValue(forKey: key) }
     }
 }

@@ -60,6 +60,6 @@ struct ConsumeCommand: AsyncParsableCommand {
         let services = try await PlatformServices.make([name], dependencies: dependencies, directory: directory)
         logger.info("service started", metadata: ["service": "\(name)", "instance": "\(service.instance)"])
         try await ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+            services: [.init(service: ServiceBundle(services))], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
     }
 }

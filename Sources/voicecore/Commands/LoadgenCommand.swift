@@ -20,12 +20,13 @@ struct LoadgenCommand: AsyncParsableCommand {
             --calls concurrent calls make about --calls webhooks per second once all have started.
 
             Reports the webhooks accepted per second, HTTP latency, and the end-to-end latency \
-            from a webhook's 2xx to its row being visible in Postgres (transcripts for segments, \
-            call_sessions for call starts), measured on a sample by polling the read models \
-            (upper bound: the poll's snapshot time). At the end it waits for the backlog and \
-            checks that every accepted segment and call is in the read models (loss). Needs a \
-            running `voicecore up` (or edge, services and projectors), and VOICECORE_MASTER_KEY \
-            to read the tenant's Twilio auth token.
+            from a webhook's 2xx to its row being visible in Postgres: for every transcript \
+            segment, the commit time of its transcripts row (Postgres' track_commit_timestamp, on \
+            in tools/dev-env) minus the time the edge accepted it; for call starts, by polling \
+            call_sessions for a sample. At the end it waits for the backlog and checks that every \
+            accepted segment and call is in the read models (loss). Needs a running `voicecore \
+            up` (or edge, services and projectors), and VOICECORE_MASTER_KEY to read the \
+            tenant's Twilio auth token.
             """
     )
 
@@ -52,8 +53,8 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "HTTP connections to the edge.")
     var connectionsToEdge = 64
 
-    @Option(help: "Latency samples per second (segments and call starts).")
-    var samplesPerSecond = 200
+    @Option(help: "Call starts sampled per second for their end-to-end latency (polled).")
+    var samplesPerSecond = 20
 
     @Option(help: "Seconds to wait for the read models to catch up at the end.")
     var drainSeconds = 120
@@ -100,7 +101,6 @@ struct LoadgenCommand: AsyncParsableCommand {
         let sid = account
         say("loadgen: \(calls) calls at \(rate)/s, \(callSeconds) s each, one segment per second, against \(edge) (tenant \(tenantID))")
         let started = ContinuousClock.now
-        let startWall = Timestamp.now
 
         let poller = Task { await sampler.poll(db: db, tenant: tenantID) }
         try await withThrowingDiscardingTaskGroup { group in
@@ -128,26 +128,49 @@ struct LoadgenCommand: AsyncParsableCommand {
         say("loadgen: sent \(totals.accepted + totals.errors) webhooks in \(String(format: "%.1f", elapsed)) s: \(totals.accepted) accepted (\(String(format: "%.0f", Double(totals.accepted) / elapsed))/s), \(totals.errors) failed")
         say("  HTTP latency         \(LatencySampler.describe(stats.httpLatencies))")
 
-        // Drain: every accepted segment and call must reach the read models.
+        // Drain: every accepted segment and call of this run must reach the read models.
         let drainDeadline = ContinuousClock.now + .seconds(drainSeconds)
+        let id = tenantID.uuid
+        let callIDs = stats.callIDs.map(\.uuid)
         var transcripts = 0
         var ended = 0
-        let since = startWall.adding(microseconds: -60_000_000)
-        let id = tenantID.uuid
         while ContinuousClock.now < drainDeadline {
-            let rows = try await db.query("""
-                SELECT (SELECT count(*) FROM transcripts t JOIN call_sessions s USING (tenant_id, call_id)
-                         WHERE s.tenant_id = \(id) AND s.started_at >= \(since) AND t.track = 'inbound') AS transcripts,
-                       (SELECT count(*) FROM call_sessions WHERE tenant_id = \(id) AND started_at >= \(since) AND end_status IS NOT NULL) AS ended
-                """)
-            transcripts = try rows[0].decode(Int.self, "transcripts")
-            ended = try rows[0].decode(Int.self, "ended")
+            transcripts = 0
+            ended = 0
+            for chunk in stride(from: 0, to: callIDs.count, by: 2000) {
+                let ids = Array(callIDs[chunk..<min(callIDs.count, chunk + 2000)])
+                let rows = try await db.query("""
+                    SELECT (SELECT count(*) FROM transcripts WHERE tenant_id = \(id) AND call_id = ANY(\(ids)::uuid[]) AND track = 'inbound') AS transcripts,
+                           (SELECT count(*) FROM call_sessions WHERE tenant_id = \(id) AND call_id = ANY(\(ids)::uuid[]) AND end_status IS NOT NULL) AS ended
+                    """)
+                transcripts += try rows[0].decode(Int.self, "transcripts")
+                ended += try rows[0].decode(Int.self, "ended")
+            }
             if transcripts >= totals.acceptedSegments && ended >= totals.completedCalls { break }
             try await Task.sleep(for: .milliseconds(500))
         }
+        // Each segment's row became visible when its transaction committed.
+        var segmentLatencies: [Duration] = []
+        var missingCommitTimes = false
+        let accepted = stats.segmentAcceptance
+        for chunk in stride(from: 0, to: callIDs.count, by: 2000) {
+            let ids = Array(callIDs[chunk..<min(callIDs.count, chunk + 2000)])
+            let rows = try await db.query("""
+                SELECT call_id, sequence, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::int8 AS committed
+                FROM transcripts WHERE tenant_id = \(id) AND call_id = ANY(\(ids)::uuid[]) AND track = 'inbound'
+                """)
+            for row in rows {
+                guard let committed = try row.decode(Int64?.self, "committed") else { missingCommitTimes = true; continue }
+                let key = SegmentKey(call: Identifier(try row.decode(UUID.self, "call_id")), sequence: try row.decode(Int.self, "sequence"))
+                if let at = accepted[key] { segmentLatencies.append(.microseconds(max(0, committed - at))) }
+            }
+        }
+        if missingCommitTimes {
+            say("  (no commit times: start Postgres with track_commit_timestamp=on, as tools/dev-env does, to measure segments end to end)")
+        }
         poller.cancel()
         _ = await poller.result
-        say("  end to end (segment) \(LatencySampler.describe(sampler.latencies(.segment)))")
+        say("  end to end (segment) \(LatencySampler.describe(segmentLatencies))")
         say("  end to end (call)    \(LatencySampler.describe(sampler.latencies(.call)))")
         let lostSegments = max(0, totals.acceptedSegments - transcripts)
         let lostCalls = max(0, totals.completedCalls - ended)
@@ -174,7 +197,7 @@ struct LoadgenCommand: AsyncParsableCommand {
                                         ringSeconds: 0, utterances: utterances, durationSeconds: seconds + 1)
         call.ringSeconds = 0
         let hooks = call.webhooks.filter { !($0.kind == .transcription && $0.body.contains("Final=false")) }
-        stats.callStarted()
+        stats.callStarted(call.callID)
         let clock = ContinuousClock.now
         var segment = 0
         for hook in hooks {
@@ -195,12 +218,13 @@ struct LoadgenCommand: AsyncParsableCommand {
                 _ = try await response.body.collect(upTo: 1 << 16)
                 guard (200..<300).contains(Int(response.status.code)) else { stats.failed(); continue }
                 let accepted = ContinuousClock.now
+                let acceptedWall = Timestamp.now.microsecondsSinceEpoch
                 stats.accepted(hook.kind, latency: accepted - sent, completed: hook.body.contains("CallStatus=completed"))
                 switch hook.kind {
                 case .voice: sampler.offer(.call, callID: call.callID, sequence: 0, acceptedAt: accepted)
                 case .transcription:
                     let sequence = (try? FormBody(parsing: Array(hook.body.utf8)))?["SequenceId"].flatMap(Int.init) ?? 0
-                    sampler.offer(.segment, callID: call.callID, sequence: sequence, acceptedAt: accepted)
+                    stats.segmentAccepted(SegmentKey(call: call.callID, sequence: sequence), at: acceptedWall)
                 case .status: break
                 }
             } catch {
@@ -209,6 +233,11 @@ struct LoadgenCommand: AsyncParsableCommand {
         }
         stats.callFinished()
     }
+}
+
+struct SegmentKey: Hashable, Sendable {
+    var call: Identifier
+    var sequence: Int
 }
 
 /// Counters of a load run.
@@ -223,11 +252,20 @@ final class LoadStatistics: Sendable {
     }
 
     private let state = Mutex((Snapshot(), [Duration]()))
+    private let calls = Mutex<[Identifier]>([])
+    private let segments = Mutex<[SegmentKey: Int64]>([:])
 
     var snapshot: Snapshot { state.withLock { $0.0 } }
     var httpLatencies: [Duration] { state.withLock { $0.1 } }
+    var callIDs: [Identifier] { calls.withLock { $0 } }
+    /// When the edge accepted each segment (Unix µs).
+    var segmentAcceptance: [SegmentKey: Int64] { segments.withLock { $0 } }
 
-    func callStarted() { state.withLock { $0.0.startedCalls += 1 } }
+    func segmentAccepted(_ key: SegmentKey, at micros: Int64) { segments.withLock { $0[key] = micros } }
+    func callStarted(_ id: Identifier) {
+        calls.withLock { $0.append(id) }
+        state.withLock { $0.0.startedCalls += 1 }
+    }
     func callFinished() { state.withLock { $0.0.finishedCalls += 1 } }
     func failed() { state.withLock { $0.0.errors += 1 } }
     func accepted(_ kind: SimulatedWebhook.Kind, latency: Duration, completed: Bool) {
@@ -263,7 +301,7 @@ final class LatencySampler: Sendable {
 
     func latencies(_ kind: Kind) -> [Duration] { state.withLock { kind == .segment ? $0.segment : $0.call } }
 
-    /// Polls without pause while samples wait: a row found by a query was committed before the
+    /// Polls every 2 ms while samples wait: a row found by a query was committed before the
     /// query's snapshot, so its latency is at most the query's start minus the acceptance.
     func poll(db: PostgresConnection, tenant: Identifier) async {
         let id = tenant.uuid
@@ -293,6 +331,7 @@ final class LatencySampler: Sendable {
                 try? await Task.sleep(for: .milliseconds(100))
                 continue
             }
+            try? await Task.sleep(for: .milliseconds(2))
             guard !found.isEmpty else { continue }
             state.withLock { state in
                 state.pending.removeAll { item in

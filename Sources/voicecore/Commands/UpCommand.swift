@@ -71,7 +71,7 @@ struct UpCommand: AsyncParsableCommand {
         let lag = ProjectionLagCollector(projections: projections, naming: naming, redis: try connections.redisConfiguration(),
                                          postgres: try connections.postgresConfiguration(), logger: logger)
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: edgeService.application())]
-        members += services.map { .init(service: $0) }
+        members.append(.init(service: ServiceBundle(services)))
         members += [.init(service: projectors), .init(service: lag)]
         if demo {
             members.append(.init(service: DemoService(connections: connections, edgeURL: "http://127.0.0.1:\(configuration.port)", publicBase: base),
