@@ -92,6 +92,34 @@ struct ConsumerGroupRunnerTests {
         _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
     }
 
+    @Test func aPartitionBatchWhoseScopeFailsIsNotAcknowledgedAndIsHandledAgain() async throws {
+        let (redis, naming, publisher) = try await fixture(partitions: 1)
+        let call = Identifier.v7()
+        for sequence in 0..<5 { try await publisher.publish(chunk(call, sequence), tenant: tenant) }
+        let recorder = Recorder()
+        let failures = Mutex(1)
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { _, chunk in recorder.record("handled", chunk.sequence) }
+        handlers.aroundPartitionBatch { _, body in
+            try await body()
+            // The batch's deferred effects could not be applied (Redis went away once).
+            let fail = failures.withLock { remaining -> Bool in
+                remaining -= 1
+                return remaining >= 0
+            }
+            if fail { throw RedisError(kind: .connection, message: "effects not applied") }
+            recorder.record("applied", 0)
+        }
+        let consumer = try RunningConsumer.start(configuration(naming), handlers)
+        try await eventually("the batch is applied") { recorder.all["applied"] != nil }
+        try await eventually("nothing is pending") { try await pending(redis, naming) == 0 }
+        try await consumer.stop()
+        let handled = recorder.all["handled"] ?? []
+        #expect(handled.count == 10, "each entry handled twice: \(handled)")
+        #expect(Array(handled.prefix(5)) == [0, 1, 2, 3, 4] && Array(handled.suffix(5)) == [0, 1, 2, 3, 4], "in order both times")
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
     @Test func aPoisonEntryIsDeadLetteredAfterMaxDeliveriesAndLaterEntriesFlow() async throws {
         let (redis, naming, publisher) = try await fixture(partitions: 1)
         let call = Identifier.v7()

@@ -206,6 +206,26 @@ struct PublisherTests {
         }
     }
 
+    @Test func aBatchOfDeduplicatedPublishesGoesOutInOrderAndPublishesEachKeyOnce() async throws {
+        let redis = try await TestRedis.connect()
+        let naming = StreamNaming(partitions: 1, prefix: TestRedis.prefix())
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+        let call = Identifier.v7()
+        let envelopes = (0..<6).map { EventEnvelope(chunk(call, $0), tenant: tenant, source: "/test") }
+        // Keys a, b, c, a, d, b: the repeats are duplicates of the first publishes.
+        let keys = ["a", "b", "c", "a", "d", "b"]
+        let results = await publisher.publish(deduplicated: zip(envelopes, keys).map { ($0, .calls, .event, $1) })
+        let outcomes = try results.map { try $0.get() }
+        #expect(outcomes.map(\.isDuplicate) == [false, false, false, true, false, true])
+        #expect(outcomes[3] == .duplicate(outcomes[0].entry) && outcomes[5] == .duplicate(outcomes[1].entry))
+        let stream = naming.stream(.calls, kind: .event, partition: 0)
+        let stored = try await redis.execute(.xrange(stream)).map { entry in
+            (entry.fields ?? []).first { $0.name == "id" }.map { String(decoding: $0.value, as: UTF8.self) }
+        }
+        #expect(stored == [0, 1, 2, 4].map { envelopes[$0].id.description }, "in order, each key once")
+        _ = try await redis.execute(.del(try await redis.scanAll(match: "\(naming.prefix):*")))
+    }
+
     @Test func aFailedDeduplicatedXADDLeavesNoKeyBehindSoTheRetryPublishes() async throws {
         let redis = try await TestRedis.connect()
         let naming = StreamNaming(partitions: 1, prefix: TestRedis.prefix())

@@ -12,6 +12,9 @@ public struct ConsumedMessage: Sendable {
     public var deliveryCount: Int
 }
 
+/// Runs one partition's batch (`body`) inside whatever the consumer needs around it.
+public typealias PartitionBatchScope = @Sendable (_ stream: String, _ body: @Sendable () async throws -> Void) async throws -> Void
+
 /// The handlers of a consumer: one per message type, plus an optional fallback.
 ///
 /// ```swift
@@ -25,6 +28,7 @@ public struct MessageHandlers: Sendable {
     var fallback: Handler?
     var middleware: [MessageMiddleware] = []
     var acquired: (@Sendable (String) async -> Void)?
+    var batchScope: PartitionBatchScope?
 
     public init() {}
 
@@ -46,6 +50,14 @@ public struct MessageHandlers: Sendable {
     /// another member may have changed it meanwhile.
     public mutating func onPartitionAcquired(_ handler: @escaping @Sendable (String) async -> Void) {
         acquired = handler
+    }
+
+    /// Wraps the handling of each batch one partition delivers (its entries, in order), before
+    /// they are acknowledged: a handler may defer its effects to the end of the batch and apply
+    /// them together (one pipeline instead of a round trip per message). When the scope throws,
+    /// none of the batch is acknowledged: the consumer reads its pending entries again.
+    public mutating func aroundPartitionBatch(_ scope: @escaping PartitionBatchScope) {
+        batchScope = scope
     }
 
     /// Handles every entry that has no typed handler (unknown types included).

@@ -211,14 +211,18 @@ public final class ConsumerGroupRunner: Service, Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for batch in batches where !batch.entries.isEmpty {
                 group.addTask {
-                    var acknowledge: [StreamEntryID] = []
-                    for entry in batch.entries {
-                        let deliveries = fresh ? 1 : try await self.deliveryCount(batch.stream, entry.id, control)
-                        switch try await self.process(entry, stream: batch.stream, deliveries: deliveries, control: control) {
-                        case .acknowledge: acknowledge.append(entry.id)
-                        case .deadLettered, .leavePending: break
+                    let acknowledged = Mutex<[StreamEntryID]>([])
+                    let body: @Sendable () async throws -> Void = {
+                        for entry in batch.entries {
+                            let deliveries = fresh ? 1 : try await self.deliveryCount(batch.stream, entry.id, control)
+                            switch try await self.process(entry, stream: batch.stream, deliveries: deliveries, control: control) {
+                            case .acknowledge: acknowledged.withLock { $0.append(entry.id) }
+                            case .deadLettered, .leavePending: break
+                            }
                         }
                     }
+                    if let scope = self.handlers.batchScope { try await scope(batch.stream, body) } else { try await body() }
+                    let acknowledge = acknowledged.withLock { $0 }
                     if !acknowledge.isEmpty {
                         do {
                             _ = try await control.execute(.xack(batch.stream, group: self.configuration.group, ids: acknowledge))

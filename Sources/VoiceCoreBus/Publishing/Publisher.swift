@@ -48,32 +48,32 @@ public final class Publisher: Sendable {
             switch completion {
             case .single(let continuation): continuation.resume(with: result)
             case .batch(let collector, let index): collector.complete(index, result)
-            case .deduplicated(let continuation, _, let eventID):
-                continuation.resume(with: result.map { .published(PublishedEntry(stream: stream, entryID: $0, eventID: eventID)) })
+            case .deduplicated(let resume, _, let eventID):
+                resume(result.map { .published(PublishedEntry(stream: stream, entryID: $0, eventID: eventID)) })
             }
         }
     }
 
     private enum Completion: Sendable {
         case single(CheckedContinuation<StreamEntryID, any Error>)
-        case batch(BatchCollector, Int)
+        case batch(BatchCollector<StreamEntryID>, Int)
         /// A deduplicated publish (``Publisher/deduplicationScript``); `fallback` is the same call
         /// as `EVAL` with the script's source, sent when the server answers `NOSCRIPT`.
-        case deduplicated(CheckedContinuation<DeduplicatedOutcome, any Error>, fallback: RESPCommand, eventID: Identifier)
+        case deduplicated(@Sendable (Result<DeduplicatedOutcome, any Error>) -> Void, fallback: RESPCommand, eventID: Identifier)
     }
 
-    /// Collects the results of one `publish(batch:)` and resumes its caller once all are in.
-    private final class BatchCollector: Sendable {
-        private let state: Mutex<(results: [Result<StreamEntryID, any Error>?], remaining: Int)>
-        private let continuation: CheckedContinuation<[Result<StreamEntryID, any Error>], Never>
+    /// Collects the results of one batch publish and resumes its caller once all are in.
+    private final class BatchCollector<Value: Sendable>: Sendable {
+        private let state: Mutex<(results: [Result<Value, any Error>?], remaining: Int)>
+        private let continuation: CheckedContinuation<[Result<Value, any Error>], Never>
 
-        init(count: Int, continuation: CheckedContinuation<[Result<StreamEntryID, any Error>], Never>) {
+        init(count: Int, continuation: CheckedContinuation<[Result<Value, any Error>], Never>) {
             state = Mutex((Array(repeating: nil, count: count), count))
             self.continuation = continuation
         }
 
-        func complete(_ index: Int, _ result: Result<StreamEntryID, any Error>) {
-            let done: [Result<StreamEntryID, any Error>]? = state.withLock { state in
+        func complete(_ index: Int, _ result: Result<Value, any Error>) {
+            let done: [Result<Value, any Error>]? = state.withLock { state in
                 state.results[index] = result
                 state.remaining -= 1
                 return state.remaining == 0 ? state.results.map { $0 ?? .failure(RedisError(kind: .unexpectedReply, message: "no result for a batched publish")) } : nil
@@ -128,7 +128,7 @@ public final class Publisher: Sendable {
         guard !batch.isEmpty else { return [] }
         let commands = batch.map { xadd($0.envelope, category: $0.category, kind: $0.kind) }
         let ids = await withCheckedContinuation { continuation in
-            let collector = BatchCollector(count: batch.count, continuation: continuation)
+            let collector = BatchCollector<StreamEntryID>(count: batch.count, continuation: continuation)
             enqueue(commands.enumerated().map { index, command in
                 Pending(command: command.1, stream: command.0, completion: .batch(collector, index))
             })
@@ -163,16 +163,36 @@ public final class Publisher: Sendable {
     ///   with the entry and event id of the first publish.
     public func publish(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind, deduplicationKey: String,
                         window: Duration = .seconds(86_400)) async throws -> DeduplicatedOutcome {
+        let (stream, evalsha, eval) = deduplicated(envelope, category: category, kind: kind, key: deduplicationKey, window: window)
+        return try await withCheckedThrowingContinuation { continuation in
+            enqueue([Pending(command: evalsha, stream: stream, completion: .deduplicated({ continuation.resume(with: $0) }, fallback: eval, eventID: envelope.id))])
+        }
+    }
+
+    /// Deduplicated publishes of several envelopes, queued together in order (so they go out in
+    /// as few pipelines as possible, in order); each result says what its publish did.
+    public func publish(deduplicated batch: [(envelope: EventEnvelope, category: StreamCategory, kind: MessageKind, key: String)],
+                        window: Duration = .seconds(86_400)) async -> [Result<DeduplicatedOutcome, any Error>] {
+        guard !batch.isEmpty else { return [] }
+        let commands = batch.map { deduplicated($0.envelope, category: $0.category, kind: $0.kind, key: $0.key, window: window) }
+        return await withCheckedContinuation { continuation in
+            let collector = BatchCollector<DeduplicatedOutcome>(count: batch.count, continuation: continuation)
+            enqueue(commands.enumerated().map { index, command in
+                Pending(command: command.evalsha, stream: command.stream,
+                        completion: .deduplicated({ collector.complete(index, $0) }, fallback: command.eval, eventID: batch[index].envelope.id))
+            })
+        }
+    }
+
+    /// The stream, and the script call as EVALSHA and as EVAL (after NOSCRIPT).
+    private func deduplicated(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind, key deduplicationKey: String,
+                              window: Duration) -> (stream: String, evalsha: RESPCommand, eval: RESPCommand) {
         let (stream, xadd) = xadd(envelope, category: category, kind: kind)
         let key = "\(stream):dedup:\(envelope.tenantID):\(deduplicationKey)"
         let seconds = max(1, window.components.seconds)
         var tail: [RESPArgument] = [.string(key), .string(stream), .string(String(seconds)), .string(envelope.id.description)]
         tail.append(contentsOf: xadd.arguments.dropFirst(2))
-        let evalsha = RESPCommand(["EVALSHA", .string(Self.deduplicationSHA1), "2"] + tail)
-        let eval = RESPCommand(["EVAL", .string(Self.deduplicationScript), "2"] + tail)
-        return try await withCheckedThrowingContinuation { continuation in
-            enqueue([Pending(command: evalsha, stream: stream, completion: .deduplicated(continuation, fallback: eval, eventID: envelope.id))])
-        }
+        return (stream, RESPCommand(["EVALSHA", .string(Self.deduplicationSHA1), "2"] + tail), RESPCommand(["EVAL", .string(Self.deduplicationScript), "2"] + tail))
     }
 
     // MARK: Group commit
@@ -248,15 +268,15 @@ public final class Publisher: Sendable {
             }
             var published = 0
             for (pending, reply) in zip(batch, replies) {
-                if case .deduplicated(let continuation, _, _) = pending.completion {
-                    switch Self.deduplicatedOutcome(reply, stream: pending.stream) {
+                if case .deduplicated(let resume, _, _) = pending.completion {
+                    let outcome = Self.deduplicatedOutcome(reply, stream: pending.stream)
+                    switch outcome {
                     case .success(let outcome):
                         if case .published = outcome { published += 1 }
-                        continuation.resume(returning: outcome)
                     case .failure(let error):
                         logger.warning("deduplicated XADD failed", metadata: ["stream": "\(pending.stream)", "error": "\(error)"])
-                        continuation.resume(throwing: error)
                     }
+                    resume(outcome)
                     continue
                 }
                 switch reply {

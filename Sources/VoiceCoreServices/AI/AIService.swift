@@ -35,6 +35,7 @@ public struct AIService: Sendable {
                 ?? BuiltInIntentDetector(),
             tenants: dependencies.tenants, logger: dependencies.logger)
         var handlers = MessageHandlers()
+        handlers.aroundPartitionBatch(EffectBatch.scope(publisher: service.emitter.publisher))
         handlers.onPartitionAcquired { stream in service.state.invalidate(stream: stream) }
         handlers.on(TranscriptChunk.self) { message, chunk in try await service.handle(chunk, message) }
         handlers.on(CallEnded.self) { message, ended in try await service.handle(ended, message) }
@@ -139,7 +140,9 @@ public struct AIService: Sendable {
         if !heard.leadCreated, let intent = heard.intent, intent.intent == .sales || intent.intent == .appointment, !heard.contact.isEmpty {
             let lead = CreateLead(leadID: Self.leadID(of: callID), callID: callID, name: heard.contact.name, phone: heard.contact.phone,
                                   email: heard.contact.email, intent: intent.intent, notes: summary.summary)
-            try await emitter.emit(lead, tenant: tenant, key: "lead:\(callID)")
+            // Dated by the call, not by when it was processed: a backlog or a replay counts the lead
+            // on the call's day.
+            try await emitter.emit(lead, tenant: tenant, key: "lead:\(callID)", time: endedAt)
             heard.leadCreated = true
             changes["lead"] = "1"
         }

@@ -26,6 +26,7 @@ public struct BillingService: Sendable {
                                                   configuration: PublisherConfiguration(source: "/services/billing", naming: dependencies.naming))),
             tenants: dependencies.tenants)
         var handlers = MessageHandlers()
+        handlers.aroundPartitionBatch(EffectBatch.scope(publisher: service.emitter.publisher))
         handlers.on(CallEnded.self) { message, ended in try await service.handle(ended, message) }
         return ConsumerGroupRunner(redis: dependencies.redis,
                                    configuration: dependencies.consumer(group, streams: dependencies.naming.streams(.calls, kind: .event)),

@@ -27,6 +27,7 @@ public struct CRMService: Sendable {
             emitter: Emitter(publisher: Publisher(connection: try await dependencies.connect("\(group)-publisher"),
                                                   configuration: PublisherConfiguration(source: "/services/crm", naming: dependencies.naming))))
         var handlers = MessageHandlers()
+        handlers.aroundPartitionBatch(EffectBatch.scope(publisher: service.emitter.publisher))
         handlers.onPartitionAcquired { stream in service.state.invalidate(stream: stream) }
         handlers.on(CreateLead.self) { message, lead in try await service.handle(lead, message) }
         handlers.on(UpdateContact.self) { message, update in

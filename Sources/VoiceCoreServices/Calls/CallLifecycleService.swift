@@ -29,6 +29,7 @@ public struct CallLifecycleService: Sendable {
                                                   configuration: PublisherConfiguration(source: "/services/calls", naming: dependencies.naming))),
             logger: dependencies.logger)
         var handlers = MessageHandlers()
+        handlers.aroundPartitionBatch(EffectBatch.scope(publisher: service.emitter.publisher))
         handlers.onPartitionAcquired { stream in service.state.invalidate(stream: stream) }
         handlers.on(ReportCallProgress.self) { message, report in try await service.handle(report, message) }
         handlers.on(ReportTranscriptSegment.self) { message, segment in try await service.handle(segment, message) }

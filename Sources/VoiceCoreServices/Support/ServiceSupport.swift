@@ -73,6 +73,9 @@ public final class TenantProfiles: Sendable {
 /// key naming its cause and purpose (e.g. `call:<id>:ended`), and the publish is deduplicated on
 /// it (one Lua script with the XADD). A redelivered message, handled again after a crash between
 /// publishing and acknowledging, publishes nothing new.
+///
+/// Inside an ``EffectBatch`` (a partition's batch) the publish is queued and made with the
+/// batch's others when the batch ends, before its entries are acknowledged.
 struct Emitter: Sendable {
     let publisher: Publisher
 
@@ -84,10 +87,80 @@ struct Emitter: Sendable {
         let context = MessageContext.current
         let envelope = EventEnvelope(message, tenant: tenant, source: publisher.configuration.source,
                                      correlationID: context?.correlationID, causationID: context?.causationID, time: time)
+        if let batch = EffectBatch.current {
+            batch.publish(envelope, category: M.category, kind: M.kind, key: key)
+            return envelope.id
+        }
         switch try await publisher.publish(envelope, category: M.category, kind: M.kind, deduplicationKey: key) {
         case .published(let entry): return entry.eventID
         case .duplicate(let entry): return entry.eventID
         }
+    }
+}
+
+/// The effects of one partition's batch, applied together when it ends: first every publish (one
+/// group of deduplicated publishes, in order), then every state write (one pipeline), then the
+/// runner acknowledges the entries. Until then the state lives in the stores' memory, so later
+/// messages of the batch see it. If anything fails, the memory of the written states is dropped
+/// and nothing is acknowledged: the messages are handled again from the state in Redis, and the
+/// publishes already made are deduplicated.
+final class EffectBatch: Sendable {
+    @TaskLocal static var current: EffectBatch?
+
+    private struct Publish: Sendable {
+        var envelope: EventEnvelope
+        var category: StreamCategory
+        var kind: MessageKind
+        var key: String
+    }
+
+    private struct Write: Sendable {
+        var store: StateStore
+        var key: String
+        var fields: [String: String]
+    }
+
+    private let effects = Mutex<(publishes: [Publish], writes: [Write])>(([], []))
+
+    func publish(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind, key: String) {
+        effects.withLock { $0.publishes.append(Publish(envelope: envelope, category: category, kind: kind, key: key)) }
+    }
+
+    func write(_ store: StateStore, key: String, fields: [String: String]) {
+        effects.withLock { $0.writes.append(Write(store: store, key: key, fields: fields)) }
+    }
+
+    /// The scope a service installs with `MessageHandlers.aroundPartitionBatch`.
+    static func scope(publisher: Publisher) -> PartitionBatchScope {
+        { _, body in
+            let batch = EffectBatch()
+            do {
+                try await EffectBatch.$current.withValue(batch) { try await body() }
+                try await batch.apply(publisher)
+            } catch {
+                batch.discard()
+                throw error
+            }
+        }
+    }
+
+    private func apply(_ publisher: Publisher) async throws {
+        let (publishes, writes) = effects.withLock { ($0.publishes, $0.writes) }
+        let results = await publisher.publish(deduplicated: publishes.map { ($0.envelope, $0.category, $0.kind, $0.key) })
+        for result in results {
+            if case .failure(let error) = result {
+                throw error as? RedisError ?? RedisError(kind: .unexpectedReply, message: "a publish of the batch failed: \(error)")
+            }
+        }
+        // Writes of one store go out as one pipeline.
+        var byStore: [ObjectIdentifier: (StateStore, [(String, [String: String])])] = [:]
+        for write in writes { byStore[ObjectIdentifier(write.store), default: (write.store, [])].1.append((write.key, write.fields)) }
+        for (store, items) in byStore.values { try await store.persist(items) }
+        for write in writes { write.store.settled(write.key) }
+    }
+
+    private func discard() {
+        for write in effects.withLock({ $0.writes }) { write.store.forget(write.key) }
     }
 }
 
@@ -96,17 +169,27 @@ struct Emitter: Sendable {
 ///
 /// Handlers read state, publish, then write state: a crash between the publish and the write
 /// leaves the old state, the message is redelivered, and the derived publishes are deduplicated
-/// (``Emitter``), so nothing is lost and nothing doubles.
+/// (``Emitter``), so nothing is lost and nothing doubles. Inside an ``EffectBatch`` the write
+/// reaches Redis after the batch's publishes.
 ///
-/// Reads are served from memory after the first (write-through: a write updates Redis, then the
-/// cache). Only this instance writes a partition's state while it holds the partition's lease;
-/// when it acquires a partition, ``invalidate(stream:)`` drops what it remembered of it, since
-/// another instance may have written meanwhile.
+/// Reads are served from memory after the first (write-through). Only this instance writes a
+/// partition's state while it holds the partition's lease; when it acquires a partition,
+/// ``invalidate(stream:)`` drops what it remembered of it, since another instance may have
+/// written meanwhile.
 final class StateStore: Sendable {
     let connection: RedisConnection
     let ttlSeconds: Int
     private let capacity: Int
-    private let cache = Mutex<[String: [String: String]]>([:])
+
+    private struct Entry {
+        var fields: [String: String]
+        /// False: only fields written here are known (not yet read from Redis).
+        var complete: Bool
+        /// Writes of an open batch not yet in Redis: never evicted.
+        var unsettled: Int
+    }
+
+    private let cache = Mutex<[String: Entry]>([:])
 
     init(connection: RedisConnection, ttl: Duration = .seconds(7 * 86_400), capacity: Int = 200_000) {
         self.connection = connection
@@ -120,7 +203,7 @@ final class StateStore: Sendable {
     }
 
     func read(_ key: String) async throws -> [String: String] {
-        if let cached = cache.withLock({ $0[key] }) { return cached }
+        if let cached = cache.withLock({ $0[key] }), cached.complete { return cached.fields }
         let reply = try await connection.send("HGETALL", .string(key))
         var fields: [String: String] = [:]
         if let items = reply.array {
@@ -130,35 +213,68 @@ final class StateStore: Sendable {
                 index += 2
             }
         }
-        remember(key, fields)
-        return fields
+        return cache.withLock { cache in
+            if cache.count >= capacity { cache = cache.filter { $0.value.unsettled > 0 } }
+            var entry = cache[key] ?? Entry(fields: [:], complete: true, unsettled: 0)
+            // Fields written here and not yet in Redis win over what Redis has.
+            entry.fields = fields.merging(entry.fields) { _, mine in mine }
+            entry.complete = true
+            cache[key] = entry
+            return entry.fields
+        }
     }
 
-    /// Sets `fields` (others stay).
+    /// Sets `fields` (others stay): now, or, inside an ``EffectBatch``, when the batch ends (the
+    /// memory has them at once).
     func write(_ key: String, _ fields: [String: String]) async throws {
         guard !fields.isEmpty else { return }
-        var hset: [RESPArgument] = ["HSET", .string(key)]
-        for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
-            hset.append(.string(name))
-            hset.append(.string(value))
+        if let batch = EffectBatch.current {
+            cache.withLock { cache in
+                var entry = cache[key] ?? Entry(fields: [:], complete: false, unsettled: 0)
+                entry.fields.merge(fields) { _, new in new }
+                entry.unsettled += 1
+                cache[key] = entry
+            }
+            batch.write(self, key: key, fields: fields)
+            return
         }
-        let replies: [RESPValue]
         do {
-            replies = try await connection.send([RESPCommand(hset), RESPCommand(["EXPIRE", .string(key), .string(String(ttlSeconds))])])
+            try await persist([(key, fields)])
         } catch {
             forget(key)
             throw error
         }
-        for reply in replies {
-            if case .error(let message) = reply {
-                forget(key)
-                throw RedisError.server(message)
+        cache.withLock { cache in
+            if var entry = cache[key] {
+                entry.fields.merge(fields) { _, new in new }
+                cache[key] = entry
             }
         }
+    }
+
+    /// HSET and EXPIRE of each key, as one pipeline.
+    func persist(_ items: [(key: String, fields: [String: String])]) async throws {
+        var commands: [RESPCommand] = []
+        for (key, fields) in items {
+            var hset: [RESPArgument] = ["HSET", .string(key)]
+            for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
+                hset.append(.string(name))
+                hset.append(.string(value))
+            }
+            commands.append(RESPCommand(hset))
+            commands.append(RESPCommand(["EXPIRE", .string(key), .string(String(ttlSeconds))]))
+        }
+        for reply in try await connection.send(commands) {
+            if case .error(let message) = reply { throw RedisError.server(message) }
+        }
+    }
+
+    /// A batch's write of `key` reached Redis.
+    func settled(_ key: String) {
         cache.withLock { cache in
-            if var known = cache[key] {
-                known.merge(fields) { _, new in new }
-                cache[key] = known
+            if var entry = cache[key] {
+                entry.unsettled = max(0, entry.unsettled - 1)
+                cache[key] = entry
             }
         }
     }
@@ -171,15 +287,7 @@ final class StateStore: Sendable {
         }
     }
 
-    private func remember(_ key: String, _ fields: [String: String]) {
-        cache.withLock { cache in
-            // Bounded: past the capacity start over (reads fall back to Redis).
-            if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
-            cache[key] = fields
-        }
-    }
-
-    private func forget(_ key: String) {
+    func forget(_ key: String) {
         _ = cache.withLock { $0.removeValue(forKey: key) }
     }
 }

@@ -23,6 +23,7 @@ public struct TenantsService: Sendable {
                                                   configuration: PublisherConfiguration(source: "/services/tenants", naming: dependencies.naming))),
             tenants: dependencies.tenants)
         var handlers = MessageHandlers()
+        handlers.aroundPartitionBatch(EffectBatch.scope(publisher: service.emitter.publisher))
         handlers.on(ChangeSettings.self) { message, change in
             guard change.tenantID == message.envelope.tenantID else {
                 throw TenantError.invalid(field: "tenant_id", reason: "names another tenant than the command's")
