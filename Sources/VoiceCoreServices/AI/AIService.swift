@@ -29,8 +29,7 @@ public struct AIService: Sendable {
     public static func runner(_ dependencies: ServiceDependencies, detector: (any IntentDetector)? = nil) async throws -> ConsumerGroupRunner {
         let service = AIService(
             state: StateStore(connection: try await dependencies.connect(group)),
-            emitter: Emitter(publisher: Publisher(connection: try await dependencies.connect("\(group)-publisher"),
-                                                  configuration: PublisherConfiguration(source: "/services/ai", naming: dependencies.naming))),
+            emitter: try await dependencies.emitter(group),
             detector: detector ?? OpenAICompatibleIntentDetector.fromEnvironment().map { FallbackIntentDetector(primary: $0, logger: dependencies.logger) }
                 ?? BuiltInIntentDetector(),
             tenants: dependencies.tenants, logger: dependencies.logger)

@@ -22,8 +22,7 @@ public struct BillingService: Sendable {
 
     public static func runner(_ dependencies: ServiceDependencies) async throws -> ConsumerGroupRunner {
         let service = BillingService(
-            emitter: Emitter(publisher: Publisher(connection: try await dependencies.connect("\(group)-publisher"),
-                                                  configuration: PublisherConfiguration(source: "/services/billing", naming: dependencies.naming))),
+            emitter: try await dependencies.emitter(group),
             tenants: dependencies.tenants)
         var handlers = MessageHandlers()
         handlers.aroundPartitionBatch(EffectBatch.scope(publisher: service.emitter.publisher))

@@ -24,8 +24,7 @@ public struct CRMService: Sendable {
     public static func runner(_ dependencies: ServiceDependencies) async throws -> ConsumerGroupRunner {
         let service = CRMService(
             state: StateStore(connection: try await dependencies.connect(group)),
-            emitter: Emitter(publisher: Publisher(connection: try await dependencies.connect("\(group)-publisher"),
-                                                  configuration: PublisherConfiguration(source: "/services/crm", naming: dependencies.naming))))
+            emitter: try await dependencies.emitter(group))
         var handlers = MessageHandlers()
         handlers.aroundPartitionBatch(EffectBatch.scope(publisher: service.emitter.publisher))
         handlers.onPartitionAcquired { stream in service.state.invalidate(stream: stream) }

@@ -25,8 +25,7 @@ public struct CallLifecycleService: Sendable {
         let connection = try await dependencies.connect(group)
         let service = CallLifecycleService(
             state: StateStore(connection: connection),
-            emitter: Emitter(publisher: Publisher(connection: try await dependencies.connect("\(group)-publisher"),
-                                                  configuration: PublisherConfiguration(source: "/services/calls", naming: dependencies.naming))),
+            emitter: try await dependencies.emitter(group),
             logger: dependencies.logger)
         var handlers = MessageHandlers()
         handlers.aroundPartitionBatch(EffectBatch.scope(publisher: service.emitter.publisher))

@@ -28,6 +28,12 @@ public struct ServiceDependencies: Sendable {
         ConsumerConfiguration(group: group, streams: streams, consumer: "\(instance)-\(group)")
     }
 
+    /// The service's publisher (its own connection, source `/services/<group>`), deduplicating.
+    func emitter(_ group: String) async throws -> Emitter {
+        Emitter(publisher: Publisher(connection: try await connect("\(group)-publisher"),
+                                     configuration: PublisherConfiguration(source: "/services/\(group)", naming: naming)))
+    }
+
     func connect(_ role: String) async throws -> RedisConnection {
         var configuration = redis
         configuration.clientName = "vc-service:\(role):\(instance)".replacingOccurrences(of: " ", with: "_")

@@ -19,8 +19,7 @@ public struct TenantsService: Sendable {
     public static func runner(_ dependencies: ServiceDependencies, directory: TenantDirectory) async throws -> ConsumerGroupRunner {
         let service = TenantsService(
             directory: directory,
-            emitter: Emitter(publisher: Publisher(connection: try await dependencies.connect("\(group)-publisher"),
-                                                  configuration: PublisherConfiguration(source: "/services/tenants", naming: dependencies.naming))),
+            emitter: try await dependencies.emitter(group),
             tenants: dependencies.tenants)
         var handlers = MessageHandlers()
         handlers.aroundPartitionBatch(EffectBatch.scope(publisher: service.emitter.publisher))

@@ -35,10 +35,6 @@ struct DemoCommand: AsyncParsableCommand {
             id = parsed
         }
         let base = publicURL ?? ProcessInfo.processInfo.environment["VOICECORE_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? edgeURL
-        do {
-            try await DemoPlayer(connections: connections, edgeURL: edgeURL, publicBase: base).run(tenant: id)
-        } catch let error as DemoPlayer.Failure {
-            throw CommandFailure(error.description)
-        }
+        try await DemoPlayer(connections: connections, edgeURL: edgeURL, publicBase: base).run(tenant: id)
     }
 }

@@ -64,20 +64,12 @@ struct LoadgenCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let directory = try await TenantsCommand.directory(connections)
-        let tenantID: Identifier
+        var tenantID: Identifier?
         if let tenant {
             guard let parsed = Identifier(tenant) else { throw ValidationError("--tenant must be a tenant id (UUID)") }
             tenantID = parsed
-        } else {
-            guard let first = try await directory.list().first(where: \.hasTwilioAuthToken) else {
-                throw CommandFailure("no tenant with Twilio credentials: run `voicecore up` first (it provisions a demo tenant)")
-            }
-            tenantID = first.id
         }
-        guard let credentials = try await directory.credentials(of: tenantID), let token = credentials.twilioAuthToken, let account = credentials.twilioAccountSID else {
-            throw CommandFailure("tenant \(tenantID) has no Twilio credentials")
-        }
+        let twilio = try await TwilioTenant.find(tenantID, in: try await TenantsCommand.directory(connections))
         let base = publicURL ?? ProcessInfo.processInfo.environment["VOICECORE_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? edgeURL
         let edge = edgeURL.hasSuffix("/") ? String(edgeURL.dropLast()) : edgeURL
 
@@ -86,7 +78,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
-            try await generate(client: client, tenantID: tenantID, account: account, authToken: String(decoding: token, as: UTF8.self), base: base, edge: edge)
+            try await generate(client: client, tenantID: twilio.id, account: twilio.accountSID, authToken: twilio.authToken, base: base, edge: edge)
         } catch {
             try? await client.shutdown()
             throw error
@@ -208,13 +200,8 @@ struct LoadgenCommand: AsyncParsableCommand {
                 try? await Task.sleep(until: clock + .seconds(seconds + 1))
             }
             let sent = ContinuousClock.now
-            var request = HTTPClientRequest(url: edge + hook.path)
-            request.method = .POST
-            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-            request.headers.add(name: "X-Twilio-Signature", value: hook.signature)
-            request.body = .bytes(ByteBuffer(string: hook.body))
             do {
-                let response = try await client.execute(request, timeout: .seconds(30))
+                let response = try await client.execute(hook.request(to: edge), timeout: .seconds(30))
                 _ = try await response.body.collect(upTo: 1 << 16)
                 guard (200..<300).contains(Int(response.status.code)) else { stats.failed(); continue }
                 let accepted = ContinuousClock.now

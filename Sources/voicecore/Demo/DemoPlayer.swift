@@ -13,36 +13,15 @@ struct DemoPlayer {
     let edgeURL: String
     let publicBase: String
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-    }
-
     func run(tenant: Identifier?) async throws {
-        let directory = try await TenantsCommand.directory(connections)
-        let chosen: Identifier
-        if let tenant {
-            chosen = tenant
-        } else {
-            guard let first = try await directory.list().first(where: \.hasTwilioAuthToken) else {
-                throw Failure(description: "no tenant with Twilio credentials: run `voicecore up` (it provisions a demo tenant) or `voicecore tenants add --twilio-account-sid … --twilio-auth-token -`")
-            }
-            chosen = first.id
-        }
-        guard let credentials = try await directory.credentials(of: chosen), let token = credentials.twilioAuthToken,
-              let account = credentials.twilioAccountSID else {
-            throw Failure(description: "tenant \(chosen) has no Twilio account SID and auth token: add them with `voicecore tenants rotate \(chosen) --twilio-account-sid … --twilio-auth-token -`")
-        }
+        let twilio = try await TwilioTenant.find(tenant, in: try await TenantsCommand.directory(connections))
+        let chosen = twilio.id
         let base = edgeURL.hasSuffix("/") ? String(edgeURL.dropLast()) : edgeURL
-        let call = TwilioCallSimulation.appointmentCall(tenant: chosen, accountSID: account, authToken: String(decoding: token, as: UTF8.self),
+        let call = TwilioCallSimulation.appointmentCall(tenant: chosen, accountSID: twilio.accountSID, authToken: twilio.authToken,
                                                         publicBase: publicBase, rangAt: Timestamp.now.adding(microseconds: -30_000_000))
         say("Playing a call into \(base) for tenant \(chosen): \(call.from) → \(call.to), Twilio CallSid \(call.callSID)")
         for webhook in call.webhooks {
-            var request = HTTPClientRequest(url: base + webhook.path)
-            request.method = .POST
-            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-            request.headers.add(name: "X-Twilio-Signature", value: webhook.signature)
-            request.body = .bytes(ByteBuffer(string: webhook.body))
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            let response = try await HTTPClient.shared.execute(webhook.request(to: base), timeout: .seconds(10))
             _ = try await response.body.collect(upTo: 1 << 20)
             let detail = (try? FormBody(parsing: Array(webhook.body.utf8))) ?? FormBody(parameters: [])
             let what = webhook.kind == .transcription
@@ -50,7 +29,7 @@ struct DemoPlayer {
                 : (detail["CallStatus"] ?? "")
             say("  POST \(webhook.kind.rawValue) \(what) → \(response.status.code)")
             guard (200..<300).contains(Int(response.status.code)) else {
-                throw Failure(description: "the edge answered \(response.status.code) to the \(webhook.kind.rawValue) webhook; is `voicecore up` running with the same VOICECORE_PUBLIC_URL (\(publicBase))?")
+                throw CommandFailure("the edge answered \(response.status.code) to the \(webhook.kind.rawValue) webhook; is `voicecore up` running with the same VOICECORE_PUBLIC_URL (\(publicBase))?")
             }
         }
         try await showRows(tenant: chosen, callID: call.callID)
