@@ -1,0 +1,382 @@
+import Foundation
+import Logging
+import VoiceCoreEvents
+import VoiceCorePostgres
+import VoiceCoreRedis
+import VoiceCoreTime
+
+/// What `voicecore replay` does.
+public struct ReplayOptions: Sendable {
+    public enum Mode: Sendable, Hashable {
+        /// Rebuild into shadow tables, then swap them in.
+        case rebuild
+        /// Rebuild into shadow tables and report the differences from the live tables; no swap.
+        case verify
+        /// Report what would be read.
+        case dryRun
+    }
+
+    public var mode: Mode
+    /// Only this tenant's rows (the swap leaves every other tenant's rows as they are).
+    public var tenant: Identifier?
+    /// Event time window (verify and dry run only: a rebuild swaps whole tables).
+    public var from: Timestamp?
+    public var to: Timestamp?
+    /// Events read and applied per batch.
+    public var batchSize: Int
+    /// Testing aid: stop (as an interrupted rebuild would) after this many batches.
+    public var stopAfterBatches: Int?
+
+    public init(mode: Mode = .rebuild, tenant: Identifier? = nil, from: Timestamp? = nil, to: Timestamp? = nil, batchSize: Int = 5_000) {
+        self.mode = mode
+        self.tenant = tenant
+        self.from = from
+        self.to = to
+        self.batchSize = max(1, batchSize)
+    }
+}
+
+/// Where a replay stands, for progress output.
+public struct ReplayProgress: Sendable {
+    public var eventsRead: Int
+    /// Events the archive held for this replay when it started (a lower bound of the total).
+    public var eventsExpected: Int
+    public var elapsed: Duration
+
+    public var eventsPerSecond: Double {
+        let seconds = elapsed / .seconds(1)
+        return seconds > 0 ? Double(eventsRead) / seconds : 0
+    }
+}
+
+/// One table's comparison in `--verify`.
+public struct TableDifference: Sendable, Hashable {
+    public var table: String
+    public var tenant: Identifier
+    public var liveRows: Int
+    public var rebuiltRows: Int
+}
+
+public struct ReplayReport: Sendable {
+    public var projection: String
+    public var mode: ReplayOptions.Mode
+    /// Events read from the archive (the catch-up at the swap included).
+    public var eventsRead: Int
+    /// Of those, events caught up at the swap (archived while the rebuild ran).
+    public var caughtUp: Int
+    /// Events the database refused (recorded nowhere: the live projector records its own).
+    public var rejected: Int
+    /// Rows per table written into the shadow tables.
+    public var rows: [String: Int]
+    /// `--verify`: tables and tenants whose rows differ (count or content).
+    public var differences: [TableDifference]
+    public var earliest: Timestamp?
+    public var latest: Timestamp?
+    public var duration: Duration
+}
+
+public struct ReplayError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Rebuilds a projection from the archive (`event_log`) without stopping anything.
+///
+/// 1. Takes a Postgres advisory lock per schema and projection (a second replay of the same
+///    projection is refused; a killed one releases it with its connection).
+/// 2. Creates shadow tables (`replay_<projection>.<table>`, `LIKE` the live ones) and runs the
+///    projection's own `apply` against them, with the shadow schema first on the `search_path`,
+///    over every archived event of its types in stream order (a cursor: memory stays bounded).
+///    Old event versions are upcast by the registry on the way.
+/// 3. Swap, in one transaction: locks `projection_checkpoints` (the live projector pauses at its
+///    next checkpoint write), checks that the projection's checkpoints equal the archive's (both
+///    are written in the same projector transaction, so the archive then holds exactly the events
+///    the live tables reflect), applies the events archived while the rebuild ran, and replaces the
+///    live rows (all, or the tenant's) with the shadow rows. The checkpoints stay as they are: the
+///    live projector continues after them, with no gap and no double count.
+///
+/// An interrupted replay leaves the live tables untouched; running it again starts over.
+public final class Replayer: Sendable {
+    public let projection: any Projection
+    private let postgres: PostgresConfiguration
+    private let registry: MessageRegistry
+    private let logger: Logger
+
+    public init(projection: any Projection, postgres: PostgresConfiguration, registry: MessageRegistry = .standard,
+                logger: Logger = Logger(label: "voicecore.replay")) {
+        self.projection = projection
+        self.postgres = postgres
+        self.registry = registry
+        self.logger = logger
+    }
+
+    public func run(_ options: ReplayOptions, progress: @escaping @Sendable (ReplayProgress) -> Void = { _ in }) async throws -> ReplayReport {
+        guard projection.name != "archive" else {
+            throw ReplayError("the archive is what replays read from; it cannot be rebuilt from itself")
+        }
+        if options.mode == .rebuild && (options.from != nil || options.to != nil) {
+            throw ReplayError("--from and --to only go with --verify or --dry-run: a rebuild replaces whole tables (or a tenant's rows), so it reads the whole archive")
+        }
+        let started = ContinuousClock.now
+        let writer = try await PostgresConnection.connect(postgres)
+        let reader = try await PostgresConnection.connect(postgres)
+        defer {
+            Task { await writer.close(); await reader.close() }
+        }
+        let live = try await writer.query("SELECT current_schema() AS s")[0].decode(String.self, "s")
+        let shadow = "replay_\(projection.name)"
+        let lockName = "voicecore.replay.\(live).\(projection.name)"
+        guard try await writer.query("SELECT pg_try_advisory_lock(hashtext(\(lockName))) AS ok")[0].decode(Bool.self, "ok") else {
+            throw ReplayError("a replay of \(projection.name) is already running against schema \(live); wait for it, or stop it (Ctrl-C) and run again")
+        }
+        let filter = EventFilter(types: projection.eventTypes.map { Array($0).sorted() }, tenant: options.tenant?.uuid,
+                                 from: options.from, to: options.to)
+        let summary = try await writer.query(PostgresQuery(unsafeSQL: "SELECT count(*) AS n, min(time) AS earliest, max(time) AS latest FROM event_log e WHERE \(filter.condition)"))[0]
+        let expected = try summary.decode(Int.self, "n")
+        var report = ReplayReport(projection: projection.name, mode: options.mode, eventsRead: 0, caughtUp: 0, rejected: 0, rows: [:], differences: [],
+                                  earliest: try summary.decode(Timestamp?.self, "earliest"), latest: try summary.decode(Timestamp?.self, "latest"),
+                                  duration: .zero)
+        if options.mode == .dryRun {
+            report.eventsRead = expected
+            report.duration = ContinuousClock.now - started
+            return report
+        }
+
+        // Shadow tables, like the live ones, first on the writer's search_path.
+        try await writer.withTransaction { db in
+            try db.query("DROP SCHEMA IF EXISTS \(identifier: shadow) CASCADE")
+            try db.query("CREATE SCHEMA \(identifier: shadow)")
+            for table in projection.tables {
+                try db.query("CREATE TABLE \(identifier: shadow).\(identifier: table) (LIKE \(identifier: live).\(identifier: table) INCLUDING ALL)")
+            }
+        }
+        try await writer.query("SELECT set_config('search_path', quote_ident(\(shadow)) || ', ' || quote_ident(\(live)), false)")
+
+        // Everything archived so far, in stream order, through a cursor.
+        var highWater: [String: StreamEntryID] = [:]
+        var batches = 0
+        try await reader.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try await reader.query(PostgresQuery(unsafeSQL: "DECLARE replay_events NO SCROLL CURSOR FOR SELECT \(EventFilter.columns) FROM event_log e WHERE \(filter.condition) \(EventFilter.order)"))
+        while true {
+            let rows = try await reader.query(PostgresQuery(unsafeSQL: "FETCH \(options.batchSize) FROM replay_events"))
+            if rows.isEmpty { break }
+            let events = try decode(rows)
+            for event in events where highWater[event.stream].map({ event.entryID > $0 }) ?? true { highWater[event.stream] = event.entryID }
+            report.rejected += try await apply(events, on: writer)
+            report.eventsRead += events.count
+            batches += 1
+            progress(ReplayProgress(eventsRead: report.eventsRead, eventsExpected: expected, elapsed: ContinuousClock.now - started))
+            if let stop = options.stopAfterBatches, batches >= stop {
+                try? await reader.query("ROLLBACK")
+                throw ReplayError("replay stopped after \(batches) batches (testing aid); the live tables are untouched")
+            }
+        }
+        try await reader.query("COMMIT")
+
+        switch options.mode {
+        case .verify:
+            report.differences = try await compare(live: live, shadow: shadow, tenant: options.tenant, on: writer)
+        case .rebuild:
+            report.caughtUp = try await swap(live: live, shadow: shadow, filter: filter, highWater: highWater, tenant: options.tenant, on: writer)
+            report.eventsRead += report.caughtUp
+        case .dryRun:
+            break
+        }
+        for table in projection.tables {
+            report.rows[table] = try await writer.query("SELECT count(*) AS n FROM \(identifier: shadow).\(identifier: table)")[0].decode(Int.self, "n")
+        }
+        try await writer.query("DROP SCHEMA IF EXISTS \(identifier: shadow) CASCADE")
+        _ = try await writer.query("SELECT pg_advisory_unlock(hashtext(\(lockName)))")
+        report.duration = ContinuousClock.now - started
+        logger.info("replay finished", metadata: ["projection": "\(projection.name)", "events": "\(report.eventsRead)", "mode": "\(options.mode)"])
+        return report
+    }
+
+    // MARK: Reading
+
+    /// Which archived events a replay reads.
+    ///
+    /// Its condition is SQL text with literals, not bound parameters: a cursor (`DECLARE`) takes
+    /// none. Every value is an event type named by code, a UUID or a timestamp, each rendered by
+    /// ``literal(_:)``.
+    struct EventFilter: Sendable {
+        var types: [String]?
+        var tenant: UUID?
+        var from: Timestamp?
+        var to: Timestamp?
+
+        var condition: String {
+            var parts = ["true"]
+            if let types { parts.append("e.type IN (\(types.map(Self.literal).joined(separator: ", ")))") }
+            if let tenant { parts.append("e.tenant_id = \(Self.literal(tenant.uuidString.lowercased()))::uuid") }
+            if let from { parts.append("e.time >= \(Self.literal(from.rfc3339))::timestamptz") }
+            if let to { parts.append("e.time < \(Self.literal(to.rfc3339))::timestamptz") }
+            return parts.joined(separator: " AND ")
+        }
+
+        /// A string literal: single quotes doubled (standard_conforming_strings is on).
+        static func literal(_ text: String) -> String {
+            "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
+        }
+
+        static let columns = "e.stream, e.entry_id, e.event_id, e.type, e.version, e.tenant_id, e.subject, e.time, e.payload::text AS payload"
+        /// Stream order within each stream (entry ids grow), streams interleaved by time.
+        static let order = "ORDER BY split_part(e.entry_id, '-', 1)::bigint, split_part(e.entry_id, '-', 2)::bigint, e.stream"
+    }
+
+    private func decode(_ rows: PostgresRows) throws -> [ProjectedEvent] {
+        try rows.map { row in
+            let type = try row.decode(String.self, "type")
+            let version = try row.decode(Int.self, "version")
+            let envelope = EventEnvelope(
+                id: Identifier(try row.decode(UUID.self, "event_id")), source: "/replay", type: type, time: try row.decode(Timestamp.self, "time"),
+                subject: try row.decode(String.self, "subject"), dataschema: "\(SchemaURI.base)replay/\(type)/v\(version)",
+                tenantID: Identifier(try row.decode(UUID.self, "tenant_id")), correlationID: Identifier(try row.decode(UUID.self, "event_id")),
+                data: Array(try row.decode(String.self, "payload").utf8))
+            let entry = try row.decode(String.self, "entry_id")
+            guard let entryID = StreamEntryID(entry) else { throw ReplayError("event_log holds a malformed entry id: \(entry)") }
+            let message: (any Message)?
+            do {
+                if case .known(_, let decoded) = try registry.decode(envelope) { message = decoded } else { message = nil }
+            } catch {
+                // The live projector recorded it in projection_failures; the rebuild skips it too.
+                message = nil
+            }
+            return ProjectedEvent(stream: try row.decode(String.self, "stream"), entryID: entryID, envelope: envelope, message: message)
+        }
+    }
+
+    /// Applies a batch to the shadow tables in one transaction; a batch the database refuses is
+    /// applied event by event and the refused events are counted (as the live projector does).
+    private func apply(_ events: [ProjectedEvent], on writer: PostgresConnection) async throws -> Int {
+        let projection = self.projection
+        return try await writer.withTransaction { db in try Self.apply(projection, events, in: db) }
+    }
+
+    private static func apply(_ projection: any Projection, _ events: [ProjectedEvent], in db: isolated PostgresConnection) throws -> Int {
+        guard !events.isEmpty else { return 0 }
+        try db.query("SAVEPOINT replay_batch")
+        do {
+            try projection.apply(events, in: db)
+            try db.query("RELEASE SAVEPOINT replay_batch")
+            return 0
+        } catch let error as PostgresError where !error.isConnectionFailure {
+            try db.query("ROLLBACK TO SAVEPOINT replay_batch")
+        }
+        var rejected = 0
+        for event in events {
+            try db.query("SAVEPOINT replay_event")
+            do {
+                try projection.apply([event], in: db)
+                try db.query("RELEASE SAVEPOINT replay_event")
+            } catch let error as PostgresError where !error.isConnectionFailure {
+                try db.query("ROLLBACK TO SAVEPOINT replay_event")
+                rejected += 1
+            }
+        }
+        return rejected
+    }
+
+    // MARK: Swapping
+
+    /// Catches up and swaps in one transaction; returns the events caught up.
+    private func swap(live: String, shadow: String, filter: EventFilter, highWater: [String: StreamEntryID], tenant: Identifier?,
+                      on writer: PostgresConnection) async throws -> Int {
+        let projection = self.projection
+        let streams = highWater.keys.sorted()
+        let milliseconds = streams.map { Int64(bitPattern: highWater[$0]!.milliseconds) }
+        let sequences = streams.map { Int64(bitPattern: highWater[$0]!.sequence) }
+        let columns = try await insertableColumns(live: live, on: writer)
+        return try await writer.withTransaction { db in
+            try db.query("SET LOCAL lock_timeout = '30s'")
+            // The live projector writes checkpoints in the transaction that applies its batch:
+            // from here it waits at its next checkpoint write.
+            try db.query("LOCK TABLE \(identifier: live).projection_checkpoints IN SHARE ROW EXCLUSIVE MODE")
+            let mismatched = try db.query("""
+                SELECT count(*) AS n FROM \(identifier: live).projection_checkpoints p
+                FULL JOIN (SELECT stream, last_entry_id FROM \(identifier: live).projection_checkpoints WHERE projection = 'archive') a
+                  ON a.stream = p.stream
+                WHERE p.projection = \(projection.name) AND a.last_entry_id IS DISTINCT FROM p.last_entry_id
+                """)[0].decode(Int.self, "n")
+            guard mismatched == 0 else {
+                throw ReplayError("the archive and \(projection.name) are not at the same point in \(mismatched) streams: run the archive in the same projector as \(projection.name) (the default, `voicecore project`), or let it catch up, then replay again")
+            }
+            // What was archived after the rebuild's snapshot.
+            var caughtUp = 0
+            let rows = try db.query(PostgresQuery(unsafeSQL: """
+                SELECT \(EventFilter.columns) FROM event_log e
+                LEFT JOIN unnest($1::text[], $2::int8[], $3::int8[]) AS h(stream, ms, seq) ON h.stream = e.stream
+                WHERE \(filter.condition)
+                  AND (h.stream IS NULL OR (split_part(e.entry_id, '-', 1)::bigint, split_part(e.entry_id, '-', 2)::bigint) > (h.ms, h.seq))
+                \(EventFilter.order)
+                """, binds: [PostgresBind(streams), PostgresBind(milliseconds), PostgresBind(sequences)]))
+            if !rows.isEmpty {
+                let events = try self.decode(rows)
+                _ = try Self.apply(projection, events, in: db)
+                caughtUp = events.count
+            }
+            for table in projection.tables {
+                let list = columns[table] ?? []
+                let names = list.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: ", ")
+                if let tenant {
+                    try db.query("DELETE FROM \(identifier: live).\(identifier: table) WHERE tenant_id = \(tenant.uuid)")
+                } else {
+                    try db.query("DELETE FROM \(identifier: live).\(identifier: table)")
+                }
+                let quote = { (name: String) in "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+                try db.query(PostgresQuery(unsafeSQL: "INSERT INTO \(quote(live)).\(quote(table)) (\(names)) SELECT \(names) FROM \(quote(shadow)).\(quote(table))"))
+            }
+            return caughtUp
+        }
+    }
+
+    /// Each table's columns that take values (generated columns are computed).
+    private func insertableColumns(live: String, on db: PostgresConnection) async throws -> [String: [String]] {
+        var columns: [String: [String]] = [:]
+        for table in projection.tables {
+            let rows = try await db.query("""
+                SELECT column_name FROM information_schema.columns
+                WHERE table_schema = \(live) AND table_name = \(table) AND is_generated = 'NEVER' ORDER BY ordinal_position
+                """)
+            columns[table] = try rows.map { try $0.decode(String.self, "column_name") }
+        }
+        return columns
+    }
+
+    // MARK: Verifying
+
+    /// Per table and tenant: row counts and a checksum of the rows' text (columns stamped with the
+    /// time of writing, `updated_at` and `recorded_at`, left out).
+    private func compare(live: String, shadow: String, tenant: Identifier?, on db: PostgresConnection) async throws -> [TableDifference] {
+        var differences: [TableDifference] = []
+        for table in projection.tables {
+            let rows = try await db.query("""
+                SELECT column_name FROM information_schema.columns
+                WHERE table_schema = \(live) AND table_name = \(table) AND column_name NOT IN ('updated_at', 'recorded_at') ORDER BY ordinal_position
+                """)
+            let list = try rows.map { "\"" + (try $0.decode(String.self, "column_name")).replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: ", ")
+            func digest(_ schema: String) async throws -> [Identifier: (Int, String)] {
+                let source = "\"" + schema.replacingOccurrences(of: "\"", with: "\"\"") + "\".\"" + table.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+                let rows = try await db.query(PostgresQuery(unsafeSQL: """
+                    SELECT tenant_id, count(*) AS n, md5(string_agg(r::text, E'\\n' ORDER BY r::text)) AS digest
+                    FROM (SELECT \(list) FROM \(source)) r
+                    WHERE $1::uuid IS NULL OR r.tenant_id = $1
+                    GROUP BY tenant_id
+                    """, binds: [PostgresBind(tenant?.uuid)]))
+                var result: [Identifier: (Int, String)] = [:]
+                for row in rows { result[Identifier(try row.decode(UUID.self, "tenant_id"))] = (try row.decode(Int.self, "n"), try row.decode(String.self, "digest")) }
+                return result
+            }
+            let liveDigests = try await digest(live)
+            let shadowDigests = try await digest(shadow)
+            for tenant in Set(liveDigests.keys).union(shadowDigests.keys).sorted() {
+                let a = liveDigests[tenant], b = shadowDigests[tenant]
+                if a?.0 != b?.0 || a?.1 != b?.1 {
+                    differences.append(TableDifference(table: table, tenant: tenant, liveRows: a?.0 ?? 0, rebuiltRows: b?.0 ?? 0))
+                }
+            }
+        }
+        return differences
+    }
+}
+
