@@ -317,14 +317,13 @@ public final class Replayer: Sendable {
             }
             for table in projection.tables {
                 let list = columns[table] ?? []
-                let names = list.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: ", ")
+                let names = list.map(Self.quoted).joined(separator: ", ")
                 if let tenant {
                     try db.query("DELETE FROM \(identifier: live).\(identifier: table) WHERE tenant_id = \(tenant.uuid)")
                 } else {
                     try db.query("DELETE FROM \(identifier: live).\(identifier: table)")
                 }
-                let quote = { (name: String) in "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
-                try db.query(PostgresQuery(unsafeSQL: "INSERT INTO \(quote(live)).\(quote(table)) (\(names)) SELECT \(names) FROM \(quote(shadow)).\(quote(table))"))
+                try db.query(PostgresQuery(unsafeSQL: "INSERT INTO \(Self.quoted(live)).\(Self.quoted(table)) (\(names)) SELECT \(names) FROM \(Self.quoted(shadow)).\(Self.quoted(table))"))
             }
             return caughtUp
         }
@@ -343,6 +342,11 @@ public final class Replayer: Sendable {
         return columns
     }
 
+    /// A name as an SQL identifier (`"name"`, inner quotes doubled).
+    static func quoted(_ name: String) -> String {
+        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
     // MARK: Verifying
 
     /// Per table and tenant: row counts and a checksum of the rows' text (columns stamped with the
@@ -354,9 +358,9 @@ public final class Replayer: Sendable {
                 SELECT column_name FROM information_schema.columns
                 WHERE table_schema = \(live) AND table_name = \(table) AND column_name NOT IN ('updated_at', 'recorded_at') ORDER BY ordinal_position
                 """)
-            let list = try rows.map { "\"" + (try $0.decode(String.self, "column_name")).replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: ", ")
+            let list = try rows.map { Self.quoted(try $0.decode(String.self, "column_name")) }.joined(separator: ", ")
             func digest(_ schema: String) async throws -> [Identifier: (Int, String)] {
-                let source = "\"" + schema.replacingOccurrences(of: "\"", with: "\"\"") + "\".\"" + table.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+                let source = Self.quoted(schema) + "." + Self.quoted(table)
                 let rows = try await db.query(PostgresQuery(unsafeSQL: """
                     SELECT tenant_id, count(*) AS n, md5(string_agg(r::text, E'\\n' ORDER BY r::text)) AS digest
                     FROM (SELECT \(list) FROM \(source)) r
