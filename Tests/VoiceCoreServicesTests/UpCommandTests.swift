@@ -1,0 +1,114 @@
+import AsyncHTTPClient
+import Foundation
+import Testing
+import VoiceCorePostgres
+import VoiceCoreRedis
+
+/// The README's first command, as processes: `voicecore up` on an empty deployment, then
+/// `voicecore demo` against it, then SIGTERM.
+@Suite("voicecore up and demo, as processes", .serialized)
+struct UpCommandTests {
+    static var binary: URL { TestServers.root.appendingPathComponent(".build/debug/voicecore") }
+
+    /// A process with its output collected into a file (read at the end).
+    final class Child: @unchecked Sendable {
+        let process = Process()
+        let output: URL
+
+        init(_ arguments: [String], environment: [String: String]) throws {
+            output = FileManager.default.temporaryDirectory.appendingPathComponent("voicecore-\(UUID().uuidString).log")
+            FileManager.default.createFile(atPath: output.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: output)
+            process.executableURL = UpCommandTests.binary
+            process.arguments = arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+        }
+
+        var text: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+
+        func waitForExit(within limit: Duration) async throws -> Int32? {
+            let deadline = ContinuousClock.now + limit
+            while process.isRunning {
+                guard ContinuousClock.now < deadline else {
+                    kill(process.processIdentifier, SIGKILL)
+                    return nil
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return process.terminationStatus
+        }
+    }
+
+    static func freePort() throws -> Int {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                guard bind(socket, raw, length) == 0, getsockname(socket, raw, &length) == 0 else { throw TestFailure("no free port") }
+            }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    @Test("up provisions a demo tenant and runs everything; demo's call comes out as rows; SIGTERM stops it cleanly")
+    func upAndDemo() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build voicecore first (tools/test does)")
+        let schema = "u_\(UUID().uuidString.prefix(8).lowercased())"
+        let prefix = "u\(UUID().uuidString.prefix(8).lowercased())"
+        let separator = TestServers.databaseURL.contains("?") ? "&" : "?"
+        let databaseURL = TestServers.databaseURL + separator + "options=-c%20search_path%3D\(schema)"
+        let admin = try await PostgresConnection.connect(try PostgresConfiguration(url: TestServers.databaseURL))
+        try await admin.query("CREATE SCHEMA \(identifier: schema)")
+        let redis = try await RedisConnection.connect(try RedisConfiguration(url: TestServers.redisURL))
+        defer {
+            Task {
+                _ = try? await admin.query("DROP SCHEMA \(identifier: schema) CASCADE")
+                if let keys = try? await redis.scanAll(match: "\(prefix):*"), !keys.isEmpty { _ = try? await redis.execute(.del(keys)) }
+            }
+        }
+        let port = try Self.freePort()
+        let environment = [
+            "VOICECORE_MASTER_KEY": Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString(),
+            "REDIS_URL": TestServers.redisURL, "DATABASE_URL": databaseURL, "VOICECORE_PUBLIC_URL": "", "VOICECORE_LOG_LEVEL": "warning",
+        ]
+        let up = try Child(["up", "--port", String(port), "--prefix", prefix, "--partitions", "4", "--instance", "uptest",
+                            "--migrations", TestServers.root.appendingPathComponent("database/migrations").path], environment: environment)
+        do {
+            // Listening once /health answers.
+            let deadline = ContinuousClock.now + .seconds(60)
+            while true {
+                if let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/health"), timeout: .seconds(2)),
+                   response.status.code == 200 { break }
+                guard ContinuousClock.now < deadline, up.process.isRunning else { throw TestFailure("voicecore up did not start:\n\(up.text)") }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(up.text.contains("Demo tenant provisioned"), "\(up.text)")
+            #expect(up.text.contains("/webhooks/twilio/"))
+
+            let demo = try Child(["demo", "--edge-url", "http://127.0.0.1:\(port)"], environment: environment)
+            let status = try await demo.waitForExit(within: .seconds(90))
+            let output = demo.text
+            #expect(status == 0, "\(output)")
+            #expect(output.contains("POST status completed → 200"), "\(output)")
+            #expect(!output.contains("Not every row arrived"), "\(output)")
+            let lines = output.split(separator: "\n").map(String.init)
+            #expect(lines.contains { $0.contains("completed") && $0.contains("+14155550123") && $0.contains("21") }, "the call session")
+            #expect(lines.contains { $0.contains("Maria Lopez") && $0.contains("+14155550199") && $0.contains("appointment") }, "the lead")
+            #expect(lines.contains { $0.contains("call_minutes") && $0.contains("minute") }, "the billing")
+        } catch {
+            kill(up.process.processIdentifier, SIGKILL)
+            throw error
+        }
+        kill(up.process.processIdentifier, SIGTERM)
+        let exit = try await up.waitForExit(within: .seconds(30))
+        #expect(exit == 0, "voicecore up stops cleanly on SIGTERM:\n\(up.text.suffix(2000))")
+    }
+}
