@@ -24,11 +24,15 @@ public struct ReplayOptions: Sendable {
     public var to: Timestamp?
     /// Events read and applied per batch.
     public var batchSize: Int
+    /// Connections applying a batch at once, each taking whole streams (so each stream's events
+    /// stay in order).
+    public var writers: Int
     /// Testing aid: stop (as an interrupted rebuild would) after this many batches.
     public var stopAfterBatches: Int?
 
-    public init(mode: Mode = .rebuild, tenant: Identifier? = nil, from: Timestamp? = nil, to: Timestamp? = nil, batchSize: Int = 5_000) {
+    public init(mode: Mode = .rebuild, tenant: Identifier? = nil, from: Timestamp? = nil, to: Timestamp? = nil, batchSize: Int = 5_000, writers: Int = 2) {
         self.mode = mode
+        self.writers = max(1, writers)
         self.tenant = tenant
         self.from = from
         self.to = to
@@ -151,25 +155,39 @@ public final class Replayer: Sendable {
             }
         }
         try await writer.query("SELECT set_config('search_path', quote_ident(\(shadow)) || ', ' || quote_ident(\(live)), false)")
+        var writers = [writer]
+        for _ in 1..<options.writers {
+            let extra = try await PostgresConnection.connect(postgres)
+            try await extra.query("SELECT set_config('search_path', quote_ident(\(shadow)) || ', ' || quote_ident(\(live)), false)")
+            writers.append(extra)
+        }
+        defer {
+            let extras = writers.dropFirst()
+            Task { for extra in extras { await extra.close() } }
+        }
 
         // Everything archived so far, in stream order, through a cursor.
         var highWater: [String: StreamEntryID] = [:]
         var batches = 0
         try await reader.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try await reader.query(PostgresQuery(unsafeSQL: "DECLARE replay_events NO SCROLL CURSOR FOR SELECT \(EventFilter.columns) FROM event_log e WHERE \(filter.condition) \(EventFilter.order)"))
-        while true {
-            let rows = try await reader.query(PostgresQuery(unsafeSQL: "FETCH \(options.batchSize) FROM replay_events"))
-            if rows.isEmpty { break }
+        // The next batch is fetched while this one is applied (two connections, two backends).
+        let fetch = PostgresQuery(unsafeSQL: "FETCH \(options.batchSize) FROM replay_events")
+        var rows = try await reader.query(fetch)
+        while !rows.isEmpty {
+            async let following = reader.query(fetch)
             let events = try decode(rows)
             for event in events where highWater[event.stream].map({ event.entryID > $0 }) ?? true { highWater[event.stream] = event.entryID }
-            report.rejected += try await apply(events, on: writer)
+            report.rejected += try await apply(events, on: writers)
             report.eventsRead += events.count
             batches += 1
             progress(ReplayProgress(eventsRead: report.eventsRead, eventsExpected: expected, elapsed: ContinuousClock.now - started))
             if let stop = options.stopAfterBatches, batches >= stop {
+                _ = try? await following
                 try? await reader.query("ROLLBACK")
                 throw ReplayError("replay stopped after \(batches) batches (testing aid); the live tables are untouched")
             }
+            rows = try await following
         }
         try await reader.query("COMMIT")
 
@@ -248,9 +266,34 @@ public final class Replayer: Sendable {
 
     /// Applies a batch to the shadow tables in one transaction; a batch the database refuses is
     /// applied event by event and the refused events are counted (as the live projector does).
-    private func apply(_ events: [ProjectedEvent], on writer: PostgresConnection) async throws -> Int {
+    private func apply(_ events: [ProjectedEvent], on writers: [PostgresConnection]) async throws -> Int {
         let projection = self.projection
-        return try await writer.withTransaction { db in try Self.apply(projection, events, in: db) }
+        guard writers.count > 1 else { return try await Self.apply(projection, events, on: writers[0]) }
+        // Whole streams per writer: a stream's events stay in order on one connection.
+        var shares = Array(repeating: [ProjectedEvent](), count: writers.count)
+        for event in events { shares[Int(StreamNaming.fnv1a32(event.stream.utf8) % UInt32(writers.count))].append(event) }
+        return try await withThrowingTaskGroup(of: Int.self) { group in
+            for (writer, share) in zip(writers, shares) where !share.isEmpty {
+                group.addTask { try await Self.apply(projection, share, on: writer) }
+            }
+            var rejected = 0
+            for try await count in group { rejected += count }
+            return rejected
+        }
+    }
+
+    /// One transaction; writers share aggregate rows (per tenant and day), so a deadlock or
+    /// serialization failure rolls it back and it is applied again.
+    private static func apply(_ projection: any Projection, _ events: [ProjectedEvent], on writer: PostgresConnection) async throws -> Int {
+        var attempt = 1
+        while true {
+            do {
+                return try await writer.withTransaction { db in try Self.apply(projection, events, in: db) }
+            } catch let error as PostgresError where error.isTransient && attempt < 5 {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(10 * attempt))
+            }
+        }
     }
 
     private static func apply(_ projection: any Projection, _ events: [ProjectedEvent], in db: isolated PostgresConnection) throws -> Int {
@@ -260,7 +303,7 @@ public final class Replayer: Sendable {
             try projection.apply(events, in: db)
             try db.query("RELEASE SAVEPOINT replay_batch")
             return 0
-        } catch let error as PostgresError where !error.isConnectionFailure {
+        } catch let error as PostgresError where !error.isConnectionFailure && !error.isTransient {
             try db.query("ROLLBACK TO SAVEPOINT replay_batch")
         }
         var rejected = 0
@@ -269,7 +312,7 @@ public final class Replayer: Sendable {
             do {
                 try projection.apply([event], in: db)
                 try db.query("RELEASE SAVEPOINT replay_event")
-            } catch let error as PostgresError where !error.isConnectionFailure {
+            } catch let error as PostgresError where !error.isConnectionFailure && !error.isTransient {
                 try db.query("ROLLBACK TO SAVEPOINT replay_event")
                 rejected += 1
             }

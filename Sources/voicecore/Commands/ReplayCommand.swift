@@ -52,6 +52,9 @@ struct ReplayCommand: AsyncParsableCommand {
     @Option(help: "Events per batch.")
     var batchSize = 5_000
 
+    @Option(help: "Connections applying each batch (each takes whole streams, so a stream's events stay in order).")
+    var writers = 2
+
     func run() async throws {
         let projections: [any Projection]
         do {
@@ -59,7 +62,7 @@ struct ReplayCommand: AsyncParsableCommand {
         } catch let error as ProjectorError {
             throw ValidationError(error.message)
         }
-        var options = ReplayOptions(mode: dryRun ? .dryRun : verify ? .verify : .rebuild, batchSize: batchSize)
+        var options = ReplayOptions(mode: dryRun ? .dryRun : verify ? .verify : .rebuild, batchSize: batchSize, writers: writers)
         if let tenant {
             guard let id = Identifier(tenant) else { throw ValidationError("--tenant must be a tenant id (UUID)") }
             options.tenant = id
