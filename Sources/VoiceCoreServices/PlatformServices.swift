@@ -20,6 +20,7 @@ public enum PlatformServices {
 
     public struct UnknownService: Error, CustomStringConvertible {
         public var name: String
+        public init(name: String) { self.name = name }
         public var description: String { "no service named '\(name)'; the services are \(PlatformServices.all.map(\.name).joined(separator: ", "))" }
     }
 

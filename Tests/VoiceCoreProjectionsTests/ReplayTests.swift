@@ -119,6 +119,21 @@ struct ReplayTests {
         }
         await other.close()
 
+        // The archive and the projection at different points (another projector runs one of
+        // them): the swap is refused, the live tables stay.
+        try await fixture.db.query("UPDATE projection_checkpoints SET last_entry_id = '1-0' WHERE projection = 'calls' AND stream = (SELECT min(stream) FROM projection_checkpoints WHERE projection = 'calls')")
+        do {
+            _ = try await Self.replayer(fixture, "calls").run(ReplayOptions(mode: .rebuild))
+            Issue.record("the swap went ahead with the archive and the projection at different points")
+        } catch let error as ReplayError {
+            #expect(error.description.contains("not at the same point"))
+        }
+        #expect(try await Self.snapshot(fixture.db, tables: tables) == damaged, "live tables untouched")
+        try await fixture.db.query("""
+            UPDATE projection_checkpoints c SET last_entry_id = a.last_entry_id FROM projection_checkpoints a
+            WHERE c.projection = 'calls' AND a.projection = 'archive' AND a.stream = c.stream
+            """)
+
         _ = try await Self.replayer(fixture, "calls").run(ReplayOptions(mode: .rebuild))
         #expect(try await Self.snapshot(fixture.db, tables: tables) == before)
     }
@@ -138,10 +153,8 @@ struct ReplayTests {
                 try await Task.sleep(for: .milliseconds(25))
             }
         }
-        var caughtUp = 0
         for projection in Self.replayed {
-            let report = try await Self.replayer(fixture, projection.name).run(ReplayOptions(mode: .rebuild, batchSize: 50))
-            caughtUp += report.caughtUp
+            _ = try await Self.replayer(fixture, projection.name).run(ReplayOptions(mode: .rebuild, batchSize: 50))
         }
         try await traffic.value
         try await fixture.waitUntilCaughtUp()
@@ -155,7 +168,26 @@ struct ReplayTests {
         }
         let archived = try await fixture.db.query("SELECT count(*) AS n FROM event_log")[0].decode(Int.self, "n")
         #expect(archived == Set(fixture.published.map(\.eventID)).count, "every published event archived once")
-        _ = caughtUp
+    }
+
+    @Test("old event versions in the archive are upcast on the way")
+    func upcastsOldVersions() async throws {
+        let (fixture, tenants) = try await Self.projected(seed: 15, calls: 20)
+        defer { Task { try? await fixture.drop() } }
+        // A version-1 chunk (speaker, final, offset in seconds), archived as an old projector left it.
+        let call = Identifier.v7()
+        let old = TranscriptChunkV1(callID: call, sequence: 4, speaker: .caller, text: "archived long ago", final: true, confidence: 0.8, offsetSeconds: 2.5)
+        let stream = fixture.naming.stream(.calls, kind: .event, partition: 0)
+        try await fixture.db.query("""
+            INSERT INTO event_log (event_id, stream, entry_id, type, version, tenant_id, subject, time, payload)
+            VALUES (\(Identifier.v7()), \(stream), '9999999999999-0', \(TranscriptChunk.type), 1, \(tenants[0]), \(call.description), now(),
+                    \(PostgresJSON(rawJSON: MessageCodec.encode(old)))::jsonb)
+            """)
+        _ = try await Self.replayer(fixture, "transcripts").run(ReplayOptions(mode: .rebuild))
+        let rows = try await fixture.db.query("SELECT track, text, start_offset_ms FROM transcripts WHERE call_id = \(call) AND sequence = 4")
+        #expect(rows.count == 1)
+        #expect(try rows.first?.decode(String.self, "track") == "inbound" && rows.first?.decode(String.self, "text") == "archived long ago")
+        #expect(try rows.first?.decode(Int.self, "start_offset_ms") == 2500)
     }
 }
 

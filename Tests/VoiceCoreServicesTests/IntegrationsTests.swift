@@ -18,6 +18,9 @@ struct IntegrationsTests {
         let other = try await fixture.directory.provision(NewTenant(name: "Other Clinic"), publisher: fixture.publisher).tenant.id
         let receiver = Receiver { path in path.hasPrefix("/broken") ? .internalServerError : .noContent }
         try await receiver.serve { base in
+            // Refused before anything is stored: a URL that is not http(s), an event type that is never delivered.
+            await #expect(throws: TenantError.self) { try await fixture.directory.addWebhook(to: other, url: "ftp://example.com/hook") }
+            await #expect(throws: TenantError.self) { try await fixture.directory.addWebhook(to: other, url: base + "/x", eventTypes: [TranscriptChunk.type]) }
             let broken = try await fixture.directory.addWebhook(to: fixture.tenant, url: base + "/broken", eventTypes: [LeadCreated.type])
             let working = try await fixture.directory.addWebhook(to: other, url: base + "/working", format: .json)
             let delivery = WebhookDelivery(maxAttempts: 3, initialDelay: .milliseconds(300), maxDelay: .seconds(1), timeout: .seconds(2),
@@ -29,7 +32,8 @@ struct IntegrationsTests {
                                                                     intent: .sales, source: .api, createdAt: .now), tenant: fixture.tenant)
                 }
                 let lead = LeadCreated(leadID: .v7(), name: "Ada", email: "ada@example.com", intent: .appointment, source: .api, createdAt: .now)
-                let published = try await fixture.publisher.publish(lead, tenant: other)
+                let envelope = EventEnvelope(lead, tenant: other, source: "/services/crm")
+                let published = try await fixture.publisher.publish(envelope, category: .crm, kind: .event)
                 let sent = ContinuousClock.now
                 try await fixture.eventually("the working receiver's delivery", timeout: .seconds(10)) {
                     receiver.received.withLock { $0.contains { $0.path == "/working" } }
@@ -51,6 +55,8 @@ struct IntegrationsTests {
                 let body = try #require(try JSONSerialization.jsonObject(with: Data(delivered.body)) as? [String: Any])
                 #expect(body["id"] as? String == published.eventID.description)
                 #expect((body["data"] as? [String: Any])?["email"] as? String == "ada@example.com")
+                // The same event handled again (a redelivery): queued and delivered once only.
+                try await fixture.publisher.publish(envelope, category: .crm, kind: .event)
 
                 // The failing receiver: each lead attempted 3 times, then recorded as failed.
                 let queue = WebhookQueue(connection: fixture.redis, prefix: fixture.prefix)

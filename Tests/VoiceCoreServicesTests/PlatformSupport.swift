@@ -70,36 +70,17 @@ final class PlatformFixture: @unchecked Sendable {
     /// Runs edge, services and projectors while `body` runs; `body` gets the edge's base URL.
     func run(services names: [String] = [], projectors: Bool = true, delivery: WebhookDelivery = WebhookDelivery(),
              _ body: @Sendable (String) async throws -> Void) async throws {
-        let portBox = Mutex<Int?>(nil)
         let edgeRedis = try await RedisConnection.connect(redisConfiguration)
         let edgePublisher = Publisher(connection: edgeRedis, configuration: PublisherConfiguration(source: "/edge", naming: naming))
         let edge = Edge(configuration: EdgeConfiguration(host: "127.0.0.1", port: 0, tenantCacheTTL: .zero),
                         publisher: edgePublisher, redis: edgeRedis, lookup: directory, directory: directory, registry: nil)
-        let app = Application(router: edge.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { channel in portBox.withLock { $0 = channel.localAddress?.port } })
-        var services: [any Service] = [app]
-        services.append(ServiceBundle(try await PlatformServices.make(names, dependencies: dependencies, directory: directory, delivery: delivery)))
+        var services: [any Service] = [ServiceBundle(try await PlatformServices.make(names, dependencies: dependencies, directory: directory, delivery: delivery))]
         if projectors {
             services.append(ProjectorRunner(projections: StandardProjections.all, redis: redisConfiguration, postgres: postgres,
                                             configuration: ProjectorConfiguration(naming: naming, instance: "test", workers: 1, batchSize: 100),
                                             logger: Logger(label: "test.projector")))
         }
-        let group = ServiceGroup(services: services, logger: Logger(label: "test.platform"))
-        let running = Task { try await group.run() }
-        do {
-            let deadline = ContinuousClock.now + .seconds(10)
-            while portBox.withLock({ $0 }) == nil {
-                guard ContinuousClock.now < deadline else { throw TestFailure("the edge did not start listening") }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            try await body("http://127.0.0.1:\(portBox.withLock { $0! })")
-        } catch {
-            await group.triggerGracefulShutdown()
-            _ = await running.result
-            throw error
-        }
-        await group.triggerGracefulShutdown()
-        try await running.value
+        try await withServer(edge.router(), alongside: services, body)
     }
 
     /// POSTs one simulated webhook; returns the status.
@@ -187,20 +168,32 @@ final class Receiver: @unchecked Sendable {
             self.received.withLock { $0.append(Request(path: path, headers: headers, body: Array(buffer: bytes), at: .now)) }
             return Response(status: await self.respond(path))
         }
-        let port = Mutex<Int?>(nil)
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } })
-        let group = ServiceGroup(services: [app], logger: Logger(label: "test.receiver"))
-        let running = Task { try await group.run() }
-        while port.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
-        do {
-            try await body("http://127.0.0.1:\(port.withLock { $0! })")
-        } catch {
-            await group.triggerGracefulShutdown()
-            _ = await running.result
-            throw error
+        try await withServer(router, body)
+    }
+}
+
+/// Serves `router` on a free loopback port (real HTTP), with `services` beside it, while `body`
+/// runs; `body` gets the base URL. Everything is stopped gracefully afterwards.
+func withServer<Builder: HTTPResponderBuilder>(_ router: Builder, alongside services: [any Service] = [],
+                                               _ body: @Sendable (String) async throws -> Void) async throws
+where Builder.Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
+    let port = Mutex<Int?>(nil)
+    let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                          onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } })
+    let group = ServiceGroup(services: [app] + services, logger: Logger(label: "test.server"))
+    let running = Task { try await group.run() }
+    do {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while port.withLock({ $0 }) == nil {
+            guard ContinuousClock.now < deadline else { throw TestFailure("the server did not start listening") }
+            try await Task.sleep(for: .milliseconds(10))
         }
+        try await body("http://127.0.0.1:\(port.withLock { $0! })")
+    } catch {
         await group.triggerGracefulShutdown()
         _ = await running.result
+        throw error
     }
+    await group.triggerGracefulShutdown()
+    try await running.value
 }

@@ -140,16 +140,6 @@ enum CompletionServer {
             let answer = #"{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"{\"intent\": \"billing\", \"confidence\": 0.82}"},"finish_reason":"stop"}]}"#
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer)))
         }
-        let port = Mutex<Int?>(nil)
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } })
-        let group = ServiceGroup(services: [app], logger: Logger(label: "test.completions"))
-        let running = Task { try await group.run() }
-        while port.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
-        do { try await body("http://127.0.0.1:\(port.withLock { $0! })") } catch {
-            await group.triggerGracefulShutdown(); _ = await running.result; throw error
-        }
-        await group.triggerGracefulShutdown()
-        _ = await running.result
+        try await withServer(router, body)
     }
 }

@@ -294,9 +294,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
     }
 
     private func backoff(after deliveries: Int) -> Duration {
-        var delay = configuration.retryDelay
-        for _ in 1..<max(1, deliveries) where delay < configuration.maxRetryDelay { delay *= 2 }
-        return min(delay, configuration.maxRetryDelay) * Double.random(in: 0.8...1.2)
+        RetryBackoff(initial: configuration.retryDelay, maximum: configuration.maxRetryDelay).delay(afterFailures: deliveries)
     }
 
     private func deliveryCount(_ stream: String, _ id: StreamEntryID, _ control: RedisConnection) async throws -> Int {

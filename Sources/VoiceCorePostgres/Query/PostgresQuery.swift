@@ -31,6 +31,12 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
         self.init(unsafeSQL: stringInterpolation.sql, binds: stringInterpolation.binds)
     }
 
+    /// A name as an SQL identifier: `"name"`, inner quotes doubled (for SQL built with
+    /// ``init(unsafeSQL:binds:)``, where `\(identifier:)` is not at hand).
+    public static func quoteIdentifier(_ name: String) -> String {
+        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
     /// The SQL text only: binds are never printed (they may hold personal data or secrets).
     public var description: String { sql }
 
@@ -63,7 +69,7 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
 
         /// A table or column name chosen by code: quoted as an identifier (`"name"`).
         public mutating func appendInterpolation(identifier: String) {
-            sql += "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+            sql += PostgresQuery.quoteIdentifier(identifier)
         }
     }
 }

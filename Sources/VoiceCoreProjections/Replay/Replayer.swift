@@ -297,27 +297,7 @@ public final class Replayer: Sendable {
     }
 
     private static func apply(_ projection: any Projection, _ events: [ProjectedEvent], in db: isolated PostgresConnection) throws -> Int {
-        guard !events.isEmpty else { return 0 }
-        try db.query("SAVEPOINT replay_batch")
-        do {
-            try projection.apply(events, in: db)
-            try db.query("RELEASE SAVEPOINT replay_batch")
-            return 0
-        } catch let error as PostgresError where !error.isConnectionFailure && !error.isTransient {
-            try db.query("ROLLBACK TO SAVEPOINT replay_batch")
-        }
-        var rejected = 0
-        for event in events {
-            try db.query("SAVEPOINT replay_event")
-            do {
-                try projection.apply([event], in: db)
-                try db.query("RELEASE SAVEPOINT replay_event")
-            } catch let error as PostgresError where !error.isConnectionFailure && !error.isTransient {
-                try db.query("ROLLBACK TO SAVEPOINT replay_event")
-                rejected += 1
-            }
-        }
-        return rejected
+        try projection.applyIsolatingRefusals(events, in: db).count
     }
 
     // MARK: Swapping
@@ -360,13 +340,13 @@ public final class Replayer: Sendable {
             }
             for table in projection.tables {
                 let list = columns[table] ?? []
-                let names = list.map(Self.quoted).joined(separator: ", ")
+                let names = list.map(PostgresQuery.quoteIdentifier).joined(separator: ", ")
                 if let tenant {
                     try db.query("DELETE FROM \(identifier: live).\(identifier: table) WHERE tenant_id = \(tenant.uuid)")
                 } else {
                     try db.query("DELETE FROM \(identifier: live).\(identifier: table)")
                 }
-                try db.query(PostgresQuery(unsafeSQL: "INSERT INTO \(Self.quoted(live)).\(Self.quoted(table)) (\(names)) SELECT \(names) FROM \(Self.quoted(shadow)).\(Self.quoted(table))"))
+                try db.query(PostgresQuery(unsafeSQL: "INSERT INTO \(PostgresQuery.quoteIdentifier(live)).\(PostgresQuery.quoteIdentifier(table)) (\(names)) SELECT \(names) FROM \(PostgresQuery.quoteIdentifier(shadow)).\(PostgresQuery.quoteIdentifier(table))"))
             }
             return caughtUp
         }
@@ -385,11 +365,6 @@ public final class Replayer: Sendable {
         return columns
     }
 
-    /// A name as an SQL identifier (`"name"`, inner quotes doubled).
-    static func quoted(_ name: String) -> String {
-        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-    }
-
     // MARK: Verifying
 
     /// Per table and tenant: row counts and a checksum of the rows' text (columns stamped with the
@@ -401,9 +376,9 @@ public final class Replayer: Sendable {
                 SELECT column_name FROM information_schema.columns
                 WHERE table_schema = \(live) AND table_name = \(table) AND column_name NOT IN ('updated_at', 'recorded_at') ORDER BY ordinal_position
                 """)
-            let list = try rows.map { Self.quoted(try $0.decode(String.self, "column_name")) }.joined(separator: ", ")
+            let list = try rows.map { PostgresQuery.quoteIdentifier(try $0.decode(String.self, "column_name")) }.joined(separator: ", ")
             func digest(_ schema: String) async throws -> [Identifier: (Int, String)] {
-                let source = Self.quoted(schema) + "." + Self.quoted(table)
+                let source = PostgresQuery.quoteIdentifier(schema) + "." + PostgresQuery.quoteIdentifier(table)
                 let rows = try await db.query(PostgresQuery(unsafeSQL: """
                     SELECT tenant_id, count(*) AS n, md5(string_agg(r::text, E'\\n' ORDER BY r::text)) AS digest
                     FROM (SELECT \(list) FROM \(source)) r

@@ -29,6 +29,47 @@ public protocol Projection: Sendable {
     func apply(_ events: [ProjectedEvent], in db: isolated PostgresConnection) throws
 }
 
+extension Projection {
+    /// Applies a batch; when the database refuses it (a constraint, a bad value), rolls it back
+    /// and applies it event by event, so one bad event does not hold up the rest. Returns the
+    /// events refused, with the error. Errors that end the transaction (the connection is gone, a
+    /// deadlock or serialization failure: worth retrying the whole batch) are thrown.
+    ///
+    /// The live projector records the refused events in `projection_failures`; a replay counts them.
+    public func applyIsolatingRefusals(_ events: [ProjectedEvent], in db: isolated PostgresConnection,
+                                       onBatchRefused: (any Error) -> Void = { _ in }) throws -> [(event: ProjectedEvent, error: any Error)] {
+        guard !events.isEmpty else { return [] }
+        try db.query("SAVEPOINT projection_batch")
+        do {
+            try apply(events, in: db)
+            try db.query("RELEASE SAVEPOINT projection_batch")
+            return []
+        } catch let error where !Self.endsTransaction(error) {
+            onBatchRefused(error)
+            try db.query("ROLLBACK TO SAVEPOINT projection_batch")
+        }
+        var refused: [(event: ProjectedEvent, error: any Error)] = []
+        for event in events {
+            try db.query("SAVEPOINT projection_event")
+            do {
+                try apply([event], in: db)
+                try db.query("RELEASE SAVEPOINT projection_event")
+            } catch let error where !Self.endsTransaction(error) {
+                try db.query("ROLLBACK TO SAVEPOINT projection_event")
+                refused.append((event, error))
+            }
+        }
+        try db.query("RELEASE SAVEPOINT projection_batch")
+        return refused
+    }
+
+    /// The connection is gone, or the whole batch is worth retrying as is.
+    static func endsTransaction(_ error: any Error) -> Bool {
+        guard let error = error as? PostgresError else { return false }
+        return error.isConnectionFailure || error.isTransient
+    }
+}
+
 /// One stream entry handed to a projection.
 public struct ProjectedEvent: Sendable {
     public var stream: String

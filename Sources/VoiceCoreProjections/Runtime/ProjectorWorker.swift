@@ -393,27 +393,11 @@ final class ProjectorWorker {
                     var rejectedCounts: [Int] = []
                     for (index, projection) in projections.enumerated() {
                         let share = shares[index]
-                        var rejected: [Failure] = []
-                        if !share.events.isEmpty {
-                            try db.query("SAVEPOINT projector_batch")
-                            do {
-                                try projection.apply(share.events, in: db)
-                            } catch let error where !Self.mustAbort(error) {
-                                logger.warning("the database rejected a batch; applying it event by event", metadata: ["projection": "\(projection.name)", "error": "\(error)"])
-                                try db.query("ROLLBACK TO SAVEPOINT projector_batch")
-                                for event in share.events {
-                                    try db.query("SAVEPOINT projector_event")
-                                    do {
-                                        try projection.apply([event], in: db)
-                                        try db.query("RELEASE SAVEPOINT projector_event")
-                                    } catch let error where !Self.mustAbort(error) {
-                                        try db.query("ROLLBACK TO SAVEPOINT projector_event")
-                                        rejected.append(Failure(stream: event.stream, entryID: event.entryID, eventID: event.envelope.id, type: event.envelope.type,
-                                                                error: "rejected by the database: \(error)", fields: event.envelope.fields.map { StreamField(name: $0.name, value: $0.value) }))
-                                    }
-                                }
-                            }
-                            try db.query("RELEASE SAVEPOINT projector_batch")
+                        let rejected = try projection.applyIsolatingRefusals(share.events, in: db) { error in
+                            logger.warning("the database rejected a batch; applying it event by event", metadata: ["projection": "\(projection.name)", "error": "\(error)"])
+                        }.map { event, error in
+                            Failure(stream: event.stream, entryID: event.entryID, eventID: event.envelope.id, type: event.envelope.type,
+                                    error: "rejected by the database: \(error)", fields: event.envelope.fields.map { StreamField(name: $0.name, value: $0.value) })
                         }
                         try Self.record(share.failures + rejected, projection: projection.name, in: db)
                         try Self.writeCheckpoints(share.advanced, projection: projection.name, in: db)
@@ -434,12 +418,6 @@ final class ProjectorWorker {
         }
     }
 
-    /// Errors that end the transaction rather than single out an event: the connection is gone, or
-    /// the whole batch is worth retrying as is.
-    static func mustAbort(_ error: any Error) -> Bool {
-        guard let error = error as? PostgresError else { return false }
-        return error.isConnectionFailure || error.isTransient
-    }
 
     private static func record(_ failures: [Failure], projection: String, in db: isolated PostgresConnection) throws {
         guard !failures.isEmpty else { return }

@@ -84,9 +84,7 @@ public struct WebhookDelivery: Sendable {
     }
 
     func delay(afterFailures failures: Int) -> Duration {
-        var delay = initialDelay
-        for _ in 1..<max(1, failures) where delay < maxDelay { delay *= 2 }
-        return min(delay, maxDelay) * Double.random(in: 0.8...1.2)
+        RetryBackoff(initial: initialDelay, maximum: maxDelay).delay(afterFailures: failures)
     }
 }
 

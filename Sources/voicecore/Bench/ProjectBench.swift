@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
@@ -143,14 +144,14 @@ struct ProjectBench: AsyncParsableCommand {
 }
 
 /// Samples this process's resident set size from /proc/self/statm.
-final class RSSSampler {
-    private(set) var peakPages = 0
+final class RSSSampler: Sendable {
+    private let peakPages = Mutex(0)
 
     func sample() {
         guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return }
         let fields = text.split(separator: " ")
-        if fields.count > 1, let pages = Int(fields[1]) { peakPages = max(peakPages, pages) }
+        if fields.count > 1, let pages = Int(fields[1]) { peakPages.withLock { $0 = max($0, pages) } }
     }
 
-    var peakMegabytes: Int { peakPages * Int(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576 }
+    var peakMegabytes: Int { peakPages.withLock { $0 } * Int(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576 }
 }

@@ -58,7 +58,7 @@ struct ReplayBench: AsyncParsableCommand {
         }
         #endif
 
-        let rss = SendableRSSSampler()
+        let rss = RSSSampler()
         rss.sample()
         let baseline = rss.peakMegabytes
         var totalEvents = 0
@@ -114,23 +114,5 @@ struct ReplayBench: AsyncParsableCommand {
             }
         }
         say("archive: \(rows.count) events (\(items.count - rows.count) duplicates left out) loaded in \(String(format: "%.1f", (ContinuousClock.now - loadStart) / .seconds(1))) s")
-    }
-}
-
-/// ``RSSSampler`` behind a lock, for progress callbacks.
-final class SendableRSSSampler: @unchecked Sendable {
-    private let sampler = RSSSampler()
-    private let lock = NSLock()
-
-    func sample() {
-        lock.lock()
-        sampler.sample()
-        lock.unlock()
-    }
-
-    var peakMegabytes: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return sampler.peakMegabytes
     }
 }

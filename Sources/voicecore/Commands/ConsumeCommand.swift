@@ -49,7 +49,7 @@ struct ConsumeCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard PlatformServices.all.contains(where: { $0.name == name }) else {
-            throw ValidationError("no service named '\(name)'; the services are \(PlatformServices.all.map(\.name).joined(separator: ", "))")
+            throw ValidationError(PlatformServices.UnknownService(name: name).description)
         }
     }
 

@@ -34,7 +34,7 @@ struct DemoCommand: AsyncParsableCommand {
             guard let parsed = Identifier(tenant) else { throw ValidationError("--tenant must be a tenant id (UUID); see `voicecore tenants list`") }
             id = parsed
         }
-        let base = publicURL ?? ProcessInfo.processInfo.environment["VOICECORE_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? edgeURL
+        let base = publicURL ?? EdgeOptions.publicURLFromEnvironment ?? edgeURL
         try await DemoPlayer(connections: connections, edgeURL: edgeURL, publicBase: base).run(tenant: id)
     }
 }

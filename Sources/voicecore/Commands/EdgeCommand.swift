@@ -35,11 +35,16 @@ struct EdgeOptions: ParsableArguments {
         guard (1...65535).contains(port) else { throw ValidationError("--port (or VOICECORE_EDGE_PORT) must be 1…65535") }
         return EdgeConfiguration(
             host: host ?? environment["VOICECORE_EDGE_HOST"] ?? "127.0.0.1", port: port,
-            publicBaseURL: publicURL ?? environment["VOICECORE_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 },
+            publicBaseURL: publicURL ?? Self.publicURLFromEnvironment,
             adminKey: environment["VOICECORE_ADMIN_KEY"].flatMap { $0.isEmpty ? nil : $0 })
     }
 
     var naming: StreamNaming { StreamNaming(partitions: partitions, prefix: prefix) }
+
+    /// `VOICECORE_PUBLIC_URL`, when set and not empty.
+    static var publicURLFromEnvironment: String? {
+        ProcessInfo.processInfo.environment["VOICECORE_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    }
 }
 
 struct EdgeCommand: AsyncParsableCommand {

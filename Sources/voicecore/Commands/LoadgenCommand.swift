@@ -70,7 +70,7 @@ struct LoadgenCommand: AsyncParsableCommand {
             tenantID = parsed
         }
         let twilio = try await TwilioTenant.find(tenantID, in: try await TenantsCommand.directory(connections))
-        let base = publicURL ?? ProcessInfo.processInfo.environment["VOICECORE_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? edgeURL
+        let base = publicURL ?? EdgeOptions.publicURLFromEnvironment ?? edgeURL
         let edge = edgeURL.hasSuffix("/") ? String(edgeURL.dropLast()) : edgeURL
 
         var configuration = HTTPClient.Configuration()
@@ -163,7 +163,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         poller.cancel()
         _ = await poller.result
         say("  end to end (segment) \(LatencySampler.describe(segmentLatencies))")
-        say("  end to end (call)    \(LatencySampler.describe(sampler.latencies(.call)))")
+        say("  end to end (call)    \(LatencySampler.describe(sampler.latencies))")
         let lostSegments = max(0, totals.acceptedSegments - transcripts)
         let lostCalls = max(0, totals.completedCalls - ended)
         say("  read models: \(transcripts) of \(totals.acceptedSegments) accepted segments, \(ended) of \(totals.completedCalls) completed calls; lost: \(lostSegments + lostCalls)")
@@ -184,10 +184,9 @@ struct LoadgenCommand: AsyncParsableCommand {
                          client: HTTPClient, stats: LoadStatistics, sampler: LatencySampler) async {
         let callStart = Timestamp.now
         let utterances = (0..<seconds).map { TwilioCallSimulation.Utterance(.inbound, lines[($0 + index) % lines.count], at: $0 + 1) }
-        var call = TwilioCallSimulation(tenant: tenant, accountSID: account, authToken: token, publicBase: publicBase,
+        let call = TwilioCallSimulation(tenant: tenant, accountSID: account, authToken: token, publicBase: publicBase,
                                         from: String(format: "+1415%07d", index % 10_000_000), to: "+14155559876", rangAt: callStart,
                                         ringSeconds: 0, utterances: utterances, durationSeconds: seconds + 1)
-        call.ringSeconds = 0
         let hooks = call.webhooks.filter { !($0.kind == .transcription && $0.body.contains("Final=false")) }
         stats.callStarted(call.callID)
         let clock = ContinuousClock.now
@@ -208,7 +207,7 @@ struct LoadgenCommand: AsyncParsableCommand {
                 let acceptedWall = Timestamp.now.microsecondsSinceEpoch
                 stats.accepted(hook.kind, latency: accepted - sent, completed: hook.body.contains("CallStatus=completed"))
                 switch hook.kind {
-                case .voice: sampler.offer(.call, callID: call.callID, sequence: 0, acceptedAt: accepted)
+                case .voice: sampler.offer(callID: call.callID, acceptedAt: accepted)
                 case .transcription:
                     let sequence = (try? FormBody(parsing: Array(hook.body.utf8)))?["SequenceId"].flatMap(Int.init) ?? 0
                     stats.segmentAccepted(SegmentKey(call: call.callID, sequence: sequence), at: acceptedWall)
@@ -265,28 +264,25 @@ final class LoadStatistics: Sendable {
     }
 }
 
-/// Measures webhook-accepted → row-visible on a sample, by polling the read models.
+/// Measures call start accepted → its call_sessions row visible on a sample, by polling. (Segments
+/// are measured exactly, by their rows' commit times.)
 final class LatencySampler: Sendable {
-    enum Kind: Sendable { case segment, call }
-
     struct Pending: Sendable {
-        var kind: Kind
         var callID: Identifier
-        var sequence: Int
         var acceptedAt: ContinuousClock.Instant
     }
 
     private let fraction: Double
-    private let state = Mutex((pending: [Pending](), segment: [Duration](), call: [Duration]()))
+    private let state = Mutex((pending: [Pending](), latencies: [Duration]()))
 
     init(fraction: Double) { self.fraction = fraction }
 
-    func offer(_ kind: Kind, callID: Identifier, sequence: Int, acceptedAt: ContinuousClock.Instant) {
+    func offer(callID: Identifier, acceptedAt: ContinuousClock.Instant) {
         guard Double.random(in: 0..<1) < fraction else { return }
-        state.withLock { $0.pending.append(Pending(kind: kind, callID: callID, sequence: sequence, acceptedAt: acceptedAt)) }
+        state.withLock { $0.pending.append(Pending(callID: callID, acceptedAt: acceptedAt)) }
     }
 
-    func latencies(_ kind: Kind) -> [Duration] { state.withLock { kind == .segment ? $0.segment : $0.call } }
+    var latencies: [Duration] { state.withLock { $0.latencies } }
 
     /// Polls every 2 ms while samples wait: a row found by a query was committed before the
     /// query's snapshot, so its latency is at most the query's start minus the acceptance.
@@ -298,22 +294,12 @@ final class LatencySampler: Sendable {
                 try? await Task.sleep(for: .milliseconds(1))
                 continue
             }
-            let segments = pending.filter { $0.kind == .segment }
-            let calls = pending.filter { $0.kind == .call }
             let snapshot = ContinuousClock.now
-            var found: Set<String> = []
+            let found: Set<Identifier>
             do {
-                if !segments.isEmpty {
-                    for row in try await db.query("""
-                        SELECT t.call_id::text || '/' || t.sequence AS k FROM unnest(\(segments.map(\.callID.uuid))::uuid[], \(segments.map(\.sequence))::int8[]) AS u(call_id, sequence)
-                        JOIN transcripts t ON t.tenant_id = \(id) AND t.call_id = u.call_id AND t.track = 'inbound' AND t.sequence = u.sequence
-                        """) { found.insert(try row.decode(String.self, "k")) }
-                }
-                if !calls.isEmpty {
-                    for row in try await db.query("""
-                        SELECT call_id::text || '/0' AS k FROM call_sessions WHERE tenant_id = \(id) AND call_id = ANY(\(calls.map(\.callID.uuid))::uuid[])
-                        """) { found.insert(try row.decode(String.self, "k")) }
-                }
+                found = Set(try await db.query("""
+                    SELECT call_id FROM call_sessions WHERE tenant_id = \(id) AND call_id = ANY(\(pending.map(\.callID.uuid))::uuid[])
+                    """).map { Identifier(try $0.decode(UUID.self, "call_id")) })
             } catch {
                 try? await Task.sleep(for: .milliseconds(100))
                 continue
@@ -322,9 +308,8 @@ final class LatencySampler: Sendable {
             guard !found.isEmpty else { continue }
             state.withLock { state in
                 state.pending.removeAll { item in
-                    guard found.contains("\(item.callID)/\(item.sequence)") else { return false }
-                    let latency = max(.zero, snapshot - item.acceptedAt)
-                    if item.kind == .segment { state.segment.append(latency) } else { state.call.append(latency) }
+                    guard found.contains(item.callID) else { return false }
+                    state.latencies.append(max(.zero, snapshot - item.acceptedAt))
                     return true
                 }
             }

@@ -117,7 +117,7 @@ struct TenantsCommand: AsyncParsableCommand {
             } catch let error as TenantError {
                 throw CommandFailure(error.description)
             }
-            let base = publicURL ?? ProcessInfo.processInfo.environment["VOICECORE_PUBLIC_URL"] ?? "http://127.0.0.1:8080"
+            let base = publicURL ?? EdgeOptions.publicURLFromEnvironment ?? "http://127.0.0.1:8080"
             let tenant = provisioned.tenant.id
             print("""
                 tenant    \(tenant)  \(provisioned.tenant.name) (\(provisioned.tenant.plan))
