@@ -29,7 +29,7 @@ import VoiceCoreTime
 public struct Edge: Sendable {
     public let configuration: EdgeConfiguration
     let publisher: Publisher
-    let redis: RedisConnection
+    let redis: RedisClient
     let tenants: TenantCache
     let directory: TenantDirectory?
     let registry: PrometheusCollectorRegistry?
@@ -43,7 +43,7 @@ public struct Edge: Sendable {
     ///   - lookup: where tenants and API keys are found (the ``TenantDirectory``, cached here).
     ///   - directory: provisions tenants for the admin API; nil leaves the admin API out.
     ///   - registry: rendered at `/metrics`; nil answers 404 there.
-    public init(configuration: EdgeConfiguration, publisher: Publisher, redis: RedisConnection, lookup: any TenantLookup,
+    public init(configuration: EdgeConfiguration, publisher: Publisher, redis: RedisClient, lookup: any TenantLookup,
                 directory: TenantDirectory? = nil, registry: PrometheusCollectorRegistry? = nil,
                 metricsFactory: any MetricsFactory = MetricsSystem.factory, logger: Logger = Logger(label: "voicecore.edge")) {
         self.configuration = configuration

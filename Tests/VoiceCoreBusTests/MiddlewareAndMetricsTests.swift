@@ -93,7 +93,7 @@ struct MiddlewareAndMetricsTests {
         // Gauges from a sample: nothing lagging or pending, one dead letter.
         let stream = naming.stream(for: .calls, kind: .event, tenant: tenant, subject: call.description)
         let collector = StreamMetricsCollector(redis: try RedisConfiguration(url: TestRedis.url), prefix: naming.prefix, factory: metrics)
-        try await collector.sample(StreamAdmin(connection: redis))
+        try await collector.sample(StreamAdmin(connection: RedisClient(redis)))
         #expect(try metrics.expectGauge(BusMetricNames.lag, [("stream", stream), ("group", "m")]).lastValue == 0)
         #expect(try metrics.expectGauge(BusMetricNames.pending, [("stream", stream), ("group", "m")]).lastValue == 0)
         #expect(try metrics.expectGauge(BusMetricNames.deadLetters, [("stream", configuration.deadLetterStream(of: stream))]).lastValue == 1)

@@ -22,7 +22,7 @@ struct OperatingTests {
         try await redis.execute(.xgroupCreate(stream, group: "billing", start: .beginning))
         _ = try await redis.execute(.xreadgroup(group: "billing", consumer: "b1", streams: [(stream, .newEntries)], count: 4))
 
-        let admin = StreamAdmin(connection: redis)
+        let admin = StreamAdmin(connection: RedisClient(redis))
         #expect(try await admin.streams(prefix: naming.prefix) == [stream])
         let report = try await admin.report(stream)
         #expect(report.length == 10)
@@ -58,7 +58,7 @@ struct OperatingTests {
         settings.maxDeliveries = 2
         let consumer = try RunningConsumer.start(settings, handlers)
         let deadLetterStream = settings.deadLetterStream(of: poison.stream)
-        let dlq = DeadLetters(connection: redis)
+        let dlq = DeadLetters(connection: RedisClient(redis))
         try await eventually("the entry is dead-lettered") { try await redis.execute(.xlen(deadLetterStream)) == 1 }
         #expect(try await dlq.list(prefix: naming.prefix).map(\.stream) == [deadLetterStream])
         #expect(try await dlq.show(deadLetterStream).first?["dlq.origin_id"] == poison.entryID.description)

@@ -31,7 +31,7 @@ final class EdgeFixture: @unchecked Sendable {
     let prefix = "e\(UUID().uuidString.prefix(8).lowercased())"
     let naming: StreamNaming
     let db: PostgresConnection
-    let redis: RedisConnection
+    let redis: RedisClient
     let publisher: Publisher
     let directory: TenantDirectory
     let secrets: SecretBox
@@ -48,7 +48,7 @@ final class EdgeFixture: @unchecked Sendable {
         db = try await PostgresConnection.connect(try PostgresConfiguration(url: TestServers.databaseURL + separator + "options=-c%20search_path%3D\(schemaName)"))
         try await db.query("CREATE SCHEMA \(identifier: schemaName)")
         _ = try await Migrator(connection: db, directory: TestServers.root.appendingPathComponent("database/migrations")).up()
-        redis = try await RedisConnection.connect(try RedisConfiguration(url: redisURL))
+        redis = try await RedisClient.connect(try RedisConfiguration(url: redisURL))
         publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
         secrets = try SecretBox(masterKey: (0..<32).map { _ in UInt8.random(in: 0...255) })
         directory = TenantDirectory(connection: db, secrets: secrets)

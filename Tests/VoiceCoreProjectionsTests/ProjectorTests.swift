@@ -191,7 +191,7 @@ struct ProjectorTests {
         let metrics = TestMetrics()
         let collector = ProjectionLagCollector(projections: [BillingProjection()], naming: fixture.naming, redis: try RedisConfiguration(url: TestRedis.url),
                                                postgres: try PostgresConfiguration(url: fixture.databaseURL), factory: metrics)
-        try await collector.sample(redis: fixture.redis, db: fixture.db)
+        try await collector.sample(redis: RedisClient(fixture.redis), db: fixture.db)
         #expect(try metrics.expectGauge(ProjectorMetricNames.gap, [("projection", "billing")]).lastValue == Double(usage))
         #expect(try metrics.expectGauge(ProjectorMetricNames.oldestUnprojected, [("projection", "billing")]).lastValue ?? 0 >= 0.3)
         let running = try fixture.runner(projections: [BillingProjection()])

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VoiceCoreExecutors
+import VoiceCoreRedis
 import VoiceCoreServices
 
 /// compose/docker-compose.yml is checked, not run (no Docker engine here): it must be valid
@@ -8,6 +9,7 @@ import VoiceCoreServices
 @Suite("Compose file")
 struct ComposeTests {
     static let file = TestServers.root.appendingPathComponent("compose/docker-compose.yml")
+    static let clusterFile = TestServers.root.appendingPathComponent("compose/docker-compose.cluster.yml")
 
     struct Outcome { var status: Int32; var output: String }
 
@@ -36,7 +38,7 @@ struct ComposeTests {
     @Test("valid under the Compose specification's schema; a misspelt key is not")
     func validates() async throws {
         let schema = try Self.schema()
-        let valid = try await Self.python(["-m", "check_jsonschema", "--schemafile", schema, Self.file.path])
+        let valid = try await Self.python(["-m", "check_jsonschema", "--schemafile", schema, Self.file.path, Self.clusterFile.path])
         #expect(valid.status == 0, "\(valid.output)")
         let broken = FileManager.default.temporaryDirectory.appendingPathComponent("compose-\(UUID().uuidString).yml")
         let text = try String(contentsOf: Self.file, encoding: .utf8).replacingOccurrences(of: "    command: [\"voicecore\", \"project\"]", with: "    comand: [\"voicecore\", \"project\"]")
@@ -65,5 +67,32 @@ struct ComposeTests {
         }
         #expect(consumed == Set(PlatformServices.all.map(\.name)))
         #expect(commands == ["migrate", "edge", "consume", "project"])
+    }
+
+    static func load(_ file: URL) async throws -> [String: [String: Any]] {
+        let dump = try await python(["-c", "import json, sys; from ruamel.yaml import YAML; print(json.dumps(YAML(typ='safe').load(open(sys.argv[1]))))", file.path])
+        #expect(dump.status == 0, "\(dump.output)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(dump.output.utf8)) as? [String: Any])
+        return try #require(document["services"] as? [String: [String: Any]])
+    }
+
+    @Test("the cluster variant: six cluster nodes, and every VoiceCore part pointed at all of them")
+    func clusterVariantCoversEveryPart() async throws {
+        let base = try await Self.load(Self.file)
+        let cluster = try await Self.load(Self.clusterFile)
+        let nodes = cluster.filter { ($0.value["command"] as? [String])?.contains("--cluster-enabled") == true }.keys.sorted()
+        #expect(nodes == (1...6).map { "redis-\($0)" })
+        let parts = Set(base.keys).subtracting(["redis", "postgres"])
+        for part in parts {
+            let environment = try #require(cluster[part]?["environment"] as? [String: Any], "\(part) is pointed at the cluster")
+            let url = try #require(environment["REDIS_URL"] as? String)
+            let configuration = try RedisConfiguration(url: url)
+            #expect(configuration.clusterMode == .required)
+            #expect(configuration.seeds.map(\.description) == nodes.map { "\($0):6379" }, "\(part)")
+            let dependencies = try #require(cluster[part]?["depends_on"] as? [String: Any])
+            #expect(dependencies["redis-cluster-init"] != nil, "\(part) waits for the cluster")
+        }
+        let initCommand = (cluster["redis-cluster-init"]?["command"] as? [String])?.joined() ?? ""
+        #expect(initCommand.contains("--cluster create") && initCommand.contains("--cluster-replicas 1"))
     }
 }

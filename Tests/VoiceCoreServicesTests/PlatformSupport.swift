@@ -32,7 +32,7 @@ final class PlatformFixture: @unchecked Sendable {
     let postgres: PostgresConfiguration
     let redisConfiguration: RedisConfiguration
     let db: PostgresConnection
-    let redis: RedisConnection
+    let redis: RedisClient
     let publisher: Publisher
     let directory: TenantDirectory
     let tenant: Identifier
@@ -47,7 +47,7 @@ final class PlatformFixture: @unchecked Sendable {
         try await db.query("CREATE SCHEMA \(identifier: schemaName)")
         _ = try await Migrator(connection: db, directory: TestServers.root.appendingPathComponent("database/migrations")).up()
         redisConfiguration = try RedisConfiguration(url: TestServers.redisURL)
-        redis = try await RedisConnection.connect(redisConfiguration)
+        redis = try await RedisClient.connect(redisConfiguration)
         publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
         directory = TenantDirectory(connection: try await PostgresConnection.connect(postgres),
                                     secrets: try SecretBox(masterKey: (0..<32).map { _ in UInt8.random(in: 0...255) }))
@@ -70,7 +70,7 @@ final class PlatformFixture: @unchecked Sendable {
     /// Runs edge, services and projectors while `body` runs; `body` gets the edge's base URL.
     func run(services names: [String] = [], projectors: Bool = true, delivery: WebhookDelivery = WebhookDelivery(),
              _ body: @Sendable (String) async throws -> Void) async throws {
-        let edgeRedis = try await RedisConnection.connect(redisConfiguration)
+        let edgeRedis = try await RedisClient.connect(redisConfiguration)
         let edgePublisher = Publisher(connection: edgeRedis, configuration: PublisherConfiguration(source: "/edge", naming: naming))
         let edge = Edge(configuration: EdgeConfiguration(host: "127.0.0.1", port: 0, tenantCacheTTL: .zero),
                         publisher: edgePublisher, redis: edgeRedis, lookup: directory, directory: directory, registry: nil)

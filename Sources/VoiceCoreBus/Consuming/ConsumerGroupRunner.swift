@@ -79,8 +79,8 @@ public final class ConsumerGroupRunner: Service, Sendable {
         readerConfiguration.clientName = "vc-consumer:\(configuration.group):\(configuration.consumer):reader".replacingOccurrences(of: " ", with: "_")
         var controlConfiguration = redisConfiguration
         controlConfiguration.clientName = "vc-consumer:\(configuration.group):\(configuration.consumer):control".replacingOccurrences(of: " ", with: "_")
-        let reader = try await RedisConnection.connect(readerConfiguration, logger: logger)
-        let control = try await RedisConnection.connect(controlConfiguration, logger: logger)
+        let reader = try await RedisClient.connect(readerConfiguration, logger: logger)
+        let control = try await RedisClient.connect(controlConfiguration, logger: logger)
         let stopping = Mutex(false)
         try await ensureGroups(control)
         logger.info("consumer started", metadata: ["streams": "\(configuration.streams.count)"])
@@ -123,11 +123,14 @@ public final class ConsumerGroupRunner: Service, Sendable {
                     : readable.map { ($0, .newEntries) }
                 let batches: [StreamReadResult]
                 do {
-                    batches = try await reader.execute(.xreadgroup(
+                    batches = try await reader.readGroup(
                         group: configuration.group, consumer: configuration.consumer, streams: streams,
-                        count: configuration.batchSize, block: readingHistory ? nil : configuration.block))
+                        count: configuration.batchSize, block: readingHistory ? nil : configuration.block)
                 } catch let error as RedisError {
+                    // On a cluster, the partitions of other nodes may have delivered entries before
+                    // this failure: they are pending to this consumer, so read its pending entries again.
                     try await recover(from: error, reader: reader, control: control)
+                    for stream in configuration.streams { position[stream] = .zero }
                     continue
                 }
                 if readingHistory {
@@ -166,7 +169,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     // MARK: Groups
 
-    private func ensureGroups(_ control: RedisConnection) async throws {
+    private func ensureGroups(_ control: RedisClient) async throws {
         for stream in configuration.streams {
             do {
                 try await control.execute(.xgroupCreate(stream, group: configuration.group, start: configuration.start, makeStream: true))
@@ -177,7 +180,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
         }
     }
 
-    private func recover(from error: RedisError, reader: RedisConnection, control: RedisConnection) async throws {
+    private func recover(from error: RedisError, reader: RedisClient, control: RedisClient) async throws {
         if error.serverCode == "NOGROUP" {
             logger.warning("consumer group missing; creating it again", metadata: ["error": "\(error.message)"])
             try await ensureGroups(control)
@@ -206,7 +209,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
         case leavePending
     }
 
-    private func handle(_ batches: [StreamReadResult], fresh: Bool, control: RedisConnection) async throws {
+    private func handle(_ batches: [StreamReadResult], fresh: Bool, control: RedisClient) async throws {
         guard batches.contains(where: { !$0.entries.isEmpty }) else { return }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for batch in batches where !batch.entries.isEmpty {
@@ -236,7 +239,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
         }
     }
 
-    private func process(_ entry: StreamEntry, stream: String, deliveries: Int, control: RedisConnection) async throws -> Outcome {
+    private func process(_ entry: StreamEntry, stream: String, deliveries: Int, control: RedisClient) async throws -> Outcome {
         guard let fields = entry.fields else {
             // Deleted (trimmed) while pending: nothing to handle.
             state.withLock { $0.skipped += 1 }
@@ -297,7 +300,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
         RetryBackoff(initial: configuration.retryDelay, maximum: configuration.maxRetryDelay).delay(afterFailures: deliveries)
     }
 
-    private func deliveryCount(_ stream: String, _ id: StreamEntryID, _ control: RedisConnection) async throws -> Int {
+    private func deliveryCount(_ stream: String, _ id: StreamEntryID, _ control: RedisClient) async throws -> Int {
         let rows = try await control.execute(.xpending(stream, group: configuration.group, from: id, to: id, count: 1))
         return rows.first?.deliveryCount ?? 1
     }
@@ -310,7 +313,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
         return id
         """)
 
-    private func deadLetter(_ entry: StreamEntry, fields: [StreamField], stream: String, reason: String, error: String, attempts: Int, control: RedisConnection) async throws {
+    private func deadLetter(_ entry: StreamEntry, fields: [StreamField], stream: String, reason: String, error: String, attempts: Int, control: RedisClient) async throws {
         var arguments: [RESPArgument] = [.string(configuration.group), .string(entry.id.description)]
         let metadata: [(String, String)] = [
             ("dlq.reason", reason), ("dlq.error", String(error.prefix(2000))), ("dlq.attempts", String(attempts)),
@@ -329,17 +332,17 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     /// A stream newly leased: whatever is still pending in it (a previous owner's unfinished work)
     /// is older than anything new, so it is claimed and handled first, in order.
-    private func takeOver(_ stream: String, _ control: RedisConnection) async throws {
+    private func takeOver(_ stream: String, _ control: RedisClient) async throws {
         try await claim(stream, idleAtLeast: .zero, control)
     }
 
     /// Entries pending longer than `claimIdle` at other (presumably dead) consumers.
-    private func claimAbandoned(in streams: [String], _ control: RedisConnection) async throws {
+    private func claimAbandoned(in streams: [String], _ control: RedisClient) async throws {
         for stream in streams { try await claim(stream, idleAtLeast: configuration.claimIdle, control) }
     }
 
     /// Claims (XAUTOCLAIM) and handles every entry of `stream` pending at least `minIdle`.
-    private func claim(_ stream: String, idleAtLeast minIdle: Duration, _ control: RedisConnection) async throws {
+    private func claim(_ stream: String, idleAtLeast minIdle: Duration, _ control: RedisClient) async throws {
         var start = StreamEntryID.zero
         repeat {
             let result: AutoClaimResult

@@ -58,7 +58,7 @@ struct PartitionLeases {
 
     /// Heartbeats, renews what is held, releases extras, takes free streams up to the fair share.
     /// Returns the streams held now and those newly acquired.
-    func maintain(holding held: Set<String>, on connection: RedisConnection) async throws -> (held: Set<String>, acquired: [String]) {
+    func maintain(holding held: Set<String>, on connection: RedisClient) async throws -> (held: Set<String>, acquired: [String]) {
         let now = Timestamp.now.millisecondsSinceEpoch
         // One round trip: heartbeat, forget members silent for a TTL, count the rest.
         let heartbeat: [RESPCommand] = [
@@ -98,7 +98,7 @@ struct PartitionLeases {
 
     /// Keeps the held leases (and the membership) alive while a long batch is handled: renews every
     /// third of the TTL until cancelled.
-    func keepAlive(_ held: Set<String>, on connection: RedisConnection) async {
+    func keepAlive(_ held: Set<String>, on connection: RedisClient) async {
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: ttl / 3)
@@ -113,7 +113,7 @@ struct PartitionLeases {
     }
 
     /// Gives every lease back and leaves the member set (graceful shutdown).
-    func releaseAll(_ held: Set<String>, on connection: RedisConnection) async {
+    func releaseAll(_ held: Set<String>, on connection: RedisClient) async {
         for stream in held {
             _ = try? await Self.releaseScript.run(on: connection, keys: [leaseKey(stream)], arguments: [.string(consumer)])
         }

@@ -22,7 +22,7 @@ public final class StreamMetricsCollector: Service, Sendable {
     }
 
     public func run() async throws {
-        let connection = try await RedisConnection.connect(redis, logger: logger)
+        let connection = try await RedisClient.connect(redis, logger: logger)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await sample(StreamAdmin(connection: connection))

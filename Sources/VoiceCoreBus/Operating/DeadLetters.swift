@@ -9,9 +9,9 @@ public struct DeadLetters: Sendable {
     /// cannot circle forever.
     public static let defaultMaxRequeues = 3
 
-    let connection: RedisConnection
+    let connection: RedisClient
 
-    public init(connection: RedisConnection) {
+    public init(connection: RedisClient) {
         self.connection = connection
     }
 

@@ -28,9 +28,9 @@ public struct StreamAdmin: Sendable {
         public var idleMs: Int
     }
 
-    let connection: RedisConnection
+    let connection: RedisClient
 
-    public init(connection: RedisConnection) {
+    public init(connection: RedisClient) {
         self.connection = connection
     }
 

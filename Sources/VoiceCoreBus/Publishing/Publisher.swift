@@ -24,7 +24,7 @@ import VoiceCoreTime
 /// leaves its entry unacknowledged); the next batch reconnects first.
 public final class Publisher: Sendable {
     public let configuration: PublisherConfiguration
-    private let connection: RedisConnection
+    private let connection: RedisClient
     private let logger: Logger
     private let metrics: PublisherMetrics
     private let state = Mutex(State())
@@ -88,7 +88,13 @@ public final class Publisher: Sendable {
         var statistics = Statistics()
     }
 
-    public init(connection: RedisConnection, configuration: PublisherConfiguration, logger: Logger = Logger(label: "voicecore.bus.publisher"),
+    /// A publisher on a single server's connection.
+    public convenience init(connection: RedisConnection, configuration: PublisherConfiguration, logger: Logger = Logger(label: "voicecore.bus.publisher"),
+                            metricsFactory: MetricsFactory = MetricsSystem.factory) {
+        self.init(connection: RedisClient(connection), configuration: configuration, logger: logger, metricsFactory: metricsFactory)
+    }
+
+    public init(connection: RedisClient, configuration: PublisherConfiguration, logger: Logger = Logger(label: "voicecore.bus.publisher"),
                 metricsFactory: MetricsFactory = MetricsSystem.factory) {
         self.connection = connection
         self.configuration = configuration
@@ -253,21 +259,37 @@ public final class Publisher: Sendable {
             var commands: [RESPCommand] = []
             commands.reserveCapacity(batch.count)
             for pending in batch { commands.append(pending.command) }
-            var replies = try await connection.send(commands)
-            // Scripts the server does not know (restarted or flushed): once more as EVAL.
+            // One pipeline (one per node on a cluster), each ending with WAIT when configured.
+            var results = await connection.sendEach(commands, replicas: configuration.replicaAcknowledgement)
+            // Scripts the server does not know (restarted or flushed, or another cluster node): once more as EVAL.
             let unknownScript = batch.indices.filter { index in
-                if case .deduplicated = batch[index].completion, case .error(let message) = replies[index], message.hasPrefix("NOSCRIPT") { return true }
+                if case .deduplicated = batch[index].completion, case .success(.error(let message)) = results[index], message.hasPrefix("NOSCRIPT") { return true }
                 return false
             }
             if !unknownScript.isEmpty {
-                let retried = try await connection.send(unknownScript.map { index -> RESPCommand in
+                let retried = await connection.sendEach(unknownScript.map { index -> RESPCommand in
                     guard case .deduplicated(_, let fallback, _) = batch[index].completion else { return batch[index].command }
                     return fallback
-                })
-                for (index, reply) in zip(unknownScript, retried) { replies[index] = reply }
+                }, replicas: configuration.replicaAcknowledgement)
+                for (index, result) in zip(unknownScript, retried) { results[index] = result }
             }
             var published = 0
-            for (pending, reply) in zip(batch, replies) {
+            var firstFailure: RedisError?
+            for (pending, result) in zip(batch, results) {
+                let reply: RESPValue
+                switch result {
+                case .success(let value):
+                    reply = value
+                case .failure(let error):
+                    // The connection failed after sending (outcome unknown), the node was unreachable
+                    // for the whole retry window, or replicas did not confirm: not published.
+                    firstFailure = firstFailure ?? error
+                    switch pending.completion {
+                    case .deduplicated(let resume, _, _): resume(.failure(error))
+                    default: pending.resume(.failure(error))
+                    }
+                    continue
+                }
                 if case .deduplicated(let resume, _, _) = pending.completion {
                     let outcome = Self.deduplicatedOutcome(reply, stream: pending.stream)
                     switch outcome {
@@ -293,6 +315,9 @@ public final class Publisher: Sendable {
                 default:
                     pending.resume(.failure(RedisError(kind: .unexpectedReply, message: "XADD to \(pending.stream) returned \(reply)")))
                 }
+            }
+            if let firstFailure {
+                logger.warning("publishes failed", metadata: ["entries": "\(batch.count - published)", "error": "\(firstFailure)"])
             }
             state.withLock {
                 $0.statistics.batches += 1

@@ -1,3 +1,4 @@
+import Foundation
 import VoiceCoreEvents
 import VoiceCoreRedis
 
@@ -35,19 +36,36 @@ public struct PublisherConfiguration: Sendable {
     public var commandRetention: [StreamCategory: Retention]
     /// The most XADDs sent in one pipeline; more waiting callers go in the next one.
     public var maxBatch: Int
+    /// When set, a publish succeeds only after that many replicas have the entry (`WAIT` at the
+    /// end of each pipeline); otherwise it fails with ``RedisError/Kind/replication`` (it may still
+    /// be in the stream: at-least-once, the caller retries). Redis replicates asynchronously, so
+    /// without it a master that dies right after acknowledging can take entries with it when its
+    /// replica is promoted. Costs a replication round trip per pipeline (see the README's Redis
+    /// Cluster section for the measured cost). Off by default; `VOICECORE_REDIS_WAIT_REPLICAS=N`
+    /// (and `VOICECORE_REDIS_WAIT_TIMEOUT_MS`, default 500) turn it on for every publisher of a process.
+    public var replicaAcknowledgement: ReplicaAcknowledgement?
 
     public init(
         source: String,
         naming: StreamNaming = StreamNaming(),
         eventRetention: [StreamCategory: Retention] = Dictionary(uniqueKeysWithValues: StreamCategory.allCases.map { ($0, .maxAge(.seconds(7 * 86_400))) }),
         commandRetention: [StreamCategory: Retention] = Dictionary(uniqueKeysWithValues: StreamCategory.allCases.map { ($0, .maxAge(.seconds(86_400))) }),
-        maxBatch: Int = 512
+        maxBatch: Int = 512,
+        replicaAcknowledgement: ReplicaAcknowledgement? = PublisherConfiguration.replicaAcknowledgementFromEnvironment()
     ) {
+        self.replicaAcknowledgement = replicaAcknowledgement
         self.source = source
         self.naming = naming
         self.eventRetention = eventRetention
         self.commandRetention = commandRetention
         self.maxBatch = max(1, maxBatch)
+    }
+
+    /// `VOICECORE_REDIS_WAIT_REPLICAS` (a positive number) and `VOICECORE_REDIS_WAIT_TIMEOUT_MS`.
+    public static func replicaAcknowledgementFromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> ReplicaAcknowledgement? {
+        guard let text = environment["VOICECORE_REDIS_WAIT_REPLICAS"], let replicas = Int(text), replicas > 0 else { return nil }
+        let milliseconds = environment["VOICECORE_REDIS_WAIT_TIMEOUT_MS"].flatMap { Int($0) }.map { max(1, $0) } ?? 500
+        return ReplicaAcknowledgement(replicas: replicas, timeout: .milliseconds(milliseconds))
     }
 
     /// The trim clause for a stream of this category and kind, at `nowMilliseconds`.

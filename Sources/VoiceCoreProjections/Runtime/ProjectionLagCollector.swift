@@ -31,7 +31,7 @@ public final class ProjectionLagCollector: Service, Sendable {
     }
 
     public func run() async throws {
-        let redis = try await RedisConnection.connect(self.redis, logger: logger)
+        let redis = try await RedisClient.connect(self.redis, logger: logger)
         let db = try await PostgresConnection.connect(postgres, logger: logger)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
@@ -46,7 +46,7 @@ public final class ProjectionLagCollector: Service, Sendable {
     }
 
     /// One sample (public for tests and one-shot use).
-    public func sample(redis: RedisConnection, db: PostgresConnection) async throws {
+    public func sample(redis: RedisClient, db: PostgresConnection) async throws {
         for status in try await ProjectionStatus.read(projections, naming: naming, redis: redis, db: db) {
             status.recordMetrics(factory: factory)
         }

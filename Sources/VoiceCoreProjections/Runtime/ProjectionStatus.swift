@@ -31,7 +31,7 @@ public struct ProjectionStatus: Sendable, Hashable {
     /// Reads the status of each projection. `countCap` bounds how many entries are counted one by
     /// one on a stream whose group cannot say its lag (then the gap is a lower bound).
     public static func read(
-        _ projections: [any Projection], naming: StreamNaming, redis: RedisConnection, db: PostgresConnection, countCap: Int = 10_000
+        _ projections: [any Projection], naming: StreamNaming, redis: RedisClient, db: PostgresConnection, countCap: Int = 10_000
     ) async throws -> [ProjectionStatus] {
         let rows = try await db.query("SELECT projection, stream, last_entry_id FROM projection_checkpoints")
         var checkpoints: [String: [String: StreamEntryID]] = [:]

@@ -27,7 +27,7 @@ final class ProjectorWorker {
     private let categories: [StreamCategory]
 
     private var db: PostgresConnection?
-    private var redis: RedisConnection?
+    private var redis: RedisClient?
     /// Advisory lock spaces (first key): one per projection for partitions, one for live workers.
     private var partitionSpaces: [Int64] = []
     private var memberSpace: Int64 = 0
@@ -86,9 +86,9 @@ final class ProjectorWorker {
                     continue
                 }
                 let streams = held.keys.sorted().flatMap { held[$0] ?? [] }
-                let results = try await redis.execute(.xreadgroup(
+                let results = try await redis.readGroup(
                     group: group, consumer: consumer, streams: streams.map { ($0, GroupReadPosition.newEntries) },
-                    count: configuration.batchSize, block: configuration.block))
+                    count: configuration.batchSize, block: configuration.block)
                 if results.contains(where: { !$0.entries.isEmpty }) {
                     try await process(results, stop: stop)
                 }
@@ -107,7 +107,7 @@ final class ProjectorWorker {
 
     private func connect() async throws {
         db = try await PostgresConnection.connect(postgresConfiguration, logger: logger)
-        redis = try await RedisConnection.connect(redisConfiguration, logger: logger)
+        redis = try await RedisClient.connect(redisConfiguration, logger: logger)
         try await prepareDatabase()
     }
 

@@ -15,6 +15,23 @@ public final class RedisScript: Sendable {
         self.source = source
     }
 
+    /// Runs the script on the node of its keys. A node that does not know the script yet (a
+    /// restarted server, or another cluster node than the one that loaded it) gets it with `EVAL`,
+    /// which also caches it there.
+    public func run(on client: RedisClient, keys: [String], arguments: [RESPArgument]) async throws -> RESPValue {
+        var sha = sha1.withLock { $0 }
+        if sha == nil {
+            let loaded = try await client.execute(.scriptLoad(source))
+            sha1.withLock { $0 = loaded }
+            sha = loaded
+        }
+        do {
+            return try await client.execute(.evalsha(sha ?? "", keys: keys, arguments: arguments))
+        } catch let error as RedisError where error.serverCode == "NOSCRIPT" {
+            return try await client.execute(.raw(["EVAL", .string(source), .integer(keys.count)] + keys.map { .string($0) } + arguments))
+        }
+    }
+
     /// Runs the script, loading it when the server does not know it yet.
     public func run(on connection: RedisConnection, keys: [String], arguments: [RESPArgument]) async throws -> RESPValue {
         if let sha = sha1.withLock({ $0 }) {

@@ -3,6 +3,10 @@
 /// Built from a URL, usually `REDIS_URL`:
 /// - `redis://[[user]:password@]host[:port][/db]` (port defaults to 6379, db to 0)
 /// - `unix:///path/to/redis.sock[?db=N&password=P&user=U]`
+/// - `redis-cluster://[[user]:password@]host:port[,host:port…]`: seed nodes of a Redis Cluster
+///   (any reachable one tells the client the rest); the nodes must be in cluster mode.
+/// - `redis://host:port,host:port…`: several seeds of what may be a cluster or a single server;
+///   ``RedisClient`` asks the first reachable one and uses the mode it reports.
 ///
 /// ```swift
 /// let configuration = try RedisConfiguration(url: "redis://127.0.0.1:16379/0")
@@ -24,7 +28,26 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    public var endpoint: Endpoint
+    /// Whether the deployment is a Redis Cluster.
+    public enum ClusterMode: Sendable, Hashable {
+        /// Ask the server (`CLUSTER SLOTS`): cluster when it is in cluster mode, else one server.
+        case automatic
+        /// A cluster is required (`redis-cluster://`); a server not in cluster mode is an error.
+        case required
+    }
+
+    /// The first seed: the server itself, or where cluster discovery starts.
+    public var endpoint: Endpoint {
+        get { seeds[0] }
+        set { seeds[0] = newValue }
+    }
+    /// Every seed node given (at least one). A single server has one.
+    public var seeds: [Endpoint]
+    public var clusterMode: ClusterMode
+    /// How long a cluster client keeps retrying a command whose slot has no reachable master
+    /// (a failover in progress: the replica needs about two node timeouts to take over), or that
+    /// gets `TRYAGAIN`/`CLUSTERDOWN`, before failing it with ``RedisError/Kind/clusterUnavailable``.
+    public var clusterRetryTimeout: Duration
     /// ACL user name for `AUTH user password`; `nil` sends `AUTH password` (the default user).
     public var username: String?
     public var password: String?
@@ -50,7 +73,9 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
         commandTimeout: Duration = .seconds(10),
         keepAlive: Bool = true
     ) {
-        self.endpoint = endpoint
+        self.seeds = [endpoint]
+        self.clusterMode = .automatic
+        self.clusterRetryTimeout = .seconds(15)
         self.username = username
         self.password = password
         self.database = database
@@ -65,7 +90,7 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
     public init(url: String) throws {
         self.init()
         let invalid = { (why: String) in
-            RedisError(kind: .invalidConfiguration, message: "invalid Redis URL: \(why). Expected redis://[user:password@]host:port[/db] or unix:///path/to/socket")
+            RedisError(kind: .invalidConfiguration, message: "invalid Redis URL: \(why). Expected redis://[user:password@]host:port[/db], redis-cluster://host:port,host:port… or unix:///path/to/socket")
         }
         if url.hasPrefix("unix://") {
             var rest = String(url.dropFirst("unix://".count))
@@ -91,8 +116,13 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
             }
             return
         }
-        let scheme = "redis://"
-        guard url.hasPrefix(scheme) else {
+        let scheme: String
+        if url.hasPrefix("redis-cluster://") {
+            scheme = "redis-cluster://"
+            clusterMode = .required
+        } else if url.hasPrefix("redis://") {
+            scheme = "redis://"
+        } else {
             throw invalid(url.hasPrefix("rediss://") ? "TLS (rediss://) is not supported by hiredis 0.14" : "unknown scheme")
         }
         var rest = Substring(url.dropFirst(scheme.count))
@@ -117,6 +147,17 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
                 database = db
             }
         }
+        var parsed: [Endpoint] = []
+        for seed in hostPort.split(separator: ",", omittingEmptySubsequences: false) {
+            parsed.append(try Self.endpoint(seed, invalid: invalid))
+        }
+        seeds = parsed
+        if (clusterMode == .required || seeds.count > 1) && database != 0 {
+            throw invalid("a Redis Cluster has only database 0")
+        }
+    }
+
+    private static func endpoint(_ hostPort: Substring, invalid: (String) -> RedisError) throws -> Endpoint {
         var host = String(hostPort)
         var port = 6379
         if hostPort.hasPrefix("[") {
@@ -135,18 +176,18 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
             port = p
         }
         guard !host.isEmpty else { throw invalid("the host is missing") }
-        endpoint = .tcp(host: host, port: port)
+        return .tcp(host: host, port: port)
     }
 
     public var description: String {
         var text = ""
         switch endpoint {
-        case .tcp(let host, let port):
-            text = "redis://"
+        case .tcp:
+            text = clusterMode == .required ? "redis-cluster://" : "redis://"
             if username != nil || password != nil {
                 text += "\(username ?? "")\(password == nil ? "" : ":***")@"
             }
-            text += host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            text += seeds.map(\.description).joined(separator: ",")
             if database != 0 { text += "/\(database)" }
         case .unix(let path):
             text = "unix://\(path)"

@@ -86,6 +86,13 @@ public actor RedisConnection {
         }
     }
 
+    /// Connects again when the connection is closed (once, no retries); does nothing while it is
+    /// open. A caller that shares the connection uses this instead of ``reconnect(maxAttempts:initialBackoff:)``
+    /// so that two of them never replace each other's fresh connection.
+    public func reconnectIfClosed() throws {
+        if context == nil { try open() }
+    }
+
     /// Closes the connection. Later commands fail with `connectionClosed` until `reconnect()`.
     public func close() {
         closeContext()

@@ -8,7 +8,7 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is. New kinds may be added.
     public struct Kind: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
-            case connection, connectionClosed, timeout, server, unexpectedReply, invalidConfiguration
+            case connection, connectionClosed, timeout, server, unexpectedReply, invalidConfiguration, crossSlot, replication, clusterUnavailable
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -25,6 +25,14 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
         public static let unexpectedReply = Kind(.unexpectedReply)
         /// A URL or option is invalid.
         public static let invalidConfiguration = Kind(.invalidConfiguration)
+        /// The keys of one command hash to different Redis Cluster slots; nothing was sent.
+        public static let crossSlot = Kind(.crossSlot)
+        /// The write was applied by the master but fewer replicas than asked acknowledged it within
+        /// the `WAIT` timeout: a failover now could lose it. Treat it as not published.
+        public static let replication = Kind(.replication)
+        /// No node of the cluster serves the key's slot within the retry window (a failover that
+        /// did not complete, or every node unreachable).
+        public static let clusterUnavailable = Kind(.clusterUnavailable)
 
         public var description: String { base.rawValue }
     }

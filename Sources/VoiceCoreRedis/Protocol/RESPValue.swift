@@ -35,6 +35,12 @@ public enum RESPValue: Sendable, Hashable {
         }
     }
 
+    /// Whether this is an error reply.
+    public var isError: Bool {
+        if case .error = self { return true }
+        return false
+    }
+
     public var array: [RESPValue]? {
         if case .array(let values) = self { return values }
         return nil

@@ -63,9 +63,9 @@ public struct WebhookJob: Sendable, Hashable {
 /// dedupe by `X-VoiceCore-Delivery`).
 public struct WebhookQueue: Sendable {
     public let prefix: String
-    let connection: RedisConnection
+    let connection: RedisClient
 
-    public init(connection: RedisConnection, prefix: String) {
+    public init(connection: RedisClient, prefix: String) {
         self.connection = connection
         self.prefix = prefix
     }

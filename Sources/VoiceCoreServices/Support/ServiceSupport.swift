@@ -34,10 +34,10 @@ public struct ServiceDependencies: Sendable {
                                      configuration: PublisherConfiguration(source: "/services/\(group)", naming: naming)))
     }
 
-    func connect(_ role: String) async throws -> RedisConnection {
+    func connect(_ role: String) async throws -> RedisClient {
         var configuration = redis
         configuration.clientName = "vc-service:\(role):\(instance)".replacingOccurrences(of: " ", with: "_")
-        return try await RedisConnection.connect(configuration, logger: logger)
+        return try await RedisClient.connect(configuration, logger: logger)
     }
 }
 
@@ -183,7 +183,7 @@ final class EffectBatch: Sendable {
 /// ``invalidate(stream:)`` drops what it remembered of it, since another instance may have
 /// written meanwhile.
 final class StateStore: Sendable {
-    let connection: RedisConnection
+    let connection: RedisClient
     let ttlSeconds: Int
     private let capacity: Int
 
@@ -197,7 +197,7 @@ final class StateStore: Sendable {
 
     private let cache = Mutex<[String: Entry]>([:])
 
-    init(connection: RedisConnection, ttl: Duration = .seconds(7 * 86_400), capacity: Int = 200_000) {
+    init(connection: RedisClient, ttl: Duration = .seconds(7 * 86_400), capacity: Int = 200_000) {
         self.connection = connection
         self.ttlSeconds = Int(ttl.components.seconds)
         self.capacity = capacity

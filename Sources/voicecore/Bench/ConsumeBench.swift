@@ -29,13 +29,13 @@ struct ConsumeBench: AsyncParsableCommand {
 
     func run() async throws {
         let redisConfiguration = try connections.redisConfiguration()
-        let redis = try await RedisConnection.connect(redisConfiguration)
+        let redis = try await RedisClient.connect(redisConfiguration)
         let naming = StreamNaming(partitions: 16, prefix: "benchc")
         var publisherConfiguration = PublisherConfiguration(source: "/bench", naming: naming)
         publisherConfiguration.eventRetention[.calls] = .unbounded
         let publisher = Publisher(connection: redis, configuration: publisherConfiguration)
         let streams = naming.streams(.calls, kind: .event)
-        _ = try await redis.execute(.del(streams))
+        for stream in streams { _ = try await redis.execute(.del([stream])) }
 
         let tenant = Identifier.v7()
         let calls = (0..<1000).map { _ in Identifier.v7() }
@@ -86,6 +86,6 @@ struct ConsumeBench: AsyncParsableCommand {
         let seconds = Double((end - start).components.seconds) + Double((end - start).components.attoseconds) / 1e18
         print("ConsumerGroupRunner: \(total) TranscriptChunk events from a backlog in 16 partitions, COUNT \(batchSize), one consumer")
         print("consumed  \(formatRate(Double(total) / seconds)) events/s (decode + no-op handler + XACK)")
-        _ = try await redis.execute(.del(streams))
+        for stream in streams { _ = try await redis.execute(.del([stream])) }
     }
 }

@@ -55,7 +55,7 @@ struct EdgeBench: AsyncParsableCommand {
         let databaseURL = connections.resolvedDatabaseURL + separator + "options=-c%20search_path%3D\(schema)"
         let admin = try await PostgresConnection.connect(try connections.postgresConfiguration())
         try await admin.query("CREATE SCHEMA \(identifier: schema)")
-        let redis = try await RedisConnection.connect(try connections.redisConfiguration())
+        let redis = try await RedisClient.connect(try connections.redisConfiguration())
         defer { try? FileManager.default.removeItem(at: work) }
         do {
             try await bench(schema: schema, prefix: prefix, databaseURL: databaseURL, work: work, redis: redis)
@@ -66,7 +66,7 @@ struct EdgeBench: AsyncParsableCommand {
         try await cleanup(admin: admin, schema: schema, prefix: prefix, redis: redis)
     }
 
-    private func bench(schema: String, prefix: String, databaseURL: String, work: URL, redis: RedisConnection) async throws {
+    private func bench(schema: String, prefix: String, databaseURL: String, work: URL, redis: RedisClient) async throws {
         let db = try await PostgresConnection.connect(try PostgresConfiguration(url: databaseURL))
         _ = try await Migrator(connection: db, directory: URL(fileURLWithPath: migrations)).up()
         let masterKey = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
@@ -216,7 +216,7 @@ struct EdgeBench: AsyncParsableCommand {
         }
     }
 
-    private func cleanup(admin: PostgresConnection, schema: String, prefix: String, redis: RedisConnection) async throws {
+    private func cleanup(admin: PostgresConnection, schema: String, prefix: String, redis: RedisClient) async throws {
         try await admin.query("DROP SCHEMA \(identifier: schema) CASCADE")
         let keys = try await redis.scanAll(match: "\(prefix):*")
         if !keys.isEmpty { _ = try await redis.execute(.del(keys)) }

@@ -20,6 +20,9 @@ struct LatencyBench: AsyncParsableCommand {
             """
     )
 
+    @Option(help: "Replicas that must confirm each pipeline (WAIT N 500) before a publish counts; 0 = off.")
+    var waitReplicas = 0
+
     @OptionGroup var connections: ConnectionOptions
 
     @Option(help: "Events per second.")
@@ -30,11 +33,13 @@ struct LatencyBench: AsyncParsableCommand {
 
     func run() async throws {
         let redisConfiguration = try connections.redisConfiguration()
-        let redis = try await RedisConnection.connect(redisConfiguration)
+        let redis = try await RedisClient.connect(redisConfiguration)
         let naming = StreamNaming(partitions: 16, prefix: "benchl")
-        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/bench", naming: naming))
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(
+            source: "/bench", naming: naming,
+            replicaAcknowledgement: waitReplicas > 0 ? ReplicaAcknowledgement(replicas: waitReplicas, timeout: .milliseconds(500)) : nil))
         let streams = naming.streams(.calls, kind: .event)
-        _ = try await redis.execute(.del(streams))
+        for stream in streams { _ = try await redis.execute(.del([stream])) }
 
         let latencies = Mutex<[Int64]>([])
         let warmupEnds = Mutex(Timestamp(microsecondsSinceEpoch: .max))
@@ -80,7 +85,7 @@ struct LatencyBench: AsyncParsableCommand {
         while latencies.withLock({ $0.count }) < expected && clock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         await group.triggerGracefulShutdown()
         try await consumerTask.value
-        _ = try await redis.execute(.del(streams))
+        for stream in streams { _ = try await redis.execute(.del([stream])) }
 
         let sorted = latencies.withLock { $0 }.sorted()
         guard !sorted.isEmpty else { throw ValidationError("no event was handled") }

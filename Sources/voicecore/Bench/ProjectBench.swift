@@ -52,7 +52,7 @@ struct ProjectBench: AsyncParsableCommand {
         let databaseURL = connections.resolvedDatabaseURL + separator + "options=-c%20search_path%3D\(schema)"
         let admin = try await PostgresConnection.connect(try connections.postgresConfiguration())
         try await admin.query("CREATE SCHEMA \(identifier: schema)")
-        let redis = try await RedisConnection.connect(try connections.redisConfiguration())
+        let redis = try await RedisClient.connect(try connections.redisConfiguration())
         do {
             try await bench(schema: schema, naming: naming, databaseURL: databaseURL, redis: redis)
         } catch {
@@ -62,14 +62,14 @@ struct ProjectBench: AsyncParsableCommand {
         try await cleanup(admin: admin, schema: schema, naming: naming, redis: redis)
     }
 
-    private func cleanup(admin: PostgresConnection, schema: String, naming: StreamNaming, redis: RedisConnection) async throws {
+    private func cleanup(admin: PostgresConnection, schema: String, naming: StreamNaming, redis: RedisClient) async throws {
         try await admin.query("DROP SCHEMA \(identifier: schema) CASCADE")
         var keys: [String] = []
         for category in StreamCategory.allCases { keys += naming.streams(category, kind: .event) }
         _ = try await redis.execute(.del(keys))
     }
 
-    private func bench(schema: String, naming: StreamNaming, databaseURL: String, redis: RedisConnection) async throws {
+    private func bench(schema: String, naming: StreamNaming, databaseURL: String, redis: RedisClient) async throws {
         let db = try await PostgresConnection.connect(try PostgresConfiguration(url: databaseURL))
         _ = try await Migrator(connection: db, directory: URL(fileURLWithPath: migrations)).up()
 

@@ -28,11 +28,16 @@ struct PublishBench: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Also run redis-benchmark with the same fields.")
     var compare = true
 
+    @Option(help: "Replicas that must confirm each pipeline (WAIT N 500) before a publish counts; 0 = off.")
+    var waitReplicas = 0
+
     func run() async throws {
         let configuration = try connections.redisConfiguration()
-        let redis = try await RedisConnection.connect(configuration)
+        let redis = try await RedisClient.connect(configuration)
         let naming = StreamNaming(partitions: 16, prefix: "bench")
-        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/bench", naming: naming))
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(
+            source: "/bench", naming: naming,
+            replicaAcknowledgement: waitReplicas > 0 ? ReplicaAcknowledgement(replicas: waitReplicas, timeout: .milliseconds(500)) : nil))
         let tenant = Identifier.v7()
         let calls = (0..<1000).map { CallID.derive(tenant: tenant, provider: .twilio, providerCallID: "CA\($0)") }
         func chunk(_ i: Int) -> TranscriptChunk {
@@ -42,7 +47,7 @@ struct PublishBench: AsyncParsableCommand {
         }
         let sample = EventEnvelope(chunk(0), tenant: tenant, source: "/bench").fields
         let entryBytes = sample.reduce(0) { $0 + $1.name.utf8.count + $1.value.count }
-        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+        for stream in naming.streams(.calls, kind: .event) { _ = try await redis.execute(.del([stream])) }
 
         let perTask = count / concurrency
         let total = perTask * concurrency
@@ -59,12 +64,13 @@ struct PublishBench: AsyncParsableCommand {
         var length = 0
         for stream in naming.streams(.calls, kind: .event) { length += try await redis.execute(.xlen(stream)) }
         guard length == total else { throw ValidationError("expected \(total) entries, found \(length)") }
-        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+        for stream in naming.streams(.calls, kind: .event) { _ = try await redis.execute(.del([stream])) }
         let statistics = publisher.statistics
-        print("Publisher: \(total) TranscriptChunk events (\(entryBytes) bytes of fields each), \(concurrency) concurrent publishers, one connection")
+        let target = redis.isCluster ? "a Redis Cluster of \(redis.masters.count) masters (one connection per master)" : "one connection"
+        print("Publisher: \(total) TranscriptChunk events (\(entryBytes) bytes of fields each), \(concurrency) concurrent publishers, \(target)\(waitReplicas > 0 ? ", WAIT \(waitReplicas)" : "")")
         print("published  \(formatRate(Double(total) / seconds)) events/s  (\(statistics.batches) pipelines, \(String(format: "%.1f", Double(total) / Double(max(1, statistics.batches)))) entries each)")
 
-        if compare, case .tcp(let host, let port) = configuration.endpoint {
+        if compare, !redis.isCluster, case .tcp(let host, let port) = configuration.endpoint {
             var fieldArguments: [String] = []
             for field in sample { fieldArguments += [field.name, field.string] }
             for clients in [1, 50] {

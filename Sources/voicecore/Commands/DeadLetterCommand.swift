@@ -17,7 +17,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Option(help: "Stream key prefix.") var prefix = "vc"
 
         func run() async throws {
-            let dlq = DeadLetters(connection: try await RedisConnection.connect(try connections.redisConfiguration()))
+            let dlq = DeadLetters(connection: try await RedisClient.connect(try connections.redisConfiguration()))
             let streams = try await dlq.list(prefix: prefix)
             if streams.isEmpty { print("no dead letters under '\(prefix):'") }
             for (stream, length) in streams { print("\(stream)  \(length)") }
@@ -31,7 +31,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Option(help: "Entries to show.") var count = 20
 
         func run() async throws {
-            let dlq = DeadLetters(connection: try await RedisConnection.connect(try connections.redisConfiguration()))
+            let dlq = DeadLetters(connection: try await RedisClient.connect(try connections.redisConfiguration()))
             let entries = try await dlq.show(stream, count: count)
             if entries.isEmpty { print("\(stream) is empty") }
             for entry in entries {
@@ -63,7 +63,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
 
         func run() async throws {
             let ids = id.compactMap { StreamEntryID($0) }
-            let dlq = DeadLetters(connection: try await RedisConnection.connect(try connections.redisConfiguration()))
+            let dlq = DeadLetters(connection: try await RedisClient.connect(try connections.redisConfiguration()))
             let requeued = try await dlq.requeue(stream, ids: ids.isEmpty ? nil : ids, maxRequeues: maxRequeues, force: force)
             print("requeued \(requeued.count) entries")
         }
@@ -83,7 +83,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
             guard yes else {
                 throw CommandFailure("purging deletes every entry of \(stream) for good; run again with --yes")
             }
-            let dlq = DeadLetters(connection: try await RedisConnection.connect(try connections.redisConfiguration()))
+            let dlq = DeadLetters(connection: try await RedisClient.connect(try connections.redisConfiguration()))
             print("purged \(try await dlq.purge(stream)) entries")
         }
     }

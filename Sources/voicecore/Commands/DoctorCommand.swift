@@ -16,7 +16,7 @@ struct DoctorCommand: AsyncParsableCommand {
         do {
             let configuration = try connections.redisConfiguration()
             do {
-                let redis = try await RedisConnection.connect(configuration)
+                let redis = try await RedisClient.connect(configuration)
                 let (_, server, persistence) = try await redis.execute(.ping(), .info("server"), .info("persistence"))
                 let version = Self.infoField("redis_version", in: server) ?? "?"
                 let aof = Self.infoField("aof_enabled", in: persistence) == "1" ? "AOF on" : "AOF off: acknowledged events can be lost in a crash"

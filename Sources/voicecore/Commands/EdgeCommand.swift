@@ -86,7 +86,7 @@ extension Edge {
     /// The edge with its connections: Redis for publishing, Postgres for the tenant directory.
     static func connect(connections: ConnectionOptions, options: EdgeOptions, registry: PrometheusCollectorRegistry?, logger: Logger) async throws -> Edge {
         let directory = try await TenantsCommand.directory(connections)
-        let redis = try await RedisConnection.connect(try connections.redisConfiguration())
+        let redis = try await RedisClient.connect(try connections.redisConfiguration())
         let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/edge", naming: options.naming))
         return Edge(configuration: try options.configuration(), publisher: publisher, redis: redis, lookup: directory, directory: directory,
                     registry: registry, logger: logger)

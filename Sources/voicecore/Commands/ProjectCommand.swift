@@ -104,7 +104,7 @@ struct ProjectionsCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let redis = try await RedisConnection.connect(try connections.redisConfiguration())
+        let redis = try await RedisClient.connect(try connections.redisConfiguration())
         let db = try await PostgresConnection.connect(try connections.postgresConfiguration())
         let statuses: [ProjectionStatus]
         do {

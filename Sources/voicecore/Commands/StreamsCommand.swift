@@ -23,7 +23,7 @@ struct StreamsCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let admin = StreamAdmin(connection: try await RedisConnection.connect(try connections.redisConfiguration()))
+        let admin = StreamAdmin(connection: try await RedisClient.connect(try connections.redisConfiguration()))
         var reports: [StreamAdmin.StreamReport] = []
         for stream in try await admin.streams(prefix: prefix) { reports.append(try await admin.report(stream)) }
         if json {

@@ -104,7 +104,7 @@ struct TenantsCommand: AsyncParsableCommand {
                 return id
             } ?? Identifier.v7()
             let directory = try await TenantsCommand.directory(connections)
-            let redis = try await RedisConnection.connect(try connections.redisConfiguration())
+            let redis = try await RedisClient.connect(try connections.redisConfiguration())
             let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/cli/tenants", naming: StreamNaming(partitions: partitions, prefix: prefix)))
             let given = try credentials.change(requestsPerSecond: requestsPerSecond)
             let provisioned: ProvisionedTenant

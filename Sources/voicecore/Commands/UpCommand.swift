@@ -87,7 +87,7 @@ struct UpCommand: AsyncParsableCommand {
 /// `voicecore demo` can sign callbacks like Twilio.
 enum DemoTenant {
     static func provision(directory: TenantDirectory, connections: ConnectionOptions, naming: StreamNaming, publicBase: String) async throws {
-        let redis = try await RedisConnection.connect(try connections.redisConfiguration())
+        let redis = try await RedisClient.connect(try connections.redisConfiguration())
         let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/cli/up", naming: naming))
         let hex = { (count: Int) in (0..<count).map { _ in String(format: "%x", Int.random(in: 0..<16)) }.joined() }
         let provisioned = try await directory.provision(
