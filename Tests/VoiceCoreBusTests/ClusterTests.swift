@@ -170,6 +170,13 @@ struct ClusterTests {
         return (runner, group, Task { try await group.run() })
     }
 
+    /// A cluster client, 16 partitions, and a plain publisher on that client.
+    private func connect(_ cluster: TestCluster) async throws -> (RedisClient, StreamNaming, Publisher) {
+        let redis = try await RedisClient.connect(try cluster.configuration())
+        let naming = StreamNaming(partitions: 16, prefix: "vc")
+        return (redis, naming, Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming, replicaAcknowledgement: nil)))
+    }
+
     /// Every entry of the partitions' call streams, as event ids (read from the masters that own them).
     private func storedEventIDs(_ redis: RedisClient, _ naming: StreamNaming) async throws -> [String] {
         var ids: [String] = []
@@ -237,9 +244,7 @@ struct ClusterTests {
 
     @Test func publishAndConsumeAcrossThreeMasters() async throws {
         try await TestCluster.with(port: 17111) { cluster in
-            let redis = try await RedisClient.connect(try cluster.configuration())
-            let naming = StreamNaming(partitions: 16, prefix: "vc")
-            let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+            let (redis, naming, publisher) = try await connect(cluster)
 
             let calls = (0..<40).map { _ in Identifier.v7() }
             var batch: [(envelope: EventEnvelope, category: StreamCategory, kind: MessageKind)] = []
@@ -300,9 +305,7 @@ struct ClusterTests {
 
     @Test func aReshardUnderTrafficLosesNothing() async throws {
         try await TestCluster.with(port: 17121) { cluster in
-            let redis = try await RedisClient.connect(try cluster.configuration())
-            let naming = StreamNaming(partitions: 16, prefix: "vc")
-            let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))
+            let (redis, naming, publisher) = try await connect(cluster)
             let handled = HandledEvents()
             let (_, group, task) = try consumer(cluster, naming: naming, handled: handled)
 

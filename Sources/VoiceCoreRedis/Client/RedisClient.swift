@@ -145,7 +145,8 @@ public final class RedisClient: Sendable {
     /// Several typed commands: one round trip on a single server; on a cluster each goes to its
     /// own node, one after another.
     public func execute<each Response>(_ commands: repeat RedisCommand<each Response>) async throws -> (repeat each Response) {
-        (repeat try await execute(each commands))
+        if case .single(let connection) = mode { return try await connection.execute(repeat each commands) }
+        return (repeat try await execute(each commands))
     }
 
     /// A command about one node (`INFO`, `SCAN`, `ROLE`), sent to `endpoint` (one of ``masters``).

@@ -209,9 +209,8 @@ final class ClusterRouter: Sendable {
         let deadline = ContinuousClock.now + configuration.clusterRetryTimeout
         var pause = Duration.milliseconds(20)
         var asking: [Int: Endpoint] = [:]
-        var rounds = 0
+        var redirectRounds = 0
         while !todo.isEmpty {
-            rounds += 1
             var order: [Endpoint] = []
             var groups: [Endpoint: [Int]] = [:]
             var retry: [Int] = []
@@ -275,7 +274,10 @@ final class ClusterRouter: Sendable {
                 }
             }
             if retry.isEmpty { break }
-            if rounds > 16 || (pauseNeeded && ContinuousClock.now + pause >= deadline) {
+            // Redirects alone (MOVED, ASK) settle within a few rounds; waiting for a failover is
+            // bounded by the deadline instead.
+            if !pauseNeeded { redirectRounds += 1 }
+            if redirectRounds > 16 || (pauseNeeded && ContinuousClock.now + pause >= deadline) {
                 let error = RedisError(kind: .clusterUnavailable,
                                        message: "no Redis Cluster master served these commands within \(configuration.clusterRetryTimeout)\(lastError.map { "; last error: \($0)" } ?? "")")
                 for index in retry { results[index] = .failure(error) }

@@ -20,13 +20,7 @@ struct ClusterTopology: Sendable {
                   start >= 0, end < HashSlot.count, start <= end, let master = Self.endpoint(parts[2], asked: asked) else {
                 throw RedisError.unexpected("CLUSTER SLOTS", reply)
             }
-            let index: Int
-            if let known = masters.firstIndex(of: master) {
-                index = known
-            } else {
-                index = masters.count
-                masters.append(master)
-            }
+            let index = self.index(of: master)
             replicas[master] = parts.dropFirst(3).compactMap { Self.endpoint($0, asked: asked) }
             for slot in start...end { owners[slot] = Int16(index) }
         }
@@ -50,14 +44,14 @@ struct ClusterTopology: Sendable {
 
     /// After `MOVED slot endpoint`: that slot is served there now.
     mutating func move(slot: Int, to endpoint: Endpoint) {
-        let index: Int
-        if let known = masters.firstIndex(of: endpoint) {
-            index = known
-        } else {
-            index = masters.count
-            masters.append(endpoint)
-        }
-        owners[slot] = Int16(index)
+        owners[slot] = Int16(index(of: endpoint))
+    }
+
+    /// The master's index in `masters`, added when new.
+    private mutating func index(of master: Endpoint) -> Int {
+        if let known = masters.firstIndex(of: master) { return known }
+        masters.append(master)
+        return masters.count - 1
     }
 }
 

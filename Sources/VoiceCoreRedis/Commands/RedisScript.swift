@@ -1,11 +1,12 @@
 import Synchronization
 
-/// A Lua script run with `EVALSHA`, loaded on first use and again after `NOSCRIPT` (a restarted
-/// or flushed server). The SHA1 comes from the server's `SCRIPT LOAD` answer.
+/// A Lua script run with `EVALSHA`; the SHA1 comes from the server's `SCRIPT LOAD` answer on
+/// first use, and a node that answers `NOSCRIPT` (restarted, flushed, or another cluster node)
+/// gets the script with `EVAL`.
 ///
 /// ```swift
 /// let dedupe = RedisScript("return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', 60)")
-/// let reply = try await dedupe.run(on: connection, keys: ["dedupe:abc"], arguments: ["1"])
+/// let reply = try await dedupe.run(on: client, keys: ["dedupe:abc"], arguments: ["1"])
 /// ```
 public final class RedisScript: Sendable {
     public let source: String
@@ -30,19 +31,5 @@ public final class RedisScript: Sendable {
         } catch let error as RedisError where error.serverCode == "NOSCRIPT" {
             return try await client.execute(.raw(["EVAL", .string(source), .integer(keys.count)] + keys.map { .string($0) } + arguments))
         }
-    }
-
-    /// Runs the script, loading it when the server does not know it yet.
-    public func run(on connection: RedisConnection, keys: [String], arguments: [RESPArgument]) async throws -> RESPValue {
-        if let sha = sha1.withLock({ $0 }) {
-            do {
-                return try await connection.execute(.evalsha(sha, keys: keys, arguments: arguments))
-            } catch let error as RedisError where error.serverCode == "NOSCRIPT" {
-                // The server lost its script cache; load again below.
-            }
-        }
-        let sha = try await connection.execute(.scriptLoad(source))
-        sha1.withLock { $0 = sha }
-        return try await connection.execute(.evalsha(sha, keys: keys, arguments: arguments))
     }
 }
