@@ -224,6 +224,27 @@ struct ClusterTests {
             // Keys sharing a hash tag are fine in one command.
             #expect(try await redis.execute(.del(["\(a):x", "\(a):y"])) == 1)
 
+            // A slot being migrated: the old owner answers ASK for a key it does not have, and the
+            // client asks the importing node (after ASKING), for one command and in a pipeline.
+            let migrating = "{ask-test}:k"
+            let slot = HashSlot.of(migrating)
+            let masters = try await cluster.masters()
+            guard case .tcp(_, let ownerPort) = try #require(redis.master(of: migrating)) else { throw TestFailure("not a TCP node") }
+            let owner = try #require(masters.first { $0.port == ownerPort })
+            let importer = try #require(masters.first { $0.port != ownerPort })
+            _ = try await cluster.cli(["-p", "\(importer.port)", "cluster", "setslot", "\(slot)", "importing", owner.id])
+            _ = try await cluster.cli(["-p", "\(owner.port)", "cluster", "setslot", "\(slot)", "migrating", importer.id])
+            _ = try await redis.execute(.raw("SET", .string(migrating), "asked"))
+            let piped = try await redis.send([RESPCommand("SET", .string("\(migrating)2"), "piped"), RESPCommand("GET", .string(migrating))])
+            #expect(piped == [.simpleString("OK"), .bulkString(Array("asked".utf8))])
+            for port in [importer.port, owner.port] {
+                _ = try await cluster.cli(["-p", "\(port)", "cluster", "setslot", "\(slot)", "node", importer.id])
+            }
+            // The slot is the importer's now (the client learns it from MOVED), with both keys there.
+            #expect(try await redis.execute(.raw("GET", .string("\(migrating)2"))) == .bulkString(Array("piped".utf8)))
+            #expect(redis.master(of: migrating) == .tcp(host: "127.0.0.1", port: importer.port))
+            #expect(try await cluster.cli(["-p", "\(importer.port)", "cluster", "countkeysinslot", "\(slot)"]).trimmingCharacters(in: .whitespacesAndNewlines) == "2")
+
             // SCAN covers every master.
             let scanned = try await redis.scanAll(match: "test:*")
             #expect(scanned.count == keys.count)

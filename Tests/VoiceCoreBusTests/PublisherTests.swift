@@ -70,6 +70,27 @@ struct PublisherTests {
         _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
     }
 
+    @Test func withReplicaAcknowledgementAWriteNoReplicaConfirmedIsNotPublished() async throws {
+        // The test server has no replica: WAIT 1 answers 0, so every publish must fail as
+        // unreplicated (the entry is in the stream; the caller treats it as not published).
+        let redis = try await TestRedis.connect()
+        let naming = StreamNaming(partitions: 4, prefix: TestRedis.prefix())
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(
+            source: "/test", naming: naming, replicaAcknowledgement: ReplicaAcknowledgement(replicas: 1, timeout: .milliseconds(50))))
+        let call = Identifier.v7()
+        let error = await #expect(throws: RedisError.self) { try await publisher.publish(chunk(call, 0), tenant: tenant) }
+        #expect(error?.kind == .replication)
+        #expect(error?.message.contains("acknowledged by 0 of 1 replicas") == true)
+        let results = await publisher.publish(batch: [(EventEnvelope(chunk(call, 1), tenant: tenant, source: "/test"), .calls, .event)])
+        #expect(results.count == 1)
+        if case .failure(let failure as RedisError) = results[0] { #expect(failure.kind == .replication) } else { Issue.record("published without a replica: \(results[0])") }
+        // Both were written by the master (at-least-once: a retry may duplicate them), none acknowledged.
+        var written = 0
+        for stream in naming.streams(.calls, kind: .event) { written += try await redis.execute(.xlen(stream)) }
+        #expect(written == 2)
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
     @Test func concurrentPublishesAreAcknowledgedInFewRoundTrips() async throws {
         let redis = try await TestRedis.connect()
         let naming = StreamNaming(partitions: 4, prefix: TestRedis.prefix())

@@ -89,7 +89,7 @@ struct PlatformTests {
         let (ordered, first) = try await Self.play { $0 }
         try await first.drop()
         let (shuffled, second) = try await Self.play { hooks in
-            var generator = SeededGenerator(seed: 7)
+            var generator = SplitMix64(seed: 7)
             // The incoming-call webhook comes first (the call waits for its answer); everything
             // after it arrives in any order, many twice or three times (provider retries); the
             // completed callback stays behind the transcription (see the late-transcript test).
@@ -122,17 +122,5 @@ struct PlatformTests {
         #expect(analytics(late) == analytics(ordered))
         let leads = late.filter { $0.hasPrefix("leads") }
         #expect(leads.count == 1 && leads[0].contains("intent=appointment") && leads[0].contains("Maria Lopez"))
-    }
-}
-
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -149,14 +149,6 @@ public final class RedisClient: Sendable {
         return (repeat try await execute(each commands))
     }
 
-    /// A command about one node (`INFO`, `SCAN`, `ROLE`), sent to `endpoint` (one of ``masters``).
-    public func execute<Response>(_ command: RedisCommand<Response>, on endpoint: RedisConfiguration.Endpoint) async throws -> Response {
-        switch mode {
-        case .single(let connection): return try await connection.execute(command)
-        case .cluster(let router): return try await router.execute(command, on: endpoint)
-        }
-    }
-
     /// Many commands of one type in as few round trips as possible (one pipeline per node); each
     /// result in order. A server error or a node failure is that command's failure.
     public func pipeline<Response>(_ commands: [RedisCommand<Response>]) async throws -> [Result<Response, RedisError>] {

@@ -31,8 +31,6 @@ final class ClusterRouter: Sendable {
 
     var masters: [Endpoint] { topology.withLock { $0.masters } }
 
-    func replicas(of master: Endpoint) -> [Endpoint] { topology.withLock { $0.replicas[master] ?? [] } }
-
     func master(of slot: Int) -> Endpoint? { topology.withLock { $0.master(of: slot) } }
 
     // MARK: Nodes
@@ -171,11 +169,6 @@ final class ClusterRouter: Sendable {
                 try await pauseOrFail(&pause, deadline: deadline, what: "'\(command.command)'", cause: error)
             }
         }
-    }
-
-    /// One command on one node (for commands about that node: `SCAN`, `INFO`, `ROLE`).
-    func execute<Response>(_ command: RedisCommand<Response>, on endpoint: Endpoint) async throws -> Response {
-        try await connection(to: endpoint).execute(command)
     }
 
     // MARK: Pipelines
