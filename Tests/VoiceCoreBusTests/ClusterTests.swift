@@ -267,6 +267,32 @@ struct ClusterTests {
         try await TestCluster.with(port: 17111) { cluster in
             let (redis, naming, publisher) = try await connect(cluster)
 
+            // Two consumers of one group share the partitions; each call's chunks arrive in order.
+            let order = Mutex<[Identifier: [Int]]>([:])
+            let handled = HandledEvents()
+            var consumers: [(ConsumerGroupRunner, ServiceGroup, Task<Void, any Error>)] = []
+            for name in ["c1", "c2"] {
+                var configuration = ConsumerConfiguration(group: "cluster-test", streams: naming.streams(.calls, kind: .event), consumer: name)
+                configuration.block = .milliseconds(200)
+                configuration.leaseTTL = .seconds(2)
+                var handlers = MessageHandlers()
+                handlers.on(TranscriptChunk.self) { message, chunk in
+                    handled.record(message.envelope.id.description)
+                    order.withLock { $0[chunk.callID, default: []].append(chunk.sequence) }
+                }
+                let runner = ConsumerGroupRunner(redis: try cluster.configuration(), configuration: configuration, handlers: handlers)
+                let group = ServiceGroup(services: [runner], logger: Logger(label: "test"))
+                consumers.append((runner, group, Task { try await group.run() }))
+            }
+            // Both members hold leases before anything is published, so both get work.
+            try await eventually("the two consumers share the partitions", within: .seconds(20)) {
+                var holders: Set<String> = []
+                for stream in naming.streams(.calls, kind: .event) {
+                    if let holder = try await redis.execute(.raw("GET", .string("\(stream):lease:cluster-test"))).string { holders.insert(holder) }
+                }
+                return holders == ["c1", "c2"]
+            }
+
             let calls = (0..<40).map { _ in Identifier.v7() }
             var batch: [(envelope: EventEnvelope, category: StreamCategory, kind: MessageKind)] = []
             for (index, call) in calls.enumerated() {
@@ -287,23 +313,6 @@ struct ClusterTests {
             let again = try await publisher.publish(envelope, category: .calls, kind: .event, deduplicationKey: "answered")
             #expect(!first.isDuplicate && again.isDuplicate && again.entry == first.entry)
 
-            // Two consumers of one group share the partitions; each call's chunks arrive in order.
-            let order = Mutex<[Identifier: [Int]]>([:])
-            let handled = HandledEvents()
-            var consumers: [(ConsumerGroupRunner, ServiceGroup, Task<Void, any Error>)] = []
-            for name in ["c1", "c2"] {
-                var configuration = ConsumerConfiguration(group: "cluster-test", streams: naming.streams(.calls, kind: .event), consumer: name)
-                configuration.block = .milliseconds(200)
-                configuration.leaseTTL = .seconds(2)
-                var handlers = MessageHandlers()
-                handlers.on(TranscriptChunk.self) { message, chunk in
-                    handled.record(message.envelope.id.description)
-                    order.withLock { $0[chunk.callID, default: []].append(chunk.sequence) }
-                }
-                let runner = ConsumerGroupRunner(redis: try cluster.configuration(), configuration: configuration, handlers: handlers)
-                let group = ServiceGroup(services: [runner], logger: Logger(label: "test"))
-                consumers.append((runner, group, Task { try await group.run() }))
-            }
             try await eventually("every chunk is handled", within: .seconds(30)) { handled.ids.count == 1000 }
             for (_, group, task) in consumers {
                 await group.triggerGracefulShutdown()
