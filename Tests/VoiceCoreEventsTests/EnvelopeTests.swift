@@ -159,6 +159,43 @@ struct EnvelopeTests {
         #expect(decoded.endOffsetMs == 2)
     }
 
+    /// The scanner skips plain ASCII eight bytes at a time: a quote, backslash, control character
+    /// or non-ASCII byte at any offset (both sides of each 8-byte boundary) is still seen.
+    @Test func stringScanningSeesEverySpecialByteAtEveryOffset() throws {
+        for offset in 0..<20 {
+            let pad = String(repeating: "a", count: offset), tail = String(repeating: "b", count: 11)
+            // Each as written in JSON, and as read.
+            for (special, expected) in [("\\\"", "\""), ("\\\\", "\\"), ("\\n", "\n"), ("é", "é"), ("📞", "📞"), ("\\u0041", "A")] {
+                let json = Array("{\"text\":\"\(pad)\(special)\(tail)\",\"n\":1}".utf8)
+                let object = try JSONObject.parse(json)
+                #expect(try object.string("text") == pad + expected + tail, "offset \(offset), \(special)")
+                #expect(try object.int("n") == 1)
+            }
+            // A raw control character or invalid UTF-8 inside the string is refused wherever it is.
+            for bad in [[UInt8(0x01)], [UInt8(0x1F)], [UInt8(0xC3)], [UInt8(0xFF)]] {
+                let json = Array("{\"text\":\"\(pad)".utf8) + bad + Array("\(tail)\"}".utf8)
+                #expect(throws: MessageDecodingError.self, "offset \(offset), byte \(bad)") { try JSONObject.parse(json) }
+            }
+        }
+    }
+
+    /// Short decimals are parsed without strtod (Clinger's fast path); the result must be the
+    /// same double, bit for bit, as Swift's own parser gives, and long or exponent forms still parse.
+    @Test func decimalsParseToTheSameDoubleAsSwift() throws {
+        var random = SplitMix64(seed: 7)
+        var texts = ["0", "-0", "0.5", "0.1", "0.93", "1.7976931348623157", "123456789012345", "1234567890123456789",
+                     "0.000001", "0.00000000000000000000001", "1e5", "2.5E-3", "-12.75", "9007199254740993", "0.30000000000000004"]
+        for _ in 0..<5_000 {
+            let value = Double(random.next() % 10_000_000) / Double([1, 10, 100, 1_000, 10_000, 1_000_000, 1e9, 1e12][Int(random.next() % 8)])
+            texts.append(value.description)
+            texts.append(String(format: "%.\(random.next() % 17)f", value))
+        }
+        for text in texts where Double(text) != nil {
+            let object = try JSONObject.parse(Array("{\"v\":\(text)}".utf8))
+            #expect(try object.double("v").bitPattern == Double(text)!.bitPattern, "\(text)")
+        }
+    }
+
     @Test func validationNamesTheField() throws {
         let bad = CallEnded(callID: .v7(), endedAt: .now, status: .completed, durationSeconds: -1, answered: true)
         #expect {

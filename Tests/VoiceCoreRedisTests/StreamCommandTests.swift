@@ -121,6 +121,30 @@ struct StreamCommandTests {
         _ = try await redis.execute(.del([a, b]))
     }
 
+    /// The consumer runner sends the last batch's XACKs in the round trip of its next read: they
+    /// must be applied before the read, or a read of pending entries would hand them out again.
+    @Test func acknowledgementsSentWithAReadAreAppliedBeforeIt() async throws {
+        let client = try await RedisClient.connect(try TestRedis.configuration())
+        let a = TestRedis.key() + ":{a}", b = TestRedis.key() + ":{b}"
+        try await client.execute(.xgroupCreate(a, group: "g", start: .end))
+        try await client.execute(.xgroupCreate(b, group: "g", start: .end))
+        var ids: [StreamEntryID] = []
+        for i in 0..<3 { ids.append(try await client.execute(.xadd(a, fields: [("n", "\(i)")]))) }
+        let idB = try await client.execute(.xadd(b, fields: [("n", "b")]))
+        let first = try await client.readGroup(group: "g", consumer: "c", streams: [(a, .newEntries), (b, .newEntries)], count: 10, block: nil)
+        #expect(first.flatMap(\.entries).count == 4)
+
+        // Pending again, with two of a's entries and b's acknowledged in the same round trip (and
+        // an acknowledgement for a group that does not exist, which needs none).
+        let pending = try await client.readGroup(
+            group: "g", consumer: "c", streams: [(a, .pending(after: .zero)), (b, .pending(after: .zero))], count: 10, block: nil,
+            acknowledging: [(a, Array(ids.prefix(2))), (b, [idB]), (TestRedis.key() + ":gone", [idB])])
+        #expect(pending.first { $0.stream == a }?.entries.map(\.id) == [ids[2]])
+        #expect(pending.first { $0.stream == b }?.entries.isEmpty ?? true)
+        #expect(try await client.execute(.xpending(a, group: "g")).count == 1)
+        _ = try await client.execute(.del([a, b]))
+    }
+
     @Test func claimsAndDeletedPendingEntries() async throws {
         let redis = try await TestRedis.connect()
         let key = TestRedis.key()

@@ -42,20 +42,24 @@ struct UpCommandTests {
         }
     }
 
+    /// A port the child process can bind. Taken below Linux's ephemeral range (32768–60999):
+    /// a port the kernel handed out for `bind(0)` and released could be given to another test's
+    /// outgoing connection before the child binds it ("Address already in use").
     static func freePort() throws -> Int {
-        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try withUnsafeMutablePointer(to: &address) { pointer in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                guard bind(socket, raw, length) == 0, getsockname(socket, raw, &length) == 0 else { throw TestFailure("no free port") }
+        for _ in 0..<50 {
+            let port = Int.random(in: 20_000..<32_000)
+            let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(socket) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            let bound = withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
             }
+            if bound { return port }
         }
-        return Int(UInt16(bigEndian: address.sin_port))
+        throw TestFailure("no free port between 20000 and 32000")
     }
 
     @Test("up provisions a demo tenant and runs everything; demo's call comes out as rows; SIGTERM stops it cleanly")

@@ -107,7 +107,8 @@ public struct EventEnvelope: Sendable, Hashable {
             case 11 where field.name == "specversion": specversion = field.string
             case 11 where field.name == "causationid": causation = try uuid(field)
             case 13 where field.name == "correlationid": correlation = try uuid(field)
-            case 15 where field.name == "datacontenttype": contentType = field.string
+            case 15 where field.name == "datacontenttype":
+                contentType = field.value == Self.jsonContentTypeBytes ? Self.jsonContentType : field.string
             default: continue
             }
         }

@@ -68,35 +68,33 @@ public struct Identifier: Sendable, Hashable, Comparable, Codable, CustomStringC
     }
 
     public var description: String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(36)
-        append(to: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
+        String(unsafeUninitializedCapacity: 36) { Self.write(uuid.uuid, to: $0) }
     }
 
     /// The lowercase text form as UTF-8 bytes.
     public var utf8: [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(36)
-        append(to: &bytes)
-        return bytes
+        [UInt8](unsafeUninitializedCapacity: 36) { buffer, count in count = Self.write(uuid.uuid, to: buffer) }
     }
 
     /// Appends the lowercase text form (36 bytes).
     public func append(to buffer: inout [UInt8]) {
-        let start = buffer.count
-        buffer.append(contentsOf: repeatElement(UInt8(ascii: "-"), count: 36))
-        withUnsafeBytes(of: uuid.uuid) { raw in
-            buffer.withUnsafeMutableBufferPointer { out in
-                var o = start
-                for i in 0..<16 {
-                    if i == 4 || i == 6 || i == 8 || i == 10 { o += 1 }
-                    let byte = raw[i]
-                    out[o] = Self.hexDigit(byte >> 4)
-                    out[o + 1] = Self.hexDigit(byte & 0x0f)
-                    o += 2
-                }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { text in
+            buffer.append(contentsOf: UnsafeBufferPointer(start: text.baseAddress, count: Self.write(uuid.uuid, to: text)))
+        }
+    }
+
+    /// Writes `8-4-4-4-12` lowercase hex into `out` (at least 36 bytes); returns 36.
+    private static func write(_ uuid: uuid_t, to out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        withUnsafeBytes(of: uuid) { raw in
+            var o = 0
+            for i in 0..<16 {
+                if i == 4 || i == 6 || i == 8 || i == 10 { out[o] = UInt8(ascii: "-"); o += 1 }
+                let byte = raw[i]
+                out[o] = hexDigit(byte >> 4)
+                out[o + 1] = hexDigit(byte & 0x0f)
+                o += 2
             }
+            return o
         }
     }
 
@@ -158,13 +156,16 @@ public struct Identifier: Sendable, Hashable, Comparable, Codable, CustomStringC
             }
             return (state.counter, state.random.next())
         }
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: ms >> (40 - 8 * i)) }
-        bytes[6] = 0x70 | UInt8(counter >> 8)
-        bytes[7] = UInt8(truncatingIfNeeded: counter)
-        for i in 8..<16 { bytes[i] = UInt8(truncatingIfNeeded: tail >> (8 * (15 - i))) }
-        bytes[8] = 0x80 | (bytes[8] & 0x3f)
-        return Identifier(bytes: bytes)
+        // Built in place: no heap array per id.
+        var uuid: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &uuid) { bytes in
+            for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: ms >> (40 - 8 * i)) }
+            bytes[6] = 0x70 | UInt8(counter >> 8)
+            bytes[7] = UInt8(truncatingIfNeeded: counter)
+            for i in 8..<16 { bytes[i] = UInt8(truncatingIfNeeded: tail >> (8 * (15 - i))) }
+            bytes[8] = 0x80 | (bytes[8] & 0x3f)
+        }
+        return Identifier(UUID(uuid: uuid))
     }
 
     /// The Unix milliseconds of a UUIDv7.

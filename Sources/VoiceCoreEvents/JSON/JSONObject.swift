@@ -40,14 +40,14 @@ public final class JSONObject {
 
     private func keyMatches(_ key: JSONSpan, _ name: String) -> Bool {
         if key.hasEscapes { return text(key) == name }
-        var name = name
-        return name.withUTF8 { wanted in
-            guard wanted.count == key.end - key.start else { return false }
-            return bytes.withUnsafeBufferPointer { all in
-                for k in 0..<wanted.count where all[key.start + k] != wanted[k] { return false }
-                return true
-            }
+        let wanted = name.utf8
+        guard wanted.count == key.end - key.start else { return false }
+        var k = key.start
+        for byte in wanted {
+            if bytes[k] != byte { return false }
+            k += 1
         }
+        return true
     }
 
     /// The value of `name`, or nil when absent or null.
@@ -159,8 +159,44 @@ public final class JSONObject {
     public func double(_ name: String) throws(MessageDecodingError) -> Double {
         let span = try required(name)
         try expect(span, .number, name, "a number")
+        if let value = bytes.withUnsafeBufferPointer({ Self.exactDouble(UnsafeBufferPointer(rebasing: $0[span.start..<span.end])) }) {
+            return value
+        }
         guard let value = Double(text(span)) else { throw .invalid("\(path).\(name)", "must be a number") }
         return value
+    }
+
+    private static let powersOfTen: [Double] = (0...22).map { exponent in (0..<exponent).reduce(1.0) { value, _ in value * 10 } }
+
+    /// Clinger's fast path: a number with at most 15 significant digits and a decimal exponent
+    /// within ±22 is one correctly rounded multiplication or division of two exactly representable
+    /// doubles, so the result equals `strtod`'s. Anything else is `nil` (the caller uses `Double(_:)`).
+    /// The scanner has already checked the JSON number grammar.
+    private static func exactDouble(_ text: UnsafeBufferPointer<UInt8>) -> Double? {
+        var i = 0
+        let negative = text.first == UInt8(ascii: "-")
+        if negative { i = 1 }
+        var mantissa: UInt64 = 0
+        var digits = 0
+        var exponent = 0
+        while i < text.count, text[i] >= 48, text[i] <= 57 {
+            if mantissa != 0 || text[i] != 48 { digits += 1 }
+            mantissa = mantissa &* 10 &+ UInt64(text[i] - 48)
+            i += 1
+        }
+        if i < text.count, text[i] == UInt8(ascii: ".") {
+            i += 1
+            while i < text.count, text[i] >= 48, text[i] <= 57 {
+                if mantissa != 0 || text[i] != 48 { digits += 1 }
+                mantissa = mantissa &* 10 &+ UInt64(text[i] - 48)
+                exponent -= 1
+                i += 1
+            }
+        }
+        guard i == text.count, digits <= 15 else { return nil }  // an exponent part, or too many digits
+        let value = exponent == 0 ? Double(mantissa) : (exponent >= -22 ? Double(mantissa) / powersOfTen[-exponent] : nil)
+        guard let value else { return nil }
+        return negative ? -value : value
     }
 
     public func bool(_ name: String) throws(MessageDecodingError) -> Bool {

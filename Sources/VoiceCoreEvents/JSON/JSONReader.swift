@@ -194,6 +194,8 @@ struct JSONScanner {
         var escapes = false
         var ascii = true
         while true {
+            // Eight plain ASCII bytes at a time (most of a payload's text).
+            while i + 8 <= bytes.count, Self.plainASCII(UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self)) { i += 8 }
             guard i < bytes.count else { throw fail("unterminated string") }
             let byte = bytes[i]
             if byte == UInt8(ascii: "\"") { break }
@@ -228,6 +230,18 @@ struct JSONScanner {
             throw Failure(offset: start, reason: "invalid UTF-8 in a string")
         }
         return JSONSpan(start: start, end: end, kind: .string, hasEscapes: escapes, isASCII: ascii)
+    }
+
+    /// Whether none of the eight bytes ends a string or needs a closer look: no `"`, no `\\`, no
+    /// control character, no byte >= 0x80 (SWAR: a byte test per lane, exact as a whole).
+    @inline(__always)
+    private static func plainASCII(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZeroByte(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
+        let quote = hasZeroByte(word ^ (ones &* 0x22))
+        let backslash = hasZeroByte(word ^ (ones &* 0x5C))
+        let control = (word &- ones &* 0x20) & ~word & highs
+        return (quote | backslash | control | (word & highs)) == 0
     }
 
     private mutating func hex4() throws(Failure) -> UInt32 {

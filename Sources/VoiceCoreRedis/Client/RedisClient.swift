@@ -224,11 +224,33 @@ public final class RedisClient: Sendable {
     /// one pipeline per node; when every read comes back empty the reads are repeated with a
     /// growing pause (1 ms doubling to 25 ms) until `block` has passed. Streams of one slot only
     /// (one partition) block on the node as on a single server.
+    ///
+    /// `acknowledging` are `XACK`s of entries handled since the last read, sent ahead of the read:
+    /// on a single server in the same round trip (Redis applies them first, so a read of pending
+    /// entries no longer returns them), on a cluster as a pipeline before the reads. An
+    /// acknowledgement on a stream whose group is gone (NOGROUP) needs none; any other failure
+    /// throws after the read, and the entries stay pending.
     public func readGroup(group: String, consumer: String, streams: [(key: String, position: GroupReadPosition)],
-                          count: Int?, block: Duration?) async throws -> [StreamReadResult] {
-        guard case .cluster(let router) = mode else {
-            return try await execute(.xreadgroup(group: group, consumer: consumer, streams: streams, count: count, block: block))
+                          count: Int?, block: Duration?,
+                          acknowledging acknowledgements: [(stream: String, ids: [StreamEntryID])] = []) async throws -> [StreamReadResult] {
+        let acks = acknowledgements.filter { !$0.ids.isEmpty }.map { RedisCommand.xack($0.stream, group: group, ids: $0.ids) }
+        func check(_ replies: [Result<Int, RedisError>]) throws {
+            for case .failure(let error) in replies where error.serverCode != "NOGROUP" { throw error }
         }
+        let router: ClusterRouter
+        switch mode {
+        case .cluster(let cluster):
+            router = cluster
+        case .single(let connection):
+            let (replies, read) = try await connection.execute(.xreadgroup(group: group, consumer: consumer, streams: streams, count: count, block: block),
+                                                                after: acks.map(\.command))
+            try check(replies.map { reply in
+                if case .error(let message) = reply { return .failure(.server(message, endpoint: configuration.endpoint.description)) }
+                return .success(reply.int ?? 0)
+            })
+            return read
+        }
+        if !acks.isEmpty { try check(try await pipeline(acks)) }
         var bySlot: [Int: [(key: String, position: GroupReadPosition)]] = [:]
         var slots: [Int] = []
         for stream in streams {

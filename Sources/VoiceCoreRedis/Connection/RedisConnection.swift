@@ -100,6 +100,19 @@ public actor RedisConnection {
 
     // MARK: Commands
 
+    /// Sends `preceding` (replies returned as values, error replies included) and then `command`
+    /// in one round trip, e.g. the acknowledgements of the last batch ahead of the next read.
+    /// - Throws: ``RedisError`` when the connection fails or `command` gets an error reply.
+    public func execute<Response>(_ command: RedisCommand<Response>, after preceding: [RESPCommand]) throws -> ([RESPValue], Response) {
+        if preceding.isEmpty { return ([], try execute(command)) }
+        if let decodeReply = command.decodeReply {
+            return try roundTrip(after: preceding, command.command, timeout: command.blockingTimeout, decodeReply)
+        }
+        let replies = try roundTrip(preceding + [command.command], timeout: command.blockingTimeout)
+        if case .error(let message) = replies[replies.count - 1] { throw RedisError.server(message, endpoint: endpointText) }
+        return (Array(replies.dropLast()), try command.decode(replies[replies.count - 1]))
+    }
+
     /// Sends one typed command and decodes its reply. A server error reply throws.
     public func execute<Response>(_ command: RedisCommand<Response>) throws -> Response {
         if let decodeReply = command.decodeReply {
@@ -274,21 +287,44 @@ public actor RedisConnection {
 
     /// One command whose reply is decoded in place, before hiredis frees it.
     private func roundTrip<Response>(_ command: RESPCommand, timeout block: Duration?, _ decode: (ReplyReader) throws -> Response) throws -> Response {
+        try roundTrip(after: [], command, timeout: block, decode).1
+    }
+
+    /// `preceding` and then `command` in one round trip: the preceding replies as values (error
+    /// replies too), then `command`'s reply decoded in place.
+    private func roundTrip<Response>(after preceding: [RESPCommand], _ command: RESPCommand, timeout block: Duration?,
+                                     _ decode: (ReplyReader) throws -> Response) throws -> ([RESPValue], Response) {
         guard let context else {
             throw RedisError(kind: .connectionClosed, message: "the connection is closed; call reconnect()", endpoint: endpointText)
         }
         setTimeout(block.map { configuration.commandTimeout + $0 } ?? configuration.commandTimeout)
         encoder.removeAll()
+        for earlier in preceding { encoder.append(earlier) }
         encoder.append(command)
         let appended = encoder.buffer.withUnsafeBufferPointer { raw in
             raw.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
         }
-        guard appended == REDIS_OK else { throw failure(context, during: [command]) }
+        guard appended == REDIS_OK else { throw failure(context, during: preceding + [command]) }
+        var earlierReplies: [RESPValue] = []
+        earlierReplies.reserveCapacity(preceding.count)
+        for _ in preceding.indices {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &raw) == REDIS_OK, let raw else { throw failure(context, during: preceding + [command]) }
+            earlierReplies.append(Self.value(of: raw.assumingMemoryBound(to: redisReply.self)))
+            freeReplyObject(raw)
+        }
+        return (earlierReplies, try readDecoded(command, context, decode))
+    }
+
+    private func readDecoded<Response>(_ command: RESPCommand, _ context: UnsafeMutablePointer<redisContext>,
+                                       _ decode: (ReplyReader) throws -> Response) throws -> Response {
         var raw: UnsafeMutableRawPointer?
         guard redisGetReply(context, &raw) == REDIS_OK, let raw else { throw failure(context, during: [command]) }
         defer { freeReplyObject(raw) }
         let reply = raw.assumingMemoryBound(to: redisReply.self)
-        if case .error(let message) = Self.value(of: reply) {
+        // Only an error reply is converted to a value: the point of decoding in place is not
+        // building the tree of a large reply.
+        if reply.pointee.type == REDIS_REPLY_ERROR, case .error(let message) = Self.value(of: reply) {
             throw RedisError.server(message, endpoint: endpointText)
         }
         return try decode(ReplyReader(reply: reply))
