@@ -280,9 +280,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     /// Sends the acknowledgements still held (used before a lease check and at the end).
     private func acknowledge(_ unacknowledged: inout [(stream: String, ids: [StreamEntryID])], _ control: RedisClient) async throws {
-        guard !unacknowledged.isEmpty else { return }
-        let replies = try await control.pipeline(unacknowledged.map { RedisCommand.xack($0.stream, group: configuration.group, ids: $0.ids) })
-        for case .failure(let error) in replies where error.serverCode != "NOGROUP" { throw error }
+        try await control.acknowledge(group: configuration.group, unacknowledged)
         unacknowledged = []
     }
 

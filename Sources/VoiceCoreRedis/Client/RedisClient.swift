@@ -233,24 +233,21 @@ public final class RedisClient: Sendable {
     public func readGroup(group: String, consumer: String, streams: [(key: String, position: GroupReadPosition)],
                           count: Int?, block: Duration?,
                           acknowledging acknowledgements: [(stream: String, ids: [StreamEntryID])] = []) async throws -> [StreamReadResult] {
-        let acks = acknowledgements.filter { !$0.ids.isEmpty }.map { RedisCommand.xack($0.stream, group: group, ids: $0.ids) }
-        func check(_ replies: [Result<Int, RedisError>]) throws {
-            for case .failure(let error) in replies where error.serverCode != "NOGROUP" { throw error }
-        }
         let router: ClusterRouter
         switch mode {
         case .cluster(let cluster):
             router = cluster
         case .single(let connection):
+            let acks = acknowledgements.filter { !$0.ids.isEmpty }.map { RedisCommand.xack($0.stream, group: group, ids: $0.ids).command }
             let (replies, read) = try await connection.execute(.xreadgroup(group: group, consumer: consumer, streams: streams, count: count, block: block),
-                                                                after: acks.map(\.command))
-            try check(replies.map { reply in
-                if case .error(let message) = reply { return .failure(.server(message, endpoint: configuration.endpoint.description)) }
-                return .success(reply.int ?? 0)
-            })
+                                                                after: acks)
+            for case .error(let message) in replies {
+                let error = RedisError.server(message, endpoint: configuration.endpoint.description)
+                if error.serverCode != "NOGROUP" { throw error }
+            }
             return read
         }
-        if !acks.isEmpty { try check(try await pipeline(acks)) }
+        try await acknowledge(group: group, acknowledgements)
         var bySlot: [Int: [(key: String, position: GroupReadPosition)]] = [:]
         var slots: [Int] = []
         for stream in streams {
@@ -283,6 +280,15 @@ public final class RedisClient: Sendable {
             try? await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(25))
         }
+    }
+
+    /// `XACK`s for several streams as one pipeline (one per node on a cluster). A stream whose
+    /// group is gone (NOGROUP) needs no acknowledgement; any other failure throws, and those
+    /// entries stay pending.
+    public func acknowledge(group: String, _ acknowledgements: [(stream: String, ids: [StreamEntryID])]) async throws {
+        let acks = acknowledgements.filter { !$0.ids.isEmpty }.map { RedisCommand.xack($0.stream, group: group, ids: $0.ids) }
+        guard !acks.isEmpty else { return }
+        for case .failure(let error) in try await pipeline(acks) where error.serverCode != "NOGROUP" { throw error }
     }
 
     // MARK: Keys
