@@ -51,14 +51,33 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
 
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (years 0000–9999).
     public var rfc3339: String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(27)
-        appendRFC3339(to: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
+        String(unsafeUninitializedCapacity: Self.rfc3339Length) { out in
+            writeRFC3339(to: out.baseAddress!)
+            return Self.rfc3339Length
+        }
     }
+
+    /// The length of the RFC 3339 text: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    public static let rfc3339Length = 27
 
     /// Appends the RFC 3339 text without building a String.
     public func appendRFC3339(to buffer: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.rfc3339Length) { out in
+            writeRFC3339(to: out.baseAddress!)
+            buffer.append(contentsOf: UnsafeBufferPointer(out))
+        }
+    }
+
+    /// The RFC 3339 text as UTF-8 bytes.
+    public var rfc3339Bytes: [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: Self.rfc3339Length) { out, count in
+            writeRFC3339(to: out.baseAddress!)
+            count = Self.rfc3339Length
+        }
+    }
+
+    /// Writes the ``rfc3339Length`` bytes of the RFC 3339 text at `out`.
+    public func writeRFC3339(to out: UnsafeMutablePointer<UInt8>) {
         var seconds = microsecondsSinceEpoch / 1_000_000
         var micros = microsecondsSinceEpoch % 1_000_000
         if micros < 0 { micros += 1_000_000; seconds -= 1 }
@@ -66,28 +85,22 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
         var secondOfDay = seconds % 86_400
         if secondOfDay < 0 { secondOfDay += 86_400; days -= 1 }
         let (y, m, d) = Self.civil(fromDays: days)
-        // Fixed layout, written in place: "YYYY-MM-DDTHH:MM:SS.ffffffZ".
-        let start = buffer.count
-        buffer.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: 27))
-        buffer.withUnsafeMutableBufferPointer { out in
-            func put(_ value: Int64, at offset: Int, width: Int) {
-                var v = value
-                var k = offset + width - 1
-                while k >= offset {
-                    out[k] = UInt8(ascii: "0") + UInt8(v % 10)
-                    v /= 10
-                    k -= 1
-                }
+        func put(_ value: Int64, at offset: Int, width: Int) {
+            var v = value
+            var k = offset + width - 1
+            while k >= offset {
+                out[k] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v % 10)
+                v /= 10
+                k -= 1
             }
-            let o = start
-            put(y, at: o, width: 4); out[o + 4] = UInt8(ascii: "-")
-            put(m, at: o + 5, width: 2); out[o + 7] = UInt8(ascii: "-")
-            put(d, at: o + 8, width: 2); out[o + 10] = UInt8(ascii: "T")
-            put(secondOfDay / 3600, at: o + 11, width: 2); out[o + 13] = UInt8(ascii: ":")
-            put(secondOfDay / 60 % 60, at: o + 14, width: 2); out[o + 16] = UInt8(ascii: ":")
-            put(secondOfDay % 60, at: o + 17, width: 2); out[o + 19] = UInt8(ascii: ".")
-            put(micros, at: o + 20, width: 6); out[o + 26] = UInt8(ascii: "Z")
         }
+        put(y, at: 0, width: 4); out[4] = UInt8(ascii: "-")
+        put(m, at: 5, width: 2); out[7] = UInt8(ascii: "-")
+        put(d, at: 8, width: 2); out[10] = UInt8(ascii: "T")
+        put(secondOfDay / 3600, at: 11, width: 2); out[13] = UInt8(ascii: ":")
+        put(secondOfDay / 60 % 60, at: 14, width: 2); out[16] = UInt8(ascii: ":")
+        put(secondOfDay % 60, at: 17, width: 2); out[19] = UInt8(ascii: ".")
+        put(micros, at: 20, width: 6); out[26] = UInt8(ascii: "Z")
     }
 
     /// Parses RFC 3339 / ISO 8601 date-times: `2026-11-24T19:46:00Z`, `…:00.5+01:30`, and the

@@ -80,6 +80,40 @@ struct EnvelopeTests {
         #expect(Identifier("not-a-uuid") == nil)
     }
 
+    /// Ids are written and parsed eight digits at a time: every byte value in every position must
+    /// come out as Foundation writes it, and one wrong character anywhere must be refused.
+    @Test func uuidTextMatchesFoundationAndRefusesEveryBadCharacter() {
+        var random = SystemRandomNumberGenerator()
+        for round in 0..<2_000 {
+            var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &random) }
+            if round < 256 { bytes = Array(repeating: UInt8(round), count: 16) }  // every byte value everywhere
+            let uuid = UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                                   bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+            let id = Identifier(uuid)
+            #expect(id.description == uuid.uuidString.lowercased())
+            #expect(id.utf8 == Array(uuid.uuidString.lowercased().utf8))
+            #expect(Identifier(uuid.uuidString) == id)
+            #expect(Identifier(utf8: Array(uuid.uuidString.lowercased().utf8)) == id)
+        }
+        let text = Array("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".utf8)
+        #expect(Identifier(utf8: text) != nil)
+        let hyphens: Set = [8, 13, 18, 23]
+        for position in 0..<36 where !hyphens.contains(position) {
+            for bad in [UInt8(ascii: "g"), UInt8(ascii: "G"), UInt8(ascii: "/"), UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "`"),
+                        UInt8(ascii: "-"), UInt8(ascii: " "), 0, 0x7F, 0x80, 0xC1, 0xE6, 0xFF] {
+                var broken = text
+                broken[position] = bad
+                #expect(Identifier(utf8: broken) == nil, "byte \(bad) at \(position)")
+            }
+        }
+        for position in hyphens {
+            var broken = text
+            broken[position] = UInt8(ascii: "0")
+            #expect(Identifier(utf8: broken) == nil)
+        }
+        #expect(Identifier(utf8: Array(text.dropLast())) == nil)
+    }
+
     @Test func envelopeFieldsRoundTrip() throws {
         let call = CallID.derive(tenant: tenant, provider: .twilio, providerCallID: "CA1")
         let started = CallStarted(callID: call, provider: .twilio, providerCallID: "CA1", direction: .inbound, from: "+14155550123",

@@ -59,24 +59,26 @@ public struct EventEnvelope: Sendable, Hashable {
 
     /// The envelope as stream fields, in contract order.
     public var fields: [EnvelopeField] {
-        var fields: [EnvelopeField] = []
-        fields.reserveCapacity(12)
-        fields.append(EnvelopeField(name: "specversion", value: Self.specVersionBytes))
-        fields.append(EnvelopeField(name: "id", value: id.utf8))
-        fields.append(EnvelopeField("source", source))
-        fields.append(EnvelopeField("type", type))
-        var timeBytes: [UInt8] = []
-        timeBytes.reserveCapacity(27)
-        time.appendRFC3339(to: &timeBytes)
-        fields.append(EnvelopeField(name: "time", value: timeBytes))
-        fields.append(EnvelopeField("subject", subject))
-        fields.append(EnvelopeField("dataschema", dataschema))
-        fields.append(EnvelopeField(name: "datacontenttype", value: datacontenttype == Self.jsonContentType ? Self.jsonContentTypeBytes : Array(datacontenttype.utf8)))
-        fields.append(EnvelopeField(name: "tenantid", value: tenantID.utf8))
-        fields.append(EnvelopeField(name: "correlationid", value: correlationID.utf8))
-        if let causationID { fields.append(EnvelopeField(name: "causationid", value: causationID.utf8)) }
-        fields.append(EnvelopeField(name: "data", value: data))
-        return fields
+        let timeBytes = time.rfc3339Bytes
+        let contentType = datacontenttype == Self.jsonContentType ? Self.jsonContentTypeBytes : Array(datacontenttype.utf8)
+        // One literal per shape: the array is allocated once, at its final size.
+        guard let causationID else {
+            return [
+                EnvelopeField(name: "specversion", value: Self.specVersionBytes), EnvelopeField(name: "id", value: id.utf8),
+                EnvelopeField("source", source), EnvelopeField(name: "type", value: KnownNames.bytes(type)), EnvelopeField(name: "time", value: timeBytes),
+                EnvelopeField("subject", subject), EnvelopeField(name: "dataschema", value: KnownNames.bytes(dataschema)),
+                EnvelopeField(name: "datacontenttype", value: contentType), EnvelopeField(name: "tenantid", value: tenantID.utf8),
+                EnvelopeField(name: "correlationid", value: correlationID.utf8), EnvelopeField(name: "data", value: data),
+            ]
+        }
+        return [
+            EnvelopeField(name: "specversion", value: Self.specVersionBytes), EnvelopeField(name: "id", value: id.utf8),
+            EnvelopeField("source", source), EnvelopeField(name: "type", value: KnownNames.bytes(type)), EnvelopeField(name: "time", value: timeBytes),
+            EnvelopeField("subject", subject), EnvelopeField(name: "dataschema", value: KnownNames.bytes(dataschema)),
+            EnvelopeField(name: "datacontenttype", value: contentType), EnvelopeField(name: "tenantid", value: tenantID.utf8),
+            EnvelopeField(name: "correlationid", value: correlationID.utf8), EnvelopeField(name: "causationid", value: causationID.utf8),
+            EnvelopeField(name: "data", value: data),
+        ]
     }
 
     /// Reads an envelope from stream fields (in any order; unknown fields are ignored so the
@@ -95,7 +97,7 @@ public struct EventEnvelope: Sendable, Hashable {
             let name = field.name.utf8
             switch name.count {
             case 2 where field.name == "id": id = try uuid(field)
-            case 4 where field.name == "type": type = field.string
+            case 4 where field.name == "type": type = KnownNames.string(field.value)
             case 4 where field.name == "time":
                 guard let value = Timestamp(rfc3339Bytes: field.value) else { throw .invalid("time", "is not an RFC 3339 date-time") }
                 time = value
@@ -103,8 +105,8 @@ public struct EventEnvelope: Sendable, Hashable {
             case 6 where field.name == "source": source = field.string
             case 7 where field.name == "subject": subject = field.string
             case 8 where field.name == "tenantid": tenant = try uuid(field)
-            case 10 where field.name == "dataschema": dataschema = field.string
-            case 11 where field.name == "specversion": specversion = field.string
+            case 10 where field.name == "dataschema": dataschema = KnownNames.string(field.value)
+            case 11 where field.name == "specversion": specversion = field.value == Self.specVersionBytes ? Self.specVersion : field.string
             case 11 where field.name == "causationid": causation = try uuid(field)
             case 13 where field.name == "correlationid": correlation = try uuid(field)
             case 15 where field.name == "datacontenttype":
@@ -142,10 +144,63 @@ public struct EnvelopeField: Sendable, Hashable {
 
     public init(_ name: String, _ value: String) {
         self.name = name
-        self.value = Array(value.utf8)
+        var value = value
+        self.value = value.withUTF8 { Array($0) }  // one copy of contiguous bytes, not a walk over a view
     }
 
     public var string: String { String(decoding: value, as: UTF8.self) }
+}
+
+/// The `type` and `dataschema` of every standard message: an entry's attribute that equals one of
+/// them decodes to the shared string, and encodes to shared bytes, instead of a new copy (these are
+/// the longest attributes, and most entries carry a known type).
+enum KnownNames {
+    /// By UTF-8 length.
+    private static let byLength: [[(bytes: [UInt8], string: String)]] = {
+        var table = [[(bytes: [UInt8], string: String)]](repeating: [], count: 128)
+        for type in MessageRegistry.standardTypes {
+            for name in [type.type, type.dataschema] where name.utf8.count < table.count {
+                table[name.utf8.count].append((Array(name.utf8), name))
+            }
+        }
+        return table
+    }()
+
+    /// The UTF-8 bytes of `string`: shared when it is a known name (the same literal compares
+    /// equal at once), else a new array.
+    static func bytes(_ string: String) -> [UInt8] {
+        let count = string.utf8.count
+        if count < byLength.count {
+            for known in byLength[count] where known.string == string { return known.bytes }
+        }
+        var string = string
+        return string.withUTF8 { Array($0) }
+    }
+
+    static func string(_ bytes: [UInt8]) -> String {
+        if bytes.count < byLength.count {
+            for known in byLength[bytes.count] where equal(known.bytes, bytes) { return known.string }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Equal contents of two arrays of the same length, eight bytes at a time.
+    private static func equal(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBytes { a in
+            b.withUnsafeBytes { b in
+                var i = 0
+                while i + 8 <= a.count {
+                    if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+                    i += 8
+                }
+                while i < a.count {
+                    if a[i] != b[i] { return false }
+                    i += 1
+                }
+                return true
+            }
+        }
+    }
 }
 
 /// Schema identifiers: `https://schemas.voicecore.dev/events/call.started/v1`, stored in the

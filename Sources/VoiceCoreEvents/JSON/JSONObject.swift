@@ -38,40 +38,45 @@ public final class JSONObject {
 
     // MARK: Lookup
 
-    private func keyMatches(_ key: JSONSpan, _ name: String) -> Bool {
-        if key.hasEscapes { return text(key) == name }
-        let wanted = name.utf8
+    /// The value of `name`, or nil when absent or null.
+    private func span(_ name: StaticString) -> JSONSpan? {
+        name.withUTF8Buffer { wanted in
+            bytes.withUnsafeBufferPointer { all in
+                let count = members.count
+                var index = cursor
+                for _ in 0..<count {
+                    if index >= count { index = 0 }
+                    let member = members[index]
+                    if Self.keyMatches(member.key, wanted, all) {
+                        cursor = index + 1
+                        return member.value.kind == .null ? nil : member.value
+                    }
+                    index += 1
+                }
+                return nil
+            }
+        }
+    }
+
+    private static func keyMatches(_ key: JSONSpan, _ wanted: UnsafeBufferPointer<UInt8>, _ all: UnsafeBufferPointer<UInt8>) -> Bool {
+        if key.hasEscapes {
+            return unescape(UnsafeBufferPointer(rebasing: all[key.start..<key.end])) == String(decoding: wanted, as: UTF8.self)
+        }
         guard wanted.count == key.end - key.start else { return false }
         var k = key.start
         for byte in wanted {
-            if bytes[k] != byte { return false }
+            if all[k] != byte { return false }
             k += 1
         }
         return true
     }
 
-    /// The value of `name`, or nil when absent or null.
-    private func span(_ name: String) -> JSONSpan? {
-        let count = members.count
-        var index = cursor
-        for _ in 0..<count {
-            if index >= count { index = 0 }
-            if keyMatches(members[index].key, name) {
-                cursor = index + 1
-                let value = members[index].value
-                return value.kind == .null ? nil : value
-            }
-            index += 1
-        }
-        return nil
-    }
-
-    private func required(_ name: String) throws(MessageDecodingError) -> JSONSpan {
+    private func required(_ name: StaticString) throws(MessageDecodingError) -> JSONSpan {
         guard let span = span(name) else { throw .missing("\(path).\(name)") }
         return span
     }
 
-    private func expect(_ span: JSONSpan, _ kind: JSONKind, _ name: String, _ what: String) throws(MessageDecodingError) {
+    private func expect(_ span: JSONSpan, _ kind: JSONKind, _ name: StaticString, _ what: String) throws(MessageDecodingError) {
         guard span.kind == kind else { throw .invalid("\(path).\(name)", "must be \(what), found \(span.kind.name)") }
     }
 
@@ -119,18 +124,15 @@ public final class JSONObject {
         return String(decoding: out, as: UTF8.self)
     }
 
-    public func string(_ name: String) throws(MessageDecodingError) -> String {
-        let span = try required(name)
+    // Each value is read from its span by a `…Value` reader (`name` only names it in errors); the
+    // public accessors look the field up once, the optional ones treat absent or null as nil.
+
+    private func stringValue(_ span: JSONSpan, _ name: StaticString) throws(MessageDecodingError) -> String {
         try expect(span, .string, name, "a string")
         return text(span)
     }
 
-    public func int(_ name: String) throws(MessageDecodingError) -> Int {
-        Int(try int64(name))
-    }
-
-    public func int64(_ name: String) throws(MessageDecodingError) -> Int64 {
-        let span = try required(name)
+    private func int64Value(_ span: JSONSpan, _ name: StaticString) throws(MessageDecodingError) -> Int64 {
         try expect(span, .number, name, "an integer")
         // Digits only (the common case) parse without a String.
         let parsed: Int64? = bytes.withUnsafeBufferPointer { all in
@@ -156,8 +158,7 @@ public final class JSONObject {
         throw .invalid("\(path).\(name)", "must be an integer, found \(literal)")
     }
 
-    public func double(_ name: String) throws(MessageDecodingError) -> Double {
-        let span = try required(name)
+    private func doubleValue(_ span: JSONSpan, _ name: StaticString) throws(MessageDecodingError) -> Double {
         try expect(span, .number, name, "a number")
         if let value = bytes.withUnsafeBufferPointer({ Self.exactDouble(UnsafeBufferPointer(rebasing: $0[span.start..<span.end])) }) {
             return value
@@ -199,14 +200,12 @@ public final class JSONObject {
         return negative ? -value : value
     }
 
-    public func bool(_ name: String) throws(MessageDecodingError) -> Bool {
-        let span = try required(name)
+    private func boolValue(_ span: JSONSpan, _ name: StaticString) throws(MessageDecodingError) -> Bool {
         try expect(span, .bool, name, "true or false")
         return bytes[span.start] == UInt8(ascii: "t")
     }
 
-    public func identifier(_ name: String) throws(MessageDecodingError) -> Identifier {
-        let span = try required(name)
+    private func identifierValue(_ span: JSONSpan, _ name: StaticString) throws(MessageDecodingError) -> Identifier {
         try expect(span, .string, name, "a UUID string")
         let parsed = span.hasEscapes ? Identifier(text(span))
             : bytes.withUnsafeBufferPointer { Identifier(utf8: UnsafeBufferPointer(rebasing: $0[span.start..<span.end])) }
@@ -214,23 +213,33 @@ public final class JSONObject {
         return value
     }
 
-    public func timestamp(_ name: String) throws(MessageDecodingError) -> Timestamp {
-        let span = try required(name)
+    private func timestampValue(_ span: JSONSpan, _ name: StaticString) throws(MessageDecodingError) -> Timestamp {
         try expect(span, .string, name, "an RFC 3339 date-time string")
         let parsed = span.hasEscapes ? Timestamp(rfc3339: text(span)) : Timestamp(rfc3339Bytes: Array(bytes[span.start..<span.end]))
         guard let value = parsed else { throw .invalid("\(path).\(name)", "must be an RFC 3339 date-time") }
         return value
     }
 
-    public func enumeration<E: RawRepresentable & CaseIterable>(_ type: E.Type, _ name: String) throws(MessageDecodingError) -> E where E.RawValue == String {
-        let raw = try string(name)
+    private func enumerationValue<E: RawRepresentable & CaseIterable>(_ type: E.Type, _ span: JSONSpan, _ name: StaticString) throws(MessageDecodingError) -> E where E.RawValue == String {
+        let raw = try stringValue(span, name)
         guard let value = E(rawValue: raw) else {
             throw .invalid("\(path).\(name)", "must be one of \(E.allCases.map { $0.rawValue }.joined(separator: ", ")); found '\(raw.prefix(40))'")
         }
         return value
     }
 
-    private func elements(_ name: String) throws(MessageDecodingError) -> [JSONSpan] {
+    public func string(_ name: StaticString) throws(MessageDecodingError) -> String { try stringValue(required(name), name) }
+    public func int(_ name: StaticString) throws(MessageDecodingError) -> Int { Int(try int64Value(required(name), name)) }
+    public func int64(_ name: StaticString) throws(MessageDecodingError) -> Int64 { try int64Value(required(name), name) }
+    public func double(_ name: StaticString) throws(MessageDecodingError) -> Double { try doubleValue(required(name), name) }
+    public func bool(_ name: StaticString) throws(MessageDecodingError) -> Bool { try boolValue(required(name), name) }
+    public func identifier(_ name: StaticString) throws(MessageDecodingError) -> Identifier { try identifierValue(required(name), name) }
+    public func timestamp(_ name: StaticString) throws(MessageDecodingError) -> Timestamp { try timestampValue(required(name), name) }
+    public func enumeration<E: RawRepresentable & CaseIterable>(_ type: E.Type, _ name: StaticString) throws(MessageDecodingError) -> E where E.RawValue == String {
+        try enumerationValue(type, required(name), name)
+    }
+
+    private func elements(_ name: StaticString) throws(MessageDecodingError) -> [JSONSpan] {
         let span = try required(name)
         try expect(span, .array, name, "an array")
         do {
@@ -240,7 +249,7 @@ public final class JSONObject {
         }
     }
 
-    public func strings(_ name: String) throws(MessageDecodingError) -> [String] {
+    public func strings(_ name: StaticString) throws(MessageDecodingError) -> [String] {
         var out: [String] = []
         for (i, element) in try elements(name).enumerated() {
             guard element.kind == .string else { throw .invalid("\(path).\(name)[\(i)]", "must be a string, found \(element.kind.name)") }
@@ -249,7 +258,7 @@ public final class JSONObject {
         return out
     }
 
-    public func stringMap(_ name: String) throws(MessageDecodingError) -> [String: String] {
+    public func stringMap(_ name: StaticString) throws(MessageDecodingError) -> [String: String] {
         let object = try nested(try required(name), path: "\(path).\(name)")
         var out: [String: String] = [:]
         for member in object.members {
@@ -260,11 +269,11 @@ public final class JSONObject {
         return out
     }
 
-    public func object<T: JSONObjectCodable>(_ type: T.Type, _ name: String) throws(MessageDecodingError) -> T {
+    public func object<T: JSONObjectCodable>(_ type: T.Type, _ name: StaticString) throws(MessageDecodingError) -> T {
         try T(json: nested(try required(name), path: "\(path).\(name)"))
     }
 
-    public func objects<T: JSONObjectCodable>(_ type: T.Type, _ name: String) throws(MessageDecodingError) -> [T] {
+    public func objects<T: JSONObjectCodable>(_ type: T.Type, _ name: StaticString) throws(MessageDecodingError) -> [T] {
         var out: [T] = []
         for (i, element) in try elements(name).enumerated() {
             out.append(try T(json: nested(element, path: "\(path).\(name)[\(i)]")))
@@ -274,11 +283,24 @@ public final class JSONObject {
 
     // MARK: Optional (absent or null is nil)
 
-    public func optionalString(_ name: String) throws(MessageDecodingError) -> String? { span(name) == nil ? nil : try string(name) }
-    public func optionalInt(_ name: String) throws(MessageDecodingError) -> Int? { span(name) == nil ? nil : try int(name) }
-    public func optionalDouble(_ name: String) throws(MessageDecodingError) -> Double? { span(name) == nil ? nil : try double(name) }
-    public func optionalIdentifier(_ name: String) throws(MessageDecodingError) -> Identifier? { span(name) == nil ? nil : try identifier(name) }
-    public func optionalEnumeration<E: RawRepresentable & CaseIterable>(_ type: E.Type, _ name: String) throws(MessageDecodingError) -> E? where E.RawValue == String {
-        span(name) == nil ? nil : try enumeration(type, name)
+    public func optionalString(_ name: StaticString) throws(MessageDecodingError) -> String? {
+        guard let span = span(name) else { return nil }
+        return try stringValue(span, name)
+    }
+    public func optionalInt(_ name: StaticString) throws(MessageDecodingError) -> Int? {
+        guard let span = span(name) else { return nil }
+        return Int(try int64Value(span, name))
+    }
+    public func optionalDouble(_ name: StaticString) throws(MessageDecodingError) -> Double? {
+        guard let span = span(name) else { return nil }
+        return try doubleValue(span, name)
+    }
+    public func optionalIdentifier(_ name: StaticString) throws(MessageDecodingError) -> Identifier? {
+        guard let span = span(name) else { return nil }
+        return try identifierValue(span, name)
+    }
+    public func optionalEnumeration<E: RawRepresentable & CaseIterable>(_ type: E.Type, _ name: StaticString) throws(MessageDecodingError) -> E? where E.RawValue == String {
+        guard let span = span(name) else { return nil }
+        return try enumerationValue(type, span, name)
     }
 }

@@ -13,55 +13,117 @@ public protocol JSONObjectCodable: Sendable {
 }
 
 /// Writes one JSON object field by field. Optional fields that are `nil` are left out.
-public struct JSONObjectWriter {
-    var bytes: [UInt8]
+///
+/// The bytes go straight into the storage of the array that is returned (reserved up front; a
+/// larger object moves to a growing buffer of the writer's own), so a field costs a few stores,
+/// not an array append per piece. Not copyable: a copy would share that storage.
+public struct JSONObjectWriter: ~Copyable {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private var count = 0
+    /// `base` was allocated by the writer (the object outgrew the array's reserved storage).
+    private var ownsBase = false
     private var empty = true
 
-    private init(reservingCapacity capacity: Int) {
-        bytes = []
-        bytes.reserveCapacity(capacity)
+    private init(base: UnsafeMutablePointer<UInt8>, capacity: Int) {
+        self.base = base
+        self.capacity = capacity
     }
 
     /// The finished object.
     static func encode(_ value: some JSONObjectCodable) -> [UInt8] {
-        var writer = JSONObjectWriter(reservingCapacity: 256)
-        writer.bytes.append(UInt8(ascii: "{"))
-        value.writeJSON(to: &writer)
-        writer.bytes.append(UInt8(ascii: "}"))
-        return writer.bytes
+        build(reserving: 512) { value.writeJSON(to: &$0) }
     }
 
     /// One object written by `build`, e.g. an HTTP answer:
     /// `JSONObjectWriter.object { $0.field("command_id", id) }`.
     public static func object(_ build: (inout JSONObjectWriter) -> Void) -> [UInt8] {
-        var writer = JSONObjectWriter(reservingCapacity: 128)
-        writer.bytes.append(UInt8(ascii: "{"))
-        build(&writer)
-        writer.bytes.append(UInt8(ascii: "}"))
-        return writer.bytes
+        Self.build(reserving: 128, build)
     }
 
+    private static func build(reserving capacity: Int, _ body: (inout JSONObjectWriter) -> Void) -> [UInt8] {
+        var grown: [UInt8]?
+        let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+            var writer = JSONObjectWriter(base: buffer.baseAddress!, capacity: buffer.count)
+            writer.byte(UInt8(ascii: "{"))
+            body(&writer)
+            writer.byte(UInt8(ascii: "}"))
+            if writer.ownsBase {
+                grown = Array(UnsafeBufferPointer(start: writer.base, count: writer.count))
+                writer.base.deallocate()
+                count = 0
+            } else {
+                count = writer.count
+            }
+        }
+        return grown ?? bytes
+    }
+
+    // MARK: Bytes
+
+    /// Makes room for `extra` more bytes.
+    @inline(__always)
+    private mutating func reserve(_ extra: Int) {
+        if count + extra > capacity { grow(count + extra) }
+    }
+
+    private mutating func grow(_ needed: Int) {
+        let newCapacity = max(needed, capacity * 2)
+        let newBase = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        newBase.update(from: base, count: count)
+        if ownsBase { base.deallocate() }
+        base = newBase
+        capacity = newCapacity
+        ownsBase = true
+    }
+
+    @inline(__always)
+    private mutating func byte(_ value: UInt8) {
+        reserve(1)
+        base[count] = value
+        count += 1
+    }
+
+    @inline(__always)
+    private mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        reserve(bytes.count)
+        if let source = bytes.baseAddress { (base + count).update(from: source, count: bytes.count) }
+        count += bytes.count
+    }
+
+    private mutating func append(_ text: String) {
+        var text = text
+        text.withUTF8 { append($0) }
+    }
+
+    /// `,"name":` (no comma before the first field).
+    @inline(__always)
     private mutating func key(_ name: StaticString) {
-        if empty { empty = false } else { bytes.append(UInt8(ascii: ",")) }
-        bytes.append(UInt8(ascii: "\""))
-        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
+        name.withUTF8Buffer { name in
+            reserve(name.count + 4)
+            if empty { empty = false } else { base[count] = UInt8(ascii: ","); count += 1 }
+            base[count] = UInt8(ascii: "\"")
+            if let source = name.baseAddress { (base + count + 1).update(from: source, count: name.count) }
+            count += name.count + 1
+            base[count] = UInt8(ascii: "\"")
+            base[count + 1] = UInt8(ascii: ":")
+            count += 2
+        }
     }
 
     public mutating func field(_ name: StaticString, _ value: String) {
         key(name)
-        Self.appendString(value, to: &bytes)
+        string(value)
     }
 
     public mutating func field(_ name: StaticString, _ value: Int) {
         key(name)
-        Self.appendInteger(Int64(value), to: &bytes)
+        integer(Int64(value))
     }
 
     public mutating func field(_ name: StaticString, _ value: Int64) {
         key(name)
-        Self.appendInteger(value, to: &bytes)
+        integer(value)
     }
 
     /// Integral values are written without a fraction (`3`, not `3.0`); non-finite values cannot
@@ -69,31 +131,36 @@ public struct JSONObjectWriter {
     public mutating func field(_ name: StaticString, _ value: Double) {
         key(name)
         if value == value.rounded(), abs(value) < 1e15 {
-            Self.appendInteger(Int64(value), to: &bytes)
+            integer(Int64(value))
         } else if value.isFinite {
-            bytes.append(contentsOf: value.description.utf8)
+            append(value.description)
         } else {
-            bytes.append(contentsOf: "null".utf8)
+            append("null")
         }
     }
 
     public mutating func field(_ name: StaticString, _ value: Bool) {
         key(name)
-        bytes.append(contentsOf: (value ? "true" : "false").utf8)
+        append(value ? "true" : "false")
     }
 
     public mutating func field(_ name: StaticString, _ value: Identifier) {
         key(name)
-        bytes.append(UInt8(ascii: "\""))
-        value.append(to: &bytes)
-        bytes.append(UInt8(ascii: "\""))
+        reserve(38)
+        base[count] = UInt8(ascii: "\"")
+        value.write(to: base + count + 1)
+        base[count + 37] = UInt8(ascii: "\"")
+        count += 38
     }
 
     public mutating func field(_ name: StaticString, _ value: Timestamp) {
         key(name)
-        bytes.append(UInt8(ascii: "\""))
-        value.appendRFC3339(to: &bytes)
-        bytes.append(UInt8(ascii: "\""))
+        let length = Timestamp.rfc3339Length
+        reserve(length + 2)
+        base[count] = UInt8(ascii: "\"")
+        value.writeRFC3339(to: base + count + 1)
+        base[count + length + 1] = UInt8(ascii: "\"")
+        count += length + 2
     }
 
     public mutating func field<E: RawRepresentable>(_ name: StaticString, _ value: E) where E.RawValue == String {
@@ -102,50 +169,49 @@ public struct JSONObjectWriter {
 
     public mutating func field(_ name: StaticString, _ value: [String]) {
         key(name)
-        bytes.append(UInt8(ascii: "["))
+        byte(UInt8(ascii: "["))
         for (i, element) in value.enumerated() {
-            if i > 0 { bytes.append(UInt8(ascii: ",")) }
-            Self.appendString(element, to: &bytes)
+            if i > 0 { byte(UInt8(ascii: ",")) }
+            string(element)
         }
-        bytes.append(UInt8(ascii: "]"))
+        byte(UInt8(ascii: "]"))
     }
 
     /// An object of strings, keys in sorted order so equal maps give equal bytes.
     public mutating func field(_ name: StaticString, _ value: [String: String]) {
         key(name)
-        bytes.append(UInt8(ascii: "{"))
+        byte(UInt8(ascii: "{"))
         for (i, entry) in value.sorted(by: { $0.key < $1.key }).enumerated() {
-            if i > 0 { bytes.append(UInt8(ascii: ",")) }
-            Self.appendString(entry.key, to: &bytes)
-            bytes.append(UInt8(ascii: ":"))
-            Self.appendString(entry.value, to: &bytes)
+            if i > 0 { byte(UInt8(ascii: ",")) }
+            string(entry.key)
+            byte(UInt8(ascii: ":"))
+            string(entry.value)
         }
-        bytes.append(UInt8(ascii: "}"))
+        byte(UInt8(ascii: "}"))
     }
 
     public mutating func field(_ name: StaticString, _ value: some JSONObjectCodable) {
         key(name)
-        appendObject(value)
+        object(value)
     }
 
     public mutating func field(_ name: StaticString, _ value: [some JSONObjectCodable]) {
         key(name)
-        bytes.append(UInt8(ascii: "["))
+        byte(UInt8(ascii: "["))
         for (i, element) in value.enumerated() {
-            if i > 0 { bytes.append(UInt8(ascii: ",")) }
-            appendObject(element)
+            if i > 0 { byte(UInt8(ascii: ",")) }
+            object(element)
         }
-        bytes.append(UInt8(ascii: "]"))
+        byte(UInt8(ascii: "]"))
     }
 
-    private mutating func appendObject(_ value: some JSONObjectCodable) {
-        // The nested writer borrows this writer's buffer, so the object is written in place.
-        var nested = JSONObjectWriter(reservingCapacity: 0)
-        swap(&nested.bytes, &bytes)
-        nested.bytes.append(UInt8(ascii: "{"))
-        value.writeJSON(to: &nested)
-        nested.bytes.append(UInt8(ascii: "}"))
-        swap(&nested.bytes, &bytes)
+    /// A nested object, written in place by the same writer.
+    private mutating func object(_ value: some JSONObjectCodable) {
+        byte(UInt8(ascii: "{"))
+        empty = true
+        value.writeJSON(to: &self)
+        empty = false
+        byte(UInt8(ascii: "}"))
     }
 
     // Optionals: absent when nil.
@@ -154,6 +220,44 @@ public struct JSONObjectWriter {
     public mutating func field(_ name: StaticString, _ value: Double?) { if let value { field(name, value) } }
     public mutating func field(_ name: StaticString, _ value: Identifier?) { if let value { field(name, value) } }
     public mutating func field(_ name: StaticString, _ value: Timestamp?) { if let value { field(name, value) } }
+
+    private mutating func string(_ value: String) {
+        var value = value
+        value.withUTF8 { utf8 in
+            // Quotes and plain text at once; anything that needs escaping byte by byte after.
+            var plainUntil = 0
+            while plainUntil < utf8.count {
+                let byte = utf8[plainUntil]
+                if byte == UInt8(ascii: "\"") || byte == 92 || byte < 0x20 { break }
+                plainUntil += 1
+            }
+            reserve(plainUntil + 2)
+            base[count] = UInt8(ascii: "\"")
+            count += 1
+            append(UnsafeBufferPointer(rebasing: utf8[..<plainUntil]))
+            if plainUntil < utf8.count {
+                var escaped: [UInt8] = []
+                Self.appendEscaped(UnsafeBufferPointer(rebasing: utf8[plainUntil...]), to: &escaped)
+                escaped.withUnsafeBufferPointer { append($0) }
+            }
+            byte(UInt8(ascii: "\""))
+        }
+    }
+
+    private mutating func integer(_ value: Int64) {
+        // Digits are written backwards into a stack buffer, then copied at once.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var magnitude = value.magnitude
+            var start = 20
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            if value < 0 { byte(UInt8(ascii: "-")) }
+            append(UnsafeBufferPointer(rebasing: digits[start..<20]))
+        }
+    }
 
     /// Appends `value` as a JSON string literal (quoted and escaped).
     public static func appendString(_ value: String, to bytes: inout [UInt8]) {
@@ -185,21 +289,6 @@ public struct JSONObjectWriter {
                 bytes.append(contentsOf: [92, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0xf)]])
             default: bytes.append(byte)
             }
-        }
-    }
-
-    static func appendInteger(_ value: Int64, to bytes: inout [UInt8]) {
-        // Digits are written backwards into a stack buffer, then appended at once.
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var magnitude = value.magnitude
-            var start = 20
-            repeat {
-                start -= 1
-                digits[start] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10)
-                magnitude /= 10
-            } while magnitude > 0
-            if value < 0 { bytes.append(UInt8(ascii: "-")) }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: digits[start..<20]))
         }
     }
 }

@@ -56,12 +56,12 @@ struct JSONScanner {
                     let kind = scanner.i < range.upperBound ? (try? scanner.value().kind.name) ?? "not JSON" : "empty"
                     throw Failure(offset: scanner.i, reason: "expected an object, found \(kind)")
                 }
-                var members: [JSONMember]? = []
-                members?.reserveCapacity(12)
-                try scanner.object(collecting: &members)
+                var members: [JSONMember] = []
+                members.reserveCapacity(16)
+                try scanner.object(collecting: &members, collect: true)
                 scanner.skipWhitespace()
                 guard scanner.i == range.upperBound else { throw Failure(offset: scanner.i, reason: "unexpected text after the JSON value") }
-                return members ?? []
+                return members
             }
         } catch let failure as Failure {
             throw failure
@@ -75,9 +75,9 @@ struct JSONScanner {
         do {
             return try json.withUnsafeBufferPointer { buffer in
                 var scanner = JSONScanner(bytes: UnsafeBufferPointer(rebasing: buffer[..<range.upperBound]), start: range.lowerBound)
-                var elements: [JSONSpan]? = []
-                try scanner.array(collecting: &elements)
-                return elements ?? []
+                var elements: [JSONSpan] = []
+                try scanner.array(collecting: &elements, collect: true)
+                return elements
             }
         } catch let failure as Failure {
             throw failure
@@ -91,7 +91,9 @@ struct JSONScanner {
         self.i = start
     }
 
+    @inline(__always)
     private mutating func skipWhitespace() {
+        if i < bytes.count, bytes[i] > 32 { return }  // compact JSON: nothing to skip
         while i < bytes.count, bytes[i] == 32 || bytes[i] == 9 || bytes[i] == 10 || bytes[i] == 13 { i += 1 }
     }
 
@@ -102,12 +104,12 @@ struct JSONScanner {
         let start = i
         switch bytes[i] {
         case UInt8(ascii: "{"):
-            var ignored: [JSONMember]? = nil
-            try object(collecting: &ignored)
+            var ignored: [JSONMember] = []
+            try object(collecting: &ignored, collect: false)
             return JSONSpan(start: start, end: i, kind: .object, hasEscapes: false, isASCII: true)
         case UInt8(ascii: "["):
-            var ignored: [JSONSpan]? = nil
-            try array(collecting: &ignored)
+            var ignored: [JSONSpan] = []
+            try array(collecting: &ignored, collect: false)
             return JSONSpan(start: start, end: i, kind: .array, hasEscapes: false, isASCII: true)
         case UInt8(ascii: "\""): return try string()
         case UInt8(ascii: "t"): try literal("true"); return JSONSpan(start: start, end: i, kind: .bool, hasEscapes: false, isASCII: true)
@@ -125,7 +127,7 @@ struct JSONScanner {
         i += count
     }
 
-    private mutating func object(collecting members: inout [JSONMember]?) throws(Failure) {
+    private mutating func object(collecting members: inout [JSONMember], collect: Bool) throws(Failure) {
         depth += 1
         guard depth <= 64 else { throw fail("nesting deeper than 64") }
         defer { depth -= 1 }
@@ -141,7 +143,7 @@ struct JSONScanner {
             i += 1
             skipWhitespace()
             let value = try value()
-            members?.append(JSONMember(key: key, value: value))
+            if collect { members.append(JSONMember(key: key, value: value)) }
             skipWhitespace()
             guard i < bytes.count else { throw fail("unexpected end of JSON") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -150,7 +152,7 @@ struct JSONScanner {
         }
     }
 
-    private mutating func array(collecting elements: inout [JSONSpan]?) throws(Failure) {
+    private mutating func array(collecting elements: inout [JSONSpan], collect: Bool) throws(Failure) {
         depth += 1
         guard depth <= 64 else { throw fail("nesting deeper than 64") }
         defer { depth -= 1 }
@@ -161,7 +163,7 @@ struct JSONScanner {
         while true {
             skipWhitespace()
             let element = try value()
-            elements?.append(element)
+            if collect { elements.append(element) }
             skipWhitespace()
             guard i < bytes.count else { throw fail("unexpected end of JSON") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -194,8 +196,14 @@ struct JSONScanner {
         var escapes = false
         var ascii = true
         while true {
-            // Eight plain ASCII bytes at a time (most of a payload's text).
-            while i + 8 <= bytes.count, Self.plainASCII(UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self)) { i += 8 }
+            // Eight plain ASCII bytes at a time (most of a payload's text), then straight to the
+            // first byte that needs a look.
+            while i + 8 <= bytes.count {
+                let special = Self.specialBytes(UInt64(littleEndian: UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self)))
+                if special == 0 { i += 8; continue }
+                i += special.trailingZeroBitCount / 8
+                break
+            }
             guard i < bytes.count else { throw fail("unterminated string") }
             let byte = bytes[i]
             if byte == UInt8(ascii: "\"") { break }
@@ -232,16 +240,17 @@ struct JSONScanner {
         return JSONSpan(start: start, end: end, kind: .string, hasEscapes: escapes, isASCII: ascii)
     }
 
-    /// Whether none of the eight bytes ends a string or needs a closer look: no `"`, no `\\`, no
-    /// control character, no byte >= 0x80 (SWAR: a byte test per lane, exact as a whole).
+    /// The high bit of each of the eight bytes (the first in the lowest) that ends a string or
+    /// needs a closer look: `"`, `\\`, a control character, a byte >= 0x80. SWAR: a lane above a
+    /// flagged lane may be flagged falsely, but the lowest flagged lane is exact, and 0 means none.
     @inline(__always)
-    private static func plainASCII(_ word: UInt64) -> Bool {
+    private static func specialBytes(_ word: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
         func hasZeroByte(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
         let quote = hasZeroByte(word ^ (ones &* 0x22))
         let backslash = hasZeroByte(word ^ (ones &* 0x5C))
         let control = (word &- ones &* 0x20) & ~word & highs
-        return (quote | backslash | control | (word & highs)) == 0
+        return quote | backslash | control | (word & highs)
     }
 
     private mutating func hex4() throws(Failure) -> UInt32 {

@@ -20,7 +20,8 @@ public enum MessageCodec {
 }
 
 extension EventEnvelope {
-    /// Wraps a message: encodes its payload and fills type, subject and dataschema from it.
+    /// Wraps a message: encodes its payload and fills type, subject and dataschema from it. `id`
+    /// defaults to a new UUIDv7 and `time` to now (the same instant when neither is given).
     ///
     /// ```swift
     /// let envelope = EventEnvelope(CallStarted(…), tenant: tenant, source: "/services/calls",
@@ -28,8 +29,12 @@ extension EventEnvelope {
     /// ```
     public init<M: Message>(
         _ message: M, tenant: Identifier, source: String, correlationID: Identifier? = nil,
-        causationID: Identifier? = nil, id: Identifier = .v7(), time: Timestamp = .now
+        causationID: Identifier? = nil, id: Identifier? = nil, time: Timestamp? = nil
     ) {
+        // One clock read for both when neither is given: a new id's time is the event's time.
+        let now = time == nil ? Timestamp.now : nil
+        let time = time ?? now!
+        let id = id ?? (now.map { Identifier.v7(at: $0) } ?? .v7())
         self.init(
             id: id, source: source, type: M.type, time: time, subject: message.subject, dataschema: M.dataschema,
             tenantID: tenant, correlationID: correlationID ?? id, causationID: causationID, data: MessageCodec.encode(message)

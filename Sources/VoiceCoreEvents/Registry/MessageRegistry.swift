@@ -23,17 +23,22 @@ public struct MessageRegistry: Sendable {
 
     public init() {}
 
+    /// Every message type of the platform at its current version.
+    static let currentTypes: [any Message.Type] = [
+        CallStarted.self, CallAnswered.self, CallEnded.self, TranscriptChunk.self, IntentDetected.self, CallSummarized.self,
+        LeadCreated.self, ContactUpserted.self, InteractionLogged.self,
+        UsageRecorded.self,
+        TenantProvisioned.self, TenantSettingsChanged.self,
+        ReportCallProgress.self, ReportTranscriptSegment.self, CreateLead.self, UpdateContact.self, ChangeSettings.self,
+    ]
+
+    /// The current types and the older versions the standard registry upcasts.
+    static let standardTypes: [any Message.Type] = currentTypes + [TranscriptChunkV1.self]
+
     /// Every message type of the platform, with the upcasters of older versions.
     public static let standard: MessageRegistry = {
         var registry = MessageRegistry()
-        let current: [any Message.Type] = [
-            CallStarted.self, CallAnswered.self, CallEnded.self, TranscriptChunk.self, IntentDetected.self, CallSummarized.self,
-            LeadCreated.self, ContactUpserted.self, InteractionLogged.self,
-            UsageRecorded.self,
-            TenantProvisioned.self, TenantSettingsChanged.self,
-            ReportCallProgress.self, ReportTranscriptSegment.self, CreateLead.self, UpdateContact.self, ChangeSettings.self,
-        ]
-        for type in current { registry.register(type) }
+        for type in currentTypes { registry.register(type) }
         registry.register(upcasting: TranscriptChunkV1.self, to: TranscriptChunk.self) { $0.upcast() }
         return registry
     }()
