@@ -193,6 +193,34 @@ struct EnvelopeTests {
         #expect(decoded.endOffsetMs == 2)
     }
 
+    /// The writer fills the returned array's reserved storage and moves to its own buffer when an
+    /// object outgrows it: payloads from a few bytes to far beyond the reserve, with escapes
+    /// straddling the move, must come back exactly (and the writer's nested objects keep commas right).
+    @Test func payloadsOfEverySizeSurviveTheWritersGrowth() throws {
+        for length in [0, 1, 100, 200, 250, 255, 256, 257, 300, 511, 512, 513, 1_000, 4_000, 9_999] {
+            let text = String((0..<length).map { i -> Character in i % 97 == 5 ? "\"" : (i % 89 == 3 ? "\n" : (i % 13 == 0 ? "é" : "a")) })
+            let chunk = TranscriptChunk(callID: .v7(), sequence: length, track: .outbound, text: text, isFinal: false, confidence: 0.125,
+                                        startOffsetMs: 0, endOffsetMs: length, language: length % 2 == 0 ? nil : "fr-CA")
+            let json = MessageCodec.encode(chunk)
+            #expect(try MessageCodec.decode(TranscriptChunk.self, from: json) == chunk, "text of \(length) characters")
+        }
+        let small = JSONObjectWriter.object { $0.field("status", "ok") }
+        #expect(String(decoding: small, as: UTF8.self) == #"{"status":"ok"}"#)
+        let long = String(repeating: "x", count: 300)
+        let grown = JSONObjectWriter.object { $0.field("a", long); $0.field("b", [long, "y"]); $0.field("c", ["k": long]) }
+        #expect(String(decoding: grown, as: UTF8.self) == #"{"a":"\#(long)","b":["\#(long)","y"],"c":{"k":"\#(long)"}}"#)
+        let settings = TenantSettingsChanged(
+            tenantID: .v7(),
+            settings: AISettings(greeting: "Hello", personality: nil,
+                                 intents: [AISettings.IntentPhrases(intent: .sales, phrases: ["buy", "price"]),
+                                           AISettings.IntentPhrases(intent: .support, phrases: ["help"])],
+                                 businessHours: AISettings.BusinessHours(timeZone: "America/New_York",
+                                                                         openings: [.init(day: .mon, opens: "09:00", closes: "17:00"),
+                                                                                    .init(day: .tue, opens: "09:00", closes: "12:00")])),
+            changedAt: Timestamp(microsecondsSinceEpoch: 1_795_549_560_123_456))
+        #expect(try MessageCodec.decode(TenantSettingsChanged.self, from: MessageCodec.encode(settings)) == settings)
+    }
+
     /// The scanner skips plain ASCII eight bytes at a time: a quote, backslash, control character
     /// or non-ASCII byte at any offset (both sides of each 8-byte boundary) is still seen.
     @Test func stringScanningSeesEverySpecialByteAtEveryOffset() throws {
