@@ -23,7 +23,9 @@ enum TestRedis {
     /// A connection to a Redis server of the test's own, for tests that change server-wide state
     /// (the script cache) which other tests running in parallel rely on.
     static func withPrivateServer(_ body: (RedisConnection) async throws -> Void) async throws {
-        let port = Int.random(in: 30_000..<40_000)
+        // Apart from the other suites' test ports and below the ephemeral range (see
+        // EdgeTests.redisUnreachableAnswers503WithRetryAfter).
+        let port = Int.random(in: 12_000..<15_000)
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
         server.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", FileManager.default.temporaryDirectory.path]

@@ -272,7 +272,10 @@ struct EdgeTests {
 
     @Test func redisUnreachableAnswers503WithRetryAfter() async throws {
         // A Redis of this test's own, stopped mid-test: the shared one keeps serving the others.
-        let port = Int.random(in: 20_000..<30_000)
+        // Test ports stay apart by suite (runner Redis 20000–22999, this 23000–25999, `up` 28000–31999,
+        // publisher Redis 12000–14999), away from the test clusters' bus ports (27101–27136) and the
+        // ephemeral range (32768+): suites run in parallel in one process.
+        let port = Int.random(in: 23_000..<26_000)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edge-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let server = Process()

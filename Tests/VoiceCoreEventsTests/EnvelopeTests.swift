@@ -221,6 +221,23 @@ struct EnvelopeTests {
         #expect(try MessageCodec.decode(TenantSettingsChanged.self, from: MessageCodec.encode(settings)) == settings)
     }
 
+    /// Each field is looked up once, from a cursor, in any member order: an escaped key still
+    /// matches, absent and null optionals are nil, a present optional of the wrong type is an error
+    /// naming it, and a missing required field names itself.
+    @Test func fieldsAreFoundInAnyOrderWithEscapedKeysAndNullOptionals() throws {
+        let json = Array(#"{"n":7,"la\u006Eguage":"fr","te\u0078t":"hi","skipped":null,"z":[1],"count":"3"}"#.utf8)
+        let object = try JSONObject.parse(json)
+        #expect(try object.optionalString("language") == "fr")
+        #expect(try object.string("text") == "hi")
+        #expect(try object.int("n") == 7)  // before the cursor: found by wrapping around
+        #expect(try object.optionalString("skipped") == nil)
+        #expect(try object.optionalInt("absent") == nil)
+        let wrongType = #expect(throws: MessageDecodingError.self) { try object.optionalInt("count") }
+        #expect(wrongType?.field == "data.count")
+        let missing = #expect(throws: MessageDecodingError.self) { try object.string("absent") }
+        #expect(missing?.description == "data.absent is required")
+    }
+
     /// The scanner skips plain ASCII eight bytes at a time: a quote, backslash, control character
     /// or non-ASCII byte at any offset (both sides of each 8-byte boundary) is still seen.
     @Test func stringScanningSeesEverySpecialByteAtEveryOffset() throws {

@@ -225,12 +225,7 @@ public struct JSONObjectWriter: ~Copyable {
         var value = value
         value.withUTF8 { utf8 in
             // Quotes and plain text at once; anything that needs escaping byte by byte after.
-            var plainUntil = 0
-            while plainUntil < utf8.count {
-                let byte = utf8[plainUntil]
-                if byte == UInt8(ascii: "\"") || byte == 92 || byte < 0x20 { break }
-                plainUntil += 1
-            }
+            let plainUntil = Self.plainPrefix(utf8)
             reserve(plainUntil + 2)
             base[count] = UInt8(ascii: "\"")
             count += 1
@@ -264,16 +259,22 @@ public struct JSONObjectWriter: ~Copyable {
         var value = value
         value.withUTF8 { utf8 in
             bytes.append(UInt8(ascii: "\""))
-            var plainUntil = 0
-            while plainUntil < utf8.count {
-                let byte = utf8[plainUntil]
-                if byte == UInt8(ascii: "\"") || byte == 92 || byte < 0x20 { break }
-                plainUntil += 1
-            }
+            let plainUntil = plainPrefix(utf8)
             bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[..<plainUntil]))
             if plainUntil < utf8.count { appendEscaped(UnsafeBufferPointer(rebasing: utf8[plainUntil...]), to: &bytes) }
             bytes.append(UInt8(ascii: "\""))
         }
+    }
+
+    /// How many bytes at the start need no escaping.
+    private static func plainPrefix(_ utf8: UnsafeBufferPointer<UInt8>) -> Int {
+        var plainUntil = 0
+        while plainUntil < utf8.count {
+            let byte = utf8[plainUntil]
+            if byte == UInt8(ascii: "\"") || byte == 92 || byte < 0x20 { break }
+            plainUntil += 1
+        }
+        return plainUntil
     }
 
     private static func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>, to bytes: inout [UInt8]) {

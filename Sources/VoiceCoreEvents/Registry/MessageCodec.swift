@@ -31,12 +31,11 @@ extension EventEnvelope {
         _ message: M, tenant: Identifier, source: String, correlationID: Identifier? = nil,
         causationID: Identifier? = nil, id: Identifier? = nil, time: Timestamp? = nil
     ) {
-        // One clock read for both when neither is given: a new id's time is the event's time.
-        let now = time == nil ? Timestamp.now : nil
-        let time = time ?? now!
-        let id = id ?? (now.map { Identifier.v7(at: $0) } ?? .v7())
+        let eventTime = time ?? .now
+        // An event of now gets an id of the same instant (one clock read for both).
+        let id = id ?? (time == nil ? .v7(at: eventTime) : .v7())
         self.init(
-            id: id, source: source, type: M.type, time: time, subject: message.subject, dataschema: M.dataschema,
+            id: id, source: source, type: M.type, time: eventTime, subject: message.subject, dataschema: M.dataschema,
             tenantID: tenant, correlationID: correlationID ?? id, causationID: causationID, data: MessageCodec.encode(message)
         )
     }
