@@ -70,9 +70,11 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
 
     /// The RFC 3339 text as UTF-8 bytes.
     public var rfc3339Bytes: [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: Self.rfc3339Length) { out, count in
+        // Written on the stack, then copied: `Array(unsafeUninitializedCapacity:)` calls the
+        // unspecialized allocator, which looks up the array's metadata at run time.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.rfc3339Length) { out in
             writeRFC3339(to: out.baseAddress!)
-            count = Self.rfc3339Length
+            return Array(UnsafeBufferPointer(out))
         }
     }
 

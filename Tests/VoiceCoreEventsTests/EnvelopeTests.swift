@@ -125,6 +125,13 @@ struct EnvelopeTests {
         let decoded = try MessageRegistry.standard.decode(fields: envelope.fields, as: CallStarted.self)
         #expect(decoded.0 == envelope)
         #expect(decoded.1 == started)
+        // Another producer's order, and a field the contract does not have yet, read the same
+        // (the decoder's fast path expects this library's order; the general path takes any).
+        let reordered = envelope.fields.reversed() + [EnvelopeField("priority", "high")]
+        #expect(try EventEnvelope(fields: Array(reordered)) == envelope)
+        let withoutCausation = EventEnvelope(started, tenant: tenant, source: "/services/calls", correlationID: cause)
+        #expect(try EventEnvelope(fields: withoutCausation.fields) == withoutCausation)
+        #expect(try EventEnvelope(fields: withoutCausation.fields.shuffled()) == withoutCausation)
     }
 
     @Test func unknownTypesAndVersionsDecodeAsUnknownWithTheirFields() throws {
@@ -273,6 +280,37 @@ struct EnvelopeTests {
             let object = try JSONObject.parse(Array("{\"v\":\(text)}".utf8))
             #expect(try object.double("v").bitPattern == Double(text)!.bitPattern, "\(text)")
         }
+    }
+
+    /// Doubles of up to six decimals are written as such, without a String (the same text as
+    /// Swift's shortest form); every finite double, short or not, reads back bit for bit.
+    @Test func doublesAreWrittenShortestAndReadBackExactly() throws {
+        func written(_ value: Double) -> String {
+            let json = String(decoding: JSONObjectWriter.object { $0.field("v", value) }, as: UTF8.self)
+            return String(json.dropFirst(5).dropLast())
+        }
+        var random = SplitMix64(seed: 11)
+        var values: [Double] = [0.93, -0.5, 0.125, 0.000001, -0.000001, 0.1 + 0.2, 1.0 / 3.0, 999_999_999.999999, 1_000_000_000.5,
+                                0.0001, 123_456.7, -42.000001, .pi, 1e-7, 5e-324, .greatestFiniteMagnitude, -0.0, 3, 1e15 + 0.5]
+        for _ in 0..<20_000 {
+            let scale = [10.0, 100, 1_000, 10_000, 100_000, 1_000_000][Int(random.next() % 6)]
+            let sign: Double = random.next() % 2 == 0 ? 1 : -1
+            values.append(sign * Double(random.next() % 2_000_000_000_000) / scale)
+            values.append(Double(bitPattern: random.next()))
+        }
+        for value in values where value.isFinite {
+            let text = written(value)
+            #expect(Double(text)?.bitPattern == (value == 0 ? 0.0 : value).bitPattern, "\(value) written as \(text)")
+            #expect(text.first != "+" && !text.hasSuffix(".") && !text.contains(".0e"), "\(text)")
+            // Where Swift writes a plain decimal, the writer writes the same digits.
+            if value != value.rounded(), abs(value) >= 0.0001, abs(value) < 1e9, !value.description.contains("e") {
+                #expect(text == value.description, "\(value)")
+            }
+        }
+        #expect(written(0.93) == "0.93")
+        #expect(written(-0.5) == "-0.5")
+        #expect(written(0.000001) == "0.000001")
+        #expect(written(.nan) == "null")
     }
 
     @Test func validationNamesTheField() throws {

@@ -98,7 +98,12 @@ public struct Identifier: Sendable, Hashable, Comparable, Codable, CustomStringC
 
     /// The lowercase text form as UTF-8 bytes.
     public var utf8: [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: 36) { buffer, count in count = Self.write(uuid.uuid, to: buffer) }
+        // Written on the stack, then copied: `Array(unsafeUninitializedCapacity:)` calls the
+        // unspecialized allocator, which looks up the array's metadata at run time (twice the
+        // cost of this whole property).
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { buffer in
+            Array(UnsafeBufferPointer(rebasing: buffer[..<Self.write(uuid.uuid, to: buffer)]))
+        }
     }
 
     /// Appends the lowercase text form (36 bytes).

@@ -14,9 +14,9 @@ public protocol JSONObjectCodable: Sendable {
 
 /// Writes one JSON object field by field. Optional fields that are `nil` are left out.
 ///
-/// The bytes go straight into the storage of the array that is returned (reserved up front; a
-/// larger object moves to a growing buffer of the writer's own), so a field costs a few stores,
-/// not an array append per piece. Not copyable: a copy would share that storage.
+/// The bytes go into a buffer on the stack (a larger object moves to a growing buffer of the
+/// writer's own), copied once into the array returned, so a field costs a few stores, not an
+/// array append per piece. Not copyable: a copy would share that buffer.
 public struct JSONObjectWriter: ~Copyable {
     private var base: UnsafeMutablePointer<UInt8>
     private var capacity: Int
@@ -42,21 +42,19 @@ public struct JSONObjectWriter: ~Copyable {
     }
 
     private static func build(reserving capacity: Int, _ body: (inout JSONObjectWriter) -> Void) -> [UInt8] {
-        var grown: [UInt8]?
-        let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+        // Written on the stack and copied once into the array returned (an object that outgrows
+        // the reserve moves to a buffer of the writer's own). Cheaper than writing into
+        // `Array(unsafeUninitializedCapacity:)`'s storage: that calls the unspecialized
+        // allocator, which looks up the array's metadata at run time.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { buffer in
             var writer = JSONObjectWriter(base: buffer.baseAddress!, capacity: buffer.count)
             writer.byte(UInt8(ascii: "{"))
             body(&writer)
             writer.byte(UInt8(ascii: "}"))
-            if writer.ownsBase {
-                grown = Array(UnsafeBufferPointer(start: writer.base, count: writer.count))
-                writer.base.deallocate()
-                count = 0
-            } else {
-                count = writer.count
-            }
+            let bytes = Array(UnsafeBufferPointer(start: writer.base, count: writer.count))
+            if writer.ownsBase { writer.base.deallocate() }
+            return bytes
         }
-        return grown ?? bytes
     }
 
     // MARK: Bytes
@@ -132,11 +130,36 @@ public struct JSONObjectWriter: ~Copyable {
         key(name)
         if value == value.rounded(), abs(value) < 1e15 {
             integer(Int64(value))
-        } else if value.isFinite {
-            append(value.description)
-        } else {
+        } else if !value.isFinite {
             append("null")
+        } else if !shortDecimal(value) {
+            append(value.description)
         }
+    }
+
+    /// Writes a value of at most six decimals below 10⁹ in magnitude (confidences, scores,
+    /// amounts) as such, e.g. `0.93`, without building a String; returns false for any other
+    /// value. The text is the shortest that reads back as `value`: `n / 10⁶` rounds to `value`,
+    /// and below 10⁹ doubles lie closer together than 10⁻⁶, so no other decimal of six places
+    /// or fewer does.
+    private mutating func shortDecimal(_ value: Double) -> Bool {
+        guard abs(value) < 1e9 else { return false }
+        let scaled = (value * 1e6).rounded()
+        guard scaled / 1e6 == value else { return false }
+        let micros = Int64(scaled)
+        if micros < 0 { byte(UInt8(ascii: "-")) }
+        integer(Int64(micros.magnitude / 1_000_000))
+        var fraction = micros.magnitude % 1_000_000  // not 0: integral values are written before
+        var digits = 6
+        while fraction % 10 == 0 { fraction /= 10; digits -= 1 }
+        reserve(digits + 1)
+        base[count] = UInt8(ascii: ".")
+        for position in stride(from: digits, to: 0, by: -1) {
+            base[count + position] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: fraction % 10)
+            fraction /= 10
+        }
+        count += digits + 1
+        return true
     }
 
     public mutating func field(_ name: StaticString, _ value: Bool) {
