@@ -181,11 +181,12 @@ struct QueryTests {
 
     @Test func arrayParametersFeedUnnest() async throws {
         let db = try await TestPostgres.connect()
-        let ids = [3, 1, 2]
-        let names: [String?] = ["a \"quoted\" name", nil, "back\\slash, comma {brace}"]
+        let ids = [3, 1, 2, 4, 5, 6, 7]
+        let names: [String?] = ["a \"quoted\" name", nil, "back\\slash, comma {brace}", "ends with \\", "\"\\\"\\", "NULL", ""]
         let rows = try await db.query("SELECT * FROM unnest(\(ids), \(names)) AS t(id, name) ORDER BY id")
-        #expect(try rows.map { try $0.decode(Int.self, "id") } == [1, 2, 3])
-        #expect(try rows.map { try $0.decode(String?.self, "name") } == [nil, "back\\slash, comma {brace}", "a \"quoted\" name"])
+        #expect(try rows.map { try $0.decode(Int.self, "id") } == [1, 2, 3, 4, 5, 6, 7])
+        #expect(try rows.map { try $0.decode(String?.self, "name") }
+                == [nil, "back\\slash, comma {brace}", "a \"quoted\" name", "ends with \\", "\"\\\"\\", "NULL", ""])
     }
 
     @Test func wrongPasswordGivesAClearAuthenticationError() async throws {

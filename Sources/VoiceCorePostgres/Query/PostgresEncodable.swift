@@ -185,22 +185,32 @@ extension Optional: PostgresArrayElement where Wrapped: PostgresArrayElement {
 extension Array: PostgresEncodable where Element: PostgresArrayElement {
     public static var postgresType: PostgresDataType { Element.postgresArrayType }
     public func encodePostgresText(into buffer: inout [UInt8]) {
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        buffer.reserveCapacity(buffer.count + 2 + count * 24)
         buffer.append(UInt8(ascii: "{"))
         var element: [UInt8] = []
-        for (index, value) in enumerated() {
+        for index in indices {
             if index > 0 { buffer.append(UInt8(ascii: ",")) }
+            let value = self[index]
             if value.isPostgresNull {
                 buffer.append(contentsOf: "NULL".utf8)
                 continue
             }
             element.removeAll(keepingCapacity: true)
             value.encodePostgresText(into: &element)
-            buffer.append(UInt8(ascii: "\""))
-            for byte in element {
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { buffer.append(UInt8(ascii: "\\")) }
-                buffer.append(byte)
+            // Every element quoted; quotes and backslashes inside escaped, the runs between
+            // them appended at once.
+            buffer.append(quote)
+            element.withUnsafeBufferPointer { bytes in
+                var start = 0
+                for position in bytes.indices where bytes[position] == quote || bytes[position] == backslash {
+                    buffer.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<position]))
+                    buffer.append(backslash)
+                    start = position
+                }
+                buffer.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
             }
-            buffer.append(UInt8(ascii: "\""))
+            buffer.append(quote)
         }
         buffer.append(UInt8(ascii: "}"))
     }

@@ -5,9 +5,16 @@ import VoiceCorePostgres
 /// entry id, envelope attributes and payload, for replay and audits. An event id is archived once:
 /// a republished event (same id) adds nothing.
 ///
-/// Set-wise through COPY: the batch is copied into a session-local staging table (no indexes,
-/// emptied at commit), then moved into `event_log` with one `INSERT … SELECT … ON CONFLICT DO
-/// NOTHING` — COPY's text format costs less to send and parse than array parameters.
+/// Set-wise through COPY straight into `event_log`: the batch's event ids already archived are
+/// looked up first (one index probe each, in one statement) and left out, so the COPY never meets
+/// a duplicate. COPY's text format costs less to send and parse than array parameters, and
+/// writing each row once costs less than a staging table plus `INSERT … ON CONFLICT` (measured:
+/// that pair was 60 % of the projector's time in Postgres).
+///
+/// Only the owner of a partition archives its events (the partition's advisory lock), so no
+/// other transaction inserts the same id meanwhile. Should one still do so (an event id reused
+/// across partitions), the COPY fails with a unique violation, the batch is applied again event
+/// by event, and the probe then finds the committed row.
 public struct ArchiveProjection: Projection {
     public init() {}
     public var name: String { "archive" }
@@ -17,23 +24,15 @@ public struct ArchiveProjection: Projection {
     public var tables: [String] { ["event_log"] }
 
     public func apply(_ events: [ProjectedEvent], in db: isolated PostgresConnection) throws {
-        guard !events.isEmpty else { return }
-        // Temporary tables live in the session's own schema (pg_temp), whatever the search_path.
-        try db.query("""
-            CREATE TEMP TABLE IF NOT EXISTS event_log_staging (
-              event_id uuid, stream text, entry_id text, type text, version int, tenant_id uuid, subject text, time timestamptz, payload jsonb
-            ) ON COMMIT DELETE ROWS
-            """)
-        try db.copyFromStdin("COPY pg_temp.event_log_staging FROM STDIN") { writer in
-            for event in events.uniqued(by: { $0.envelope.id }) {
+        let unique = events.uniqued(by: { $0.envelope.id })
+        guard !unique.isEmpty else { return }
+        let archived = try Set(db.query("SELECT event_id FROM event_log WHERE event_id = ANY(\(unique.map(\.envelope.id))::uuid[])")
+            .map { try $0.decode(Identifier.self, "event_id") })
+        try db.copyFromStdin("COPY event_log (event_id, stream, entry_id, type, version, tenant_id, subject, time, payload) FROM STDIN") { writer in
+            for event in unique where archived.isEmpty || !archived.contains(event.envelope.id) {
                 let e = event.envelope
                 try writer.appendRow(e.id, event.stream, event.entryID.description, e.type, e.version, e.tenantID, e.subject, e.time, PostgresJSON(rawJSON: e.data))
             }
         }
-        try db.query("""
-            INSERT INTO event_log (event_id, stream, entry_id, type, version, tenant_id, subject, time, payload)
-            SELECT * FROM pg_temp.event_log_staging
-            ON CONFLICT (event_id) DO NOTHING
-            """)
     }
 }

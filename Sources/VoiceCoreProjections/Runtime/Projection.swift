@@ -70,13 +70,16 @@ extension Projection {
     }
 }
 
-/// One stream entry handed to a projection.
-public struct ProjectedEvent: Sendable {
-    public var stream: String
-    public var entryID: StreamEntryID
-    public var envelope: EventEnvelope
-    /// The decoded (and upcast) payload; `nil` for a type this process does not know.
-    public var message: (any Message)?
+/// One stream entry handed to a projection. A class: one instance per entry is shared by every
+/// projection of a batch, and the lists a projection builds from it copy a reference, not the
+/// envelope's strings and arrays.
+public final class ProjectedEvent: Sendable {
+    public let stream: String
+    public let entryID: StreamEntryID
+    public let envelope: EventEnvelope
+    /// The decoded (and upcast) payload; `nil` for a type this process does not know (or one
+    /// that only projections reading every entry, like the archive, were given).
+    public let message: (any Message)?
 
     public init(stream: String, entryID: StreamEntryID, envelope: EventEnvelope, message: (any Message)?) {
         self.stream = stream

@@ -76,8 +76,19 @@ final class ProjectorWorker {
             runner.setPartitions(of: consumer, 0)
         }
         logger.info("projector worker started", metadata: ["projections": "\(projections.map(\.name).joined(separator: ","))"])
+        // The next batch is read (without blocking) while this one is applied: Redis and the
+        // reply's parsing work while Postgres does. It is always awaited before the partitions
+        // change hands (a rebalance, a recovery, the end), so no read of this worker lands after
+        // another owner moved a group; entries it read for a partition given back stay pending,
+        // and the new owner, moving the group back to the checkpoint, is delivered them again.
+        var readAhead: Task<[StreamReadResult], any Error>?
         while !stop.isSet {
             do {
+                var ahead: [StreamReadResult] = []
+                if let task = readAhead {
+                    readAhead = nil
+                    ahead = try await task.value
+                }
                 if held.isEmpty || lastRebalance.map({ ContinuousClock.now - $0 >= configuration.rebalanceInterval }) ?? true {
                     try await rebalance()
                 }
@@ -86,15 +97,26 @@ final class ProjectorWorker {
                     continue
                 }
                 let streams = held.keys.sorted().flatMap { held[$0] ?? [] }
-                let results = try await redis.readGroup(
-                    group: group, consumer: consumer, streams: streams.map { ($0, GroupReadPosition.newEntries) },
-                    count: configuration.batchSize, block: configuration.block)
+                let current = Set(streams)
+                var results = ahead.filter { current.contains($0.stream) && !$0.entries.isEmpty }
+                if results.isEmpty {
+                    results = try await redis.readGroup(
+                        group: group, consumer: consumer, streams: streams.map { ($0, GroupReadPosition.newEntries) },
+                        count: configuration.batchSize, block: configuration.block)
+                }
                 if results.contains(where: { !$0.entries.isEmpty }) {
+                    let group = self.group, consumer = self.consumer, batchSize = configuration.batchSize
+                    readAhead = Task {
+                        try await redis.readGroup(group: group, consumer: consumer, streams: streams.map { ($0, GroupReadPosition.newEntries) },
+                                                  count: batchSize, block: nil)
+                    }
                     try await process(results, stop: stop)
                 }
             } catch let error as RedisError {
+                await settle(&readAhead)
                 await recoverRedis(error, stop: stop)
             } catch let error as PostgresError where error.isConnectionFailure {
+                await settle(&readAhead)
                 await recoverPostgres(error, stop: stop)
             } catch is CancellationError {
                 break
@@ -102,7 +124,15 @@ final class ProjectorWorker {
                 break
             }
         }
+        // Its entries stay pending for the next owner.
+        await settle(&readAhead)
         logger.info("projector worker stopped", metadata: ["partitions": "\(held.count)"])
+    }
+
+    /// Waits for a read ahead to finish (it does not block) and drops what it read.
+    private func settle(_ readAhead: inout Task<[StreamReadResult], any Error>?) async {
+        _ = try? await readAhead?.value
+        readAhead = nil
     }
 
     private func connect() async throws {
@@ -322,16 +352,20 @@ final class ProjectorWorker {
                     }
                     continue
                 }
-                var decoded: Result<DecodedMessage, MessageDecodingError>?
+                // Decoded once for the typed readers; one event shared by all of them.
+                let decoded: Result<DecodedMessage, MessageDecodingError>? = readers.allSatisfy({ wantsAll[$0] }) ? nil
+                    : Result { () throws(MessageDecodingError) in try registry.decode(envelope) }
+                let message: (any Message)?
+                if case .success(.known(_, let known)) = decoded { message = known } else { message = nil }
+                let event = ProjectedEvent(stream: result.stream, entryID: entry.id, envelope: envelope, message: message)
                 for index in readers {
                     if wantsAll[index] {
-                        shares[index].events.append(ProjectedEvent(stream: result.stream, entryID: entry.id, envelope: envelope, message: nil))
+                        shares[index].events.append(event)
                         continue
                     }
-                    if decoded == nil { decoded = Result { () throws(MessageDecodingError) in try registry.decode(envelope) } }
                     switch decoded! {
-                    case .success(.known(_, let message)):
-                        shares[index].events.append(ProjectedEvent(stream: result.stream, entryID: entry.id, envelope: envelope, message: message))
+                    case .success(.known):
+                        shares[index].events.append(event)
                     case .success(.unknown(_, let reason)):
                         shares[index].failures.append(Failure(stream: result.stream, entryID: entry.id, eventID: envelope.id, type: envelope.type,
                                                               error: "unknown to this projector (\(reason)); upgrade it, then replay", fields: fields))
