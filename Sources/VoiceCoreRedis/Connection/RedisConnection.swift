@@ -48,7 +48,7 @@ public actor RedisConnection {
     }
 
     deinit {
-        if let context { redisFree(context) }
+        if let context { vc_redis_free(context) }
         executor.shutdown()
     }
 
@@ -212,6 +212,11 @@ public actor RedisConnection {
         if configuration.keepAlive, case .tcp = configuration.endpoint {
             _ = redisEnableKeepAlive(opened)
         }
+        // Replies come from an arena released before each read (see the shim): never freeReplyObject.
+        guard vc_reply_arena_install(opened) == 0 else {
+            redisFree(opened)
+            throw RedisError(kind: .connection, message: "could not allocate a reply arena", endpoint: endpointText)
+        }
         context = opened
         currentTimeout = nil
         setTimeout(configuration.commandTimeout)
@@ -245,7 +250,7 @@ public actor RedisConnection {
 
     private func closeContext() {
         if let context {
-            redisFree(context)
+            vc_redis_free(context)
             self.context = nil
         }
     }
@@ -275,12 +280,11 @@ public actor RedisConnection {
         replies.reserveCapacity(commands.count)
         for _ in 0..<commands.count {
             var raw: UnsafeMutableRawPointer?
+            vc_reply_arena_reset(context)
             guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
                 throw failure(context, during: commands)
             }
-            let reply = raw.assumingMemoryBound(to: redisReply.self)
-            replies.append(Self.value(of: reply))
-            freeReplyObject(raw)
+            replies.append(Self.value(of: raw.assumingMemoryBound(to: redisReply.self)))
         }
         return replies
     }
@@ -309,9 +313,9 @@ public actor RedisConnection {
         earlierReplies.reserveCapacity(preceding.count)
         for _ in preceding.indices {
             var raw: UnsafeMutableRawPointer?
+            vc_reply_arena_reset(context)
             guard redisGetReply(context, &raw) == REDIS_OK, let raw else { throw failure(context, during: preceding + [command]) }
             earlierReplies.append(Self.value(of: raw.assumingMemoryBound(to: redisReply.self)))
-            freeReplyObject(raw)
         }
         return (earlierReplies, try readDecoded(command, context, decode))
     }
@@ -319,8 +323,8 @@ public actor RedisConnection {
     private func readDecoded<Response>(_ command: RESPCommand, _ context: UnsafeMutablePointer<redisContext>,
                                        _ decode: (ReplyReader) throws -> Response) throws -> Response {
         var raw: UnsafeMutableRawPointer?
+        vc_reply_arena_reset(context)
         guard redisGetReply(context, &raw) == REDIS_OK, let raw else { throw failure(context, during: [command]) }
-        defer { freeReplyObject(raw) }
         let reply = raw.assumingMemoryBound(to: redisReply.self)
         // Only an error reply is converted to a value: the point of decoding in place is not
         // building the tree of a large reply.
