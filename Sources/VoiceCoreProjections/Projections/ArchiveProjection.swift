@@ -8,8 +8,9 @@ import VoiceCorePostgres
 /// Set-wise through COPY straight into `event_log`: the batch's event ids already archived are
 /// looked up first (one index probe each, in one statement) and left out, so the COPY never meets
 /// a duplicate. COPY's text format costs less to send and parse than array parameters, and
-/// writing each row once costs less than a staging table plus `INSERT … ON CONFLICT` (measured:
-/// that pair was 60 % of the projector's time in Postgres).
+/// writing each row once costs less than a staging table plus `INSERT … ON CONFLICT` (measured
+/// with 200,000 archived events: 2.0 s of Postgres time for that pair, 1.5 s for the direct COPY;
+/// the archive is the largest write of all projections).
 ///
 /// Only the owner of a partition archives its events (the partition's advisory lock), so no
 /// other transaction inserts the same id meanwhile. Should one still do so (an event id reused

@@ -19,6 +19,12 @@ import VoiceCoreRedis
 /// - killed after COMMIT, before XACK: the entries are at or below the checkpoint, so they are
 ///   skipped (and acknowledged) when delivered again.
 ///
+/// While a batch is applied, the worker already reads the next one (without blocking), so Redis
+/// and Postgres work at the same time. That read is always finished before the worker's
+/// partitions change (a rebalance, a recovery, shutdown): entries it read for a partition given
+/// back are pending, unapplied, and the new owner, moving the group back to the checkpoint, gets
+/// them again.
+///
 /// ## Ownership: Postgres advisory locks
 /// A partition of a projection is applied by one worker at a time: the worker holds the session
 /// advisory lock (projection, partition) on the very connection it commits on. When a worker dies
