@@ -3,6 +3,8 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
+import ServiceLifecycle
 import Prometheus
 import VoiceCoreBus
 import VoiceCoreEvents
@@ -71,12 +73,17 @@ public struct Edge: Sendable {
         return router
     }
 
-    /// The HTTP server with every route, as a service for a `ServiceGroup`.
-    public func application(logger: Logger? = nil) -> some ApplicationProtocol {
-        Application(
+    /// The HTTP server with every route, as a service for a `ServiceGroup`: its own event loops
+    /// (``EdgeConfiguration/eventLoopThreads``), on which requests are also handled
+    /// (``EventLoopTaskExecutor``).
+    public func application(logger: Logger? = nil) -> some Service {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
+        let application = Application(
             router: router(),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "voicecore-edge"),
+            eventLoopGroupProvider: .shared(group),
             logger: logger ?? self.logger)
+        return EdgeServer(application: application, group: group)
     }
 
     // MARK: Operating routes
@@ -102,7 +109,7 @@ public struct Edge: Sendable {
 
     /// The request body, after checking its media type (415) and size (413).
     func body(of request: Request, accepting mediaTypes: [String]) async throws -> (bytes: [UInt8], mediaType: String) {
-        let mediaType = request.headers[.contentType].map { $0.split(separator: ";", maxSplits: 1)[0].trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        let mediaType = request.headers[.contentType].map(Self.mediaType) ?? ""
         guard mediaTypes.contains(mediaType) else { throw Problem.unsupportedMediaType(mediaTypes.joined(separator: " or ")) }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
             throw Problem.tooLarge(configuration.maxBodyBytes)
@@ -171,12 +178,41 @@ public struct Edge: Sendable {
         configuration.publicBaseURL ?? "http://" + (request.head.authority ?? "\(configuration.host):\(configuration.port)")
     }
 
+    /// The media type of a `Content-Type` value: before any parameter, without surrounding
+    /// blanks, lowercased.
+    static func mediaType(_ contentType: String) -> String {
+        let utf8 = contentType.utf8
+        let end = utf8.firstIndex(of: UInt8(ascii: ";")) ?? utf8.endIndex
+        var bytes = utf8[..<end].drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+        while let last = bytes.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { bytes = bytes.dropLast() }
+        return String(decoding: bytes.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 | 0x20 : $0 }, as: UTF8.self)
+    }
+
     static func json(_ status: HTTPResponse.Status, _ body: [UInt8]) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     static func empty(_ status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status)
+    }
+}
+
+/// The Hummingbird application run with its handlers on its own event loops; the loops are shut
+/// down when it ends.
+struct EdgeServer<App: ApplicationProtocol>: Service {
+    let application: App
+    let group: MultiThreadedEventLoopGroup
+
+    func run() async throws {
+        let executor = EventLoopTaskExecutor(group: group)
+        do {
+            // Child tasks (one per connection) inherit the preference.
+            try await withTaskExecutorPreference(executor) { try await application.run() }
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try await group.shutdownGracefully()
     }
 }
 

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// How the edge listens, what it accepts and how it publishes.
 ///
 /// Environment (read by `voicecore edge` / `voicecore up`; flags override):
@@ -24,11 +26,15 @@ public struct EdgeConfiguration: Sendable {
     public var adminKey: String?
     /// What the receptionist says when it answers a Twilio call (TwiML `<Say>`).
     public var greeting: String
+    /// Threads of the edge's own NIO event loops. Requests are parsed, handled and answered on
+    /// them (no hop to Swift's cooperative pool); publishing and tenant look-ups go to the Redis
+    /// and Postgres connections' threads. Default: one per core.
+    public var eventLoopThreads: Int
 
     public init(host: String = "127.0.0.1", port: Int = 8080, publicBaseURL: String? = nil, maxBodyBytes: Int = 64 * 1024,
                 deduplicationWindow: Duration = .seconds(86_400), telnyxTolerance: Duration = .seconds(300),
                 tenantCacheTTL: Duration = .seconds(30), adminKey: String? = nil,
-                greeting: String = "Thank you for calling. How can we help you today?") {
+                greeting: String = "Thank you for calling. How can we help you today?", eventLoopThreads: Int = System.coreCount) {
         self.host = host
         self.port = port
         self.publicBaseURL = publicBaseURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
@@ -38,5 +44,6 @@ public struct EdgeConfiguration: Sendable {
         self.tenantCacheTTL = tenantCacheTTL
         self.adminKey = adminKey
         self.greeting = greeting
+        self.eventLoopThreads = max(1, eventLoopThreads)
     }
 }

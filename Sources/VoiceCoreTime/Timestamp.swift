@@ -120,6 +120,16 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
         self = parsed
     }
 
+    /// The instant of a civil date and time at a UTC offset (`offsetSeconds` east of UTC), nil
+    /// when a field is out of range.
+    public init?(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int, microsecond: Int = 0, offsetSeconds: Int = 0) {
+        guard (1...12).contains(month), (1...31).contains(day), (0..<24).contains(hour), (0..<60).contains(minute), (0..<61).contains(second),
+              (0..<1_000_000).contains(microsecond) else { return nil }
+        let days = Self.daysFromCivil(Int64(year), Int64(month), Int64(day))
+        let seconds = days * 86_400 + Int64(hour * 3600 + minute * 60 + second - offsetSeconds)
+        self.init(microsecondsSinceEpoch: seconds * 1_000_000 + Int64(microsecond))
+    }
+
     private static func parse(_ text: UnsafeBufferPointer<UInt8>) -> Timestamp? {
         var i = 0
         func number(_ width: Int) -> Int64? {

@@ -55,11 +55,7 @@ struct VoiceCoreCommand: AsyncParsableCommand {
     /// Logs go to stderr (stdout is for data), at VOICECORE_LOG_LEVEL (default info).
     static func bootstrapLogging() {
         let level = ProcessInfo.processInfo.environment["VOICECORE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LoggingSystem.bootstrap { label in StandardErrorLogHandler(label: label, level: level) }
     }
 
 }

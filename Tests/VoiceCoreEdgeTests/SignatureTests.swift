@@ -97,6 +97,31 @@ struct SignatureTests {
         #expect(form.dictionary["A"] == "1,2")
         #expect(throws: FormBody.Malformed.self) { try FormBody(parsing: Array("A=%zz".utf8)) }
         #expect(throws: FormBody.Malformed.self) { try FormBody(parsing: Array("A=%C3%28".utf8)) }
+        // Empty pieces are skipped, a name alone has an empty value, a value may hold '='.
+        let edges = try FormBody(parsing: Array("&&A=1&&Flag&B==x=y&".utf8))
+        #expect(edges.parameters.map { "\($0.name)|\($0.value)" } == ["A|1", "Flag|", "B|=x=y"])
+        #expect(throws: FormBody.Malformed.self) { try FormBody(parsing: Array("A=1&=2".utf8)) }
+        #expect(try FormBody(parsing: []).parameters.isEmpty)
+        // Raw bytes that are not UTF-8, with nothing to percent-decode, in a value and in a name.
+        #expect(throws: FormBody.Malformed.self) { try FormBody(parsing: [UInt8(ascii: "A"), UInt8(ascii: "="), 0xC3, 0x28]) }
+        #expect(throws: FormBody.Malformed.self) { try FormBody(parsing: [0xFF, UInt8(ascii: "="), UInt8(ascii: "1")]) }
+    }
+
+    @Test func signaturesAreBase64AsFoundationWritesIt() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...40 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            #expect(String(decoding: TwilioSignature.base64(bytes), as: UTF8.self) == Data(bytes).base64EncodedString(), "\(length) bytes")
+        }
+    }
+
+    @Test func mediaTypesAreReadWithoutParametersBlanksOrCase() {
+        #expect(Edge.mediaType("application/x-www-form-urlencoded") == "application/x-www-form-urlencoded")
+        #expect(Edge.mediaType(" Application/X-WWW-Form-URLEncoded ; charset=UTF-8") == "application/x-www-form-urlencoded")
+        #expect(Edge.mediaType("application/json;charset=utf-8") == "application/json")
+        #expect(Edge.mediaType("\ttext/plain\t") == "text/plain")
+        #expect(Edge.mediaType("") == "")
+        #expect(Edge.mediaType(";") == "")
     }
 
     @Test func twilioTimestamps() {
@@ -104,5 +129,13 @@ struct SignatureTests {
         #expect(TwilioMapping.timestamp("Tue, 24 Nov 2026 10:00:00 +0130")?.rfc3339 == "2026-11-24T08:30:00.000000Z")
         #expect(TwilioMapping.timestamp("2026-11-24T10:00:00.123Z")?.rfc3339 == "2026-11-24T10:00:00.123000Z")
         #expect(TwilioMapping.timestamp("yesterday") == nil)
+        // Without the weekday, a one-digit day, a negative offset, the last day of a leap February.
+        #expect(TwilioMapping.timestamp("6 Aug 2010 03:45:01 -0500")?.rfc3339 == "2010-08-06T08:45:01.000000Z")
+        #expect(TwilioMapping.timestamp("Thu, 29 Feb 2024 23:59:59 +0000")?.rfc3339 == "2024-02-29T23:59:59.000000Z")
+        // Anything off the shape is refused rather than guessed at.
+        for bad in ["Mon, 16 Aug 2010 03:45:01", "Mon, 16 Agu 2010 03:45:01 +0000", "Mon, 16 Aug 2010 3:45:01 +0000", "Mon, 16 Aug 2010 03:45:01 +00",
+                    "Mon, 16 Aug 2010 03:45:01 +0000 ", "Mon, 16 Aug 2010 24:00:00 +0000", "Mon, 32 Aug 2010 03:45:01 +0000", "Mon, 16 Aug 10 03:45:01 +0000", ""] {
+            #expect(TwilioMapping.timestamp(bad) == nil, "\(bad)")
+        }
     }
 }

@@ -41,10 +41,17 @@ public enum TwilioSignature {
 
     /// The string Twilio signs.
     public static func signedString(url: String, parameters: [(name: String, value: String)]) -> [UInt8] {
-        var data = Array(url.utf8)
+        Array(url.utf8) + signedParameters(parameters)
+    }
+
+    /// The parameters' part of the signed string: sorted by name (a repeated name by value), each
+    /// name followed by its value.
+    static func signedParameters(_ parameters: [(name: String, value: String)]) -> [UInt8] {
         let sorted = parameters.sorted { a, b in
             a.name == b.name ? a.value.utf8.lexicographicallyPrecedes(b.value.utf8) : a.name.utf8.lexicographicallyPrecedes(b.name.utf8)
         }
+        var data: [UInt8] = []
+        data.reserveCapacity(sorted.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count })
         for (name, value) in sorted {
             data.append(contentsOf: name.utf8)
             data.append(contentsOf: value.utf8)
@@ -54,23 +61,54 @@ public enum TwilioSignature {
 
     /// The base64 signature of `url` and `parameters` under `key`.
     public static func sign(url: String, parameters: [(name: String, value: String)], key: [UInt8], algorithm: Algorithm = .hmacSHA1) -> String {
-        let data = signedString(url: url, parameters: parameters)
-        let key = SymmetricKey(data: key)
-        switch algorithm {
-        case .hmacSHA1: return Data(HMAC<Insecure.SHA1>.authenticationCode(for: data, using: key)).base64EncodedString()
-        case .hmacSHA256: return Data(HMAC<SHA256>.authenticationCode(for: data, using: key)).base64EncodedString()
-        }
+        String(decoding: base64(mac(url: Array(url.utf8), signedParameters: signedParameters(parameters), key: SymmetricKey(data: key), algorithm: algorithm)),
+               as: UTF8.self)
     }
 
     /// Checks `signature` against the URL (with and without its default port) and parameters.
     public static func verify(signature: String, url: String, parameters: [(name: String, value: String)], key: [UInt8], algorithm: Algorithm = .hmacSHA1) -> Bool {
         let presented = Array(signature.utf8)
+        let signed = signedParameters(parameters)
+        let key = SymmetricKey(data: key)
         var valid = false
         // Every candidate is computed and compared, so timing does not tell which one matched.
-        for candidate in urlVariants(url) {
-            valid = constantTimeEquals(Array(sign(url: candidate, parameters: parameters, key: key, algorithm: algorithm).utf8), presented) || valid
+        for candidate in urlVariants(Array(url.utf8)) {
+            valid = constantTimeEquals(base64(mac(url: candidate, signedParameters: signed, key: key, algorithm: algorithm)), presented) || valid
         }
         return valid
+    }
+
+    private static func mac(url: [UInt8], signedParameters: [UInt8], key: SymmetricKey, algorithm: Algorithm) -> [UInt8] {
+        switch algorithm {
+        case .hmacSHA1:
+            var hmac = HMAC<Insecure.SHA1>(key: key)
+            hmac.update(data: url)
+            hmac.update(data: signedParameters)
+            return Array(hmac.finalize())
+        case .hmacSHA256:
+            var hmac = HMAC<SHA256>(key: key)
+            hmac.update(data: url)
+            hmac.update(data: signedParameters)
+            return Array(hmac.finalize())
+        }
+    }
+
+    /// Standard base64 with padding (RFC 4648 §4), as Twilio writes signatures.
+    static func base64(_ bytes: [UInt8]) -> [UInt8] {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        var output: [UInt8] = []
+        output.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var index = 0
+        while index < bytes.count {
+            let remaining = bytes.count - index
+            let chunk = UInt32(bytes[index]) << 16 | (remaining > 1 ? UInt32(bytes[index + 1]) << 8 : 0) | (remaining > 2 ? UInt32(bytes[index + 2]) : 0)
+            output.append(alphabet[Int(chunk >> 18 & 63)])
+            output.append(alphabet[Int(chunk >> 12 & 63)])
+            output.append(remaining > 1 ? alphabet[Int(chunk >> 6 & 63)] : UInt8(ascii: "="))
+            output.append(remaining > 2 ? alphabet[Int(chunk & 63)] : UInt8(ascii: "="))
+            index += 3
+        }
+        return output
     }
 
     /// Checks a JSON body against the `bodySHA256` query parameter of `url`.
@@ -86,20 +124,25 @@ public enum TwilioSignature {
     }
 
     /// `url` as given plus the same URL with its default port added or removed.
-    static func urlVariants(_ url: String) -> [String] {
-        guard let schemeEnd = url.range(of: "://") else { return [url] }
-        let scheme = url[..<schemeEnd.lowerBound].lowercased()
-        let defaultPort = scheme == "https" ? "443" : scheme == "http" ? "80" : nil
-        guard let defaultPort else { return [url] }
-        let rest = url[schemeEnd.upperBound...]
-        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
-        let authority = rest[..<authorityEnd]
-        let tail = rest[authorityEnd...]
-        let prefix = url[..<schemeEnd.upperBound]
-        if authority.hasSuffix(":" + defaultPort) {
-            return [url, String(prefix + authority.dropLast(defaultPort.count + 1) + tail)]
+    static func urlVariants(_ url: [UInt8]) -> [[UInt8]] {
+        let separator = Array("://".utf8)
+        guard let schemeEnd = url.indices.first(where: { url[$0...].starts(with: separator) }) else { return [url] }
+        let scheme = url[..<schemeEnd].map { $0 | 0x20 }
+        let defaultPort: [UInt8]
+        if scheme.elementsEqual("https".utf8) {
+            defaultPort = Array(":443".utf8)
+        } else if scheme.elementsEqual("http".utf8) {
+            defaultPort = Array(":80".utf8)
+        } else {
+            return [url]
         }
-        if authority.contains(":") { return [url] }
-        return [url, String(prefix + authority + ":" + defaultPort + tail)]
+        let authorityStart = schemeEnd + separator.count
+        let authorityEnd = url[authorityStart...].firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? url.endIndex
+        let authority = url[authorityStart..<authorityEnd]
+        if authority.count > defaultPort.count, authority.suffix(defaultPort.count).elementsEqual(defaultPort) {
+            return [url, Array(url[..<(authorityEnd - defaultPort.count)] + url[authorityEnd...])]
+        }
+        if authority.contains(UInt8(ascii: ":")) { return [url] }
+        return [url, Array(url[..<authorityEnd] + defaultPort + url[authorityEnd...])]
     }
 }

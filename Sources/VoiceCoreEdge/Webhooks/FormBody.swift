@@ -50,19 +50,36 @@ public struct FormBody: Sendable {
 
     /// Parses a body: `+` is a space, `%XX` a byte; names and values must be UTF-8.
     public init(parsing body: some Collection<UInt8>) throws(Malformed) {
-        var parameters: [(String, String)] = []
-        for pair in body.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
-            let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
-            let name = try Self.decode(parts[0], field: "body")
-            guard !name.isEmpty else { throw Malformed(field: "body", reason: "has a parameter without a name") }
-            let value = parts.count > 1 ? try Self.decode(parts[1], field: name) : ""
-            parameters.append((name, value))
+        // One pass over the bytes with indices (this runs for every webhook): no array of pieces.
+        let bytes = Array(body)
+        var parameters: [(name: String, value: String)] = []
+        parameters.reserveCapacity(16)
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            var equals: Int?
+            while end < bytes.count, bytes[end] != UInt8(ascii: "&") {
+                if equals == nil, bytes[end] == UInt8(ascii: "=") { equals = end }
+                end += 1
+            }
+            if end > start {
+                let name = try Self.decode(bytes[start..<(equals ?? end)], field: "body")
+                guard !name.isEmpty else { throw Malformed(field: "body", reason: "has a parameter without a name") }
+                let value = try equals.map { equals throws(Malformed) in try Self.decode(bytes[(equals + 1)..<end], field: name) } ?? ""
+                parameters.append((name, value))
+            }
+            start = end + 1
         }
         self.parameters = parameters
     }
 
     /// Percent-decodes one component.
     static func decode(_ bytes: some Collection<UInt8>, field: String) throws(Malformed) -> String {
+        // Most components have nothing to decode: validate them as they are, with no copy first.
+        if !bytes.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) {
+            guard let text = String(validating: bytes, as: UTF8.self) else { throw Malformed(field: field, reason: "is not valid UTF-8") }
+            return text
+        }
         var output: [UInt8] = []
         output.reserveCapacity(bytes.count)
         var index = bytes.startIndex

@@ -262,19 +262,46 @@ public enum TwilioMapping {
     /// Twilio's timestamps: RFC 2822 (`Mon, 16 Aug 2010 03:45:01 +0000`) in status callbacks,
     /// RFC 3339 in transcription callbacks.
     public static func timestamp(_ text: String) -> Timestamp? {
-        if let value = Timestamp(rfc3339: text) { return value }
-        // RFC 2822: [Day, ] DD Mon YYYY HH:MM:SS +ZZZZ
-        var parts = text.split(separator: " ")
-        if let first = parts.first, first.hasSuffix(",") { parts.removeFirst() }
-        guard parts.count == 5, let day = Int(parts[0]), let year = Int(parts[2]),
-              let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].firstIndex(of: String(parts[1])),
-              parts[4].count == 5, let offset = Int(parts[4].dropFirst()), parts[4].first == "+" || parts[4].first == "-"
-        else { return nil }
-        let clock = parts[3].split(separator: ":").compactMap { Int($0) }
-        guard clock.count == 3 else { return nil }
-        let rfc3339 = String(format: "%04d-%02d-%02dT%02d:%02d:%02d%@%02d:%02d", year, month + 1, day, clock[0], clock[1], clock[2],
-                             String(parts[4].first!), offset / 100, offset % 100)
-        return Timestamp(rfc3339: rfc3339)
+        if let first = text.utf8.first, first >= UInt8(ascii: "0"), first <= UInt8(ascii: "9"), let value = Timestamp(rfc3339: text) { return value }
+        var text = text
+        return text.withUTF8(rfc2822)
+    }
+
+    private static let months: [[UInt8]] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].map { Array($0.utf8) }
+
+    /// `[Day, ] D[D] Mon YYYY HH:MM:SS ±ZZZZ`, read in one pass (this runs for every status callback).
+    private static func rfc2822(_ text: UnsafeBufferPointer<UInt8>) -> Timestamp? {
+        var i = 0
+        if let comma = text.firstIndex(of: UInt8(ascii: ",")) {
+            i = comma + 1
+            while i < text.count, text[i] == UInt8(ascii: " ") { i += 1 }
+        }
+        func number(maxDigits: Int, exactly: Bool = true) -> Int? {
+            var value = 0, digits = 0
+            while digits < maxDigits, i < text.count, text[i] >= UInt8(ascii: "0"), text[i] <= UInt8(ascii: "9") {
+                value = value * 10 + Int(text[i] - UInt8(ascii: "0"))
+                digits += 1
+                i += 1
+            }
+            return digits == maxDigits || (!exactly && digits > 0) ? value : nil
+        }
+        func expect(_ byte: UInt8) -> Bool {
+            guard i < text.count, text[i] == byte else { return false }
+            i += 1
+            return true
+        }
+        guard let day = number(maxDigits: 2, exactly: false), expect(UInt8(ascii: " ")), i + 3 <= text.count else { return nil }
+        guard let month = months.firstIndex(where: { $0.elementsEqual(text[i..<i + 3]) }) else { return nil }
+        i += 3
+        guard expect(UInt8(ascii: " ")), let year = number(maxDigits: 4), expect(UInt8(ascii: " ")),
+              let hour = number(maxDigits: 2), expect(UInt8(ascii: ":")), let minute = number(maxDigits: 2), expect(UInt8(ascii: ":")),
+              let second = number(maxDigits: 2), expect(UInt8(ascii: " ")), i < text.count else { return nil }
+        let sign = text[i] == UInt8(ascii: "-") ? -1 : 1
+        guard text[i] == UInt8(ascii: "+") || text[i] == UInt8(ascii: "-") else { return nil }
+        i += 1
+        guard let offsetHours = number(maxDigits: 2), let offsetMinutes = number(maxDigits: 2), i == text.count else { return nil }
+        return Timestamp(year: year, month: month + 1, day: day, hour: hour, minute: minute, second: second,
+                         offsetSeconds: sign * (offsetHours * 3600 + offsetMinutes * 60))
     }
 
     static func xmlEscaped(_ text: String) -> String {

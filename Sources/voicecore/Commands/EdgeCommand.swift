@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Metrics
+import NIOCore
 import Prometheus
 import ServiceLifecycle
 import VoiceCoreBus
@@ -23,6 +24,9 @@ struct EdgeOptions: ParsableArguments {
     @Option(name: .customLong("public-url"), help: "The URL providers call, e.g. https://voice.example.com (default: $VOICECORE_PUBLIC_URL, else http://<Host header>). Twilio signs the URL it requested: set this behind a proxy or tunnel.")
     var publicURL: String?
 
+    @Option(help: "Event-loop threads that parse, handle and answer requests (default: $VOICECORE_EDGE_THREADS, else one per core).")
+    var threads: Int?
+
     @Option(help: "Partitions per category (must match the deployment).")
     var partitions = 16
 
@@ -33,10 +37,12 @@ struct EdgeOptions: ParsableArguments {
         let environment = ProcessInfo.processInfo.environment
         let port = port ?? environment["VOICECORE_EDGE_PORT"].flatMap(Int.init) ?? 8080
         guard (1...65535).contains(port) else { throw ValidationError("--port (or VOICECORE_EDGE_PORT) must be 1…65535") }
+        let threads = threads ?? environment["VOICECORE_EDGE_THREADS"].flatMap(Int.init) ?? System.coreCount
+        guard (1...256).contains(threads) else { throw ValidationError("--threads (or VOICECORE_EDGE_THREADS) must be 1…256") }
         return EdgeConfiguration(
             host: host ?? environment["VOICECORE_EDGE_HOST"] ?? "127.0.0.1", port: port,
             publicBaseURL: publicURL ?? Self.publicURLFromEnvironment,
-            adminKey: environment["VOICECORE_ADMIN_KEY"].flatMap { $0.isEmpty ? nil : $0 })
+            adminKey: environment["VOICECORE_ADMIN_KEY"].flatMap { $0.isEmpty ? nil : $0 }, eventLoopThreads: threads)
     }
 
     var naming: StreamNaming { StreamNaming(partitions: partitions, prefix: prefix) }

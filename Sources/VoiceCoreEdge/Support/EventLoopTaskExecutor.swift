@@ -1,0 +1,44 @@
+import NIOCore
+import NIOPosix
+
+/// Runs the edge's request handling on the NIO event loops that read the requests, instead of
+/// Swift's cooperative pool.
+///
+/// Hummingbird hands every request from the event loop that parsed it to a task, and the
+/// response back to the loop to be written. On the cooperative pool that is two thread hops per
+/// request (each a futex wake-up when the other thread sleeps), plus a third when the publisher's
+/// Redis thread resumes the handler. With this executor preferred for the server's task, a job
+/// enqueued on one of the group's loops runs on that loop in the same tick, so reading the body,
+/// verifying, and writing the answer stay on one thread; a job enqueued elsewhere (a publish
+/// acknowledged on the Redis thread) goes to the next loop of the group.
+///
+/// Handlers never block: Redis and Postgres are reached through connections that own threads of
+/// their own (`DedicatedThreadExecutor`), so nothing here stalls a loop.
+final class EventLoopTaskExecutor: TaskExecutor {
+    private let group: MultiThreadedEventLoopGroup
+    /// The group's loops, to tell them from loops of other groups in the process (an HTTP
+    /// client's): a job is only ever run on this group's loops.
+    private let loops: Set<ObjectIdentifier>
+
+    init(group: MultiThreadedEventLoopGroup) {
+        self.group = group
+        var loops = Set<ObjectIdentifier>()
+        for loop in group.makeIterator() { loops.insert(ObjectIdentifier(loop)) }
+        self.loops = loops
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let loop: any EventLoop
+        if let current = MultiThreadedEventLoopGroup.currentEventLoop, loops.contains(ObjectIdentifier(current)) {
+            loop = current
+        } else {
+            loop = group.next()
+        }
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+
+    func asUnownedTaskExecutor() -> UnownedTaskExecutor {
+        UnownedTaskExecutor(ordinary: self)
+    }
+}
