@@ -61,6 +61,7 @@ public struct Edge: Sendable {
     /// Every route of the edge.
     public func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: EventLoopAffinityMiddleware())
         router.add(middleware: RequestMetricsMiddleware(factory: metrics.factory))
         router.add(middleware: UnexpectedErrorMiddleware(logger: logger))
         router.get("/health") { _, _ in Self.json(.ok, JSONObjectWriter.object { $0.field("status", "ok") }) }

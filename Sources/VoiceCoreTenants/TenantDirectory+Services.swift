@@ -90,7 +90,7 @@ extension TenantDirectory {
         let webhookID = webhook.id.uuid
         let format = format.rawValue
         do {
-            try await retryingOnce { db in
+            _ = try await retryingOnce { db in
                 try db.query("""
                     INSERT INTO tenant_webhooks (webhook_id, tenant_id, url, format, event_types, signing_secret)
                     VALUES (\(webhookID), \(id), \(url), \(format), \(eventTypes)::text[], \(sealed))

@@ -61,7 +61,7 @@ public enum TwilioSignature {
 
     /// The base64 signature of `url` and `parameters` under `key`.
     public static func sign(url: String, parameters: [(name: String, value: String)], key: [UInt8], algorithm: Algorithm = .hmacSHA1) -> String {
-        String(decoding: base64(mac(url: Array(url.utf8), signedParameters: signedParameters(parameters), key: SymmetricKey(data: key), algorithm: algorithm)),
+        String(decoding: base64(macs(urls: [Array(url.utf8)], signedParameters: signedParameters(parameters), key: SymmetricKey(data: key), algorithm: algorithm)[0]),
                as: UTF8.self)
     }
 
@@ -69,27 +69,28 @@ public enum TwilioSignature {
     public static func verify(signature: String, url: String, parameters: [(name: String, value: String)], key: [UInt8], algorithm: Algorithm = .hmacSHA1) -> Bool {
         let presented = Array(signature.utf8)
         let signed = signedParameters(parameters)
-        let key = SymmetricKey(data: key)
         var valid = false
         // Every candidate is computed and compared, so timing does not tell which one matched.
-        for candidate in urlVariants(Array(url.utf8)) {
-            valid = constantTimeEquals(base64(mac(url: candidate, signedParameters: signed, key: key, algorithm: algorithm)), presented) || valid
+        for mac in macs(urls: urlVariants(Array(url.utf8)), signedParameters: signed, key: SymmetricKey(data: key), algorithm: algorithm) {
+            valid = constantTimeEquals(base64(mac), presented) || valid
         }
         return valid
     }
 
-    private static func mac(url: [UInt8], signedParameters: [UInt8], key: SymmetricKey, algorithm: Algorithm) -> [UInt8] {
+    /// The MAC of each URL followed by the parameters: the key is prepared once and its state
+    /// copied for each URL.
+    private static func macs(urls: [[UInt8]], signedParameters: [UInt8], key: SymmetricKey, algorithm: Algorithm) -> [[UInt8]] {
+        func macs<H: HashFunction>(_ keyed: HMAC<H>) -> [[UInt8]] {
+            urls.map { url in
+                var hmac = keyed
+                hmac.update(data: url)
+                hmac.update(data: signedParameters)
+                return Array(hmac.finalize())
+            }
+        }
         switch algorithm {
-        case .hmacSHA1:
-            var hmac = HMAC<Insecure.SHA1>(key: key)
-            hmac.update(data: url)
-            hmac.update(data: signedParameters)
-            return Array(hmac.finalize())
-        case .hmacSHA256:
-            var hmac = HMAC<SHA256>(key: key)
-            hmac.update(data: url)
-            hmac.update(data: signedParameters)
-            return Array(hmac.finalize())
+        case .hmacSHA1: return macs(HMAC<Insecure.SHA1>(key: key))
+        case .hmacSHA256: return macs(HMAC<SHA256>(key: key))
         }
     }
 

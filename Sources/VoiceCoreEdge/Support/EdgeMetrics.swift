@@ -1,5 +1,6 @@
 import Hummingbird
 import Metrics
+import Synchronization
 import VoiceCoreBus
 
 /// The edge's metric names (Prometheus at `/metrics` when the process bootstraps the Prometheus
@@ -21,6 +22,12 @@ public enum EdgeMetricNames {
 
 struct EdgeMetrics: Sendable {
     let factory: any MetricsFactory
+    private let publishLatency: Timer
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+        publishLatency = Timer(label: EdgeMetricNames.publishLatency, factory: factory)
+    }
 
     func signatureFailure(_ provider: String, _ reason: String) {
         Counter(label: EdgeMetricNames.signatureFailures, dimensions: [("provider", provider), ("reason", reason)], factory: factory).increment()
@@ -35,13 +42,14 @@ struct EdgeMetrics: Sendable {
     }
 
     func published(since start: ContinuousClock.Instant) {
-        Timer(label: EdgeMetricNames.publishLatency, factory: factory).record(since: start)
+        publishLatency.record(since: start)
     }
 }
 
 /// Counts every request by route and status, and times it.
 struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let factory: any MetricsFactory
+    let cache = RequestMetricHandles()
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -59,9 +67,37 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     private func record(_ request: Request, _ context: Context, _ status: Int, _ start: ContinuousClock.Instant) {
-        let route = context.endpointPath ?? "unmatched"
-        Counter(label: EdgeMetricNames.requests, dimensions: [("route", route), ("method", request.method.rawValue), ("status", String(status))], factory: factory)
-            .increment()
-        Timer(label: EdgeMetricNames.duration, dimensions: [("route", route)], factory: factory).record(since: start)
+        let key = RequestMetricKey(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: status)
+        let handles = cache.handles(for: key, factory: factory)
+        handles.requests.increment()
+        handles.duration.record(since: start)
+    }
+}
+
+/// What one request's metrics are filed under.
+struct RequestMetricKey: Hashable, Sendable {
+    var route: String
+    var method: String
+    var status: Int
+}
+
+/// The counters and timers of the routes seen, made once each: asking the factory for them on
+/// every request cost a locked lookup and label arrays per metric.
+final class RequestMetricHandles: Sendable {
+    struct Handles: Sendable {
+        var requests: Counter
+        var duration: Timer
+    }
+
+    private let handles = Mutex<[RequestMetricKey: Handles]>([:])
+
+    func handles(for key: RequestMetricKey, factory: any MetricsFactory) -> Handles {
+        if let found = handles.withLock({ $0[key] }) { return found }
+        let made = Handles(
+            requests: Counter(label: EdgeMetricNames.requests, dimensions: [("route", key.route), ("method", key.method), ("status", String(key.status))], factory: factory),
+            duration: Timer(label: EdgeMetricNames.duration, dimensions: [("route", key.route)], factory: factory))
+        // Routes are a fixed set and statuses few, so this stays small.
+        handles.withLock { $0[key] = made }
+        return made
     }
 }

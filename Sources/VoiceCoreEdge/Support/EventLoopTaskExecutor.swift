@@ -1,3 +1,4 @@
+import Hummingbird
 import NIOCore
 import NIOPosix
 
@@ -42,3 +43,36 @@ final class EventLoopTaskExecutor: TaskExecutor {
         UnownedTaskExecutor(ordinary: self)
     }
 }
+
+/// Keeps a request's handler on the event loop that read the request, across every await.
+///
+/// Under ``EventLoopTaskExecutor`` a handler resumed by another thread (the publisher's Redis
+/// thread acknowledging its command) would go to the group's next loop, and its answer would then
+/// hop to the connection's own loop to be written. While this middleware's scope lasts, the task
+/// prefers the loop it started on, so it resumes there and writes without a hop. Off an event loop
+/// (tests that drive the router directly) it does nothing.
+struct EventLoopAffinityMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let loop = MultiThreadedEventLoopGroup.currentEventLoop else { return try await next(request, context) }
+        return try await withTaskExecutorPreference(SingleEventLoopTaskExecutor(loop: loop)) { try await next(request, context) }
+    }
+}
+
+/// A task executor that runs every job on one event loop.
+final class SingleEventLoopTaskExecutor: TaskExecutor {
+    let loop: any EventLoop
+
+    init(loop: any EventLoop) {
+        self.loop = loop
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+
+    func asUnownedTaskExecutor() -> UnownedTaskExecutor {
+        UnownedTaskExecutor(ordinary: self)
+    }
+}
+

@@ -184,7 +184,7 @@ public final class Replayer: Sendable {
             progress(ReplayProgress(eventsRead: report.eventsRead, eventsExpected: expected, elapsed: ContinuousClock.now - started))
             if let stop = options.stopAfterBatches, batches >= stop {
                 _ = try? await following
-                try? await reader.query("ROLLBACK")
+                _ = try? await reader.query("ROLLBACK")
                 throw ReplayError("replay stopped after \(batches) batches (testing aid); the live tables are untouched")
             }
             rows = try await following
