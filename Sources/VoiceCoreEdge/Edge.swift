@@ -4,8 +4,8 @@ import Logging
 import Metrics
 import NIOCore
 import NIOPosix
-import ServiceLifecycle
 import Prometheus
+import ServiceLifecycle
 import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCoreRedis
