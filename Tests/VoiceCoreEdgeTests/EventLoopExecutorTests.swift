@@ -24,7 +24,7 @@ struct EventLoopExecutorTests {
                         // What a request handler does: start on a loop, then keep to it across an
                         // await resumed elsewhere.
                         guard let loop = MultiThreadedEventLoopGroup.currentEventLoop else { return (nil, nil) }
-                        return await withTaskExecutorPreference(SingleEventLoopTaskExecutor(loop: loop)) {
+                        return await withTaskExecutorPreference(EventLoopTaskExecutor(group: loop)) {
                             await resumedFromAnotherThread()
                             return (ObjectIdentifier(loop), MultiThreadedEventLoopGroup.currentEventLoop.map { ObjectIdentifier($0) })
                         }

@@ -90,14 +90,16 @@ final class RequestMetricHandles: Sendable {
     }
 
     private let handles = Mutex<[RequestMetricKey: Handles]>([:])
+    static let limit = 1_000
 
     func handles(for key: RequestMetricKey, factory: any MetricsFactory) -> Handles {
         if let found = handles.withLock({ $0[key] }) { return found }
         let made = Handles(
             requests: Counter(label: EdgeMetricNames.requests, dimensions: [("route", key.route), ("method", key.method), ("status", String(key.status))], factory: factory),
             duration: Timer(label: EdgeMetricNames.duration, dimensions: [("route", key.route)], factory: factory))
-        // Routes are a fixed set and statuses few, so this stays small.
-        handles.withLock { $0[key] = made }
+        // Routes are a fixed set and statuses few; only a client sending made-up methods could
+        // grow this, so past a bound handles are made per request as before instead of kept.
+        handles.withLock { if $0.count < Self.limit { $0[key] = made } }
         return made
     }
 }

@@ -16,16 +16,17 @@ import NIOPosix
 /// Handlers never block: Redis and Postgres are reached through connections that own threads of
 /// their own (`DedicatedThreadExecutor`), so nothing here stalls a loop.
 final class EventLoopTaskExecutor: TaskExecutor {
-    private let group: MultiThreadedEventLoopGroup
+    private let group: any EventLoopGroup
     /// The group's loops, to tell them from loops of other groups in the process (an HTTP
-    /// client's): a job is only ever run on this group's loops.
-    private let loops: Set<ObjectIdentifier>
+    /// client's): a job is only ever run on this group's loops. One or a few: an array is the
+    /// quickest to search.
+    private let loops: [ObjectIdentifier]
 
-    init(group: MultiThreadedEventLoopGroup) {
+    /// - Parameter group: the loops to run on; a single `EventLoop` (a group of one) pins every
+    ///   job to that loop.
+    init(group: any EventLoopGroup) {
         self.group = group
-        var loops = Set<ObjectIdentifier>()
-        for loop in group.makeIterator() { loops.insert(ObjectIdentifier(loop)) }
-        self.loops = loops
+        loops = group.makeIterator().map { ObjectIdentifier($0) }
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
@@ -54,25 +55,6 @@ final class EventLoopTaskExecutor: TaskExecutor {
 struct EventLoopAffinityMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let loop = MultiThreadedEventLoopGroup.currentEventLoop else { return try await next(request, context) }
-        return try await withTaskExecutorPreference(SingleEventLoopTaskExecutor(loop: loop)) { try await next(request, context) }
+        return try await withTaskExecutorPreference(EventLoopTaskExecutor(group: loop)) { try await next(request, context) }
     }
 }
-
-/// A task executor that runs every job on one event loop.
-final class SingleEventLoopTaskExecutor: TaskExecutor {
-    let loop: any EventLoop
-
-    init(loop: any EventLoop) {
-        self.loop = loop
-    }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
-    }
-
-    func asUnownedTaskExecutor() -> UnownedTaskExecutor {
-        UnownedTaskExecutor(ordinary: self)
-    }
-}
-
