@@ -178,6 +178,28 @@ struct ProjectorTests {
         try await fixture.drop()
     }
 
+    @Test("the archive keeps each payload byte for byte: key order, spacing, repeated keys and an escaped NUL")
+    func theArchiveKeepsEachPayloadByteForByte() async throws {
+        let fixture = try await ProjectorFixture(partitions: 1)
+        let tenant = Identifier.v7()
+        // Another team's event type: valid JSON that a parsed form (jsonb) would reorder, respace,
+        // deduplicate, or refuse outright (jsonb has no NUL in text).
+        let raw = #"{"zeta": 1,  "alpha": "a NUL \u0000 inside", "alpha": 2.50}"#
+        let id = Identifier.v7()
+        let envelope = EventEnvelope(id: id, source: "/partner", type: "com.example.partner.noted", subject: "note-1",
+                                     dataschema: "https://example.com/schemas/noted/v1", tenantID: tenant, correlationID: id, data: Array(raw.utf8))
+        try await fixture.publish([.init(envelope: envelope, category: .crm)])
+        let running = try fixture.runner(projections: [ArchiveProjection()])
+        try await eventually("the event is archived") {
+            try await fixture.db.query("SELECT count(*) AS n FROM event_log")[0].decode(Int.self, "n") == 1
+        }
+        try await running.stop()
+        let stored = try await fixture.db.query("SELECT payload::text AS payload FROM event_log WHERE event_id = \(id)")
+        #expect(try stored[0].decode(String.self, "payload") == raw)
+        #expect(running.runner.statistics["archive"]?.failed == 0)
+        try await fixture.drop()
+    }
+
     @Test func statusShowsTheGapAndTheAgeOfTheOldestUnprojectedEvent() async throws {
         let fixture = try await ProjectorFixture(partitions: 4)
         var workload = CallWorkload(seed: 3, tenants: 2)

@@ -38,6 +38,11 @@ public struct PostgresRow: Sendable {
         columnIndex.positions[column].flatMap { values[$0] }
     }
 
+    /// The value of the column at `position` (0-based) as it arrived, `nil` for NULL or past the end.
+    public func raw(at position: Int) -> [UInt8]? {
+        values.indices.contains(position) ? values[position] : nil
+    }
+
     /// Decodes the named column.
     /// - Throws: ``PostgresError`` with code `decoding` naming the column, its type and the reason.
     public func decode<Value: PostgresDecodable>(_ type: Value.Type, _ column: String) throws -> Value {

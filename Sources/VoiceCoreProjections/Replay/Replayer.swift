@@ -27,7 +27,8 @@ public struct ReplayOptions: Sendable {
     /// Connections applying a batch at once, each taking whole streams (so each stream's events
     /// stay in order).
     public var writers: Int
-    /// Testing aid: stop (as an interrupted rebuild would) after this many batches.
+    /// Testing aid: stop (as an interrupted rebuild would) after this many batches have been
+    /// applied, when more remain.
     public var stopAfterBatches: Int?
 
     public init(mode: Mode = .rebuild, tenant: Identifier? = nil, from: Timestamp? = nil, to: Timestamp? = nil, batchSize: Int = 5_000, writers: Int = 2) {
@@ -151,7 +152,9 @@ public final class Replayer: Sendable {
             try db.query("DROP SCHEMA IF EXISTS \(identifier: shadow) CASCADE")
             try db.query("CREATE SCHEMA \(identifier: shadow)")
             for table in projection.tables {
-                try db.query("CREATE TABLE \(identifier: shadow).\(identifier: table) (LIKE \(identifier: live).\(identifier: table) INCLUDING ALL)")
+                // Unlogged: the rebuilt rows are written to the WAL once, when the swap copies them
+                // into the live tables; a crash mid-rebuild loses only what a rerun rebuilds anyway.
+                try db.query("CREATE UNLOGGED TABLE \(identifier: shadow).\(identifier: table) (LIKE \(identifier: live).\(identifier: table) INCLUDING ALL)")
             }
         }
         try await writer.query("SELECT set_config('search_path', quote_ident(\(shadow)) || ', ' || quote_ident(\(live)), false)")
@@ -171,23 +174,41 @@ public final class Replayer: Sendable {
         var batches = 0
         try await reader.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try await reader.query(PostgresQuery(unsafeSQL: "DECLARE replay_events NO SCROLL CURSOR FOR SELECT \(EventFilter.columns) FROM event_log e WHERE \(filter.condition) \(EventFilter.order)"))
-        // The next batch is fetched while this one is applied (two connections, two backends).
+        // Three stages overlap: while batch N is applied (the writers' backends), batch N+1 is
+        // decoded here and batch N+2 is fetched (the reader's backend). Batches are applied one
+        // after another, so every stream's events reach the shadow tables in order.
         let fetch = PostgresQuery(unsafeSQL: "FETCH \(options.batchSize) FROM replay_events")
         var rows = try await reader.query(fetch)
-        while !rows.isEmpty {
-            async let following = reader.query(fetch)
-            let events = try decode(rows)
-            for event in events where highWater[event.stream].map({ event.entryID > $0 }) ?? true { highWater[event.stream] = event.entryID }
-            report.rejected += try await apply(events, on: writers)
-            report.eventsRead += events.count
-            batches += 1
-            progress(ReplayProgress(eventsRead: report.eventsRead, eventsExpected: expected, elapsed: ContinuousClock.now - started))
-            if let stop = options.stopAfterBatches, batches >= stop {
-                _ = try? await following
-                _ = try? await reader.query("ROLLBACK")
-                throw ReplayError("replay stopped after \(batches) batches (testing aid); the live tables are untouched")
+        var applying: Task<Int, any Error>?
+        do {
+            while !rows.isEmpty {
+                async let following = reader.query(fetch)
+                let events = try decode(rows)
+                for event in events where highWater[event.stream].map({ event.entryID > $0 }) ?? true { highWater[event.stream] = event.entryID }
+                if let previous = applying {
+                    applying = nil
+                    report.rejected += try await previous.value
+                    progress(ReplayProgress(eventsRead: report.eventsRead, eventsExpected: expected, elapsed: ContinuousClock.now - started))
+                }
+                if let stop = options.stopAfterBatches, batches >= stop {
+                    _ = try? await following
+                    _ = try? await reader.query("ROLLBACK")
+                    throw ReplayError("replay stopped after \(batches) batches (testing aid); the live tables are untouched")
+                }
+                applying = Task { [writers] in try await self.apply(events, on: writers) }
+                report.eventsRead += events.count
+                batches += 1
+                rows = try await following
             }
-            rows = try await following
+            if let last = applying {
+                applying = nil
+                report.rejected += try await last.value
+                progress(ReplayProgress(eventsRead: report.eventsRead, eventsExpected: expected, elapsed: ContinuousClock.now - started))
+            }
+        } catch {
+            // No write may still be running when the caller hears of the failure.
+            _ = try? await applying?.value
+            throw error
         }
         try await reader.query("COMMIT")
 
@@ -237,22 +258,28 @@ public final class Replayer: Sendable {
             "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
         }
 
-        static let columns = "e.stream, e.entry_id, e.event_id, e.type, e.version, e.tenant_id, e.subject, e.time, e.payload::text AS payload"
+        static let columns = "e.stream, e.entry_id, e.event_id, e.type, e.version, e.tenant_id, e.subject, e.time, e.payload"
         /// Stream order within each stream (entry ids grow), streams interleaved by time.
         static let order = "ORDER BY split_part(e.entry_id, '-', 1)::bigint, split_part(e.entry_id, '-', 2)::bigint, e.stream"
     }
 
+    /// Rows of ``EventFilter/columns``, by position (the order is fixed there), into events.
+    /// Ids decode as ``Identifier`` (Foundation's UUID parser goes through sscanf on Linux) and
+    /// entry ids from their bytes: decoding is on the replay's critical path.
     private func decode(_ rows: PostgresRows) throws -> [ProjectedEvent] {
         try rows.map { row in
-            let type = try row.decode(String.self, "type")
-            let version = try row.decode(Int.self, "version")
+            let type = try row.decode(String.self, at: 3)
+            let version = try row.decode(Int.self, at: 4)
+            let id = try row.decode(Identifier.self, at: 2)
             let envelope = EventEnvelope(
-                id: Identifier(try row.decode(UUID.self, "event_id")), source: "/replay", type: type, time: try row.decode(Timestamp.self, "time"),
-                subject: try row.decode(String.self, "subject"), dataschema: "\(SchemaURI.base)replay/\(type)/v\(version)",
-                tenantID: Identifier(try row.decode(UUID.self, "tenant_id")), correlationID: Identifier(try row.decode(UUID.self, "event_id")),
-                data: Array(try row.decode(String.self, "payload").utf8))
-            let entry = try row.decode(String.self, "entry_id")
-            guard let entryID = StreamEntryID(entry) else { throw ReplayError("event_log holds a malformed entry id: \(entry)") }
+                id: id, source: "/replay", type: type, time: try row.decode(Timestamp.self, at: 7),
+                subject: try row.decode(String.self, at: 6), dataschema: "\(SchemaURI.base)replay/\(type)/v\(version)",
+                tenantID: try row.decode(Identifier.self, at: 5), correlationID: id,
+                data: try row.decode(PostgresJSON.self, at: 8).json)
+            let entry = row.raw(at: 1) ?? []
+            guard let entryID = StreamEntryID(ascii: entry) else {
+                throw ReplayError("event_log holds a malformed entry id: '\(String(decoding: entry, as: UTF8.self))'")
+            }
             let message: (any Message)?
             do {
                 if case .known(_, let decoded) = try registry.decode(envelope) { message = decoded } else { message = nil }
@@ -260,7 +287,7 @@ public final class Replayer: Sendable {
                 // The live projector recorded it in projection_failures; the rebuild skips it too.
                 message = nil
             }
-            return ProjectedEvent(stream: try row.decode(String.self, "stream"), entryID: entryID, envelope: envelope, message: message)
+            return ProjectedEvent(stream: try row.decode(String.self, at: 0), entryID: entryID, envelope: envelope, message: message)
         }
     }
 

@@ -127,7 +127,7 @@ struct ProjectBench: AsyncParsableCommand {
         if failed > 0 { throw CommandFailure("\(failed) entries failed to project: see projection_failures") }
 
         // The reference: the same number of archive-shaped rows through plain COPY.
-        try await db.query("CREATE TABLE bench_copy (event_id uuid, stream text, entry_id text, type text, version int, tenant_id uuid, subject text, time timestamptz, payload jsonb)")
+        try await db.query("CREATE TABLE bench_copy (event_id uuid, stream text, entry_id text, type text, version int, tenant_id uuid, subject text, time timestamptz, payload json)")
         let rows = items
         let copySeconds = try await measure {
             try await db.withTransaction { db in
