@@ -34,6 +34,12 @@ struct QueryTests {
         let decodedTime = try row.decode(Date.self, "t")
         #expect(abs(decodedTime.timeIntervalSince1970 - time.timeIntervalSince1970) < 0.000_001)
         #expect(try row.decode(UUID.self, "u") == id)
+        let spelled = try await db.query("""
+            SELECT 'ABCDEF01-2345-6789-ABCD-EF0123456789' AS upper, 'abcdef01-2345-6789-abcd-ef012345678g' AS bad, 'abcdef0123456789abcdef0123456789' AS bare
+            """)[0]
+        #expect(try spelled.decode(UUID.self, "upper") == UUID(uuidString: "abcdef01-2345-6789-abcd-ef0123456789"))
+        #expect(throws: PostgresError.self) { try spelled.decode(UUID.self, "bad") }
+        #expect(throws: PostgresError.self) { try spelled.decode(UUID.self, "bare") }
         #expect(try row.decode(PostgresBytes.self, "bytes") == bytes)
         #expect(try row.decode(PostgresJSON.self, "j").decode([String: String].self) == ["intent": "appointment", "caller": "Zoë"])
         #expect(try row.decode(String?.self, "n") == nil)

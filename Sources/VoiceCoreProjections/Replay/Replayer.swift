@@ -263,9 +263,8 @@ public final class Replayer: Sendable {
         static let order = "ORDER BY split_part(e.entry_id, '-', 1)::bigint, split_part(e.entry_id, '-', 2)::bigint, e.stream"
     }
 
-    /// Rows of ``EventFilter/columns``, by position (the order is fixed there), into events.
-    /// Ids decode as ``Identifier`` (Foundation's UUID parser goes through sscanf on Linux) and
-    /// entry ids from their bytes: decoding is on the replay's critical path.
+    /// Rows of ``EventFilter/columns``, by position (the order is fixed there), into events;
+    /// entry ids parse from their bytes. Decoding is on the replay's critical path.
     private func decode(_ rows: PostgresRows) throws -> [ProjectedEvent] {
         try rows.map { row in
             let type = try row.decode(String.self, at: 3)
