@@ -145,10 +145,7 @@ struct ProjectorTests {
         let fixture = try await ProjectorFixture(partitions: 1)
         let tenant = Identifier.v7()
         let now = Timestamp.now
-        func contact(_ name: String, phone: String) -> CallWorkload.Item {
-            .init(envelope: EventEnvelope(ContactUpserted(contactID: .v7(), name: name, phone: phone, firstSeenAt: now, lastSeenAt: now),
-                                          tenant: tenant, source: "/test"), category: .crm)
-        }
+        func contact(_ name: String, phone: String) -> CallWorkload.Item { contactUpserted(name, phone: phone, tenant: tenant, at: now) }
         // The second contact claims the first one's phone under another id: the database refuses it.
         let good = contact("Ada", phone: "+14155550001")
         let clash = contact("Bob", phone: "+14155550001")
@@ -178,25 +175,66 @@ struct ProjectorTests {
         try await fixture.drop()
     }
 
-    @Test("the archive keeps each payload byte for byte: key order, spacing, repeated keys and an escaped NUL")
+    @Test("an event the database refuses costs only itself: the other projections of its batch apply everything")
+    func aRefusalInOneProjectionLeavesTheOthersOfItsBatchWhole() async throws {
+        let fixture = try await ProjectorFixture(partitions: 1)
+        let tenant = Identifier.v7()
+        let now = Timestamp.now
+        func contact(_ name: String, phone: String) -> CallWorkload.Item { contactUpserted(name, phone: phone, tenant: tenant, at: now) }
+        // One batch: the database refuses the clash in crm_contacts (the same phone under another id),
+        // which rolls back the batch's first attempt for the archive too.
+        let items = [contact("Ada", phone: "+14155550001"), contact("Bob", phone: "+14155550001"), contact("Cy", phone: "+14155550002")]
+        try await fixture.publish(items)
+
+        let projections: [any Projection] = [ArchiveProjection(), CRMProjection()]
+        let running = try fixture.runner(projections: projections)
+        try await eventually("both projections caught up", within: .seconds(20)) {
+            try await fixture.status(projections).allSatisfy { $0.gap == 0 }
+        }
+        try await running.stop()
+        let archived = try await fixture.db.query("SELECT event_id FROM event_log ORDER BY entry_id").map { try $0.decode(Identifier.self, "event_id") }
+        #expect(archived == items.map(\.envelope.id))
+        let names = try await fixture.db.query("SELECT name FROM crm_contacts ORDER BY name").map { try $0.decode(String.self, "name") }
+        #expect(names == ["Ada", "Cy"])
+        let failures = try await fixture.db.query("SELECT projection, event_id FROM projection_failures ORDER BY entry_id")
+        #expect(failures.count == 1)
+        #expect(try failures.first?.decode(String.self, "projection") == "crm")
+        #expect(try failures.first?.decode(Identifier.self, "event_id") == items[1].envelope.id)
+        let checkpoints = try await fixture.db.query("SELECT projection, last_entry_id FROM projection_checkpoints ORDER BY projection")
+        #expect(try checkpoints.map { try $0.decode(String.self, "projection") } == ["archive", "crm"])
+        #expect(Set(try checkpoints.map { try $0.decode(String.self, "last_entry_id") }).count == 1)
+        #expect(running.runner.statistics["archive"]?.applied == 3)
+        #expect(running.runner.statistics["crm"]?.applied == 2)
+        #expect(running.runner.statistics["crm"]?.failed == 1)
+        try await fixture.drop()
+    }
+
+    @Test("the archive keeps each payload byte for byte (key order, spacing, repeated keys, an escaped NUL), in large batches and small")
     func theArchiveKeepsEachPayloadByteForByte() async throws {
         let fixture = try await ProjectorFixture(partitions: 1)
         let tenant = Identifier.v7()
         // Another team's event type: valid JSON that a parsed form (jsonb) would reorder, respace,
         // deduplicate, or refuse outright (jsonb has no NUL in text).
         let raw = #"{"zeta": 1,  "alpha": "a NUL \u0000 inside", "alpha": 2.50}"#
-        let id = Identifier.v7()
-        let envelope = EventEnvelope(id: id, source: "/partner", type: "com.example.partner.noted", subject: "note-1",
-                                     dataschema: "https://example.com/schemas/noted/v1", tenantID: tenant, correlationID: id, data: Array(raw.utf8))
-        try await fixture.publish([.init(envelope: envelope, category: .crm)])
-        let running = try fixture.runner(projections: [ArchiveProjection()])
-        try await eventually("the event is archived") {
-            try await fixture.db.query("SELECT count(*) AS n FROM event_log")[0].decode(Int.self, "n") == 1
+        func noted() -> CallWorkload.Item {
+            let id = Identifier.v7()
+            return .init(envelope: EventEnvelope(id: id, source: "/partner", type: "com.example.partner.noted", subject: "note-1",
+                                                 dataschema: "https://example.com/schemas/noted/v1", tenantID: tenant, correlationID: id, data: Array(raw.utf8)),
+                         category: .crm)
         }
+        // A backlog larger than the archive's array insert takes (one batch, copied), then one event alone (inserted).
+        try await fixture.publish((0...ArchiveProjection.insertedUpTo).map { _ in noted() })
+        let running = try fixture.runner(projections: [ArchiveProjection()])
+        try await eventually("the backlog is archived") { running.runner.statistics["archive"]?.applied == ArchiveProjection.insertedUpTo + 1 }
+        #expect(running.runner.statistics["archive"]?.batches == 1)
+        try await fixture.publish([noted()])
+        try await eventually("the last event is archived") { running.runner.statistics["archive"]?.applied == ArchiveProjection.insertedUpTo + 2 }
         try await running.stop()
-        let stored = try await fixture.db.query("SELECT payload::text AS payload FROM event_log WHERE event_id = \(id)")
-        #expect(try stored[0].decode(String.self, "payload") == raw)
+        let stored = try await fixture.db.query("SELECT event_id, payload::text AS payload FROM event_log")
+        #expect(Set(try stored.map { try $0.decode(Identifier.self, "event_id") }) == Set(fixture.items.map(\.envelope.id)))
+        #expect(try stored.allSatisfy { try $0.decode(String.self, "payload") == raw })
         #expect(running.runner.statistics["archive"]?.failed == 0)
+        #expect(running.runner.statistics["archive"]?.batches == 2)
         try await fixture.drop()
     }
 
@@ -224,4 +262,10 @@ struct ProjectorTests {
         #expect(after.streams.allSatisfy { $0.checkpoint == $0.head })
         try await fixture.drop()
     }
+}
+
+/// A new contact (its own id) with this phone number.
+private func contactUpserted(_ name: String, phone: String, tenant: Identifier, at now: Timestamp) -> CallWorkload.Item {
+    .init(envelope: EventEnvelope(ContactUpserted(contactID: .v7(), name: name, phone: phone, firstSeenAt: now, lastSeenAt: now),
+                                  tenant: tenant, source: "/test"), category: .crm)
 }

@@ -168,6 +168,19 @@ public struct PostgresJSON: PostgresArrayElement, Hashable {
     public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(contentsOf: json) }
 }
 
+/// JSON text for a `json` column or parameter: Postgres checks it and keeps it byte for byte as
+/// written (a ``PostgresJSON`` parameter is `jsonb`, parsed and printed anew).
+public struct PostgresJSONText: PostgresArrayElement, Hashable {
+    /// The JSON text (UTF-8).
+    public var json: [UInt8]
+
+    public init(rawJSON: [UInt8]) { self.json = rawJSON }
+
+    public static var postgresType: PostgresDataType { .json }
+    public static var postgresArrayType: PostgresDataType { .jsonArray }
+    public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(contentsOf: json) }
+}
+
 extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
     public static var postgresType: PostgresDataType { Wrapped.postgresType }
     public var isPostgresNull: Bool { self == nil }

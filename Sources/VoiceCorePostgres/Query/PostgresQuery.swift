@@ -110,6 +110,7 @@ public struct PostgresDataType: Sendable, Hashable, RawRepresentable {
     public static let float8 = PostgresDataType(701)
     public static let timestamptz = PostgresDataType(1184)
     public static let uuid = PostgresDataType(2950)
+    public static let json = PostgresDataType(114)
     public static let jsonb = PostgresDataType(3802)
     public static let boolArray = PostgresDataType(1000)
     public static let int8Array = PostgresDataType(1016)
@@ -117,5 +118,6 @@ public struct PostgresDataType: Sendable, Hashable, RawRepresentable {
     public static let float8Array = PostgresDataType(1022)
     public static let timestamptzArray = PostgresDataType(1185)
     public static let uuidArray = PostgresDataType(2951)
+    public static let jsonArray = PostgresDataType(199)
     public static let jsonbArray = PostgresDataType(3807)
 }

@@ -12,6 +12,11 @@ import VoiceCorePostgres
 /// with 200,000 archived events: 2.0 s of Postgres time for that pair, 1.5 s for the direct COPY;
 /// the archive is the largest write of all projections).
 ///
+/// A small batch — what a steady stream of calls brings, a few events a batch — is one
+/// `INSERT … SELECT FROM unnest(…) ON CONFLICT (event_id) DO NOTHING` instead: one round trip,
+/// where the probe and the COPY take three, and without COPY's fixed cost per statement (measured
+/// under `voicecore loadgen`: 1.2 ms of Postgres time per COPY of about six rows).
+///
 /// Only the owner of a partition archives its events (the partition's advisory lock), so no
 /// other transaction inserts the same id meanwhile. Should one still do so (an event id reused
 /// across partitions), the COPY fails with a unique violation, the batch is applied again event
@@ -27,6 +32,10 @@ public struct ArchiveProjection: Projection {
     public func apply(_ events: [ProjectedEvent], in db: isolated PostgresConnection) throws {
         let unique = events.uniqued(by: { $0.envelope.id })
         guard !unique.isEmpty else { return }
+        if unique.count <= Self.insertedUpTo {
+            try insert(unique, in: db)
+            return
+        }
         let archived = try Set(db.query("SELECT event_id FROM event_log WHERE event_id = ANY(\(unique.map(\.envelope.id))::uuid[])")
             .map { try $0.decode(Identifier.self, "event_id") })
         try db.copyFromStdin("COPY event_log (event_id, stream, entry_id, type, version, tenant_id, subject, time, payload) FROM STDIN") { writer in
@@ -35,5 +44,20 @@ public struct ArchiveProjection: Projection {
                 try writer.appendRow(e.id, event.stream, event.entryID.description, e.type, e.version, e.tenantID, e.subject, e.time, PostgresJSON(rawJSON: e.data))
             }
         }
+    }
+
+    /// Batches of up to this many events are inserted over arrays; larger ones are copied.
+    static let insertedUpTo = 100
+
+    private func insert(_ events: [ProjectedEvent], in db: isolated PostgresConnection) throws {
+        let envelopes = events.map(\.envelope)
+        try db.query("""
+            INSERT INTO event_log (event_id, stream, entry_id, type, version, tenant_id, subject, time, payload)
+            SELECT * FROM unnest(\(envelopes.map(\.id))::uuid[], \(events.map(\.stream))::text[], \(events.map(\.entryID.description))::text[],
+                                 \(envelopes.map(\.type))::text[], \(envelopes.map(\.version))::int[], \(envelopes.map(\.tenantID))::uuid[],
+                                 \(envelopes.map(\.subject))::text[], \(envelopes.map(\.time))::timestamptz[],
+                                 \(envelopes.map { PostgresJSONText(rawJSON: $0.data) })::json[])
+            ON CONFLICT (event_id) DO NOTHING
+            """)
     }
 }

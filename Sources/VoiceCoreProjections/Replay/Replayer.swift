@@ -338,8 +338,9 @@ public final class Replayer: Sendable {
         let columns = try await insertableColumns(live: live, on: writer)
         return try await writer.withTransaction { db in
             try db.query("SET LOCAL lock_timeout = '30s'")
-            // The live projector writes checkpoints in the transaction that applies its batch:
-            // from here it waits at its next checkpoint write.
+            // The live projector writes its checkpoints first in the transaction that applies its
+            // batch: from here it waits at the start of its next batch, before touching a table
+            // this swap replaces (the same lock order: no deadlock).
             try db.query("LOCK TABLE \(identifier: live).projection_checkpoints IN SHARE ROW EXCLUSIVE MODE")
             let mismatched = try db.query("""
                 SELECT count(*) AS n FROM \(identifier: live).projection_checkpoints p

@@ -44,7 +44,7 @@ extension Projection {
             try apply(events, in: db)
             try db.query("RELEASE SAVEPOINT projection_batch")
             return []
-        } catch let error where !Self.endsTransaction(error) {
+        } catch let error where !endsProjectionTransaction(error) {
             onBatchRefused(error)
             try db.query("ROLLBACK TO SAVEPOINT projection_batch")
         }
@@ -54,7 +54,7 @@ extension Projection {
             do {
                 try apply([event], in: db)
                 try db.query("RELEASE SAVEPOINT projection_event")
-            } catch let error where !Self.endsTransaction(error) {
+            } catch let error where !endsProjectionTransaction(error) {
                 try db.query("ROLLBACK TO SAVEPOINT projection_event")
                 refused.append((event, error))
             }
@@ -63,11 +63,12 @@ extension Projection {
         return refused
     }
 
-    /// The connection is gone, or the whole batch is worth retrying as is.
-    static func endsTransaction(_ error: any Error) -> Bool {
-        guard let error = error as? PostgresError else { return false }
-        return error.isConnectionFailure || error.isTransient
-    }
+}
+
+/// The connection is gone, or the whole batch is worth retrying as is: not a refusal of its contents.
+func endsProjectionTransaction(_ error: any Error) -> Bool {
+    guard let error = error as? PostgresError else { return false }
+    return error.isConnectionFailure || error.isTransient
 }
 
 /// One stream entry handed to a projection. A class: one instance per entry is shared by every

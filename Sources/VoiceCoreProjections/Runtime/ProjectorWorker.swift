@@ -412,31 +412,49 @@ final class ProjectorWorker {
     }
 
     /// Applies the batch to every projection and writes failures and checkpoints, in one
-    /// transaction. A projection whose batch the database rejects is applied again event by event
-    /// (savepoints), so only the rejected events are left out. Returns the rejected count per
-    /// projection.
+    /// transaction. First as a whole, with no savepoints: the usual case, in the fewest round trips
+    /// (a batch of a few events, as under a steady stream, is a handful of statements). When the
+    /// database refuses a statement (a constraint, a bad value), that transaction is rolled back and
+    /// the batch applied again with each projection's batch, and then each of its events, behind a
+    /// savepoint, so only the refused events are left out. Returns the refused count per projection.
     private func commit(_ shares: [Share], stop: StopSignal) async throws -> [Int] {
         guard let db else { throw PostgresError(code: .connectionClosed, message: "no database connection") }
         let projections = self.projections
         let crashBeforeCommit = configuration.crashPoint?.point == .beforeCommit && runner.committedBatches >= configuration.crashPoint?.afterBatches ?? .max
         let logger = self.logger
         var delay = configuration.retryDelay
+        var checkpoints: [(projection: String, stream: String, entryID: StreamEntryID)] = []
+        for (index, projection) in projections.enumerated() {
+            for (stream, id) in shares[index].advanced.sorted(by: { $0.key < $1.key }) { checkpoints.append((projection.name, stream, id)) }
+        }
+        var isolating = false
         while true {
             do {
+                let isolating = isolating, checkpoints = checkpoints
                 return try await db.withTransaction { db in
-                    var rejectedCounts: [Int] = []
+                    // The checkpoints first: a rebuild's swap locks them before the tables it
+                    // replaces, so both take their locks in the same order and never deadlock.
+                    try Self.writeCheckpoints(checkpoints, in: db)
+                    var rejectedCounts = Array(repeating: 0, count: projections.count)
+                    var failures: [(projection: String, failure: Failure)] = []
                     for (index, projection) in projections.enumerated() {
                         let share = shares[index]
+                        for failure in share.failures { failures.append((projection.name, failure)) }
+                        guard !share.events.isEmpty else { continue }
+                        guard isolating else {
+                            try projection.apply(share.events, in: db)
+                            continue
+                        }
                         let rejected = try projection.applyIsolatingRefusals(share.events, in: db) { error in
                             logger.warning("the database rejected a batch; applying it event by event", metadata: ["projection": "\(projection.name)", "error": "\(error)"])
-                        }.map { event, error in
-                            Failure(stream: event.stream, entryID: event.entryID, eventID: event.envelope.id, type: event.envelope.type,
-                                    error: "rejected by the database: \(error)", fields: event.envelope.fields.map { StreamField(name: $0.name, value: $0.value) })
                         }
-                        try Self.record(share.failures + rejected, projection: projection.name, in: db)
-                        try Self.writeCheckpoints(share.advanced, projection: projection.name, in: db)
-                        rejectedCounts.append(rejected.count)
+                        for (event, error) in rejected {
+                            failures.append((projection.name, Failure(stream: event.stream, entryID: event.entryID, eventID: event.envelope.id, type: event.envelope.type,
+                                                                      error: "rejected by the database: \(error)", fields: event.envelope.fields.map { StreamField(name: $0.name, value: $0.value) })))
+                        }
+                        rejectedCounts[index] = rejected.count
                     }
+                    try Self.record(failures, in: db)
                     if crashBeforeCommit {
                         // Testing aid (ProjectorConfiguration.crashPoint): die with the transaction open.
                         kill(getpid(), SIGKILL)
@@ -445,6 +463,11 @@ final class ProjectorWorker {
                 }
             } catch let error as PostgresError where error.isTransient {
                 logger.info("transient database error; retrying the batch", metadata: ["error": "\(error)"])
+            } catch let error where !isolating && !endsProjectionTransaction(error) {
+                // Refused as a whole (rolled back): at once again, each projection's events isolated.
+                logger.info("the database refused a statement of the batch; applying it again with each projection's events isolated", metadata: ["error": "\(error)"])
+                isolating = true
+                continue
             }
             if stop.isSet { throw ShutdownDuringBatch() }
             try await Task.sleep(for: delay * Double.random(in: 0.8...1.2))
@@ -452,25 +475,27 @@ final class ProjectorWorker {
         }
     }
 
-
-    private static func record(_ failures: [Failure], projection: String, in db: isolated PostgresConnection) throws {
+    /// All projections' failures of a batch, in one statement.
+    private static func record(_ failures: [(projection: String, failure: Failure)], in db: isolated PostgresConnection) throws {
         guard !failures.isEmpty else { return }
+        let rows = failures.map(\.failure)
         try db.query("""
             INSERT INTO projection_failures (projection, stream, entry_id, event_id, type, error, fields)
-            SELECT \(projection), * FROM unnest(\(failures.map(\.stream))::text[], \(failures.map(\.entryID.description))::text[],
-                                               \(failures.map(\.eventID))::uuid[], \(failures.map(\.type))::text[],
-                                               \(failures.map { String($0.error.prefix(4000)) })::text[],
-                                               \(failures.map { PostgresJSON(rawJSON: Self.json($0.fields)) })::jsonb[])
+            SELECT * FROM unnest(\(failures.map(\.projection))::text[], \(rows.map(\.stream))::text[], \(rows.map(\.entryID.description))::text[],
+                                 \(rows.map(\.eventID))::uuid[], \(rows.map(\.type))::text[],
+                                 \(rows.map { String($0.error.prefix(4000)) })::text[],
+                                 \(rows.map { PostgresJSON(rawJSON: Self.json($0.fields)) })::jsonb[])
             ON CONFLICT (projection, stream, entry_id) DO NOTHING
             """)
     }
 
-    private static func writeCheckpoints(_ advanced: [String: StreamEntryID], projection: String, in db: isolated PostgresConnection) throws {
-        guard !advanced.isEmpty else { return }
-        let streams = advanced.keys.sorted()
+    /// All projections' checkpoints of a batch, in one statement (in key order).
+    private static func writeCheckpoints(_ checkpoints: [(projection: String, stream: String, entryID: StreamEntryID)], in db: isolated PostgresConnection) throws {
+        guard !checkpoints.isEmpty else { return }
         try db.query("""
             INSERT INTO projection_checkpoints AS c (projection, stream, last_entry_id, updated_at)
-            SELECT \(projection), s, e, now() FROM unnest(\(streams)::text[], \(streams.map { advanced[$0]!.description })::text[]) AS u(s, e)
+            SELECT p, s, e, now() FROM unnest(\(checkpoints.map(\.projection))::text[], \(checkpoints.map(\.stream))::text[],
+                                              \(checkpoints.map(\.entryID.description))::text[]) AS u(p, s, e)
             ON CONFLICT (projection, stream) DO UPDATE SET last_entry_id = EXCLUDED.last_entry_id, updated_at = now()
             """)
     }
