@@ -92,6 +92,53 @@ struct ConsumerGroupRunnerTests {
         _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
     }
 
+    @Test("a backlog, read ahead batch after batch, is handled once per entry and in order per call")
+    func aBacklogReadAheadIsHandledOnceAndInOrder() async throws {
+        let (redis, naming, publisher) = try await fixture(partitions: 2)
+        let calls = (0..<4).map { _ in Identifier.v7() }
+        let batch = (0..<250).flatMap { sequence in calls.map { (EventEnvelope(chunk($0, sequence), tenant: tenant, source: "/test"), StreamCategory.calls, MessageKind.event) } }
+        for result in await publisher.publish(batch: batch) { _ = try result.get() }
+
+        let recorder = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { _, chunk in recorder.record(chunk.callID.description, chunk.sequence) }
+        var settings = configuration(naming)
+        // Reads of more entries than are handled inline: each is followed by a read ahead.
+        settings.batchSize = 100
+        let consumer = try RunningConsumer.start(settings, handlers)
+        try await eventually("1,000 entries are handled") { recorder.count >= 1000 }
+        try await eventually("nothing is pending") { try await pending(redis, naming) == 0 }
+        try await consumer.stop()
+        #expect(recorder.count == 1000)
+        for call in calls { #expect(recorder.all[call.description] == Array(0..<250)) }
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
+    @Test("a shutdown while reading ahead handles and acknowledges what was read, in order, and reads no more")
+    func aShutdownWhileReadingAheadLeavesNothingPending() async throws {
+        let (redis, naming, publisher) = try await fixture(partitions: 1)
+        let call = Identifier.v7()
+        let batch = (0..<2000).map { (EventEnvelope(chunk(call, $0), tenant: tenant, source: "/test"), StreamCategory.calls, MessageKind.event) }
+        for result in await publisher.publish(batch: batch) { _ = try result.get() }
+        let recorder = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { _, chunk in
+            try await Task.sleep(for: .milliseconds(1))
+            recorder.record("seq", chunk.sequence)
+        }
+        var settings = configuration(naming)
+        settings.batchSize = 100
+        let consumer = try RunningConsumer.start(settings, handlers)
+        try await eventually("150 entries are handled") { recorder.count >= 150 }
+        try await consumer.stop()
+        let handled = recorder.all["seq"] ?? []
+        #expect(handled == Array(0..<handled.count), "a prefix of the stream, each entry once")
+        #expect(handled.count < 2000)
+        #expect(try await pending(redis, naming) == 0)
+        #expect(consumer.runner.statistics.handled == handled.count)
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
     @Test func aPartitionBatchWhoseScopeFailsIsNotAcknowledgedAndIsHandledAgain() async throws {
         let (redis, naming, publisher) = try await fixture(partitions: 1)
         let call = Identifier.v7()

@@ -28,9 +28,10 @@ import VoiceCoreTime
 ///   trip of the next read, written ahead of it, so Redis applies them first; before a lease check
 ///   and at shutdown they are sent on their own. The loop runs on the reader connection's thread: a
 ///   small read (up to 64 entries) is handled right there, without a thread hop; a larger one on
-///   the shared pool, so partitions use every core.
-/// - Graceful shutdown stops reading, finishes and acknowledges the batch in hand, and returns
-///   within about one ``ConsumerConfiguration/block`` plus that batch's handling time.
+///   the shared pool, so partitions use every core, and the next read is sent before it is handled
+///   (a backlog drains with Redis and the handlers working at once; see `ReadAhead`).
+/// - Graceful shutdown stops reading, finishes and acknowledges the batch in hand (and one read
+///   ahead), and returns within about one ``ConsumerConfiguration/block`` plus that handling time.
 ///
 /// ```swift
 /// var handlers = MessageHandlers()
@@ -107,74 +108,100 @@ public final class ConsumerGroupRunner: Service, Sendable {
             // Entries handled but not yet acknowledged: their XACKs go out ahead of the next read,
             // in its round trip (see `handle`).
             var unacknowledged: [(stream: String, ids: [StreamEntryID])] = []
+            // A large batch's successor is read while it is handled (see `ReadAhead`).
+            var readAhead: ReadAhead?
             while !stopping.withLock({ $0 }) && !Task.isCancelled {
-                if let leases, lastLeaseCheck.map({ ContinuousClock.now - $0 >= leases.ttl / 3 }) ?? true {
-                    lastLeaseCheck = ContinuousClock.now
+                var batches: [StreamReadResult] = []
+                var fresh = true
+                var readable: [String] = []
+                if let ahead = readAhead {
+                    readAhead = nil
                     do {
-                        // Acknowledge before a partition may change hands, so its next holder
-                        // does not take over entries this consumer has already handled.
-                        try await acknowledge(&unacknowledged, control)
-                        let (nowHeld, acquired) = try await leases.maintain(holding: held, on: control)
-                        held = nowHeld
-                        for stream in acquired {
-                            await handlers.acquired?(stream)
-                            try await takeOver(stream, control)
-                        }
+                        batches = try await ahead.task.value
+                        readable = ahead.streams
                     } catch let error as RedisError {
+                        // Its acknowledgements may not have reached Redis: read own pending entries again.
                         try await recover(from: error, reader: reader, control: control)
+                        for stream in configuration.streams { position[stream] = .zero }
                         continue
                     }
                 }
-                let history = position.filter { held.contains($0.key) }
-                let readingHistory = !history.isEmpty
-                let readable = configuration.streams.filter { held.contains($0) }
-                if readable.isEmpty {
-                    // Every partition is leased to other members: wait for a rebalance.
-                    try await Task.sleep(for: min(configuration.block, (leases?.ttl ?? configuration.block) / 3))
-                    continue
-                }
-                let streams: [(key: String, position: GroupReadPosition)] = readingHistory
-                    ? history.map { ($0.key, .pending(after: $0.value)) }
-                    : readable.map { ($0, .newEntries) }
-                let batches: [StreamReadResult]
-                do {
-                    batches = try await reader.readGroup(
-                        group: configuration.group, consumer: configuration.consumer, streams: streams,
-                        count: configuration.batchSize, block: readingHistory ? nil : configuration.block,
-                        acknowledging: unacknowledged)
-                    unacknowledged = []
-                } catch let error as RedisError {
-                    // On a cluster, the partitions of other nodes may have delivered entries before
-                    // this failure: they are pending to this consumer, so read its pending entries again.
-                    try await recover(from: error, reader: reader, control: control)
-                    for stream in configuration.streams { position[stream] = .zero }
-                    continue
-                }
-                if readingHistory {
-                    for (stream, _) in history {
-                        if let last = batches.first(where: { $0.stream == stream })?.entries.last?.id { position[stream] = last } else { position[stream] = nil }
+                if !batches.contains(where: { !$0.entries.isEmpty }) {
+                    if let leases, lastLeaseCheck.map({ ContinuousClock.now - $0 >= leases.ttl / 3 }) ?? true {
+                        lastLeaseCheck = ContinuousClock.now
+                        do {
+                            // Acknowledge before a partition may change hands, so its next holder
+                            // does not take over entries this consumer has already handled.
+                            try await acknowledge(&unacknowledged, control)
+                            let (nowHeld, acquired) = try await leases.maintain(holding: held, on: control)
+                            held = nowHeld
+                            for stream in acquired {
+                                await handlers.acquired?(stream)
+                                try await takeOver(stream, control)
+                            }
+                        } catch let error as RedisError {
+                            try await recover(from: error, reader: reader, control: control)
+                            continue
+                        }
                     }
+                    let history = position.filter { held.contains($0.key) }
+                    let readingHistory = !history.isEmpty
+                    readable = configuration.streams.filter { held.contains($0) }
+                    if readable.isEmpty {
+                        // Every partition is leased to other members: wait for a rebalance.
+                        try await Task.sleep(for: min(configuration.block, (leases?.ttl ?? configuration.block) / 3))
+                        continue
+                    }
+                    let streams: [(key: String, position: GroupReadPosition)] = readingHistory
+                        ? history.map { ($0.key, .pending(after: $0.value)) }
+                        : readable.map { ($0, .newEntries) }
+                    do {
+                        batches = try await reader.readGroup(
+                            group: configuration.group, consumer: configuration.consumer, streams: streams,
+                            count: configuration.batchSize, block: readingHistory ? nil : configuration.block,
+                            acknowledging: unacknowledged)
+                        unacknowledged = []
+                    } catch let error as RedisError {
+                        // On a cluster, the partitions of other nodes may have delivered entries before
+                        // this failure: they are pending to this consumer, so read its pending entries again.
+                        try await recover(from: error, reader: reader, control: control)
+                        for stream in configuration.streams { position[stream] = .zero }
+                        continue
+                    }
+                    if readingHistory {
+                        for (stream, _) in history {
+                            if let last = batches.first(where: { $0.stream == stream })?.entries.last?.id { position[stream] = last } else { position[stream] = nil }
+                        }
+                    }
+                    fresh = !readingHistory
                 }
                 do {
-                    if let leases {
-                        // A batch may outlast the lease TTL (slow handlers): renew while handling, so
-                        // no other member takes a partition in the middle of it.
-                        let holding = held
-                        let renewal = Task { await leases.keepAlive(holding, on: control) }
-                        defer { renewal.cancel() }
-                        try await handle(batches, fresh: !readingHistory, control: control, handled: &unacknowledged)
-                    } else {
-                        try await handle(batches, fresh: !readingHistory, control: control, handled: &unacknowledged)
+                    if fresh {
+                        let leaseCheckDue = leases.map { leases in lastLeaseCheck.map { ContinuousClock.now - $0 >= leases.ttl / 3 } ?? true } ?? false
+                        readAhead = startReadAhead(after: batches, streams: readable, reader: reader, leaseCheckDue: leaseCheckDue, acknowledging: &unacknowledged)
                     }
+                    try await handleRenewing(batches, fresh: fresh, leases: leases, held: held, control: control, handled: &unacknowledged)
                     if ContinuousClock.now - lastClaim >= configuration.claimInterval {
                         lastClaim = ContinuousClock.now
                         try await claimAbandoned(in: configuration.streams.filter { held.contains($0) }, control)
                     }
                 } catch let error as RedisError {
                     // An acknowledgement or dead letter did not reach Redis: those entries are still
-                    // pending to this consumer, so read its own pending entries again after recovering.
+                    // pending to this consumer, so read its own pending entries again after recovering
+                    // (what was read ahead is among them, and comes back in order).
+                    _ = try? await readAhead?.task.value
+                    readAhead = nil
                     try await recover(from: error, reader: reader, control: control)
                     for stream in configuration.streams { position[stream] = .zero }
+                }
+            }
+            // Entries read ahead are delivered already: handled too, so the consumer stops with
+            // nothing of its own pending.
+            if let ahead = readAhead, let batches = try? await ahead.task.value {
+                do {
+                    try await handleRenewing(batches, fresh: true, leases: leases, held: held, control: control, handled: &unacknowledged)
+                } catch {
+                    logger.warning("could not handle the entries read ahead; they stay pending and are handled again", metadata: ["error": "\(error)"])
                 }
             }
             // What was handled last is acknowledged before the consumer stops.
@@ -190,6 +217,47 @@ public final class ConsumerGroupRunner: Service, Sendable {
         }
         if let leases { await leases.releaseAll(held, on: control) }
         logger.info("consumer stopped", metadata: ["handled": "\(statistics.handled)"])
+    }
+
+    // MARK: Reading ahead
+
+    /// The read of the batch after a large one, sent before that one is handled: Redis builds the
+    /// next reply (and applies the acknowledgements it carries) while the handlers run, instead of
+    /// each waiting for the other. Only after a read of more than ``inlineEntries`` (a backlog;
+    /// a small read is the live tail, where an extra read would only cost round trips), never
+    /// while reading own pending entries, and never when a lease check is due: partitions change
+    /// hands only with no read outstanding. Entries are still handled batch after batch, so each
+    /// partition keeps its order. The read does not block: when it finds nothing, the loop goes
+    /// back to its blocking read.
+    private struct ReadAhead {
+        var task: Task<[StreamReadResult], any Error>
+        var streams: [String]
+    }
+
+    private func startReadAhead(after batches: [StreamReadResult], streams: [String], reader: RedisClient, leaseCheckDue: Bool,
+                                acknowledging unacknowledged: inout [(stream: String, ids: [StreamEntryID])]) -> ReadAhead? {
+        guard !leaseCheckDue, batches.reduce(0, { $0 + $1.entries.count }) > Self.inlineEntries else { return nil }
+        let acknowledged = unacknowledged
+        unacknowledged = []
+        let group = configuration.group, consumer = configuration.consumer, count = configuration.batchSize
+        let task = Task(executorPreference: reader.taskExecutor) {
+            try await reader.readGroup(group: group, consumer: consumer, streams: streams.map { ($0, GroupReadPosition.newEntries) },
+                                       count: count, block: nil, acknowledging: acknowledged)
+        }
+        return ReadAhead(task: task, streams: streams)
+    }
+
+    /// Handles a read; with leases, renews them meanwhile (a batch may outlast the lease TTL), so
+    /// no other member takes a partition in the middle of it.
+    private func handleRenewing(_ batches: [StreamReadResult], fresh: Bool, leases: PartitionLeases?, held: Set<String>, control: RedisClient,
+                                handled: inout [(stream: String, ids: [StreamEntryID])]) async throws {
+        guard let leases else {
+            try await handle(batches, fresh: fresh, control: control, handled: &handled)
+            return
+        }
+        let renewal = Task { await leases.keepAlive(held, on: control) }
+        defer { renewal.cancel() }
+        try await handle(batches, fresh: fresh, control: control, handled: &handled)
     }
 
     // MARK: Groups
