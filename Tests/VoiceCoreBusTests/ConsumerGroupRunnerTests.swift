@@ -139,6 +139,34 @@ struct ConsumerGroupRunnerTests {
         _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
     }
 
+    @Test("with a read interval, a busy stream is read in a few large batches, every entry in order")
+    func aReadIntervalReadsABusyStreamInFewerBatches() async throws {
+        let (redis, naming, publisher) = try await fixture(partitions: 1)
+        let call = Identifier.v7()
+        let recorder = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { _, chunk in recorder.record("seq", chunk.sequence) }
+        handlers.aroundPartitionBatch { _, body in
+            recorder.record("batch", 0)
+            try await body()
+        }
+        var settings = configuration(naming)
+        settings.readInterval = .milliseconds(250)
+        let consumer = try RunningConsumer.start(settings, handlers)
+        // One entry every 10 ms for about 0.6 s: read at every entry, that would be about 60 batches.
+        for sequence in 0..<60 {
+            try await publisher.publish(chunk(call, sequence), tenant: tenant)
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await eventually("60 entries are handled") { recorder.all["seq"]?.count == 60 }
+        try await eventually("nothing is pending") { try await pending(redis, naming) == 0 }
+        try await consumer.stop()
+        #expect(recorder.all["seq"] == Array(0..<60))
+        let batches = recorder.all["batch"]?.count ?? 0
+        #expect(batches <= 8, "\(batches) batches for 60 entries over about 0.6 s at one read per 250 ms")
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
     @Test func aPartitionBatchWhoseScopeFailsIsNotAcknowledgedAndIsHandledAgain() async throws {
         let (redis, naming, publisher) = try await fixture(partitions: 1)
         let call = Identifier.v7()

@@ -22,6 +22,13 @@ public struct ConsumerConfiguration: Sendable {
     public var batchSize: Int
     /// How long one read waits for new entries.
     public var block: Duration
+    /// The least time from the start of one read of new entries to the start of the next; `nil`
+    /// reads again at once. Each read of many partitions costs Redis (and this process) about the
+    /// same whatever it returns, and a busy stream would otherwise wake the consumer for nearly
+    /// every entry: a consumer whose entries can wait this long (billing, CRM, outbound webhooks)
+    /// reads a busy stream in fewer, larger batches. An entry arriving on a quiet stream is read at
+    /// once (the blocking read is already waiting); a backlog is read without pause.
+    public var readInterval: Duration?
     /// Deliveries (counted by Redis) after which a failing entry goes to the dead-letter stream.
     public var maxDeliveries: Int
     /// First retry delay; doubles per attempt with ±20 % jitter, up to `maxRetryDelay`.
@@ -41,7 +48,8 @@ public struct ConsumerConfiguration: Sendable {
         group: String, streams: [String], consumer: String? = nil, start: GroupStart = .beginning,
         batchSize: Int = 256, block: Duration = .seconds(2), maxDeliveries: Int = 5,
         retryDelay: Duration = .milliseconds(100), maxRetryDelay: Duration = .seconds(10),
-        claimIdle: Duration = .seconds(30), claimInterval: Duration = .seconds(5), leaseTTL: Duration? = .seconds(10)
+        claimIdle: Duration = .seconds(30), claimInterval: Duration = .seconds(5), leaseTTL: Duration? = .seconds(10),
+        readInterval: Duration? = nil
     ) {
         self.group = group
         self.streams = streams
@@ -55,6 +63,7 @@ public struct ConsumerConfiguration: Sendable {
         self.claimIdle = claimIdle
         self.claimInterval = claimInterval
         self.leaseTTL = leaseTTL
+        self.readInterval = readInterval
     }
 
     /// The dead-letter stream of `stream` for this group: `<stream>:dlq:<group>`, in the same

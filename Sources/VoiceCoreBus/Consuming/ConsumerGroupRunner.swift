@@ -110,6 +110,8 @@ public final class ConsumerGroupRunner: Service, Sendable {
             var unacknowledged: [(stream: String, ids: [StreamEntryID])] = []
             // A large batch's successor is read while it is handled (see `ReadAhead`).
             var readAhead: ReadAhead?
+            // When the last blocking read of new entries started (`readInterval`).
+            var lastRead: ContinuousClock.Instant?
             while !stopping.withLock({ $0 }) && !Task.isCancelled {
                 var batches: [StreamReadResult] = []
                 var fresh = true
@@ -119,6 +121,11 @@ public final class ConsumerGroupRunner: Service, Sendable {
                     do {
                         batches = try await ahead.task.value
                         readable = ahead.streams
+                        // A lease check is due but waits for the batch in hand (partitions change
+                        // hands only with none): renew the leases meanwhile, as the check would.
+                        if let leases, !batches.isEmpty, lastLeaseCheck.map({ ContinuousClock.now - $0 >= leases.ttl / 3 }) ?? true {
+                            try await leases.renew(held, on: control)
+                        }
                     } catch let error as RedisError {
                         // Its acknowledgements may not have reached Redis: read own pending entries again.
                         try await recover(from: error, reader: reader, control: control)
@@ -155,6 +162,10 @@ public final class ConsumerGroupRunner: Service, Sendable {
                     let streams: [(key: String, position: GroupReadPosition)] = readingHistory
                         ? history.map { ($0.key, .pending(after: $0.value)) }
                         : readable.map { ($0, .newEntries) }
+                    if !readingHistory, let interval = configuration.readInterval, let last = lastRead, ContinuousClock.now - last < interval {
+                        try await Task.sleep(until: last + interval)
+                    }
+                    if !readingHistory { lastRead = ContinuousClock.now }
                     do {
                         batches = try await reader.readGroup(
                             group: configuration.group, consumer: configuration.consumer, streams: streams,

@@ -102,13 +102,19 @@ struct PartitionLeases {
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: ttl / 3)
-                _ = try await connection.send("ZADD", .string(membersKey), .integer(Int(Timestamp.now.millisecondsSinceEpoch)), .string(consumer))
-                for stream in held {
-                    _ = try await Self.renewScript.run(on: connection, keys: [leaseKey(stream)], arguments: [.string(consumer), .integer(ttlMilliseconds)])
-                }
+                try await renew(held, on: connection)
             } catch {
                 return
             }
+        }
+    }
+
+    /// One heartbeat and renewal of the leases held, without taking or giving any (safe while
+    /// entries of those partitions are in hand).
+    func renew(_ held: Set<String>, on connection: RedisClient) async throws {
+        _ = try await connection.send("ZADD", .string(membersKey), .integer(Int(Timestamp.now.millisecondsSinceEpoch)), .string(consumer))
+        for stream in held {
+            _ = try await Self.renewScript.run(on: connection, keys: [leaseKey(stream)], arguments: [.string(consumer), .integer(ttlMilliseconds)])
         }
     }
 

@@ -28,7 +28,7 @@ public struct BillingService: Sendable {
         handlers.aroundPartitionBatch(EffectBatch.scope(publisher: service.emitter.publisher))
         handlers.on(CallEnded.self) { message, ended in try await service.handle(ended, message) }
         return ConsumerGroupRunner(redis: dependencies.redis,
-                                   configuration: dependencies.consumer(group, streams: dependencies.naming.streams(.calls, kind: .event)),
+                                   configuration: dependencies.consumer(group, streams: dependencies.naming.streams(.calls, kind: .event), readInterval: ServiceDependencies.backgroundReadInterval),
                                    handlers: handlers, logger: dependencies.logger)
     }
 

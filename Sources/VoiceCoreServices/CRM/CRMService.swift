@@ -42,7 +42,7 @@ public struct CRMService: Sendable {
         }
         handlers.on(CallEnded.self) { message, ended in try await service.handle(ended, message) }
         let streams = dependencies.naming.streams(.crm, kind: .command) + dependencies.naming.streams(.calls, kind: .event)
-        return ConsumerGroupRunner(redis: dependencies.redis, configuration: dependencies.consumer(group, streams: streams),
+        return ConsumerGroupRunner(redis: dependencies.redis, configuration: dependencies.consumer(group, streams: streams, readInterval: ServiceDependencies.backgroundReadInterval),
                                    handlers: handlers, logger: dependencies.logger)
     }
 
