@@ -25,7 +25,7 @@ public struct ConsumerConfiguration: Sendable {
     /// The least time from the start of one read of new entries to the start of the next; `nil`
     /// reads again at once. Each read of many partitions costs Redis (and this process) about the
     /// same whatever it returns, and a busy stream would otherwise wake the consumer for nearly
-    /// every entry: a consumer whose entries can wait this long (billing, CRM, outbound webhooks)
+    /// every entry: a consumer whose entries can wait this long (the platform's billing and CRM)
     /// reads a busy stream in fewer, larger batches. An entry arriving on a quiet stream is read at
     /// once (the blocking read is already waiting); a backlog is read without pause.
     public var readInterval: Duration?

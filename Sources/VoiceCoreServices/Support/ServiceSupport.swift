@@ -28,7 +28,7 @@ public struct ServiceDependencies: Sendable {
         ConsumerConfiguration(group: group, streams: streams, consumer: "\(instance)-\(group)", readInterval: readInterval)
     }
 
-    /// How often services that no caller waits on (billing, CRM, outbound webhooks) read a busy
+    /// How often services that no caller waits on (billing, CRM) read a busy
     /// stream: they skip most of the call stream's entries (transcript chunks above all), and
     /// reading them every 50 ms instead of at every entry spares Redis most of their reads.
     static let backgroundReadInterval: Duration = .milliseconds(50)
