@@ -64,7 +64,7 @@ struct UpCommandTests {
         throw TestFailure("no free port between 28000 and 32000")
     }
 
-    @Test("up provisions a demo tenant and runs everything; demo's call comes out as rows; SIGTERM stops it cleanly")
+    @Test("up provisions a demo tenant and runs everything; demo's call and loadgen's calls come out as rows; SIGTERM stops it cleanly")
     func upAndDemo() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build voicecore first (tools/test does)")
         let schema = "u_\(UUID().uuidString.prefix(8).lowercased())"
@@ -109,6 +109,18 @@ struct UpCommandTests {
             #expect(lines.contains { $0.contains("completed") && $0.contains("+14155550123") && $0.contains("21") }, "the call session")
             #expect(lines.contains { $0.contains("Maria Lopez") && $0.contains("+14155550199") && $0.contains("appointment") }, "the lead")
             #expect(lines.contains { $0.contains("call_minutes") && $0.contains("minute") }, "the billing")
+
+            // The load generator against the same edge: every webhook accepted, every segment and
+            // call in the read models, latencies measured for each.
+            let loadgen = try Child(["loadgen", "--calls", "6", "--rate", "6", "--call-seconds", "3", "--connections-to-edge", "2",
+                                     "--edge-url", "http://127.0.0.1:\(port)"], environment: environment)
+            let loadStatus = try await loadgen.waitForExit(within: .seconds(90))
+            let load = loadgen.text
+            #expect(loadStatus == 0, "\(load)")
+            // 6 calls × (incoming call, in progress, 3 segments, completed).
+            #expect(load.contains("sent 36 webhooks") && load.contains("36 accepted") && load.contains(", 0 failed"), "\(load)")
+            #expect(load.contains("18 of 18 accepted segments, 6 of 6 completed calls; lost: 0"), "\(load)")
+            #expect(load.contains("(18 samples)") && load.contains("(6 samples)"), "a latency for each segment and call start:\n\(load)")
         } catch {
             kill(up.process.processIdentifier, SIGKILL)
             throw error

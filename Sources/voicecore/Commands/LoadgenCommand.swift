@@ -1,5 +1,4 @@
 import ArgumentParser
-import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Synchronization
@@ -22,8 +21,10 @@ struct LoadgenCommand: AsyncParsableCommand {
             Reports the webhooks accepted per second, HTTP latency, and the end-to-end latency \
             from a webhook's 2xx to its row being visible in Postgres: for every transcript \
             segment, the commit time of its transcripts row (Postgres' track_commit_timestamp, on \
-            in tools/dev-env) minus the time the edge accepted it; for call starts, by polling \
-            call_sessions for a sample. At the end it waits for the backlog and checks that every \
+            in tools/dev-env) minus the time the edge accepted it; for every call start, the \
+            commit time of its CallStarted event in the archive (event_log, which `voicecore up` \
+            commits in the same transaction as the call's call_sessions row). Nothing is polled \
+            while load runs. At the end it waits for the backlog and checks that every \
             accepted segment and call is in the read models (loss). Needs a running `voicecore \
             up` (or edge, services and projectors), and VOICECORE_MASTER_KEY to read the \
             tenant's Twilio auth token.
@@ -41,7 +42,7 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "Seconds each call lasts (one transcript segment per second).")
     var callSeconds = 60
 
-    @Option(help: "The edge to call.")
+    @Option(help: "The edge to call (plain http://).")
     var edgeURL = "http://127.0.0.1:8080"
 
     @Option(name: .customLong("public-url"), help: "The edge's --public-url (signatures cover it). Default: $VOICECORE_PUBLIC_URL, else --edge-url.")
@@ -52,9 +53,6 @@ struct LoadgenCommand: AsyncParsableCommand {
 
     @Option(help: "HTTP connections to the edge.")
     var connectionsToEdge = 64
-
-    @Option(help: "Call starts sampled per second for their end-to-end latency (polled).")
-    var samplesPerSecond = 20
 
     @Option(help: "Seconds to wait for the read models to catch up at the end.")
     var drainSeconds = 120
@@ -73,35 +71,32 @@ struct LoadgenCommand: AsyncParsableCommand {
         let base = publicURL ?? EdgeOptions.publicURLFromEnvironment ?? edgeURL
         let edge = edgeURL.hasSuffix("/") ? String(edgeURL.dropLast()) : edgeURL
 
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsToEdge)
-        configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let target = try EdgeTarget(edge)
+        let client = WebhookLoadClient(host: target.host, port: target.port, maximumConnections: connectionsToEdge)
         do {
-            try await generate(client: client, tenantID: twilio.id, account: twilio.accountSID, authToken: twilio.authToken, base: base, edge: edge)
+            try await generate(client: client, target: target, tenantID: twilio.id, account: twilio.accountSID, authToken: twilio.authToken, base: base, edge: edge)
         } catch {
-            try? await client.shutdown()
+            await client.shutdown()
             throw error
         }
-        try await client.shutdown()
+        await client.shutdown()
     }
 
-    func generate(client: HTTPClient, tenantID: Identifier, account: String, authToken: String, base: String, edge: String) async throws {
+    func generate(client: WebhookLoadClient, target: EdgeTarget, tenantID: Identifier, account: String, authToken: String, base: String,
+                  edge: String) async throws {
         let db = try await PostgresConnection.connect(try connections.postgresConfiguration())
         let stats = LoadStatistics()
-        let sampler = LatencySampler(fraction: min(1, Double(samplesPerSecond) / max(1, Double(calls))))
         let sid = account
         say("loadgen: \(calls) calls at \(rate)/s, \(callSeconds) s each, one segment per second, against \(edge) (tenant \(tenantID))")
         let started = ContinuousClock.now
-
-        let poller = Task { await sampler.poll(db: db, tenant: tenantID) }
+        let startedWall = Timestamp.now
         try await withThrowingDiscardingTaskGroup { group in
             for index in 0..<calls {
                 let due = started + .seconds(Double(index) / rate)
                 group.addTask {
                     try? await Task.sleep(until: due)
-                    await Self.playCall(index: index, tenant: tenantID, account: sid, token: authToken, publicBase: base, edge: edge,
-                                        seconds: callSeconds, client: client, stats: stats, sampler: sampler)
+                    await Self.playCall(index: index, tenant: tenantID, account: sid, token: authToken, publicBase: base, target: target,
+                                        seconds: callSeconds, client: client, stats: stats)
                 }
             }
             group.addTask {
@@ -118,7 +113,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         let elapsed = (ContinuousClock.now - started) / .seconds(1)
         let totals = stats.snapshot
         say("loadgen: sent \(totals.accepted + totals.errors) webhooks in \(String(format: "%.1f", elapsed)) s: \(totals.accepted) accepted (\(String(format: "%.0f", Double(totals.accepted) / elapsed))/s), \(totals.errors) failed")
-        say("  HTTP latency         \(LatencySampler.describe(stats.httpLatencies))")
+        say("  HTTP latency         \(Self.describe(stats.httpLatencies))")
 
         // Drain: every accepted segment and call of this run must reach the read models.
         let drainDeadline = ContinuousClock.now + .seconds(drainSeconds)
@@ -157,13 +152,29 @@ struct LoadgenCommand: AsyncParsableCommand {
                 if let at = accepted[key] { segmentLatencies.append(.microseconds(max(0, committed - at))) }
             }
         }
+        // Each call start's CallStarted event, archived when its call_sessions row was written.
+        var callLatencies: [Duration] = []
+        let callAcceptance = stats.callAcceptance
+        let callSubjects = callAcceptance.keys.map(\.description)
+        let since = startedWall.adding(microseconds: -300_000_000).date
+        for chunk in stride(from: 0, to: callSubjects.count, by: 2000) {
+            let subjects = Array(callSubjects[chunk..<min(callSubjects.count, chunk + 2000)])
+            let rows = try await db.query("""
+                SELECT subject, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::int8 AS committed
+                FROM event_log WHERE tenant_id = \(id) AND time >= \(since) AND type = \(CallStarted.type) AND subject = ANY(\(subjects)::text[])
+                """)
+            for row in rows {
+                guard let committed = try row.decode(Int64?.self, "committed") else { missingCommitTimes = true; continue }
+                if let call = Identifier(try row.decode(String.self, "subject")), let at = callAcceptance[call] {
+                    callLatencies.append(.microseconds(max(0, committed - at)))
+                }
+            }
+        }
         if missingCommitTimes {
             say("  (no commit times: start Postgres with track_commit_timestamp=on, as tools/dev-env does, to measure segments end to end)")
         }
-        poller.cancel()
-        _ = await poller.result
-        say("  end to end (segment) \(LatencySampler.describe(segmentLatencies))")
-        say("  end to end (call)    \(LatencySampler.describe(sampler.latencies))")
+        say("  end to end (segment) \(Self.describe(segmentLatencies))")
+        say("  end to end (call)    \(Self.describe(callLatencies))")
         let lostSegments = max(0, totals.acceptedSegments - transcripts)
         let lostCalls = max(0, totals.completedCalls - ended)
         say("  read models: \(transcripts) of \(totals.acceptedSegments) accepted segments, \(ended) of \(totals.completedCalls) completed calls; lost: \(lostSegments + lostCalls)")
@@ -180,8 +191,8 @@ struct LoadgenCommand: AsyncParsableCommand {
         "Thanks, that's great, I appreciate it.",
     ]
 
-    static func playCall(index: Int, tenant: Identifier, account: String, token: String, publicBase: String, edge: String, seconds: Int,
-                         client: HTTPClient, stats: LoadStatistics, sampler: LatencySampler) async {
+    static func playCall(index: Int, tenant: Identifier, account: String, token: String, publicBase: String, target: EdgeTarget, seconds: Int,
+                         client: WebhookLoadClient, stats: LoadStatistics) async {
         let callStart = Timestamp.now
         let utterances = (0..<seconds).map { TwilioCallSimulation.Utterance(.inbound, lines[($0 + index) % lines.count], at: $0 + 1) }
         let call = TwilioCallSimulation(tenant: tenant, accountSID: account, authToken: token, publicBase: publicBase,
@@ -200,14 +211,13 @@ struct LoadgenCommand: AsyncParsableCommand {
             }
             let sent = ContinuousClock.now
             do {
-                let response = try await client.execute(hook.request(to: edge), timeout: .seconds(30))
-                _ = try await response.body.collect(upTo: 1 << 16)
-                guard (200..<300).contains(Int(response.status.code)) else { stats.failed(); continue }
+                let status = try await client.send(hook.loadRequest(to: target), timeout: .seconds(30))
+                guard (200..<300).contains(status) else { stats.failed(); continue }
                 let accepted = ContinuousClock.now
                 let acceptedWall = Timestamp.now.microsecondsSinceEpoch
                 stats.accepted(hook.kind, latency: accepted - sent, completed: hook.body.contains("CallStatus=completed"))
                 switch hook.kind {
-                case .voice: sampler.offer(callID: call.callID, acceptedAt: accepted)
+                case .voice: stats.callAccepted(call.callID, at: acceptedWall)
                 case .transcription:
                     let sequence = (try? FormBody(parsing: Array(hook.body.utf8)))?["SequenceId"].flatMap(Int.init) ?? 0
                     stats.segmentAccepted(SegmentKey(call: call.callID, sequence: sequence), at: acceptedWall)
@@ -240,14 +250,18 @@ final class LoadStatistics: Sendable {
     private let state = Mutex((Snapshot(), [Duration]()))
     private let calls = Mutex<[Identifier]>([])
     private let segments = Mutex<[SegmentKey: Int64]>([:])
+    private let callStarts = Mutex<[Identifier: Int64]>([:])
 
     var snapshot: Snapshot { state.withLock { $0.0 } }
     var httpLatencies: [Duration] { state.withLock { $0.1 } }
     var callIDs: [Identifier] { calls.withLock { $0 } }
     /// When the edge accepted each segment (Unix µs).
     var segmentAcceptance: [SegmentKey: Int64] { segments.withLock { $0 } }
+    /// When the edge accepted each call's incoming-call webhook (Unix µs).
+    var callAcceptance: [Identifier: Int64] { callStarts.withLock { $0 } }
 
     func segmentAccepted(_ key: SegmentKey, at micros: Int64) { segments.withLock { $0[key] = micros } }
+    func callAccepted(_ call: Identifier, at micros: Int64) { callStarts.withLock { $0[call] = micros } }
     func callStarted(_ id: Identifier) {
         calls.withLock { $0.append(id) }
         state.withLock { $0.0.startedCalls += 1 }
@@ -264,58 +278,7 @@ final class LoadStatistics: Sendable {
     }
 }
 
-/// Measures call start accepted → its call_sessions row visible on a sample, by polling. (Segments
-/// are measured exactly, by their rows' commit times.)
-final class LatencySampler: Sendable {
-    struct Pending: Sendable {
-        var callID: Identifier
-        var acceptedAt: ContinuousClock.Instant
-    }
-
-    private let fraction: Double
-    private let state = Mutex((pending: [Pending](), latencies: [Duration]()))
-
-    init(fraction: Double) { self.fraction = fraction }
-
-    func offer(callID: Identifier, acceptedAt: ContinuousClock.Instant) {
-        guard Double.random(in: 0..<1) < fraction else { return }
-        state.withLock { $0.pending.append(Pending(callID: callID, acceptedAt: acceptedAt)) }
-    }
-
-    var latencies: [Duration] { state.withLock { $0.latencies } }
-
-    /// Polls every 2 ms while samples wait: a row found by a query was committed before the
-    /// query's snapshot, so its latency is at most the query's start minus the acceptance.
-    func poll(db: PostgresConnection, tenant: Identifier) async {
-        let id = tenant.uuid
-        while !Task.isCancelled {
-            let pending = state.withLock { $0.pending }
-            if pending.isEmpty {
-                try? await Task.sleep(for: .milliseconds(1))
-                continue
-            }
-            let snapshot = ContinuousClock.now
-            let found: Set<Identifier>
-            do {
-                found = Set(try await db.query("""
-                    SELECT call_id FROM call_sessions WHERE tenant_id = \(id) AND call_id = ANY(\(pending.map(\.callID.uuid))::uuid[])
-                    """).map { Identifier(try $0.decode(UUID.self, "call_id")) })
-            } catch {
-                try? await Task.sleep(for: .milliseconds(100))
-                continue
-            }
-            try? await Task.sleep(for: .milliseconds(2))
-            guard !found.isEmpty else { continue }
-            state.withLock { state in
-                state.pending.removeAll { item in
-                    guard found.contains(item.callID) else { return false }
-                    state.latencies.append(max(.zero, snapshot - item.acceptedAt))
-                    return true
-                }
-            }
-        }
-    }
-
+extension LoadgenCommand {
     static func describe(_ samples: [Duration]) -> String {
         guard !samples.isEmpty else { return "no samples" }
         let sorted = samples.sorted()
