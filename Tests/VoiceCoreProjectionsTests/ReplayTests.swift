@@ -170,6 +170,54 @@ struct ReplayTests {
         #expect(archived == Set(fixture.published.map(\.eventID)).count, "every published event archived once")
     }
 
+    @Test("the live projector takes the swap's lock first: held, it waits before touching a table, and the swap's table locks go through")
+    func liveProjectorLocksCheckpointsBeforeTables() async throws {
+        let fixture = try await ProjectorFixture()
+        defer { Task { try? await fixture.drop() } }
+        var workload = CallWorkload(seed: 21, tenants: 2)
+        try await fixture.publish(workload.provisioning() + workload.calls(10))
+        let projector = try fixture.runner()
+        try await fixture.waitUntilCaughtUp()
+
+        // What the swap does first, held open.
+        let swap = try await PostgresConnection.connect(try PostgresConfiguration(url: fixture.databaseURL))
+        try await swap.query("BEGIN")
+        try await swap.query("SET LOCAL lock_timeout = '10s'")
+        try await swap.query("LOCK TABLE projection_checkpoints IN SHARE ROW EXCLUSIVE MODE")
+        let swapPID = try await swap.query("SELECT pg_backend_pid() AS pid")[0].decode(Int32.self, "pid")
+        try await fixture.publish(workload.calls(5))
+
+        // The projector's next batch waits for that lock...
+        var waiting: Int32?
+        try await eventually("the projector waits for projection_checkpoints", within: .seconds(30)) {
+            waiting = try await fixture.db.query("""
+                SELECT pid FROM pg_locks
+                WHERE relation = 'projection_checkpoints'::regclass AND NOT granted AND pid <> \(swapPID) LIMIT 1
+                """).first.map { try $0.decode(Int32.self, "pid") }
+            return waiting != nil
+        }
+        // ...holding no lock on any table of this schema: the checkpoints are its first write.
+        let held = try await fixture.db.query("""
+            SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+            WHERE l.pid = \(waiting!) AND l.granted AND c.relnamespace = current_schema()::regnamespace ORDER BY 1
+            """).map { try $0.decode(String.self, "relname") }
+        #expect(held.isEmpty, "the waiting projector already holds locks on \(held): a swap locking those next would deadlock with it")
+        // So the swap can go on to lock the tables it replaces (within its lock_timeout, no deadlock).
+        for table in ["event_log", "call_sessions", "transcripts", "call_analytics", "billing_usage"] {
+            try await swap.query(PostgresQuery(unsafeSQL: "LOCK TABLE \(PostgresQuery.quoteIdentifier(table)) IN ACCESS EXCLUSIVE MODE"))
+        }
+        try await swap.query("COMMIT")
+        await swap.close()
+
+        // Released, the batch goes through and nothing is lost.
+        try await fixture.waitUntilCaughtUp()
+        try await projector.stop()
+        let expected = try await ReadModels.fold(eventLog: fixture.db)
+        #expect(try await ReadModels.read(fixture.db) == expected)
+        let archived = try await fixture.db.query("SELECT count(*) AS n FROM event_log")[0].decode(Int.self, "n")
+        #expect(archived == Set(fixture.published.map(\.eventID)).count)
+    }
+
     @Test("old event versions in the archive are upcast on the way")
     func upcastsOldVersions() async throws {
         let (fixture, tenants) = try await Self.projected(seed: 15, calls: 20)
