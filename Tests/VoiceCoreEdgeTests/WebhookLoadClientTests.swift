@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 import VoiceCoreEvents
@@ -17,29 +18,28 @@ struct WebhookLoadClientTests {
                                         publicBase: EdgeFixture.publicBase, from: "+14155550100", to: "+14155550199", ringSeconds: 1,
                                         utterances: (1...6).map { TwilioCallSimulation.Utterance(.inbound, "segment \($0)", at: $0) })
         let hooks = call.webhooks
+        // The incoming-call webhook is answered with TwiML: a body the client must skip to read the next response.
+        try #require(hooks.first?.kind == .voice)
+        var unsigned = hooks[0]
+        unsigned.signature = "AAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        let forged = unsigned
         let app = Application(router: fixture.edge.router())
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let load = WebhookLoadClient(host: "localhost", port: port, maximumConnections: 2)
-            func request(_ hook: SimulatedWebhook, signature: String? = nil) -> WebhookLoadClient.Request {
-                WebhookLoadClient.Request(post: hook.path, host: "localhost:\(port)",
-                                          headers: [("Content-Type", "application/x-www-form-urlencoded"), ("X-Twilio-Signature", signature ?? hook.signature)],
-                                          body: hook.body)
-            }
+            let host = "localhost:\(port)"
             // All at once: more requests than connections, so they queue for and reuse the two.
             let statuses = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
                 for (index, hook) in hooks.enumerated() {
-                    group.addTask { (index, try await load.send(request(hook))) }
+                    group.addTask { (index, try await load.send(WebhookLoadClient.Request(hook, host: host))) }
                 }
-                group.addTask { (-1, try await load.send(request(hooks[0], signature: "AAAAAAAAAAAAAAAAAAAAAAAAAAA="))) }
+                group.addTask { (-1, try await load.send(WebhookLoadClient.Request(forged, host: host))) }
                 var statuses: [Int: Int] = [:]
                 for try await (index, status) in group { statuses[index] = status }
                 return statuses
             }
             #expect(statuses[-1] == 403)
             #expect(hooks.indices.allSatisfy { statuses[$0] == 200 }, "\(statuses)")
-            // The edge answers the incoming-call webhook with TwiML: a body the client must skip to read the next response.
-            #expect(hooks[0].kind == .voice)
             await load.shutdown()
         }
         // One command per signed webhook; nothing for the forged one.
@@ -66,6 +66,22 @@ struct WebhookLoadClientTests {
             #expect(outcome.hasPrefix("could not connect to 127.0.0.1:\(probe)"), "\(outcome)")
         }
         await load.shutdown()
+    }
+
+    @Test(arguments: [true, false])
+    func aConnectionTheServerClosesIsNotReused(saysClose: Bool) async throws {
+        // A server that answers one request per connection, then closes it: saying so
+        // (`Connection: close`), or not (as a keep-alive timeout would, between requests).
+        let server = try await OneResponseServer.start(saysClose: saysClose)
+        let load = WebhookLoadClient(host: "127.0.0.1", port: server.port, maximumConnections: 1)
+        let request = WebhookLoadClient.Request(post: "/", host: "127.0.0.1", headers: [], body: "")
+        for _ in 0..<3 {
+            #expect(try await load.send(request) == 503, "each request answered, none sent on a closed connection")
+            if !saysClose { try await Task.sleep(for: .milliseconds(200)) }  // the close arrives while idle
+        }
+        #expect(server.connections == 3)
+        await load.shutdown()
+        try await server.channel.close()
     }
 
     /// What `body` returns, or "hung" when it has not returned within `limit` (left running).
@@ -129,6 +145,52 @@ struct WebhookLoadClientTests {
                     "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\nbody until close"] {
             var buffer = ByteBuffer(string: bad)
             #expect(throws: WebhookLoadClient.Failure.self, "\(bad)") { _ = try HTTP1ResponseReader.next(from: &buffer) }
+        }
+    }
+}
+
+/// Answers the first request of each connection with a 503 and closes the connection.
+final class OneResponseServer: Sendable {
+    final class Counter: Sendable {
+        let value = Mutex(0)
+    }
+
+    let channel: Channel
+    private let accepted: Counter
+    var port: Int { channel.localAddress!.port! }
+    var connections: Int { accepted.value.withLock { $0 } }
+
+    private init(channel: Channel, accepted: Counter) {
+        self.channel = channel
+        self.accepted = accepted
+    }
+
+    static func start(saysClose: Bool) async throws -> OneResponseServer {
+        let accepted = Counter()
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { child in
+                accepted.value.withLock { $0 += 1 }
+                return child.eventLoop.makeCompletedFuture { try child.pipeline.syncOperations.addHandler(Answer(saysClose: saysClose)) }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        return OneResponseServer(channel: channel, accepted: accepted)
+    }
+
+    private final class Answer: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let saysClose: Bool
+        private var received = ""
+
+        init(saysClose: Bool) { self.saysClose = saysClose }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            received += String(buffer: unwrapInboundIn(data))
+            guard received.contains("\r\n\r\n") else { return }
+            let response = "HTTP/1.1 503 Service Unavailable\r\n" + (saysClose ? "Connection: close\r\n" : "") + "Content-Length: 2\r\n\r\n{}"
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response)), promise: nil)
+            context.close(promise: nil)
         }
     }
 }

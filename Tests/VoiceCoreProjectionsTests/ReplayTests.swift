@@ -31,15 +31,31 @@ struct ReplayTests {
         Replayer(projection: try StandardProjections.named([name])[0], postgres: try PostgresConfiguration(url: fixture.databaseURL))
     }
 
-    /// A fixture with a projected workload.
-    static func projected(seed: UInt64, calls: Int = 120, tenants: Int = 3) async throws -> (ProjectorFixture, [Identifier]) {
+    /// A fixture with a projected workload, its projector still running (and the workload, to go on with).
+    static func live(seed: UInt64, calls: Int = 120, tenants: Int = 3) async throws -> (ProjectorFixture, CallWorkload, RunningProjector) {
         let fixture = try await ProjectorFixture()
         var workload = CallWorkload(seed: seed, tenants: tenants)
         try await fixture.publish(workload.provisioning() + workload.calls(calls))
         let projector = try fixture.runner()
         try await fixture.waitUntilCaughtUp()
+        return (fixture, workload, projector)
+    }
+
+    /// A fixture with a projected workload.
+    static func projected(seed: UInt64, calls: Int = 120, tenants: Int = 3) async throws -> (ProjectorFixture, [Identifier]) {
+        let (fixture, workload, projector) = try await live(seed: seed, calls: calls, tenants: tenants)
         try await projector.stop()
         return (fixture, workload.tenants)
+    }
+
+    /// Nothing lost and nothing counted twice: the read models equal a fold of the archive, which
+    /// holds every published event once.
+    static func expectReadModelsFoldTheArchive(_ fixture: ProjectorFixture) async throws {
+        let expected = try await ReadModels.fold(eventLog: fixture.db)
+        let actual = try await ReadModels.read(fixture.db)
+        #expect(actual == expected, "\(actual.differences(from: expected))")
+        let archived = try await fixture.db.query("SELECT count(*) AS n FROM event_log")[0].decode(Int.self, "n")
+        #expect(archived == Set(fixture.published.map(\.eventID)).count, "every published event archived once")
     }
 
     /// Damage: rows deleted and rows changed in every replayable projection's tables.
@@ -140,12 +156,9 @@ struct ReplayTests {
 
     @Test("a rebuild during live traffic ends with no lost and no double-counted event")
     func duringLiveTraffic() async throws {
-        let fixture = try await ProjectorFixture()
+        let (fixture, initial, projector) = try await Self.live(seed: 14, calls: 80)
+        var workload = initial
         defer { Task { try? await fixture.drop() } }
-        var workload = CallWorkload(seed: 14, tenants: 3)
-        try await fixture.publish(workload.provisioning() + workload.calls(80))
-        let projector = try fixture.runner()
-        try await fixture.waitUntilCaughtUp()
         // Publishing goes on while every projection is rebuilt.
         let traffic = Task {
             for _ in 0..<40 {
@@ -159,25 +172,18 @@ struct ReplayTests {
         try await traffic.value
         try await fixture.waitUntilCaughtUp()
         try await projector.stop()
-        let expected = try await ReadModels.fold(eventLog: fixture.db)
-        let actual = try await ReadModels.read(fixture.db)
-        #expect(actual == expected, "\(actual.differences(from: expected))")
+        try await Self.expectReadModelsFoldTheArchive(fixture)
         for projection in Self.replayed {
             let report = try await Self.replayer(fixture, projection.name).run(ReplayOptions(mode: .verify))
             #expect(report.differences.isEmpty, "\(projection.name): \(report.differences)")
         }
-        let archived = try await fixture.db.query("SELECT count(*) AS n FROM event_log")[0].decode(Int.self, "n")
-        #expect(archived == Set(fixture.published.map(\.eventID)).count, "every published event archived once")
     }
 
     @Test("the live projector takes the swap's lock first: held, it waits before touching a table, and the swap's table locks go through")
     func liveProjectorLocksCheckpointsBeforeTables() async throws {
-        let fixture = try await ProjectorFixture()
+        let (fixture, initial, projector) = try await Self.live(seed: 21, calls: 10, tenants: 2)
+        var workload = initial
         defer { Task { try? await fixture.drop() } }
-        var workload = CallWorkload(seed: 21, tenants: 2)
-        try await fixture.publish(workload.provisioning() + workload.calls(10))
-        let projector = try fixture.runner()
-        try await fixture.waitUntilCaughtUp()
 
         // What the swap does first, held open.
         let swap = try await PostgresConnection.connect(try PostgresConfiguration(url: fixture.databaseURL))
@@ -212,10 +218,7 @@ struct ReplayTests {
         // Released, the batch goes through and nothing is lost.
         try await fixture.waitUntilCaughtUp()
         try await projector.stop()
-        let expected = try await ReadModels.fold(eventLog: fixture.db)
-        #expect(try await ReadModels.read(fixture.db) == expected)
-        let archived = try await fixture.db.query("SELECT count(*) AS n FROM event_log")[0].decode(Int.self, "n")
-        #expect(archived == Set(fixture.published.map(\.eventID)).count)
+        try await Self.expectReadModelsFoldTheArchive(fixture)
     }
 
     @Test("old event versions in the archive are upcast on the way")

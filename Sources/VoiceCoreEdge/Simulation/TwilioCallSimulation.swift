@@ -13,6 +13,11 @@ public struct SimulatedWebhook: Sendable, Hashable {
     public var body: String
     /// `X-Twilio-Signature`.
     public var signature: String
+
+    /// The headers Twilio sends it with.
+    public var headers: [(name: String, value: String)] {
+        [("Content-Type", "application/x-www-form-urlencoded"), ("X-Twilio-Signature", signature)]
+    }
 }
 
 /// A realistic inbound call as Twilio's webhooks: the incoming-call webhook, the in-progress and

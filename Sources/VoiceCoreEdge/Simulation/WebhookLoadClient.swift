@@ -35,6 +35,11 @@ public final class WebhookLoadClient: Sendable {
             bytes.writeString(body)
             self.bytes = bytes
         }
+
+        /// The POST Twilio would make with `webhook`, to an edge at `host` serving under `pathPrefix`.
+        public init(_ webhook: SimulatedWebhook, host: String, pathPrefix: String = "") {
+            self.init(post: pathPrefix + webhook.path, host: host, headers: webhook.headers.map { ($0.name, $0.value) }, body: webhook.body)
+        }
     }
 
     private struct State {
@@ -91,7 +96,18 @@ public final class WebhookLoadClient: Sendable {
         case wait
     }
 
+    /// A connection for one request: an open one, a new one, or one handed over by a request done with it.
     private func acquire() async throws -> Channel {
+        let channel = try await takeConnection()
+        // The server may have closed it while it was idle.
+        guard channel.isActive else {
+            discard(channel)
+            return try await acquire()
+        }
+        return channel
+    }
+
+    private func takeConnection() async throws -> Channel {
         let acquired = state.withLock { state -> Acquired in
             if let channel = state.idle.popLast() { return .reuse(channel) }
             if state.open < maximumConnections {
@@ -141,17 +157,25 @@ public final class WebhookLoadClient: Sendable {
         }
     }
 
+    /// A request is done with its connection: to a waiting request, else idle (closed when the
+    /// server closed it or the client is shut down).
     private func release(_ channel: Channel) {
-        let next = state.withLock { state -> CheckedContinuation<Channel?, Never>? in
-            if !state.waiters.isEmpty { return state.waiters.removeFirst() }
-            if !state.closed { state.idle.append(channel) }
-            return nil
+        guard channel.isActive else { return discard(channel) }
+        enum Next {
+            case handOver(CheckedContinuation<Channel?, Never>)
+            case keep
+            case close
         }
-        if let next {
-            next.resume(returning: channel)
-        } else if state.withLock({ $0.closed }) {
-            channel.close(promise: nil)
-            freeSlot()
+        let next = state.withLock { state -> Next in
+            if !state.waiters.isEmpty { return .handOver(state.waiters.removeFirst()) }
+            guard !state.closed else { return .close }
+            state.idle.append(channel)
+            return .keep
+        }
+        switch next {
+        case .handOver(let waiter): waiter.resume(returning: channel)
+        case .keep: break
+        case .close: discard(channel)
         }
     }
 
@@ -209,8 +233,14 @@ private final class ResponseHandler: ChannelDuplexHandler {
         do {
             while let (status, closes) = try HTTP1ResponseReader.next(from: &buffer) {
                 guard !waiting.isEmpty else { throw WebhookLoadClient.Failure(description: "a response nothing was asked for") }
-                waiting.removeFirst().succeed(status)
-                if closes { context.close(promise: nil); return }
+                let response = waiting.removeFirst()
+                if closes {
+                    // Closed before the request hears back, so its connection is not reused.
+                    context.close(promise: nil)
+                    response.succeed(status)
+                    return
+                }
+                response.succeed(status)
             }
             buffer.discardReadBytes()
         } catch {

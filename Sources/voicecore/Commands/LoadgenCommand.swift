@@ -156,6 +156,8 @@ struct LoadgenCommand: AsyncParsableCommand {
         var callLatencies: [Duration] = []
         let callAcceptance = stats.callAcceptance
         let callSubjects = callAcceptance.keys.map(\.description)
+        // Bounds the archive's (tenant_id, time) index scan to this run; an event's time is its
+        // call's start as the webhook's second-precision Timestamp gave it, hence the margin.
         let since = startedWall.adding(microseconds: -300_000_000).date
         for chunk in stride(from: 0, to: callSubjects.count, by: 2000) {
             let subjects = Array(callSubjects[chunk..<min(callSubjects.count, chunk + 2000)])
@@ -171,7 +173,7 @@ struct LoadgenCommand: AsyncParsableCommand {
             }
         }
         if missingCommitTimes {
-            say("  (no commit times: start Postgres with track_commit_timestamp=on, as tools/dev-env does, to measure segments end to end)")
+            say("  (no commit times: start Postgres with track_commit_timestamp=on, as tools/dev-env does, to measure segments and call starts end to end)")
         }
         say("  end to end (segment) \(Self.describe(segmentLatencies))")
         say("  end to end (call)    \(Self.describe(callLatencies))")
@@ -211,7 +213,7 @@ struct LoadgenCommand: AsyncParsableCommand {
             }
             let sent = ContinuousClock.now
             do {
-                let status = try await client.send(hook.loadRequest(to: target), timeout: .seconds(30))
+                let status = try await client.send(WebhookLoadClient.Request(hook, host: target.authority, pathPrefix: target.pathPrefix), timeout: .seconds(30))
                 guard (200..<300).contains(status) else { stats.failed(); continue }
                 let accepted = ContinuousClock.now
                 let acceptedWall = Timestamp.now.microsecondsSinceEpoch

@@ -34,8 +34,7 @@ extension SimulatedWebhook {
     func request(to base: String) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: (base.hasSuffix("/") ? String(base.dropLast()) : base) + path)
         request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-        request.headers.add(name: "X-Twilio-Signature", value: signature)
+        for header in headers { request.headers.add(name: header.name, value: header.value) }
         request.body = .bytes(ByteBuffer(string: body))
         return request
     }
@@ -62,12 +61,4 @@ struct EdgeTarget: Sendable {
 
     /// The Host header's value.
     var authority: String { port == 80 ? host : "\(host):\(port)" }
-}
-
-extension SimulatedWebhook {
-    /// The POST Twilio would make, prepared for the load generator's client.
-    func loadRequest(to target: EdgeTarget) -> WebhookLoadClient.Request {
-        WebhookLoadClient.Request(post: target.pathPrefix + path, host: target.authority,
-                                  headers: [("Content-Type", "application/x-www-form-urlencoded"), ("X-Twilio-Signature", signature)], body: body)
-    }
 }
