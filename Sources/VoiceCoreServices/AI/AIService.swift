@@ -45,7 +45,11 @@ public struct AIService: Sendable {
 
     /// What the service remembers of a call.
     struct Heard {
-        var utterances: [(track: String, sequence: Int, text: String)] = []
+        /// The state as stored (shared with the state store's memory, never copied); among it the
+        /// final texts, by `text:<track>:<sequence>`.
+        private let stored: [String: String]
+        /// Texts heard since, by the same names.
+        private var added: [String: String] = [:]
         var intent: IntentMatch?
         var contact = ContactDetails()
         var contactSequences: [String: Int] = [:]
@@ -53,11 +57,7 @@ public struct AIService: Sendable {
         var leadCreated = false
 
         init(fields: [String: String]) {
-            for (name, value) in fields where name.hasPrefix("text:") {
-                let parts = name.split(separator: ":")
-                if parts.count == 3, let sequence = Int(parts[2]) { utterances.append((String(parts[1]), sequence, value)) }
-            }
-            utterances.sort { ($0.sequence, $0.track) < ($1.sequence, $1.track) }
+            stored = fields
             if let name = fields["intent"], let intent = Intent(rawValue: name), let confidence = fields["intent_confidence"].flatMap(Double.init) {
                 self.intent = IntentMatch(intent: intent, confidence: confidence, matchedPhrase: fields["intent_phrase"])
             }
@@ -67,8 +67,25 @@ public struct AIService: Sendable {
             leadCreated = fields["lead"] == "1"
         }
 
-        /// The caller's utterances, in order.
-        var callerTexts: [String] { utterances.filter { $0.track == TranscriptTrack.inbound.rawValue }.map(\.text) }
+        static func textField(track: TranscriptTrack, sequence: Int) -> String { "text:\(track.rawValue):\(sequence)" }
+
+        func heard(track: TranscriptTrack, sequence: Int) -> Bool {
+            let field = Self.textField(track: track, sequence: sequence)
+            return stored[field] != nil || added[field] != nil
+        }
+
+        mutating func add(track: TranscriptTrack, sequence: Int, text: String) { added[Self.textField(track: track, sequence: sequence)] = text }
+
+        /// The final texts in order of sequence, then track. Parsed when asked for (a call's end),
+        /// not on every chunk: a long call's chunks would each read all the call's texts again.
+        var utterances: [(track: String, sequence: Int, text: String)] {
+            var utterances: [(track: String, sequence: Int, text: String)] = []
+            for (name, value) in stored.merging(added, uniquingKeysWith: { _, new in new }) where name.hasPrefix("text:") {
+                let parts = name.split(separator: ":")
+                if parts.count == 3, let sequence = Int(parts[2]) { utterances.append((String(parts[1]), sequence, value)) }
+            }
+            return utterances.sorted { ($0.sequence, $0.track) < ($1.sequence, $1.track) }
+        }
 
         mutating func merge(_ found: ContactDetails, sequence: Int, into changes: inout [String: String]) {
             for (field, value) in [("name", found.name), ("phone", found.phone), ("email", found.email)] {
@@ -90,10 +107,9 @@ public struct AIService: Sendable {
         let tenant = message.envelope.tenantID
         let key = StateStore.key(stream: message.stream, service: Self.group, entity: chunk.callID.description)
         var heard = Heard(fields: try await state.read(key))
-        if heard.utterances.contains(where: { $0.track == chunk.track.rawValue && $0.sequence == chunk.sequence }) { return }
-        var changes = ["text:\(chunk.track.rawValue):\(chunk.sequence)": chunk.text]
-        heard.utterances.append((chunk.track.rawValue, chunk.sequence, chunk.text))
-        heard.utterances.sort { ($0.sequence, $0.track) < ($1.sequence, $1.track) }
+        if heard.heard(track: chunk.track, sequence: chunk.sequence) { return }
+        var changes = [Heard.textField(track: chunk.track, sequence: chunk.sequence): chunk.text]
+        heard.add(track: chunk.track, sequence: chunk.sequence, text: chunk.text)
         let settings = try await tenants.profile(of: tenant)?.aiSettings ?? .builtIn
         if chunk.track == .inbound {
             if let match = try await detector.detect(chunk.text, settings: settings) {
@@ -132,10 +148,12 @@ public struct AIService: Sendable {
     private func conclude(_ heard: inout Heard, callID: Identifier, tenant: Identifier, endedAt: Timestamp, settings: AISettings,
                           changes: inout [String: String]) async throws {
         let afterHours = !ConversationAnalysis.isOpen(settings.businessHours, at: endedAt)
-        let summary = ConversationAnalysis.summarize(callID: callID, utterances: heard.callerTexts, intent: heard.intent, contact: heard.contact,
+        let utterances = heard.utterances
+        let callerTexts = utterances.filter { $0.track == TranscriptTrack.inbound.rawValue }.map(\.text)
+        let summary = ConversationAnalysis.summarize(callID: callID, utterances: callerTexts, intent: heard.intent, contact: heard.contact,
                                                      afterHours: afterHours, settings: settings, at: .now)
         // One summary per set of utterances: a redelivery publishes nothing new.
-        try await emitter.emit(summary, tenant: tenant, key: "summary:\(callID):\(heard.utterances.count)")
+        try await emitter.emit(summary, tenant: tenant, key: "summary:\(callID):\(utterances.count)")
         if !heard.leadCreated, let intent = heard.intent, intent.intent == .sales || intent.intent == .appointment, !heard.contact.isEmpty {
             let lead = CreateLead(leadID: Self.leadID(of: callID), callID: callID, name: heard.contact.name, phone: heard.contact.phone,
                                   email: heard.contact.email, intent: intent.intent, notes: summary.summary)

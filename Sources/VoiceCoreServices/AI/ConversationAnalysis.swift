@@ -29,10 +29,61 @@ public enum ConversationAnalysis {
         ContactDetails(name: name(in: utterance), phone: phone(in: utterance), email: email(in: utterance))
     }
 
+    static let introductions: [[String]] = [["my", "name", "is"], ["name's"], ["this", "is"], ["i'm"], ["i", "am"], ["it's"]]
+    private static let introductionBytes: [[[UInt8]]] = introductions.map { $0.map { Array($0.utf8) } }
+
     static func name(in text: String) -> String? {
+        switch ASCIIText.withASCII(text, asciiName) {
+        case .some(let found): return found
+        case .none: return nameInAnyText(text)
+        }
+    }
+
+    /// ``name(in:)`` over ASCII bytes: words as byte ranges, no string until a name is found.
+    private static func asciiName(in bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        var words: [Range<Int>] = []
+        var index = 0
+        while index < bytes.count {
+            while index < bytes.count && ASCIIText.isWhitespace(bytes[index]) { index += 1 }
+            let start = index
+            while index < bytes.count && !ASCIIText.isWhitespace(bytes[index]) { index += 1 }
+            if start < index { words.append(start..<index) }
+        }
+        func trimmed(_ word: Range<Int>) -> Range<Int> {
+            var lower = word.lowerBound, upper = word.upperBound
+            while lower < upper && ASCIIText.isPunctuation(bytes[lower]) { lower += 1 }
+            while upper > lower && ASCIIText.isPunctuation(bytes[upper - 1]) { upper -= 1 }
+            return lower..<upper
+        }
+        func lowered(_ word: Range<Int>, is expected: [UInt8]) -> Bool {
+            let word = trimmed(word)
+            guard word.count == expected.count else { return false }
+            for offset in 0..<word.count where ASCIIText.lowercased(bytes[word.lowerBound + offset]) != expected[offset] { return false }
+            return true
+        }
+        for start in words.indices {
+            for intro in introductionBytes where start + intro.count < words.count {
+                guard intro.indices.allSatisfy({ lowered(words[start + $0], is: intro[$0]) }) else { continue }
+                var parts: [String] = []
+                var index = start + intro.count
+                while index < words.count, parts.count < 3 {
+                    let word = trimmed(words[index])
+                    guard word.count > 1, ASCIIText.isUppercase(bytes[word.lowerBound]),
+                          bytes[word].allSatisfy({ ASCIIText.isLetter($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "'") }) else { break }
+                    parts.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[word]), as: UTF8.self))
+                    if ASCIIText.isPunctuation(bytes[words[index].upperBound - 1]) { break }
+                    index += 1
+                }
+                if !parts.isEmpty { return parts.joined(separator: " ") }
+            }
+        }
+        return nil
+    }
+
+    /// ``name(in:)`` over characters: text with any non-ASCII character.
+    static func nameInAnyText(_ text: String) -> String? {
         let words = text.split(whereSeparator: { $0.isWhitespace }).map { String($0) }
         let lowered = words.map { $0.lowercased().trimmingCharacters(in: .punctuationCharacters) }
-        let introductions: [[String]] = [["my", "name", "is"], ["name's"], ["this", "is"], ["i'm"], ["i", "am"], ["it's"]]
         for start in lowered.indices {
             for intro in introductions where start + intro.count < words.count && Array(lowered[start..<start + intro.count]) == intro {
                 var parts: [String] = []
@@ -53,6 +104,52 @@ public enum ConversationAnalysis {
     }
 
     static func phone(in text: String) -> String? {
+        switch ASCIIText.withASCII(text, asciiPhone) {
+        case .some(let found): return found
+        case .none: return phoneInAnyText(text)
+        }
+    }
+
+    /// ``phone(in:)`` over ASCII bytes.
+    private static func asciiPhone(in bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        func isSeparator(_ byte: UInt8) -> Bool {
+            byte == UInt8(ascii: " ") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "(") || byte == UInt8(ascii: ")")
+        }
+        var digits: [UInt8] = []
+        var plus = false
+        var best: String?
+        func finish() {
+            if (10...15).contains(digits.count), best == nil {
+                let number = String(decoding: digits, as: UTF8.self)
+                best = !plus && digits.count == 10 ? "+1" + number : "+" + number
+            }
+            digits.removeAll(keepingCapacity: true)
+            plus = false
+        }
+        for index in 0..<bytes.count {
+            let byte = bytes[index]
+            if ASCIIText.isDigit(byte) {
+                digits.append(byte)
+            } else if byte == UInt8(ascii: "+") && digits.isEmpty {
+                plus = true
+            } else if !digits.isEmpty && isSeparator(byte) {
+                // A separator inside a number, unless the next thing is not a digit.
+                var next = index + 1
+                while next < bytes.count && isSeparator(bytes[next]) { next += 1 }
+                if !(next < bytes.count && ASCIIText.isDigit(bytes[next])) { finish() }
+            } else if byte == UInt8(ascii: "(") {
+                continue
+            } else {
+                finish()
+            }
+        }
+        finish()
+        guard let best, best.utf8.count <= 16, best.utf8.dropFirst().first != UInt8(ascii: "0") else { return nil }
+        return best
+    }
+
+    /// ``phone(in:)`` over characters: text with any non-ASCII character.
+    static func phoneInAnyText(_ text: String) -> String? {
         var digits = ""
         var plus = false
         var best: String?
@@ -88,6 +185,15 @@ public enum ConversationAnalysis {
     }
 
     static func email(in text: String) -> String? {
+        // Most utterances hold no address: in ASCII text, neither an "@" nor both " at " and " dot ".
+        let none = ASCIIText.withASCII(text) { bytes in
+            !bytes.contains(UInt8(ascii: "@")) && !(ASCIIText.containsSpacedWord(bytes, "at") && ASCIIText.containsSpacedWord(bytes, "dot"))
+        }
+        return none == true ? nil : emailInAnyText(text)
+    }
+
+    /// ``email(in:)`` without the ASCII shortcut.
+    static func emailInAnyText(_ text: String) -> String? {
         var candidate = text
         if !text.contains("@") {
             // Spoken: "jane dot doe at example dot com".
@@ -159,7 +265,7 @@ public enum ConversationAnalysis {
         var summary = parts.joined(separator: " ")
         if summary.count > 1000 { summary = String(summary.prefix(999)) + "…" }
         let (sentiment, score) = sentiment(of: utterances)
-        let wordCount = utterances.reduce(0) { $0 + $1.split(whereSeparator: \.isWhitespace).count }
+        let wordCount = utterances.reduce(0) { $0 + ASCIIText.wordCount($1) }
         return CallSummarized(callID: callID, summary: summary, keySentences: keySentences, sentiment: sentiment, sentimentScore: score,
                               wordCount: wordCount, summarizedAt: time)
     }

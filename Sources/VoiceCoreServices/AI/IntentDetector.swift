@@ -58,8 +58,7 @@ public struct BuiltInIntentDetector: IntentDetector {
             var matches = 0
             var longest: String?
             for phrase in entry.phrases {
-                let needle = Self.padded(phrase)
-                guard needle.count > 2, Self.contains(text, needle) else { continue }
+                guard Self.containsPhrase(text, phrase) else { continue }
                 matches += 1
                 if longest.map({ phrase.count > $0.count }) ?? true { longest = phrase }
             }
@@ -93,6 +92,38 @@ public struct BuiltInIntentDetector: IntentDetector {
         }
         if out.last != 0x20 { out.append(0x20) }
         return out
+    }
+
+    /// Whether the padded text holds the phrase as whole words (a phrase that normalizes to
+    /// nothing never matches). A phrase already in normal form (lower-case ASCII words, single
+    /// spaces) is matched in place; any other is normalized first.
+    static func containsPhrase(_ text: [UInt8], _ phrase: String) -> Bool {
+        let inPlace = phrase.utf8.withContiguousStorageIfAvailable { bytes -> Bool? in
+            guard let first = bytes.first, let last = bytes.last, first != 0x20, last != 0x20 else { return nil }
+            var previous: UInt8 = 0
+            for byte in bytes {
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "'"): break
+                case 0x20 where previous != 0x20: break
+                default: return nil
+                }
+                previous = byte
+            }
+            // The text starts and ends with a space: a match between two spaces is a whole-word match.
+            return text.withUnsafeBufferPointer { haystack in
+                guard bytes.count + 2 <= haystack.count else { return false }
+                var index = 1
+                while index + bytes.count < haystack.count {
+                    if haystack[index] == first && haystack[index - 1] == 0x20 && haystack[index + bytes.count] == 0x20
+                        && memcmp(haystack.baseAddress! + index, bytes.baseAddress!, bytes.count) == 0 { return true }
+                    index += 1
+                }
+                return false
+            }
+        }
+        if let inPlace = inPlace ?? nil { return inPlace }
+        let needle = padded(phrase)
+        return needle.count > 2 && contains(text, needle)
     }
 
     static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {

@@ -66,7 +66,7 @@ public struct CallLifecycleService: Sendable {
         let end = max(0, Int((segment.occurredAt.microsecondsSinceEpoch - origin.microsecondsSinceEpoch) / 1000))
         // Providers time a segment by its delivery; its start is estimated from its length
         // (about 150 words a minute).
-        let words = segment.text.split(whereSeparator: \.isWhitespace).count
+        let words = ASCIIText.wordCount(segment.text)
         let start = max(0, end - words * 400)
         let chunk = TranscriptChunk(callID: segment.callID, sequence: segment.sequence, track: segment.track, text: segment.text,
                                     isFinal: segment.isFinal, confidence: segment.confidence ?? (segment.isFinal ? 0.9 : 0.5),
