@@ -121,6 +121,10 @@ struct UpCommandTests {
             #expect(load.contains("sent 36 webhooks") && load.contains("36 accepted") && load.contains(", 0 failed"), "\(load)")
             #expect(load.contains("18 of 18 accepted segments, 6 of 6 completed calls; lost: 0"), "\(load)")
             #expect(load.contains("(18 samples)") && load.contains("(6 samples)"), "a latency for each segment and call start:\n\(load)")
+            // Beside the figures, the share of the machine the run had (steal: a shared host's other guests).
+            let shares = load.firstMatch(of: /machine CPU meanwhile: (\d+) % busy, (\d+) % idle, (\d+) % stolen by the hypervisor/)
+                .map { [Int($0.1)!, Int($0.2)!, Int($0.3)!] }
+            #expect(shares.map { (99...101).contains($0.reduce(0, +)) } == true, "the machine's CPU shares while loading, summing to 100 %:\n\(load)")
         } catch {
             kill(up.process.processIdentifier, SIGKILL)
             throw error

@@ -70,6 +70,7 @@ struct ConsumeBench: AsyncParsableCommand {
         logger.logLevel = .warning
         let runner = ConsumerGroupRunner(redis: redisConfiguration, configuration: configuration, handlers: handlers, logger: logger)
         let group = ServiceGroup(services: [runner], logger: logger)
+        let cpu = MachineCPU.now()
         let task = Task { try await group.run() }
         while handled.withLock({ $0 }) < total { try await Task.sleep(for: .milliseconds(5)) }
         // Acknowledged too: nothing pending.
@@ -80,12 +81,14 @@ struct ConsumeBench: AsyncParsableCommand {
             if pending > 0 { try await Task.sleep(for: .milliseconds(5)) }
         }
         let end = clock.now
+        let share = MachineCPU.share(since: cpu)
         await group.triggerGracefulShutdown()
         try await task.value
         let start = firstAndLast.withLock { $0.0 } ?? end
         let seconds = Double((end - start).components.seconds) + Double((end - start).components.attoseconds) / 1e18
         print("ConsumerGroupRunner: \(total) TranscriptChunk events from a backlog in 16 partitions, COUNT \(batchSize), one consumer")
         print("consumed  \(formatRate(Double(total) / seconds)) events/s (decode + no-op handler + XACK)")
+        if let share { print("  " + share) }
         for stream in streams { _ = try await redis.execute(.del([stream])) }
     }
 }

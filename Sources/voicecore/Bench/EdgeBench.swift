@@ -140,8 +140,12 @@ struct EdgeBench: AsyncParsableCommand {
         guard ready else { throw CommandFailure("the edge did not come up on port \(port)") }
 
         print("edge: pid \(edge.processIdentifier), \(formatRate(Double(requests))) pre-signed distinct status callbacks, wrk -t\(threads) -c\(connectionsCount) -d\(duration)s")
+        let plainCPU = MachineCPU.now()
         let plain = try await wrk(["--latency", "-t\(threads)", "-c\(connectionsCount)", "-d\(duration)s", base + "/health"])
+        let plainShare = MachineCPU.share(since: plainCPU)
+        let signedCPU = MachineCPU.now()
         let signed = try await wrk(["--latency", "-t\(threads)", "-c\(connectionsCount)", "-d\(duration)s", "-s", script.path, base])
+        let signedShare = MachineCPU.share(since: signedCPU)
         let rss = peakRSS(pid)
         var stored = 0
         for partition in 0..<16 {
@@ -151,7 +155,9 @@ struct EdgeBench: AsyncParsableCommand {
             "\(name.padding(toLength: 34, withPad: " ", startingAt: 0)) \(formatRate(result.rate).leftPadded(9)) req/s   p50 \(result.p50)  p90 \(result.p90)  p99 \(result.p99)   non-2xx \(result.non2xx)"
         }
         print(row("GET /health (plain route)", plain))
+        if let plainShare { print("  " + plainShare) }
         print(row("POST signed status callback", signed))
+        if let signedShare { print("  " + signedShare) }
         print("commands stored in Redis: \(formatRate(Double(stored))) for \(formatRate(Double(signed.requests))) requests wrk counted as completed (requests past --requests repeat earlier ones and are deduplicated)")
         print("edge peak RSS: \(rss.map { "\($0 / 1024) MB" } ?? "unknown")")
     }

@@ -102,6 +102,7 @@ struct ProjectBench: AsyncParsableCommand {
             (projection.name, projection.categories.reduce(0) { $0 + (perCategory[$1] ?? 0) })
         })
         let rss = RSSSampler()
+        let cpu = MachineCPU.now()
         let seconds = try await measure {
             let task = Task { try await group.run() }
             while true {
@@ -117,12 +118,14 @@ struct ProjectBench: AsyncParsableCommand {
             await group.triggerGracefulShutdown()
             try await task.value
         }
+        let share = MachineCPU.share(since: cpu)
         let statistics = runner.statistics
         print("projected \(items.count) events through \(projections.count) projections in \(String(format: "%.2f", seconds)) s: \(formatRate(Double(items.count) / seconds)) events/s (peak RSS \(rss.peakMegabytes) MB)")
         for projection in projections {
             let s = statistics[projection.name] ?? .init()
             print("  \(projection.name.padding(toLength: 12, withPad: " ", startingAt: 0)) applied \(s.applied), passed over \(s.passedOver), failed \(s.failed), batches \(s.batches)")
         }
+        if let share { print("  " + share) }
         let failed = statistics.values.reduce(0) { $0 + $1.failed }
         if failed > 0 { throw CommandFailure("\(failed) entries failed to project: see projection_failures") }
 

@@ -51,6 +51,7 @@ struct PublishBench: AsyncParsableCommand {
 
         let perTask = count / concurrency
         let total = perTask * concurrency
+        let cpu = MachineCPU.now()
         let seconds = try await measure {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for t in 0..<concurrency {
@@ -61,6 +62,7 @@ struct PublishBench: AsyncParsableCommand {
                 try await group.waitForAll()
             }
         }
+        let share = MachineCPU.share(since: cpu)
         var length = 0
         for stream in naming.streams(.calls, kind: .event) { length += try await redis.execute(.xlen(stream)) }
         guard length == total else { throw ValidationError("expected \(total) entries, found \(length)") }
@@ -69,6 +71,7 @@ struct PublishBench: AsyncParsableCommand {
         let target = redis.isCluster ? "a Redis Cluster of \(redis.masters.count) masters (one connection per master)" : "one connection"
         print("Publisher: \(total) TranscriptChunk events (\(entryBytes) bytes of fields each), \(concurrency) concurrent publishers, \(target)\(waitReplicas > 0 ? ", WAIT \(waitReplicas)" : "")")
         print("published  \(formatRate(Double(total) / seconds)) events/s  (\(statistics.batches) pipelines, \(String(format: "%.1f", Double(total) / Double(max(1, statistics.batches)))) entries each)")
+        if let share { print("  " + share) }
 
         if compare, !redis.isCluster, case .tcp(let host, let port) = configuration.endpoint {
             var fieldArguments: [String] = []

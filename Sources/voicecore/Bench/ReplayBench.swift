@@ -63,6 +63,7 @@ struct ReplayBench: AsyncParsableCommand {
         let baseline = rss.peakMegabytes
         var totalEvents = 0
         var totalTime = Duration.zero
+        let cpu = MachineCPU.now()
         for projection in StandardProjections.all where projection.name != "archive" {
             let replayer = Replayer(projection: projection, postgres: postgres)
             let report = try await replayer.run(ReplayOptions(mode: .rebuild, batchSize: batchSize)) { _ in rss.sample() }
@@ -76,6 +77,7 @@ struct ReplayBench: AsyncParsableCommand {
         let seconds = totalTime / .seconds(1)
         say(String(format: "all          %9d events in %6.1f s: %8.0f events/s (each projection reads only its own types); peak RSS while replaying %d MB (%d MB before)",
                    totalEvents, seconds, Double(totalEvents) / seconds, rss.peakMegabytes, baseline))
+        if let share = MachineCPU.share(since: cpu) { say("  " + share) }
         await db.close()
     }
 

@@ -90,6 +90,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         say("loadgen: \(calls) calls at \(rate)/s, \(callSeconds) s each, one segment per second, against \(edge) (tenant \(tenantID))")
         let started = ContinuousClock.now
         let startedWall = Timestamp.now
+        let cpu = MachineCPU.now()
         try await withThrowingDiscardingTaskGroup { group in
             for index in 0..<calls {
                 let due = started + .seconds(Double(index) / rate)
@@ -113,6 +114,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         let elapsed = (ContinuousClock.now - started) / .seconds(1)
         let totals = stats.snapshot
         say("loadgen: sent \(totals.accepted + totals.errors) webhooks in \(String(format: "%.1f", elapsed)) s: \(totals.accepted) accepted (\(String(format: "%.0f", Double(totals.accepted) / elapsed))/s), \(totals.errors) failed")
+        if let share = MachineCPU.share(since: cpu) { say("  " + share) }
         say("  HTTP latency         \(Self.describe(stats.httpLatencies))")
 
         // Drain: every accepted segment and call of this run must reach the read models.
