@@ -140,6 +140,19 @@ struct WebhookLoadClientTests {
         }
     }
 
+    @Test func headerNamesAndValuesAreReadInAnyCase() throws {
+        let chunked = "HTTP/1.1 200 OK\r\nTRANSFER-encoding:  gzip, Chunked \r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        let closing = "HTTP/1.1 200 OK\r\ncontent-LENGTH:\t3\r\nconnection: keep-alive, CLOSE\r\n\r\nabc"
+        let keptOpen = "HTTP/1.1 202 Accepted\r\nX-Connection: close\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
+        let responses = try read([chunked + closing + keptOpen])
+        #expect(responses.map(\.status) == [200, 200, 202])
+        #expect(responses.map(\.closes) == [false, true, false], "only the Connection header closes, whatever its case")
+        for bad in ["3x", "", "-3", "99999999999999999999"] {
+            var buffer = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: \(bad)\r\n\r\nabc")
+            #expect(throws: WebhookLoadClient.Failure.self, "Content-Length: \(bad)") { _ = try HTTP1ResponseReader.next(from: &buffer) }
+        }
+    }
+
     @Test func aResponseThatCannotBeFramedIsAnError() {
         for bad in ["SSH-2.0-OpenSSH_9.2\r\n\r\n", "HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n",
                     "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\nbody until close"] {
