@@ -3,9 +3,9 @@ import Foundation
 /// The whole machine's CPU time by kind, read from /proc/stat, to print beside a measured figure.
 ///
 /// On a shared virtual machine the hypervisor gives part of each core to other guests ("steal"):
-/// the same build measured 12,700 signed callbacks/s on a day with up to 29 % steal, against
-/// 17,800 on another. A figure without the steal and idle share beside it cannot be compared
-/// across days; with it, a reader sees whether the machine or the build was slow.
+/// on 2026-12-04 steal was 20–29 % while `bench project` published its workload and 1 % while it
+/// projected. A figure without the steal and idle share beside it cannot be compared across days
+/// or runs; with it, a reader sees whether the machine took time away or the build was slow.
 struct MachineCPU {
     /// user, nice, system, irq, softirq (guest time is counted in user).
     var busy: UInt64
