@@ -19,33 +19,6 @@ public struct AnalyticsProjection: Projection {
     public var tables: [String] { ["call_analytics", "business_metrics", "business_metrics_leads"] }
 
     public func apply(_ events: [ProjectedEvent], in db: isolated PostgresConnection) throws {
-        let ended = events.messages(CallEnded.self).uniqued { CallKey($0.event.tenantID, $0.message.callID) }
-        if !ended.isEmpty {
-            try db.query("""
-                WITH ended AS (
-                  SELECT * FROM unnest(\(ended.map(\.event.tenantID))::uuid[], \(ended.map(\.message.callID))::uuid[],
-                                       \(ended.map(\.message.durationSeconds))::int8[], \(ended.map(\.message.status.rawValue))::text[],
-                                       \(ended.map(\.message.answered))::bool[], \(ended.map(\.message.endedAt))::timestamptz[])
-                         AS u(tenant_id, call_id, duration_seconds, outcome, answered, ended_at)),
-                counted AS (
-                  INSERT INTO call_analytics AS a (tenant_id, call_id, duration_seconds, outcome, counted_day)
-                  SELECT tenant_id, call_id, duration_seconds, outcome, (ended_at AT TIME ZONE 'UTC')::date FROM ended ORDER BY 1, 2
-                  ON CONFLICT (tenant_id, call_id) DO UPDATE SET
-                    duration_seconds = EXCLUDED.duration_seconds, outcome = EXCLUDED.outcome,
-                    counted_day = EXCLUDED.counted_day, updated_at = now()
-                  WHERE a.counted_day IS NULL
-                  RETURNING tenant_id, call_id, counted_day)
-                INSERT INTO business_metrics AS m (tenant_id, day, calls, answered, missed, handle_seconds)
-                SELECT c.tenant_id, c.counted_day, count(*), count(*) FILTER (WHERE e.answered), count(*) FILTER (WHERE NOT e.answered),
-                       COALESCE(sum(e.duration_seconds) FILTER (WHERE e.answered), 0)
-                FROM counted c JOIN ended e USING (tenant_id, call_id)
-                GROUP BY 1, 2 ORDER BY 1, 2
-                ON CONFLICT (tenant_id, day) DO UPDATE SET
-                  calls = m.calls + EXCLUDED.calls, answered = m.answered + EXCLUDED.answered,
-                  missed = m.missed + EXCLUDED.missed, handle_seconds = m.handle_seconds + EXCLUDED.handle_seconds
-                """)
-        }
-
         // The strongest detection per call in this batch (the first of equals), then against the row.
         var strongest: [CallKey: (event: ProjectedEvent, message: IntentDetected)] = [:]
         var order: [CallKey] = []
@@ -92,19 +65,50 @@ public struct AnalyticsProjection: Projection {
                 """)
         }
 
+        // Last, in ONE statement: the calls ended and the leads created, counted into
+        // `business_metrics`. Its rows (tenant × day) are shared by every partition, so the
+        // projector's workers meet on them: one upsert per transaction, in key order, takes their
+        // locks in the same order in every transaction, and as late as possible. (Two statements,
+        // calls then leads, deadlocked two workers now and then, twice in the dev server's log on
+        // 2026-12-04 under `voicecore bench project`: Postgres finds a deadlock only after
+        // `deadlock_timeout`, 1 s, and then one worker's whole batch is applied again.)
+        let ended = events.messages(CallEnded.self).uniqued { CallKey($0.event.tenantID, $0.message.callID) }
         let leads = events.messages(LeadCreated.self).uniqued { CallKey($0.event.tenantID, $0.message.leadID) }
-        if !leads.isEmpty {
+        if !ended.isEmpty || !leads.isEmpty {
             try db.query("""
-                WITH counted AS (
+                WITH ended AS (
+                  SELECT * FROM unnest(\(ended.map(\.event.tenantID))::uuid[], \(ended.map(\.message.callID))::uuid[],
+                                       \(ended.map(\.message.durationSeconds))::int8[], \(ended.map(\.message.status.rawValue))::text[],
+                                       \(ended.map(\.message.answered))::bool[], \(ended.map(\.message.endedAt))::timestamptz[])
+                         AS u(tenant_id, call_id, duration_seconds, outcome, answered, ended_at)),
+                counted AS (
+                  INSERT INTO call_analytics AS a (tenant_id, call_id, duration_seconds, outcome, counted_day)
+                  SELECT tenant_id, call_id, duration_seconds, outcome, (ended_at AT TIME ZONE 'UTC')::date FROM ended ORDER BY 1, 2
+                  ON CONFLICT (tenant_id, call_id) DO UPDATE SET
+                    duration_seconds = EXCLUDED.duration_seconds, outcome = EXCLUDED.outcome,
+                    counted_day = EXCLUDED.counted_day, updated_at = now()
+                  WHERE a.counted_day IS NULL
+                  RETURNING tenant_id, call_id, counted_day),
+                new_leads AS (
                   INSERT INTO business_metrics_leads (tenant_id, lead_id, day)
                   SELECT u.tenant_id, u.lead_id, (u.created_at AT TIME ZONE 'UTC')::date
                   FROM unnest(\(leads.map(\.event.tenantID))::uuid[], \(leads.map(\.message.leadID))::uuid[],
                               \(leads.map(\.message.createdAt))::timestamptz[]) AS u(tenant_id, lead_id, created_at)
                   ON CONFLICT (tenant_id, lead_id) DO NOTHING
-                  RETURNING tenant_id, day)
-                INSERT INTO business_metrics AS m (tenant_id, day, leads)
-                SELECT tenant_id, day, count(*) FROM counted GROUP BY 1, 2 ORDER BY 1, 2
-                ON CONFLICT (tenant_id, day) DO UPDATE SET leads = m.leads + EXCLUDED.leads
+                  RETURNING tenant_id, day),
+                deltas (tenant_id, day, calls, answered, missed, handle_seconds, leads) AS (
+                  SELECT c.tenant_id, c.counted_day, 1, e.answered::int, (NOT e.answered)::int,
+                         CASE WHEN e.answered THEN e.duration_seconds ELSE 0 END, 0
+                  FROM counted c JOIN ended e USING (tenant_id, call_id)
+                  UNION ALL
+                  SELECT tenant_id, day, 0, 0, 0, 0, 1 FROM new_leads)
+                INSERT INTO business_metrics AS m (tenant_id, day, calls, answered, missed, handle_seconds, leads)
+                SELECT tenant_id, day, sum(calls), sum(answered), sum(missed), sum(handle_seconds), sum(leads)
+                FROM deltas GROUP BY 1, 2 ORDER BY 1, 2
+                ON CONFLICT (tenant_id, day) DO UPDATE SET
+                  calls = m.calls + EXCLUDED.calls, answered = m.answered + EXCLUDED.answered,
+                  missed = m.missed + EXCLUDED.missed, handle_seconds = m.handle_seconds + EXCLUDED.handle_seconds,
+                  leads = m.leads + EXCLUDED.leads
                 """)
         }
     }
