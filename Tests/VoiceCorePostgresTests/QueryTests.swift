@@ -264,4 +264,118 @@ struct QueryTests {
         // Whatever the server's zone, sessions read UTC.
         #expect(try await db.query("SELECT current_setting('TimeZone') AS z")[0].decode(String.self, "z") == "UTC")
     }
+
+    /// Typed parameters travel in binary: the server must see exactly the value the text form
+    /// gives, for the edges of every type (extremes, NaN, negative zero, times before 2000,
+    /// NULL elements, empty arrays, text the array literal would have to quote).
+    @Test func binaryParametersMeanWhatTheirTextMeans() async throws {
+        let db = try await TestPostgres.connect()
+        func check<Value: PostgresEncodable>(_ value: Value, as type: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+            let binary = PostgresBind(value)
+            #expect(binary.isBinary, "\(Value.self) should travel in binary", sourceLocation: sourceLocation)
+            var text = binary
+            text.isBinary = false
+            text.bytes = value.isPostgresNull ? nil : { var bytes: [UInt8] = []; value.encodePostgresText(into: &bytes); return bytes }()
+            let row = try await db.query(PostgresQuery(unsafeSQL: "SELECT $1::\(type)::text AS binary, $2::\(type)::text AS text", binds: [binary, text]))[0]
+            let fromBinary = try row.decode(String?.self, "binary"), fromText = try row.decode(String?.self, "text")
+            #expect(fromBinary == fromText, "\(type): binary \(fromBinary ?? "NULL") ≠ text \(fromText ?? "NULL")", sourceLocation: sourceLocation)
+        }
+        for value in [Int.min, -1, 0, 1, Int.max] { try await check(value, as: "int8") }
+        for value in [Int32.min, -7, 0, Int32.max] { try await check(value, as: "int4") }
+        for value in [0.1, -0.0, .leastNonzeroMagnitude, -Double.greatestFiniteMagnitude, .infinity, -.infinity, .nan, 3.25] { try await check(value, as: "float8") }
+        try await check(true, as: "bool")
+        try await check(false, as: "bool")
+        for micros: Int64 in [0, -1, 946_684_800_000_000, 946_684_799_999_999, 1_795_550_000_123_457, -62_135_596_800_000_000] {
+            try await check(Timestamp(microsecondsSinceEpoch: micros), as: "timestamptz")
+        }
+        try await check(Date(timeIntervalSince1970: 1_795_550_000.25), as: "timestamptz")
+        try await check(UUID(), as: "uuid")
+        try await check(PostgresBytes([0, 1, 0x5c, 0xff]), as: "bytea")
+        try await check(try PostgresJSON(["b": "Zoë", "a": "say \"hi\""]), as: "jsonb")
+        try await check(PostgresJSONText(rawJSON: Array(#"{"z": 1,  "a": [true, null]}"#.utf8)), as: "json")
+        try await check([Int](), as: "int8[]")
+        try await check([Int?](arrayLiteral: 1, nil, -3), as: "int8[]")
+        try await check([Int32(1), Int32.min], as: "int4[]")
+        try await check([UUID(), UUID()], as: "uuid[]")
+        try await check([Timestamp(microsecondsSinceEpoch: -1), Timestamp(microsecondsSinceEpoch: 1_795_550_000_000_001)], as: "timestamptz[]")
+        try await check([0.1, .nan, -0.0], as: "float8[]")
+        try await check([true, false], as: "bool[]")
+        try await check(["a \"quoted\" name", nil, "back\\slash, comma {brace}", "NULL", "", "Grüße 📞\ttab\nline"] as [String?], as: "text[]")
+        try await check([PostgresJSONText(rawJSON: Array("[1, 2]".utf8)), PostgresJSONText(rawJSON: Array(#"{"k":"v"}"#.utf8))], as: "json[]")
+        try await check([try PostgresJSON(["k": 1])], as: "jsonb[]")
+        // A string parameter stays text: the server still infers its type from the statement.
+        #expect(!PostgresBind("x").isBinary)
+        #expect(try await db.query("SELECT \("{\"k\": 2}")::jsonb ->> 'k' AS k")[0].decode(String.self, "k") == "2")
+    }
+
+    @Test func binaryCopyLoadsEveryTypeExactly() async throws {
+        let db = try await TestPostgres.connect()
+        let table = TestPostgres.table()
+        try await db.query("""
+            CREATE TABLE \(identifier: table) (
+              id bigint PRIMARY KEY, i4 integer, d double precision, b boolean, s text, t timestamptz, u uuid,
+              bytes bytea, j jsonb, js json)
+            """)
+        let base = Timestamp(microsecondsSinceEpoch: 946_684_799_999_990)
+        let special = "tab\there\nnewline \\ backslash, Grüße 📞"
+        let copied = try await db.copyBinaryFromStdin(PostgresQuery(unsafeSQL: "COPY \"\(table)\" (id, i4, d, b, s, t, u, bytes, j, js) FROM STDIN (FORMAT binary)")) { writer in
+            for i in 0..<50_000 {
+                let note: String? = i % 10 == 0 ? nil : (i == 7 ? special : "row \(i)")
+                try writer.appendRow(i, Int32(clamping: -i), Double(i) / 4, i % 2 == 0, note, base.adding(microseconds: Int64(i)),
+                                     UUID(uuid: (UInt8(i & 0xff), UInt8(i >> 8 & 0xff), UInt8(i >> 16 & 0xff), 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 1)),
+                                     i == 7 ? PostgresBytes([0, 0x5c, 0xff]) : nil, try PostgresJSON(["n": i]), PostgresJSONText(rawJSON: Array("[\(i), \"x\"]".utf8)))
+            }
+        }
+        #expect(copied == 50_000)
+        let stats = try await db.query("""
+            SELECT count(*) AS n, sum(id) AS s, sum(i4) AS s4, sum(d) AS d, count(*) FILTER (WHERE b) AS evens, count(s) AS notes,
+                   min(t) AS first, max(t) AS last, count(DISTINCT u) AS ids, sum((j ->> 'n')::int8) AS jn, sum((js ->> 0)::int8) AS jsn
+            FROM \(identifier: table)
+            """)[0]
+        #expect(try stats.decode(Int.self, "n") == 50_000)
+        #expect(try stats.decode(Int.self, "s") == 49_999 * 50_000 / 2)
+        #expect(try stats.decode(Int.self, "s4") == -(49_999 * 50_000 / 2))
+        #expect(try stats.decode(Double.self, "d") == Double(49_999 * 50_000 / 2) / 4)
+        #expect(try stats.decode(Int.self, "evens") == 25_000)
+        #expect(try stats.decode(Int.self, "notes") == 45_000)
+        #expect(try stats.decode(Timestamp.self, "first") == base)
+        #expect(try stats.decode(Timestamp.self, "last") == base.adding(microseconds: 49_999))
+        #expect(try stats.decode(Int.self, "ids") == 50_000)
+        #expect(try stats.decode(Int.self, "jn") == 49_999 * 50_000 / 2)
+        #expect(try stats.decode(Int.self, "jsn") == 49_999 * 50_000 / 2)
+        let row = try await db.query("SELECT s, bytes, js::text AS js, t FROM \(identifier: table) WHERE id = 7")[0]
+        #expect(try row.decode(String.self, "s") == special)
+        #expect(try row.decode(PostgresBytes.self, "bytes") == PostgresBytes([0, 0x5c, 0xff]))
+        #expect(try row.decode(String.self, "js") == "[7, \"x\"]")
+        #expect(try await db.query("SELECT t::text AS t FROM \(identifier: table) WHERE id = 0")[0].decode(String.self, "t") == "1999-12-31 23:59:59.99999+00")
+        try await db.query("DROP TABLE \(identifier: table)")
+    }
+
+    @Test func failedBinaryCopyStoresNothingAndSaysWhy() async throws {
+        let db = try await TestPostgres.connect()
+        let table = TestPostgres.table()
+        try await db.query("CREATE TABLE \(identifier: table) (id bigint PRIMARY KEY, n integer)")
+        let copy = PostgresQuery(unsafeSQL: "COPY \"\(table)\" (id, n) FROM STDIN (FORMAT binary)")
+        struct Stop: Error {}
+        await #expect(throws: Stop.self) {
+            try await db.copyBinaryFromStdin(copy) { writer in
+                for i in 0..<1000 { try writer.appendRow(i, Int32(i)) }
+                throw Stop()
+            }
+        }
+        // An Int (8 bytes) for an integer column (4): the server refuses the binary value.
+        await #expect {
+            try await db.copyBinaryFromStdin(copy) { writer in try writer.appendRow(1, 2) }
+        } throws: { ($0 as? PostgresError)?.sqlState == "22P03" }
+        await #expect {
+            try await db.copyBinaryFromStdin(copy) { writer in
+                try writer.appendRow(1, Int32(1))
+                try writer.appendRow(1, Int32(2))
+            }
+        } throws: { ($0 as? PostgresError)?.sqlState == "23505" }
+        #expect(try await db.query("SELECT count(*) AS n FROM \(identifier: table)")[0].decode(Int.self, "n") == 0)
+        // The connection is usable afterwards.
+        #expect(try await db.copyBinaryFromStdin(copy) { writer in try writer.appendRow(5, Int32(6)) } == 1)
+        try await db.query("DROP TABLE \(identifier: table)")
+    }
 }

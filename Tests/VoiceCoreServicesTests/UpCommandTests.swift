@@ -17,7 +17,7 @@ struct UpCommandTests {
 
         init(_ arguments: [String], environment: [String: String]) throws {
             output = FileManager.default.temporaryDirectory.appendingPathComponent("voicecore-\(UUID().uuidString).log")
-            FileManager.default.createFile(atPath: output.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: output.path, contents: nil)
             let handle = try FileHandle(forWritingTo: output)
             process.executableURL = UpCommandTests.binary
             process.arguments = arguments

@@ -20,6 +20,33 @@ public protocol PostgresArrayElement: PostgresEncodable {
     static var postgresArrayType: PostgresDataType { get }
 }
 
+/// A value that also has Postgres' binary form: the bytes the type's `recv` function reads (what
+/// `COPY … (FORMAT binary)` and binary parameters carry). The server then skips parsing text: for
+/// uuid, timestamptz and float8 values, and for array literals, that parsing is most of what it
+/// does with a parameter.
+///
+/// A parameter whose ``PostgresEncodable/postgresType`` is a definite type (not `unspecified`)
+/// travels in binary. A `String` parameter stays text, so the server can still infer its type
+/// (`varchar`, an enum, `jsonb`); an array of strings is `text[]` and travels in binary.
+public protocol PostgresBinaryEncodable: PostgresEncodable {
+    /// The type whose binary form ``encodePostgresBinary(into:)`` writes (an array's element type).
+    static var postgresBinaryType: PostgresDataType { get }
+    /// Appends the value's binary form (never called for NULL).
+    func encodePostgresBinary(into buffer: inout [UInt8])
+}
+
+extension PostgresBinaryEncodable {
+    public static var postgresBinaryType: PostgresDataType { postgresType }
+}
+
+extension FixedWidthInteger {
+    /// Appends the integer in network byte order.
+    @inline(__always)
+    func appendBigEndian(to buffer: inout [UInt8]) {
+        withUnsafeBytes(of: bigEndian) { buffer.append(contentsOf: $0) }
+    }
+}
+
 extension String: PostgresArrayElement {
     // Unspecified lets `text`, `varchar`, `jsonb` or an enum column accept a string parameter.
     public static var postgresType: PostgresDataType { .unspecified }
@@ -27,21 +54,30 @@ extension String: PostgresArrayElement {
     public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
 }
 
-extension Substring: PostgresEncodable {
-    public static var postgresType: PostgresDataType { .unspecified }
-    public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+extension String: PostgresBinaryEncodable {
+    public static var postgresBinaryType: PostgresDataType { .text }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
 }
 
-extension Int: PostgresArrayElement {
+extension Substring: PostgresBinaryEncodable {
+    public static var postgresType: PostgresDataType { .unspecified }
+    public static var postgresBinaryType: PostgresDataType { .text }
+    public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+}
+
+extension Int: PostgresArrayElement, PostgresBinaryEncodable {
     public static var postgresType: PostgresDataType { .int8 }
     public static var postgresArrayType: PostgresDataType { .int8Array }
     public func encodePostgresText(into buffer: inout [UInt8]) { appendDecimal(Int64(self), to: &buffer) }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) { Int64(self).appendBigEndian(to: &buffer) }
 }
 
-extension Int64: PostgresArrayElement {
+extension Int64: PostgresArrayElement, PostgresBinaryEncodable {
     public static var postgresType: PostgresDataType { .int8 }
     public static var postgresArrayType: PostgresDataType { .int8Array }
     public func encodePostgresText(into buffer: inout [UInt8]) { appendDecimal(self, to: &buffer) }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) { appendBigEndian(to: &buffer) }
 }
 
 /// Appends the decimal digits of `value` without building a String.
@@ -62,12 +98,14 @@ func appendDecimal(_ value: Int64, to buffer: inout [UInt8]) {
     buffer[start...].reverse()
 }
 
-extension Int32: PostgresEncodable {
+extension Int32: PostgresArrayElement, PostgresBinaryEncodable {
     public static var postgresType: PostgresDataType { .int4 }
-    public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(contentsOf: String(self).utf8) }
+    public static var postgresArrayType: PostgresDataType { .int4Array }
+    public func encodePostgresText(into buffer: inout [UInt8]) { appendDecimal(Int64(self), to: &buffer) }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) { appendBigEndian(to: &buffer) }
 }
 
-extension Double: PostgresArrayElement {
+extension Double: PostgresArrayElement, PostgresBinaryEncodable {
     public static var postgresType: PostgresDataType { .float8 }
     public static var postgresArrayType: PostgresDataType { .float8Array }
     public func encodePostgresText(into buffer: inout [UInt8]) {
@@ -76,15 +114,18 @@ extension Double: PostgresArrayElement {
         else if self == -.infinity { buffer.append(contentsOf: "-Infinity".utf8) }
         else { buffer.append(contentsOf: "\(self)".utf8) }
     }
+    /// The IEEE 754 bits, exactly (no decimal round trip).
+    public func encodePostgresBinary(into buffer: inout [UInt8]) { bitPattern.appendBigEndian(to: &buffer) }
 }
 
-extension Bool: PostgresArrayElement {
+extension Bool: PostgresArrayElement, PostgresBinaryEncodable {
     public static var postgresType: PostgresDataType { .bool }
     public static var postgresArrayType: PostgresDataType { .boolArray }
     public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(self ? UInt8(ascii: "t") : UInt8(ascii: "f")) }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) { buffer.append(self ? 1 : 0) }
 }
 
-extension UUID: PostgresArrayElement {
+extension UUID: PostgresArrayElement, PostgresBinaryEncodable {
     public static var postgresType: PostgresDataType { .uuid }
     public static var postgresArrayType: PostgresDataType { .uuidArray }
     public func encodePostgresText(into buffer: inout [UInt8]) {
@@ -100,28 +141,41 @@ extension UUID: PostgresArrayElement {
             }
         }
     }
+    /// The 16 bytes as they are.
+    public func encodePostgresBinary(into buffer: inout [UInt8]) {
+        withUnsafeBytes(of: uuid) { buffer.append(contentsOf: $0) }
+    }
 }
 
-extension Date: PostgresArrayElement {
+extension Date: PostgresArrayElement, PostgresBinaryEncodable {
     public static var postgresType: PostgresDataType { .timestamptz }
     public static var postgresArrayType: PostgresDataType { .timestamptzArray }
     /// RFC 3339 in UTC with microseconds, the precision of `timestamptz`.
     public func encodePostgresText(into buffer: inout [UInt8]) {
         Timestamp(self).appendRFC3339(to: &buffer)
     }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) {
+        Timestamp(self).encodePostgresBinary(into: &buffer)
+    }
 }
 
-extension Timestamp: PostgresArrayElement {
+extension Timestamp: PostgresArrayElement, PostgresBinaryEncodable {
     public static var postgresType: PostgresDataType { .timestamptz }
     public static var postgresArrayType: PostgresDataType { .timestamptzArray }
     /// RFC 3339 in UTC with microseconds: exact, as `timestamptz` stores microseconds.
     public func encodePostgresText(into buffer: inout [UInt8]) {
         appendRFC3339(to: &buffer)
     }
+    /// Microseconds since 2000-01-01 00:00 UTC, Postgres' epoch (`timestamptz` is that count).
+    public func encodePostgresBinary(into buffer: inout [UInt8]) {
+        (microsecondsSinceEpoch &- Self.postgresEpochMicroseconds).appendBigEndian(to: &buffer)
+    }
+    /// 2000-01-01 00:00 UTC in microseconds since the Unix epoch.
+    static let postgresEpochMicroseconds: Int64 = 946_684_800_000_000
 }
 
 /// Raw bytes sent as `bytea`.
-public struct PostgresBytes: PostgresEncodable, Hashable {
+public struct PostgresBytes: PostgresBinaryEncodable, Hashable {
     public var bytes: [UInt8]
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
     public static var postgresType: PostgresDataType { .bytea }
@@ -135,15 +189,17 @@ public struct PostgresBytes: PostgresEncodable, Hashable {
             buffer.append(hex[Int(byte & 0x0f)])
         }
     }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) { buffer.append(contentsOf: bytes) }
 }
 
-extension Data: PostgresEncodable {
+extension Data: PostgresBinaryEncodable {
     public static var postgresType: PostgresDataType { .bytea }
     public func encodePostgresText(into buffer: inout [UInt8]) { PostgresBytes(Array(self)).encodePostgresText(into: &buffer) }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) { buffer.append(contentsOf: self) }
 }
 
 /// A JSON document sent as `jsonb`: either an `Encodable` value or JSON text you already have.
-public struct PostgresJSON: PostgresArrayElement, Hashable {
+public struct PostgresJSON: PostgresArrayElement, PostgresBinaryEncodable, Hashable {
     /// The JSON text (UTF-8).
     public var json: [UInt8]
 
@@ -166,11 +222,16 @@ public struct PostgresJSON: PostgresArrayElement, Hashable {
     public static var postgresType: PostgresDataType { .jsonb }
     public static var postgresArrayType: PostgresDataType { .jsonbArray }
     public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(contentsOf: json) }
+    /// jsonb's binary form: a format version (1), then the JSON text, which the server parses.
+    public func encodePostgresBinary(into buffer: inout [UInt8]) {
+        buffer.append(1)
+        buffer.append(contentsOf: json)
+    }
 }
 
 /// JSON text for a `json` column or parameter: Postgres checks it and keeps it byte for byte as
 /// written (a ``PostgresJSON`` parameter is `jsonb`, parsed and printed anew).
-public struct PostgresJSONText: PostgresArrayElement, Hashable {
+public struct PostgresJSONText: PostgresArrayElement, PostgresBinaryEncodable, Hashable {
     /// The JSON text (UTF-8).
     public var json: [UInt8]
 
@@ -179,6 +240,8 @@ public struct PostgresJSONText: PostgresArrayElement, Hashable {
     public static var postgresType: PostgresDataType { .json }
     public static var postgresArrayType: PostgresDataType { .jsonArray }
     public func encodePostgresText(into buffer: inout [UInt8]) { buffer.append(contentsOf: json) }
+    /// json's binary form is its text (which the server checks).
+    public func encodePostgresBinary(into buffer: inout [UInt8]) { buffer.append(contentsOf: json) }
 }
 
 extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
@@ -191,6 +254,13 @@ extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
 
 extension Optional: PostgresArrayElement where Wrapped: PostgresArrayElement {
     public static var postgresArrayType: PostgresDataType { Wrapped.postgresArrayType }
+}
+
+extension Optional: PostgresBinaryEncodable where Wrapped: PostgresBinaryEncodable {
+    public static var postgresBinaryType: PostgresDataType { Wrapped.postgresBinaryType }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) {
+        if let self { self.encodePostgresBinary(into: &buffer) }
+    }
 }
 
 /// Arrays are sent as Postgres array literals (`{"a","b",NULL}`), so a whole batch can be one
@@ -226,5 +296,40 @@ extension Array: PostgresEncodable where Element: PostgresArrayElement {
             buffer.append(quote)
         }
         buffer.append(UInt8(ascii: "}"))
+    }
+}
+
+/// Arrays in binary: one dimension, a lower bound of 1, the element type, then each element as
+/// its length and binary form (length -1 for NULL). Nothing for the server to unquote or parse.
+extension Array: PostgresBinaryEncodable where Element: PostgresArrayElement & PostgresBinaryEncodable {
+    public static var postgresBinaryType: PostgresDataType { Element.postgresArrayType }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) {
+        let hasNulls = contains(where: \.isPostgresNull)
+        Int32(isEmpty ? 0 : 1).appendBigEndian(to: &buffer)
+        Int32(hasNulls ? 1 : 0).appendBigEndian(to: &buffer)
+        Element.postgresBinaryType.rawValue.appendBigEndian(to: &buffer)
+        guard !isEmpty else { return }
+        Int32(count).appendBigEndian(to: &buffer)
+        Int32(1).appendBigEndian(to: &buffer)
+        for value in self {
+            appendBinaryField(value, to: &buffer)
+        }
+    }
+}
+
+/// A length-prefixed binary value (length -1 for NULL), as array elements and binary COPY fields
+/// are written.
+@inline(__always)
+func appendBinaryField(_ value: some PostgresBinaryEncodable, to buffer: inout [UInt8]) {
+    if value.isPostgresNull {
+        Int32(-1).appendBigEndian(to: &buffer)
+        return
+    }
+    let lengthAt = buffer.count
+    buffer.append(contentsOf: [0, 0, 0, 0] as [UInt8])
+    value.encodePostgresBinary(into: &buffer)
+    let length = UInt32(buffer.count - lengthAt - 4).bigEndian
+    withUnsafeBytes(of: length) { bytes in
+        for i in 0..<4 { buffer[lengthAt + i] = bytes[i] }
     }
 }

@@ -74,22 +74,31 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
     }
 }
 
-/// One bound parameter: its Postgres type and its text form (`nil` for NULL).
+/// One bound parameter: its Postgres type and its bytes (`nil` for NULL): the binary form when
+/// the value has one and a definite type (see ``PostgresBinaryEncodable``), else the text form.
 public struct PostgresBind: Sendable, Hashable {
     /// The parameter's type OID (0 lets the server infer it).
     public var type: PostgresDataType
-    /// The value's text form (without a terminating NUL), or `nil` for NULL.
-    public var text: [UInt8]?
+    /// The value's bytes (text without a terminating NUL, or binary), or `nil` for NULL.
+    public var bytes: [UInt8]?
+    /// Whether ``bytes`` is the binary form.
+    public var isBinary: Bool
 
     public init<Value: PostgresEncodable>(_ value: Value) {
         type = Value.postgresType
+        isBinary = false
         if value.isPostgresNull {
-            text = nil
-        } else {
-            var bytes: [UInt8] = []
-            value.encodePostgresText(into: &bytes)
-            text = bytes
+            bytes = nil
+            return
         }
+        var bytes: [UInt8] = []
+        if Value.postgresType != .unspecified, let binary = value as? any PostgresBinaryEncodable {
+            binary.encodePostgresBinary(into: &bytes)
+            isBinary = true
+        } else {
+            value.encodePostgresText(into: &bytes)
+        }
+        self.bytes = bytes
     }
 }
 
@@ -106,6 +115,7 @@ public struct PostgresDataType: Sendable, Hashable, RawRepresentable {
     public static let int8 = PostgresDataType(20)
     public static let int2 = PostgresDataType(21)
     public static let int4 = PostgresDataType(23)
+    public static let int4Array = PostgresDataType(1007)
     public static let text = PostgresDataType(25)
     public static let float8 = PostgresDataType(701)
     public static let timestamptz = PostgresDataType(1184)

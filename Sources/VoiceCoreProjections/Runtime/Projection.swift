@@ -101,10 +101,11 @@ extension Array where Element == ProjectedEvent {
     }
 }
 
-extension Identifier: PostgresArrayElement {
+extension Identifier: PostgresArrayElement, PostgresBinaryEncodable {
     public static var postgresType: PostgresDataType { .uuid }
     public static var postgresArrayType: PostgresDataType { .uuidArray }
     public func encodePostgresText(into buffer: inout [UInt8]) { append(to: &buffer) }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) { uuid.encodePostgresBinary(into: &buffer) }
 }
 
 extension Identifier: PostgresDecodable {
