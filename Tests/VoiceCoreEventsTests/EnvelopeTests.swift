@@ -12,6 +12,20 @@ struct EnvelopeTests {
         return try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] ?? [:]
     }
 
+    @Test func schemaVersionIsTheLastSegmentsNumber() {
+        #expect(SchemaURI.version(of: SchemaURI.uri(kind: .event, name: "call.started", version: 1)) == 1)
+        #expect(SchemaURI.version(of: "https://schemas.voicecore.dev/events/call.ended/v12") == 12)
+        #expect(SchemaURI.version(of: "https://schemas.voicecore.dev/v2/events/call.ended/v3") == 3)
+        for refused in ["https://schemas.voicecore.dev/events/call.ended/v", "https://schemas.voicecore.dev/events/call.ended/x2",
+                        "v3", "https://schemas.voicecore.dev/events/call.ended/v3/", "…/v-1", "…/v+1", "…/v1.5", "…/v١", "…/v99999999999999999999", ""] {
+            #expect(SchemaURI.version(of: refused) == nil, "\(refused)")
+        }
+        // An envelope without a version in its schema is version 1.
+        let envelope = EventEnvelope(source: "/test", type: "call.started", subject: "s", dataschema: "https://example.com/schema",
+                                     tenantID: tenant, correlationID: tenant, data: Array("{}".utf8))
+        #expect(envelope.version == 1)
+    }
+
     @Test func partitionFunctionMatchesTheVectors() throws {
         let vectors = try vectors()
         for vector in vectors["fnv1a32"] as? [[String: Any]] ?? [] {

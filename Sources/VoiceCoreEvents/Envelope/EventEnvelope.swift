@@ -273,11 +273,26 @@ public enum SchemaURI {
         "schemas/\(kind.folder)/\(name).v\(version).schema.json"
     }
 
-    /// The version at the end of a schema URI (`…/v3` → 3).
+    /// The version at the end of a schema URI (`…/v3` → 3); nil unless the last path segment is
+    /// `v` and decimal digits.
     public static func version(of uri: String) -> Int? {
-        guard let slash = uri.lastIndex(of: "/") else { return nil }
-        let last = uri[uri.index(after: slash)...]
-        guard last.first == "v" else { return nil }
-        return Int(last.dropFirst())
+        // On the UTF-8 bytes: the archive asks for every event's version, and Character-wise
+        // searching of the URI showed in its profile.
+        var uri = uri
+        return uri.withUTF8 { bytes -> Int? in
+            guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")), slash + 1 < bytes.count,
+                  bytes[slash + 1] == UInt8(ascii: "v") else { return nil }
+            let digits = bytes[(slash + 2)...]
+            guard !digits.isEmpty else { return nil }
+            var version = 0
+            for byte in digits {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                let (times10, o1) = version.multipliedReportingOverflow(by: 10)
+                let (sum, o2) = times10.addingReportingOverflow(Int(byte - UInt8(ascii: "0")))
+                guard !o1, !o2 else { return nil }
+                version = sum
+            }
+            return version
+        }
     }
 }

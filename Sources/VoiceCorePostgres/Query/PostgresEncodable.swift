@@ -304,16 +304,20 @@ extension Array: PostgresEncodable where Element: PostgresArrayElement {
 extension Array: PostgresBinaryEncodable where Element: PostgresArrayElement & PostgresBinaryEncodable {
     public static var postgresBinaryType: PostgresDataType { Element.postgresArrayType }
     public func encodePostgresBinary(into buffer: inout [UInt8]) {
-        let hasNulls = contains(where: \.isPostgresNull)
         Int32(isEmpty ? 0 : 1).appendBigEndian(to: &buffer)
-        Int32(hasNulls ? 1 : 0).appendBigEndian(to: &buffer)
+        let flagsAt = buffer.count
+        Int32(0).appendBigEndian(to: &buffer)
         Element.postgresBinaryType.rawValue.appendBigEndian(to: &buffer)
         guard !isEmpty else { return }
         Int32(count).appendBigEndian(to: &buffer)
         Int32(1).appendBigEndian(to: &buffer)
+        var hasNulls = false
         for value in self {
+            if value.isPostgresNull { hasNulls = true }
             appendBinaryField(value, to: &buffer)
         }
+        // The header's "has NULLs" flag, known only now (one pass over the elements).
+        if hasNulls { buffer[flagsAt + 3] = 1 }
     }
 }
 
