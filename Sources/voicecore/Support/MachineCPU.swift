@@ -7,6 +7,33 @@ import Foundation
 /// projected. A figure without the steal and idle share beside it cannot be compared across days
 /// or runs; with it, a reader sees whether the machine took time away or the build was slow.
 struct MachineCPU {
+    /// Busy CPU seconds of the whole machine between `start` and now.
+    static func busySeconds(since start: MachineCPU?) -> Double? {
+        guard let start, let end = now() else { return nil }
+        return Double(end.busy &- start.busy) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// CPU seconds this process has used (all threads).
+    static func processSeconds() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
+    /// CPU seconds the Redis server has used, from `INFO cpu` (user + system).
+    static func redisSeconds(_ info: String) -> Double? {
+        var total = 0.0, found = 0
+        for line in info.split(whereSeparator: \.isNewline) {
+            for key in ["used_cpu_user:", "used_cpu_sys:"] where line.hasPrefix(key) {
+                if let value = Double(line.dropFirst(key.count).trimmingCharacters(in: .whitespaces)) {
+                    total += value
+                    found += 1
+                }
+            }
+        }
+        return found == 2 ? total : nil
+    }
+
     /// user, nice, system, irq, softirq (guest time is counted in user).
     var busy: UInt64
     /// idle, iowait.
