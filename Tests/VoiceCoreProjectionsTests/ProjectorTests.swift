@@ -262,10 +262,51 @@ struct ProjectorTests {
         #expect(after.streams.allSatisfy { $0.checkpoint == $0.head })
         try await fixture.drop()
     }
+
+    /// Workers read with NOACK: what a worker read and did not commit is neither pending nor in
+    /// the group's lag. The gap still counts it, and the next owner is delivered it again.
+    @Test func entriesReadButNotCommittedCountInTheGapAndAreAppliedByTheNextOwner() async throws {
+        let fixture = try await ProjectorFixture(partitions: 2)
+        var workload = CallWorkload(seed: 5, tenants: 2)
+        try await fixture.publish(workload.calls(20))
+        let usage = fixture.items.filter { $0.category == .billing }.count
+        // A worker of the billing projector reads everything and dies before it commits (with an
+        // entries-read count, so Redis knows the group's lag, as it does for a live projector).
+        let group = ProjectorConfiguration.group(of: ["billing"])
+        let streams = fixture.naming.streams(.billing, kind: .event)
+        for stream in streams {
+            _ = try await fixture.redis.execute(.xgroupCreate(stream, group: group, start: .beginning, entriesRead: 0))
+        }
+        let read = try await RedisClient(fixture.redis).readGroup(group: group, consumer: "dead", streams: streams.map { ($0, .newEntries) },
+                                                                  count: 10_000, block: nil, noAck: true)
+        #expect(read.reduce(0) { $0 + $1.entries.count } == usage)
+        for stream in streams {
+            let info = try await fixture.redis.execute(.xinfoGroups(stream)).first { $0.name == group }
+            #expect(info?.pending == 0 && info?.lag == 0, "\(stream): nothing pending, nothing left to deliver")
+        }
+        #expect(try await fixture.status([BillingProjection()])[0].gap == usage)
+
+        let running = try fixture.runner(projections: [BillingProjection()])
+        try await eventually("billing caught up", within: .seconds(20)) { running.runner.statistics["billing"]?.applied == usage }
+        try await running.stop()
+        #expect(try await fixture.status([BillingProjection()])[0].gap == 0)
+        // Every usage line once: the entries the dead worker had read were applied, none twice.
+        var usageIDs = Set<Identifier>()
+        for item in fixture.items where item.category == .billing {
+            if case .known(_, let message) = try MessageRegistry.standard.decode(item.envelope), let recorded = message as? UsageRecorded {
+                usageIDs.insert(recorded.usageID)
+            }
+        }
+        #expect(usageIDs.count > 10)
+        let stored = try await fixture.db.query("SELECT usage_id FROM billing_usage_items").map { try $0.decode(Identifier.self, "usage_id") }
+        #expect(stored.count == usageIDs.count && Set(stored) == usageIDs)
+        try await fixture.drop()
+    }
 }
 
 /// A new contact (its own id) with this phone number.
 private func contactUpserted(_ name: String, phone: String, tenant: Identifier, at now: Timestamp) -> CallWorkload.Item {
     .init(envelope: EventEnvelope(ContactUpserted(contactID: .v7(), name: name, phone: phone, firstSeenAt: now, lastSeenAt: now),
                                   tenant: tenant, source: "/test"), category: .crm)
+
 }

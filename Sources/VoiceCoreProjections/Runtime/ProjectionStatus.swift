@@ -65,26 +65,24 @@ public struct ProjectionStatus: Sendable, Hashable {
                             status.oldestUnprojectedSeconds = Double(nowMilliseconds &- min(nowMilliseconds, first.id.milliseconds)) / 1000
                             // The groups reading for this projection (projector:a+b+…) whose lag Redis knows;
                             // the most advanced one is the one applying it (others are left from earlier runs).
-                            let gaps = try await redis.execute(.xinfoGroups(stream)).compactMap { info -> Int? in
-                                guard info.name.hasPrefix("projector:"),
-                                      info.name.dropFirst("projector:".count).split(separator: "+").contains(Substring(projection.name)),
-                                      let lag = info.lag else { return nil }
-                                return lag + info.pending
+                            // Its lag counts entries not yet delivered; those delivered after the checkpoint
+                            // (being applied, not committed: projectors read with NOACK, so they are not
+                            // pending) are counted here.
+                            let groups = try await redis.execute(.xinfoGroups(stream)).filter { info in
+                                info.name.hasPrefix("projector:") && info.lag != nil
+                                    && info.name.dropFirst("projector:".count).split(separator: "+").contains(Substring(projection.name))
                             }
-                            if let gap = gaps.min() {
-                                status.gap = gap
-                            } else {
-                                var counted = 0
-                                var from = checkpoint?.successor ?? .zero
-                                while counted < countCap {
-                                    let want = min(1000, countCap - counted)
-                                    let page = try await redis.execute(.xrange(stream, from: from, count: want))
-                                    counted += page.count
-                                    guard page.count == want, let last = page.last else { break }
-                                    from = last.id.successor
+                            if let group = groups.min(by: { $0.lag! < $1.lag! }) {
+                                var inFlight = (count: 0, capped: false)
+                                if let delivered = group.lastDeliveredID, checkpoint.map({ delivered > $0 }) ?? true {
+                                    inFlight = try await Self.count(stream, after: checkpoint, through: delivered, cap: countCap, redis: redis)
                                 }
-                                status.gap = counted
-                                status.gapIsLowerBound = counted >= countCap
+                                status.gap = group.lag! + inFlight.count
+                                status.gapIsLowerBound = inFlight.capped
+                            } else {
+                                let counted = try await Self.count(stream, after: checkpoint, through: nil, cap: countCap, redis: redis)
+                                status.gap = counted.count
+                                status.gapIsLowerBound = counted.capped
                             }
                         }
                     }
@@ -94,6 +92,21 @@ public struct ProjectionStatus: Sendable, Hashable {
             result.append(ProjectionStatus(projection: projection.name, streams: streams, failures: failures[projection.name] ?? 0))
         }
         return result
+    }
+
+    /// Entries of `stream` after `after` up to and including `through` (the end when nil), counted
+    /// page by page up to `cap`.
+    private static func count(_ stream: String, after: StreamEntryID?, through: StreamEntryID?, cap: Int, redis: RedisClient) async throws -> (count: Int, capped: Bool) {
+        var counted = 0
+        var from = after?.successor ?? .zero
+        while counted < cap {
+            let want = min(1000, cap - counted)
+            let page = try await redis.execute(.xrange(stream, from: from, to: through, count: want))
+            counted += page.count
+            guard page.count == want, let last = page.last else { return (counted, false) }
+            from = last.id.successor
+        }
+        return (counted, true)
     }
 
     /// Records the gap and age as gauges (``ProjectorMetricNames``).

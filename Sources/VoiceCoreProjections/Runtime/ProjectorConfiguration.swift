@@ -28,7 +28,7 @@ public struct ProjectorConfiguration: Sendable {
         public enum Point: String, Sendable, Hashable, CaseIterable {
             /// Rows and checkpoint written, COMMIT not sent.
             case beforeCommit = "before-commit"
-            /// Committed, entries not acknowledged in Redis.
+            /// Committed, before the worker goes on (its in-memory checkpoints not yet advanced).
             case afterCommit = "after-commit"
         }
         public var point: Point

@@ -38,6 +38,8 @@ final class ProjectorWorker {
     /// Checkpoint per projection (index) and stream.
     private var checkpoints: [[String: StreamEntryID]]
     private var lastRebalance: ContinuousClock.Instant?
+    /// Set once this worker has joined and waited for its siblings (at its first rebalance).
+    private var hasJoined = false
 
     init(runner: ProjectorRunner, index: Int, redis: RedisConfiguration, postgres: PostgresConfiguration,
          registry: MessageRegistry, logger: Logger, metrics: [String: ProjectorMetrics]) {
@@ -79,7 +81,7 @@ final class ProjectorWorker {
         // The next batch is read (without blocking) while this one is applied: Redis and the
         // reply's parsing work while Postgres does. It is always awaited before the partitions
         // change hands (a rebalance, a recovery, the end), so no read of this worker lands after
-        // another owner moved a group; entries it read for a partition given back stay pending,
+        // another owner moved a group; entries it read for a partition given back are dropped,
         // and the new owner, moving the group back to the checkpoint, is delivered them again.
         var readAhead: Task<[StreamReadResult], any Error>?
         while !stop.isSet {
@@ -102,13 +104,13 @@ final class ProjectorWorker {
                 if results.isEmpty {
                     results = try await redis.readGroup(
                         group: group, consumer: consumer, streams: streams.map { ($0, GroupReadPosition.newEntries) },
-                        count: configuration.batchSize, block: configuration.block)
+                        count: configuration.batchSize, block: configuration.block, noAck: true)
                 }
                 if results.contains(where: { !$0.entries.isEmpty }) {
                     let group = self.group, consumer = self.consumer, batchSize = configuration.batchSize
                     readAhead = Task {
                         try await redis.readGroup(group: group, consumer: consumer, streams: streams.map { ($0, GroupReadPosition.newEntries) },
-                                                  count: batchSize, block: nil)
+                                                  count: batchSize, block: nil, noAck: true)
                     }
                     try await process(results, stop: stop)
                 }
@@ -124,7 +126,7 @@ final class ProjectorWorker {
                 break
             }
         }
-        // Its entries stay pending for the next owner.
+        // What it read and did not commit is delivered again to the next owner (from the checkpoint).
         await settle(&readAhead)
         logger.info("projector worker stopped", metadata: ["partitions": "\(held.count)"])
     }
@@ -180,6 +182,12 @@ final class ProjectorWorker {
                     if taken { return slot }
                 }
                 throw ProjectorError("no free worker slot among 256 tried")
+            }
+            if !hasJoined {
+                // Counted by the others before anyone takes partitions (see ProjectorRunner).
+                hasJoined = true
+                runner.noteJoined()
+                await runner.siblingsJoined(within: .seconds(1))
             }
         }
         let workers = try await db.query("""
@@ -272,8 +280,10 @@ final class ProjectorWorker {
         return least
     }
 
-    /// Sets the group of each stream to its position (creating group and stream when missing) and
-    /// acknowledges pending entries at or below it (committed by an owner that died before XACK).
+    /// Sets the group of each stream to its position (creating group and stream when missing).
+    /// Workers read with NOACK, so nothing becomes pending; entries left pending by a projector of
+    /// an earlier version (which acknowledged after commit) at or below the position are
+    /// acknowledged here, so they do not linger in the group.
     private func position(_ streams: [String], checkpoints: [[String: StreamEntryID]]) async throws {
         guard let redis else { return }
         for stream in streams {
@@ -316,11 +326,9 @@ final class ProjectorWorker {
     private func process(_ results: [StreamReadResult], stop: StopSignal) async throws {
         let start = ContinuousClock.now
         var shares = Array(repeating: Share(), count: projections.count)
-        var acknowledge: [(String, [StreamEntryID])] = []
         let wantsAll = projections.map { $0.eventTypes == nil }
         let types = projections.map(\.eventTypes)
         for result in results where !result.entries.isEmpty {
-            acknowledge.append((result.stream, result.entries.map(\.id)))
             guard let category = streamCategory[result.stream], let indices = readers[category] else { continue }
             for entry in result.entries {
                 // The projections that have not applied this entry yet.
@@ -387,10 +395,6 @@ final class ProjectorWorker {
                 logger.critical("crash point after-commit reached: killing the process")
                 kill(getpid(), SIGKILL)
             }
-        }
-        if let redis {
-            let results = try await redis.pipeline(acknowledge.map { RedisCommand.xack($0.0, group: group, ids: $0.1) })
-            for case .failure(let error) in results where error.serverCode != "NOGROUP" { throw error }
         }
         let elapsed = Int64((ContinuousClock.now - start).nanoseconds)
         for (index, projection) in projections.enumerated() {
@@ -520,7 +524,7 @@ final class ProjectorWorker {
         while !stop.isSet {
             do {
                 if let redis, await !redis.isConnected { try await redis.reconnect() }
-                // Entries read but not committed are pending here and would not be delivered again.
+                // Entries read but not committed would not be delivered again: back to the checkpoints.
                 for streams in held.values { try await position(streams, checkpoints: checkpoints) }
                 return
             } catch {
@@ -547,7 +551,7 @@ final class ProjectorWorker {
     }
 }
 
-/// A shutdown arrived while a batch waited to be retried: it stays pending for the next owner.
+/// A shutdown arrived while a batch waited to be retried: the next owner reads it again from the checkpoint.
 struct ShutdownDuringBatch: Error {}
 
 extension PostgresError {

@@ -231,7 +231,7 @@ public final class RedisClient: Sendable {
     /// acknowledgement on a stream whose group is gone (NOGROUP) needs none; any other failure
     /// throws after the read, and the entries stay pending.
     public func readGroup(group: String, consumer: String, streams: [(key: String, position: GroupReadPosition)],
-                          count: Int?, block: Duration?,
+                          count: Int?, block: Duration?, noAck: Bool = false,
                           acknowledging acknowledgements: [(stream: String, ids: [StreamEntryID])] = []) async throws -> [StreamReadResult] {
         let router: ClusterRouter
         switch mode {
@@ -239,7 +239,7 @@ public final class RedisClient: Sendable {
             router = cluster
         case .single(let connection):
             let acks = acknowledgements.filter { !$0.ids.isEmpty }.map { RedisCommand.xack($0.stream, group: group, ids: $0.ids).command }
-            let (replies, read) = try await connection.execute(.xreadgroup(group: group, consumer: consumer, streams: streams, count: count, block: block),
+            let (replies, read) = try await connection.execute(.xreadgroup(group: group, consumer: consumer, streams: streams, count: count, block: block, noAck: noAck),
                                                                 after: acks)
             for case .error(let message) in replies {
                 let error = RedisError.server(message, endpoint: configuration.endpoint.description)
@@ -256,9 +256,9 @@ public final class RedisClient: Sendable {
             bySlot[slot, default: []].append(stream)
         }
         if slots.count <= 1 {
-            return try await router.execute(.xreadgroup(group: group, consumer: consumer, streams: streams, count: count, block: block))
+            return try await router.execute(.xreadgroup(group: group, consumer: consumer, streams: streams, count: count, block: block, noAck: noAck))
         }
-        let commands = slots.map { RedisCommand<[StreamReadResult]>.xreadgroup(group: group, consumer: consumer, streams: bySlot[$0] ?? [], count: count) }
+        let commands = slots.map { RedisCommand<[StreamReadResult]>.xreadgroup(group: group, consumer: consumer, streams: bySlot[$0] ?? [], count: count, noAck: noAck) }
         let deadline = block.map { ContinuousClock.now + $0 }
         var pause = Duration.milliseconds(1)
         while true {
