@@ -238,6 +238,37 @@ struct ProjectorTests {
         try await fixture.drop()
     }
 
+    @Test("an event republished into a large batch is archived once, and the rest of its batch is archived")
+    func republishedEventsInACopiedBatchAreArchivedOnce() async throws {
+        let fixture = try await ProjectorFixture(partitions: 1)
+        let tenant = Identifier.v7()
+        func noted(_ id: Identifier = .v7()) -> CallWorkload.Item {
+            .init(envelope: EventEnvelope(id: id, source: "/partner", type: "com.example.partner.noted", subject: "note",
+                                          dataschema: "https://example.com/schemas/noted/v1", tenantID: tenant, correlationID: id, data: Array("{}".utf8)),
+                  category: .crm)
+        }
+        let first = (0..<150).map { _ in noted() }
+        try await fixture.publish(first)
+        var running = try fixture.runner(projections: [ArchiveProjection()])
+        try await eventually("the first batch is archived") { running.runner.statistics["archive"]?.applied == 150 }
+        try await running.stop()
+        // One batch of 153 (copied, not inserted): three republished events among new ones.
+        var second = (0..<150).map { _ in noted() }
+        for (offset, old) in [5, 77, 149].enumerated() { second.insert(noted(first[old].envelope.id), at: 40 * (offset + 1)) }
+        try await fixture.publish(second)
+        running = try fixture.runner(projections: [ArchiveProjection()])
+        try await eventually("the second batch is archived") { running.runner.statistics["archive"]?.applied == 153 }
+        try await running.stop()
+        #expect(running.runner.statistics["archive"]?.batches == 1)
+        #expect(running.runner.statistics["archive"]?.failed == 0)
+        let ids = try await fixture.db.query("SELECT event_id FROM event_log").map { try $0.decode(Identifier.self, "event_id") }
+        #expect(ids.count == 300)
+        let missing = Set((first + second).map(\.envelope.id)).subtracting(ids)
+        #expect(missing.isEmpty, "\(missing.count) events not archived")
+        #expect(try await fixture.db.query("SELECT count(*) AS n FROM projection_failures")[0].decode(Int.self, "n") == 0)
+        try await fixture.drop()
+    }
+
     @Test func statusShowsTheGapAndTheAgeOfTheOldestUnprojectedEvent() async throws {
         let fixture = try await ProjectorFixture(partitions: 4)
         var workload = CallWorkload(seed: 3, tenants: 2)
