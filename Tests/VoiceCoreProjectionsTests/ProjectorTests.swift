@@ -97,6 +97,90 @@ struct ProjectorTests {
         try await fixture.drop()
     }
 
+    @Test("a call's events folded within one batch, in any order, give the row they give one batch at a time")
+    func aCallsEventsInOneBatchFoldAsTheyDoOneByOne() async throws {
+        let fixture = try await ProjectorFixture(partitions: 1)
+        let tenant = Identifier.v7()
+        let t0 = Timestamp.now
+        func at(_ seconds: Int64) -> Timestamp { t0.adding(microseconds: seconds * 1_000_000) }
+        func call(_ name: String) -> Identifier { CallID.derive(tenant: tenant, provider: .twilio, providerCallID: name) }
+        func item(_ message: some Message) -> CallWorkload.Item { .init(envelope: EventEnvelope(message, tenant: tenant, source: "/test"), category: .calls) }
+        func started(_ name: String, _ second: Int64) -> CallWorkload.Item {
+            item(CallStarted(callID: call(name), provider: .twilio, providerCallID: name, direction: .inbound, from: "+14155550100", to: "+14155550111", startedAt: at(second)))
+        }
+        // Ended first, then a late answer and start, then a second end that must not win.
+        let ended = call("CA-ended")
+        let items = [
+            item(CallEnded(callID: ended, endedAt: at(90), status: .completed, durationSeconds: 80, answered: true, hungUpBy: .caller)),
+            item(CallAnswered(callID: ended, answeredAt: at(10))), started("CA-ended", 0),
+            item(CallEnded(callID: ended, endedAt: at(95), status: .failed, durationSeconds: 0, answered: false)),
+            started("CA-answered", 1), item(CallAnswered(callID: call("CA-answered"), answeredAt: at(3))), item(CallAnswered(callID: call("CA-answered"), answeredAt: at(7))),
+            started("CA-ringing", 2), started("CA-ringing", 9),
+            item(CallAnswered(callID: call("CA-answered-only"), answeredAt: at(4))),
+        ]
+        try await fixture.publish(items)
+        let running = try fixture.runner(projections: [CallsProjection()])
+        try await eventually("the batch is applied") { running.runner.statistics["calls"]?.applied == items.count }
+        try await running.stop()
+        #expect(running.runner.statistics["calls"]?.batches == 1)
+        let rows = try await fixture.db.query("""
+            SELECT provider_call_id, status, end_status, duration_seconds, hung_up_by, provider,
+                   extract(epoch FROM started_at - \(t0)::timestamptz)::int AS started, extract(epoch FROM answered_at - \(t0)::timestamptz)::int AS answered,
+                   extract(epoch FROM ended_at - \(t0)::timestamptz)::int AS ended
+            FROM call_sessions ORDER BY status, provider_call_id NULLS LAST
+            """)
+        func describe(_ row: PostgresRow) throws -> String {
+            func text(_ column: String) throws -> String { try row.decode(String?.self, column) ?? "-" }
+            func number(_ column: String) throws -> String { try row.decode(Int?.self, column).map(String.init) ?? "-" }
+            let parts: [String] = [try text("provider_call_id"), try text("status"), try text("end_status"), try number("duration_seconds"),
+                                   try text("hung_up_by"), try text("provider"), try number("started"), try number("answered"), try number("ended")]
+            return parts.joined(separator: " ")
+        }
+        #expect(try rows.map(describe) == [
+            "CA-ended completed completed 80 caller twilio 0 10 90",
+            "CA-answered in-progress - - - twilio 1 3 -",
+            "- in-progress - - - - - 4 -",
+            "CA-ringing initiated - - - twilio 2 - -",
+        ])
+        try await fixture.drop()
+    }
+
+    @Test("per call, the strongest intent (the first of equals) and the latest summary win, within a batch and across batches")
+    func analyticsKeepTheStrongestIntentAndTheLatestSummary() async throws {
+        let fixture = try await ProjectorFixture(partitions: 1)
+        let tenant = Identifier.v7()
+        let now = Timestamp.now
+        func call(_ name: String) -> Identifier { CallID.derive(tenant: tenant, provider: .twilio, providerCallID: name) }
+        func item(_ message: some Message) -> CallWorkload.Item { .init(envelope: EventEnvelope(message, tenant: tenant, source: "/test"), category: .calls) }
+        func intent(_ name: String, _ intent: Intent, _ confidence: Double) -> CallWorkload.Item {
+            item(IntentDetected(callID: call(name), intent: intent, confidence: confidence, sourceSequence: 1, detectedAt: now))
+        }
+        func summary(_ name: String, _ sentiment: CallSummarized.Sentiment, words: Int) -> CallWorkload.Item {
+            item(CallSummarized(callID: call(name), summary: "s", keySentences: [], sentiment: sentiment, sentimentScore: 0.5, wordCount: words, summarizedAt: now))
+        }
+        let running = try fixture.runner(projections: [AnalyticsProjection()])
+        func apply(_ items: [CallWorkload.Item]) async throws {
+            let before = running.runner.statistics["analytics"]?.applied ?? 0
+            try await fixture.publish(items)
+            try await eventually("the batch is applied") { running.runner.statistics["analytics"]?.applied == before + items.count }
+        }
+        // One batch: weaker, stronger, an equal one after it; two summaries.
+        try await apply([intent("a", .support, 0.4), summary("a", .negative, words: 10), intent("a", .sales, 0.9), intent("a", .billing, 0.9),
+                         summary("a", .positive, words: 20), summary("b", .neutral, words: 5), intent("c", .appointment, 0.3)])
+        // A later batch: a weaker intent and a new summary for a; a stronger intent for c.
+        try await apply([intent("a", .complaint, 0.5), summary("a", .neutral, words: 30), intent("c", .complaint, 0.8)])
+        try await running.stop()
+        var found: [String: String] = [:]
+        for row in try await fixture.db.query("SELECT call_id, intent, intent_confidence, sentiment, word_count FROM call_analytics") {
+            let id = try row.decode(Identifier.self, "call_id")
+            let name = ["a", "b", "c"].first { call($0) == id } ?? "?"
+            let confidence = try row.decode(Double?.self, "intent_confidence").map { String($0) } ?? "-"
+            found[name] = "\(try row.decode(String?.self, "intent") ?? "-") \(confidence) \(try row.decode(String?.self, "sentiment") ?? "-") \(try row.decode(Int?.self, "word_count").map(String.init) ?? "-")"
+        }
+        #expect(found == ["a": "sales 0.9 neutral 30", "b": "- - neutral 5", "c": "complaint 0.8 - -"])
+        try await fixture.drop()
+    }
+
     @Test func twoInstancesShareThePartitionsAndNeverDoubleApply() async throws {
         let fixture = try await ProjectorFixture(partitions: 8)
         var workload = CallWorkload(seed: 2, tenants: 4)

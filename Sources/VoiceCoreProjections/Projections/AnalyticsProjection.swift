@@ -19,49 +19,48 @@ public struct AnalyticsProjection: Projection {
     public var tables: [String] { ["call_analytics", "business_metrics", "business_metrics_leads"] }
 
     public func apply(_ events: [ProjectedEvent], in db: isolated PostgresConnection) throws {
-        // The strongest detection per call in this batch (the first of equals), then against the row.
-        var strongest: [CallKey: (event: ProjectedEvent, message: IntentDetected)] = [:]
-        var order: [CallKey] = []
-        for item in events.messages(IntentDetected.self) {
-            let key = CallKey(item.event.tenantID, item.message.callID)
-            if let existing = strongest[key] {
-                if item.message.confidence > existing.message.confidence { strongest[key] = item }
-            } else {
-                strongest[key] = item
-                order.append(key)
+        // Per call of this batch: its strongest detection (the first of equals) and its latest
+        // summary (stream order), written with one upsert. Against the row, a detection wins
+        // when it is stronger; a summary always does.
+        var index: [CallKey: Int] = [:]
+        var calls: [(tenant: Identifier, call: Identifier, intent: IntentDetected?, summary: CallSummarized?)] = []
+        func slot(_ tenant: Identifier, _ call: Identifier) -> Int {
+            let key = CallKey(tenant, call)
+            if let found = index[key] { return found }
+            index[key] = calls.count
+            calls.append((tenant, call, nil, nil))
+            return calls.count - 1
+        }
+        for event in events {
+            switch event.message {
+            case let detected as IntentDetected:
+                let i = slot(event.envelope.tenantID, detected.callID)
+                if calls[i].intent.map({ detected.confidence > $0.confidence }) ?? true { calls[i].intent = detected }
+            case let summarized as CallSummarized:
+                calls[slot(event.envelope.tenantID, summarized.callID)].summary = summarized
+            default:
+                continue
             }
         }
-        if !order.isEmpty {
-            let intents = order.map { strongest[$0]! }
+        if !calls.isEmpty {
             try db.query("""
-                INSERT INTO call_analytics AS a (tenant_id, call_id, intent, intent_confidence)
-                SELECT * FROM unnest(\(intents.map(\.event.tenantID))::uuid[], \(intents.map(\.message.callID))::uuid[],
-                                     \(intents.map(\.message.intent.rawValue))::text[], \(intents.map(\.message.confidence))::float8[])
+                INSERT INTO call_analytics AS a (tenant_id, call_id, intent, intent_confidence, sentiment, sentiment_score, word_count)
+                SELECT * FROM unnest(\(calls.map(\.tenant))::uuid[], \(calls.map(\.call))::uuid[],
+                                     \(calls.map { $0.intent?.intent.rawValue })::text[], \(calls.map { $0.intent?.confidence })::float8[],
+                                     \(calls.map { $0.summary?.sentiment.rawValue })::text[], \(calls.map { $0.summary?.sentimentScore })::float8[],
+                                     \(calls.map { $0.summary?.wordCount })::int8[])
                 ORDER BY 1, 2
                 ON CONFLICT (tenant_id, call_id) DO UPDATE SET
-                  intent = EXCLUDED.intent, intent_confidence = EXCLUDED.intent_confidence, updated_at = now()
-                WHERE a.intent_confidence IS NULL OR EXCLUDED.intent_confidence > a.intent_confidence
-                """)
-        }
-
-        // The latest summary of a call wins (stream order).
-        var latest: [CallKey: CallSummarized] = [:]
-        var summaryOrder: [CallKey] = []
-        for (event, summary) in events.messages(CallSummarized.self) {
-            let key = CallKey(event.tenantID, summary.callID)
-            if latest.updateValue(summary, forKey: key) == nil { summaryOrder.append(key) }
-        }
-        if !summaryOrder.isEmpty {
-            let summaries = summaryOrder.map { ($0.tenant, latest[$0]!) }
-            try db.query("""
-                INSERT INTO call_analytics AS a (tenant_id, call_id, sentiment, sentiment_score, word_count)
-                SELECT * FROM unnest(\(summaries.map(\.0))::uuid[], \(summaries.map(\.1.callID))::uuid[],
-                                     \(summaries.map(\.1.sentiment.rawValue))::text[], \(summaries.map(\.1.sentimentScore))::float8[],
-                                     \(summaries.map(\.1.wordCount))::int8[])
-                ORDER BY 1, 2
-                ON CONFLICT (tenant_id, call_id) DO UPDATE SET
-                  sentiment = EXCLUDED.sentiment, sentiment_score = EXCLUDED.sentiment_score,
-                  word_count = EXCLUDED.word_count, updated_at = now()
+                  intent = CASE WHEN EXCLUDED.intent_confidence > a.intent_confidence OR a.intent_confidence IS NULL
+                                THEN COALESCE(EXCLUDED.intent, a.intent) ELSE a.intent END,
+                  intent_confidence = CASE WHEN EXCLUDED.intent_confidence > a.intent_confidence OR a.intent_confidence IS NULL
+                                           THEN COALESCE(EXCLUDED.intent_confidence, a.intent_confidence) ELSE a.intent_confidence END,
+                  sentiment = CASE WHEN EXCLUDED.sentiment IS NOT NULL THEN EXCLUDED.sentiment ELSE a.sentiment END,
+                  sentiment_score = CASE WHEN EXCLUDED.sentiment IS NOT NULL THEN EXCLUDED.sentiment_score ELSE a.sentiment_score END,
+                  word_count = CASE WHEN EXCLUDED.sentiment IS NOT NULL THEN EXCLUDED.word_count ELSE a.word_count END,
+                  updated_at = now()
+                WHERE EXCLUDED.intent_confidence > a.intent_confidence OR (a.intent_confidence IS NULL AND EXCLUDED.intent_confidence IS NOT NULL)
+                   OR EXCLUDED.sentiment IS NOT NULL
                 """)
         }
 

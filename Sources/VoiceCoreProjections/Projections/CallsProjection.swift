@@ -6,7 +6,8 @@ import VoiceCorePostgres
 /// Order-tolerant: call details fill only what is still empty, the first answer time and the first
 /// end win, and the status is derived from them (ended → its final status, answered →
 /// `in-progress`, else `initiated`). So a late, reordered or duplicated event never regresses a
-/// finished call, and applying kinds of events in a fixed order per batch is correct.
+/// finished call, and a batch can be folded per call (its first start, answer and end) and
+/// written with one upsert.
 public struct CallsProjection: Projection {
     public init() {}
     public var name: String { "calls" }
@@ -15,64 +16,72 @@ public struct CallsProjection: Projection {
     public var eventTypes: Set<String>? { [CallStarted.type, CallAnswered.type, CallEnded.type] }
     public var tables: [String] { ["call_sessions"] }
 
+    /// What a batch says about one call: its first start, first answer and first end.
+    struct Fold {
+        var tenant: Identifier
+        var call: Identifier
+        var started: CallStarted?
+        var answered: CallAnswered?
+        var ended: CallEnded?
+    }
+
     public func apply(_ events: [ProjectedEvent], in db: isolated PostgresConnection) throws {
-        let started = events.messages(CallStarted.self).uniqued { CallKey($0.event.tenantID, $0.message.callID) }
-        if !started.isEmpty {
-            try db.query("""
-                INSERT INTO call_sessions AS s (tenant_id, call_id, provider, provider_call_id, direction, from_number, to_number, status, started_at)
-                SELECT u.tenant_id, u.call_id, u.provider, u.provider_call_id, u.direction, u.from_number, u.to_number, 'initiated', u.started_at
-                FROM unnest(\(started.map(\.event.tenantID))::uuid[], \(started.map(\.message.callID))::uuid[],
-                            \(started.map(\.message.provider.rawValue))::text[], \(started.map(\.message.providerCallID))::text[],
-                            \(started.map(\.message.direction.rawValue))::text[], \(started.map(\.message.from))::text[],
-                            \(started.map(\.message.to))::text[], \(started.map(\.message.startedAt))::timestamptz[])
-                     AS u(tenant_id, call_id, provider, provider_call_id, direction, from_number, to_number, started_at)
-                ORDER BY 1, 2
-                ON CONFLICT (tenant_id, call_id) DO UPDATE SET
-                  provider = COALESCE(s.provider, EXCLUDED.provider),
-                  provider_call_id = COALESCE(s.provider_call_id, EXCLUDED.provider_call_id),
-                  direction = COALESCE(s.direction, EXCLUDED.direction),
-                  from_number = COALESCE(s.from_number, EXCLUDED.from_number),
-                  to_number = COALESCE(s.to_number, EXCLUDED.to_number),
-                  started_at = COALESCE(s.started_at, EXCLUDED.started_at),
-                  updated_at = now()
-                WHERE s.started_at IS NULL OR s.provider IS NULL
-                """)
+        // One row per call, one upsert per batch: a call whose start, answer and end share a
+        // batch (most do when a backlog is projected) is written once, not three times.
+        var folds: [CallKey: Int] = [:]
+        var calls: [Fold] = []
+        func fold(_ event: ProjectedEvent, _ call: Identifier, _ update: (inout Fold) -> Void) {
+            let key = CallKey(event.envelope.tenantID, call)
+            if let index = folds[key] {
+                update(&calls[index])
+            } else {
+                folds[key] = calls.count
+                calls.append(Fold(tenant: key.tenant, call: call))
+                update(&calls[calls.count - 1])
+            }
         }
-        let answered = events.messages(CallAnswered.self).uniqued { CallKey($0.event.tenantID, $0.message.callID) }
-        if !answered.isEmpty {
-            try db.query("""
-                INSERT INTO call_sessions AS s (tenant_id, call_id, status, answered_at)
-                SELECT u.tenant_id, u.call_id, 'in-progress', u.answered_at
-                FROM unnest(\(answered.map(\.event.tenantID))::uuid[], \(answered.map(\.message.callID))::uuid[],
-                            \(answered.map(\.message.answeredAt))::timestamptz[]) AS u(tenant_id, call_id, answered_at)
-                ORDER BY 1, 2
-                ON CONFLICT (tenant_id, call_id) DO UPDATE SET
-                  answered_at = EXCLUDED.answered_at,
-                  status = CASE WHEN s.end_status IS NULL THEN 'in-progress' ELSE s.status END,
-                  updated_at = now()
-                WHERE s.answered_at IS NULL
-                """)
+        for event in events {
+            switch event.message {
+            case let started as CallStarted: fold(event, started.callID) { if $0.started == nil { $0.started = started } }
+            case let answered as CallAnswered: fold(event, answered.callID) { if $0.answered == nil { $0.answered = answered } }
+            case let ended as CallEnded: fold(event, ended.callID) { if $0.ended == nil { $0.ended = ended } }
+            default: continue
+            }
         }
-        let ended = events.messages(CallEnded.self).uniqued { CallKey($0.event.tenantID, $0.message.callID) }
-        if !ended.isEmpty {
-            try db.query("""
-                INSERT INTO call_sessions AS s (tenant_id, call_id, status, ended_at, duration_seconds, end_status, hung_up_by)
-                SELECT u.tenant_id, u.call_id, u.end_status, u.ended_at, u.duration_seconds, u.end_status, u.hung_up_by
-                FROM unnest(\(ended.map(\.event.tenantID))::uuid[], \(ended.map(\.message.callID))::uuid[],
-                            \(ended.map(\.message.endedAt))::timestamptz[], \(ended.map(\.message.durationSeconds))::int8[],
-                            \(ended.map(\.message.status.rawValue))::text[], \(ended.map(\.message.hungUpBy.rawValue))::text[])
-                     AS u(tenant_id, call_id, ended_at, duration_seconds, end_status, hung_up_by)
-                ORDER BY 1, 2
-                ON CONFLICT (tenant_id, call_id) DO UPDATE SET
-                  status = EXCLUDED.end_status,
-                  ended_at = EXCLUDED.ended_at,
-                  duration_seconds = EXCLUDED.duration_seconds,
-                  end_status = EXCLUDED.end_status,
-                  hung_up_by = EXCLUDED.hung_up_by,
-                  updated_at = now()
-                WHERE s.end_status IS NULL
-                """)
-        }
+        guard !calls.isEmpty else { return }
+        // The status a new row starts with; an existing row's is derived in the update.
+        let status = calls.map { $0.ended?.status.rawValue ?? ($0.answered != nil ? "in-progress" : "initiated") }
+        try db.query("""
+            INSERT INTO call_sessions AS s (tenant_id, call_id, provider, provider_call_id, direction, from_number, to_number, status,
+                                            started_at, answered_at, ended_at, duration_seconds, end_status, hung_up_by)
+            SELECT * FROM unnest(\(calls.map(\.tenant))::uuid[], \(calls.map(\.call))::uuid[],
+                                 \(calls.map { $0.started?.provider.rawValue })::text[], \(calls.map { $0.started?.providerCallID })::text[],
+                                 \(calls.map { $0.started?.direction.rawValue })::text[], \(calls.map { $0.started?.from })::text[],
+                                 \(calls.map { $0.started?.to })::text[], \(status)::text[], \(calls.map { $0.started?.startedAt })::timestamptz[],
+                                 \(calls.map { $0.answered?.answeredAt })::timestamptz[], \(calls.map { $0.ended?.endedAt })::timestamptz[],
+                                 \(calls.map { $0.ended?.durationSeconds })::int8[], \(calls.map { $0.ended?.status.rawValue })::text[],
+                                 \(calls.map { $0.ended?.hungUpBy.rawValue })::text[])
+            ORDER BY 1, 2
+            ON CONFLICT (tenant_id, call_id) DO UPDATE SET
+              provider = COALESCE(s.provider, EXCLUDED.provider),
+              provider_call_id = COALESCE(s.provider_call_id, EXCLUDED.provider_call_id),
+              direction = COALESCE(s.direction, EXCLUDED.direction),
+              from_number = COALESCE(s.from_number, EXCLUDED.from_number),
+              to_number = COALESCE(s.to_number, EXCLUDED.to_number),
+              started_at = COALESCE(s.started_at, EXCLUDED.started_at),
+              answered_at = COALESCE(s.answered_at, EXCLUDED.answered_at),
+              ended_at = CASE WHEN s.end_status IS NULL AND EXCLUDED.end_status IS NOT NULL THEN EXCLUDED.ended_at ELSE s.ended_at END,
+              duration_seconds = CASE WHEN s.end_status IS NULL AND EXCLUDED.end_status IS NOT NULL THEN EXCLUDED.duration_seconds ELSE s.duration_seconds END,
+              hung_up_by = CASE WHEN s.end_status IS NULL AND EXCLUDED.end_status IS NOT NULL THEN EXCLUDED.hung_up_by ELSE s.hung_up_by END,
+              end_status = COALESCE(s.end_status, EXCLUDED.end_status),
+              status = CASE WHEN s.end_status IS NOT NULL THEN s.status
+                            WHEN EXCLUDED.end_status IS NOT NULL THEN EXCLUDED.end_status
+                            WHEN s.answered_at IS NOT NULL OR EXCLUDED.answered_at IS NOT NULL THEN 'in-progress'
+                            ELSE s.status END,
+              updated_at = now()
+            WHERE (s.started_at IS NULL AND EXCLUDED.started_at IS NOT NULL) OR (s.provider IS NULL AND EXCLUDED.provider IS NOT NULL)
+               OR (s.answered_at IS NULL AND EXCLUDED.answered_at IS NOT NULL) OR (s.end_status IS NULL AND EXCLUDED.end_status IS NOT NULL)
+            """)
     }
 }
 
