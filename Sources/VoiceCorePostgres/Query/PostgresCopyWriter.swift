@@ -92,7 +92,8 @@ public final class PostgresBinaryCopyWriter {
     /// (`nil` optionals are NULL).
     public func appendRow<each Value: PostgresBinaryEncodable>(_ values: repeat each Value) throws {
         let countAt = buffer.count
-        buffer.append(contentsOf: [0, 0] as [UInt8])
+        buffer.append(0)
+        buffer.append(0)
         var fields: UInt16 = 0
         for value in repeat each values {
             appendBinaryField(value, to: &buffer)

@@ -330,10 +330,12 @@ func appendBinaryField(_ value: some PostgresBinaryEncodable, to buffer: inout [
         return
     }
     let lengthAt = buffer.count
-    buffer.append(contentsOf: [0, 0, 0, 0] as [UInt8])
+    // A placeholder for the length (no array literal: that would allocate per value).
+    Int32(0).appendBigEndian(to: &buffer)
     value.encodePostgresBinary(into: &buffer)
-    let length = UInt32(buffer.count - lengthAt - 4).bigEndian
-    withUnsafeBytes(of: length) { bytes in
-        for i in 0..<4 { buffer[lengthAt + i] = bytes[i] }
-    }
+    let length = UInt32(buffer.count - lengthAt - 4)
+    buffer[lengthAt] = UInt8(truncatingIfNeeded: length >> 24)
+    buffer[lengthAt + 1] = UInt8(truncatingIfNeeded: length >> 16)
+    buffer[lengthAt + 2] = UInt8(truncatingIfNeeded: length >> 8)
+    buffer[lengthAt + 3] = UInt8(truncatingIfNeeded: length)
 }

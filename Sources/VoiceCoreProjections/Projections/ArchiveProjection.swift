@@ -62,7 +62,7 @@ public struct ArchiveProjection: Projection {
         try db.copyBinaryFromStdin("COPY event_log (event_id, stream, entry_id, type, version, tenant_id, subject, time, payload) FROM STDIN (FORMAT binary)") { writer in
             for event in events {
                 let e = event.envelope
-                try writer.appendRow(e.id, event.stream, event.entryID.description, e.type, Int32(clamping: e.version), e.tenantID, e.subject, e.time,
+                try writer.appendRow(e.id, event.stream, event.entryID, e.type, Int32(clamping: e.version), e.tenantID, e.subject, e.time,
                                      PostgresJSONText(rawJSON: e.data))
             }
         }
@@ -75,7 +75,7 @@ public struct ArchiveProjection: Projection {
         let envelopes = events.map(\.envelope)
         try db.query("""
             INSERT INTO event_log (event_id, stream, entry_id, type, version, tenant_id, subject, time, payload)
-            SELECT * FROM unnest(\(envelopes.map(\.id))::uuid[], \(events.map(\.stream))::text[], \(events.map(\.entryID.description))::text[],
+            SELECT * FROM unnest(\(envelopes.map(\.id))::uuid[], \(events.map(\.stream))::text[], \(events.map(\.entryID))::text[],
                                  \(envelopes.map(\.type))::text[], \(envelopes.map(\.version))::int[], \(envelopes.map(\.tenantID))::uuid[],
                                  \(envelopes.map(\.subject))::text[], \(envelopes.map(\.time))::timestamptz[],
                                  \(envelopes.map { PostgresJSONText(rawJSON: $0.data) })::json[])

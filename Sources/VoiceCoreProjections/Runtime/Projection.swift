@@ -108,6 +108,29 @@ extension Identifier: PostgresArrayElement, PostgresBinaryEncodable {
     public func encodePostgresBinary(into buffer: inout [UInt8]) { uuid.encodePostgresBinary(into: &buffer) }
 }
 
+/// A stream entry id as `text` (`1700000000000-3`), its digits written straight into the buffer:
+/// the archive writes one per event, and `description` builds a String each time.
+extension StreamEntryID: PostgresArrayElement, PostgresBinaryEncodable {
+    public static var postgresType: PostgresDataType { .text }
+    public static var postgresArrayType: PostgresDataType { .textArray }
+    public func encodePostgresText(into buffer: inout [UInt8]) {
+        Self.appendDigits(milliseconds, to: &buffer)
+        buffer.append(UInt8(ascii: "-"))
+        Self.appendDigits(sequence, to: &buffer)
+    }
+    public func encodePostgresBinary(into buffer: inout [UInt8]) { encodePostgresText(into: &buffer) }
+
+    private static func appendDigits(_ value: UInt64, to buffer: inout [UInt8]) {
+        var value = value
+        let start = buffer.count
+        repeat {
+            buffer.append(UInt8(ascii: "0") + UInt8(value % 10))
+            value /= 10
+        } while value > 0
+        buffer[start...].reverse()
+    }
+}
+
 extension Identifier: PostgresDecodable {
     public init(postgresText text: [UInt8]?) throws(PostgresDecodingFailure) {
         guard let text, let identifier = Identifier(utf8: text) else { throw PostgresDecodingFailure("not a uuid") }
