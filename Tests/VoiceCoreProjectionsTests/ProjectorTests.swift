@@ -349,6 +349,12 @@ struct ProjectorTests {
         #expect(ids.count == 300)
         let missing = Set((first + second).map(\.envelope.id)).subtracting(ids)
         #expect(missing.isEmpty, "\(missing.count) events not archived")
+        // Each row names the stream entry it was archived from (the first one of a republished id).
+        let entries = try await fixture.db.query("SELECT event_id, stream, entry_id FROM event_log")
+        let published = Dictionary(fixture.published.map { ($0.eventID, "\($0.stream) \($0.entryID)") }, uniquingKeysWith: { first, _ in first })
+        #expect(try entries.allSatisfy { row in
+            try published[row.decode(Identifier.self, "event_id")] == "\(try row.decode(String.self, "stream")) \(try row.decode(String.self, "entry_id"))"
+        })
         #expect(try await fixture.db.query("SELECT count(*) AS n FROM projection_failures")[0].decode(Int.self, "n") == 0)
         try await fixture.drop()
     }

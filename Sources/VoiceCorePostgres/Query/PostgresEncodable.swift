@@ -82,19 +82,18 @@ extension Int64: PostgresArrayElement, PostgresBinaryEncodable {
 
 /// Appends the decimal digits of `value` without building a String.
 func appendDecimal(_ value: Int64, to buffer: inout [UInt8]) {
-    if value < 0 {
-        buffer.append(UInt8(ascii: "-"))
-        if value == .min {
-            buffer.append(contentsOf: "9223372036854775808".utf8)
-            return
-        }
-    }
-    var magnitude = value.magnitude
+    if value < 0 { buffer.append(UInt8(ascii: "-")) }
+    appendPostgresDecimal(value.magnitude, to: &buffer)
+}
+
+/// Appends the decimal digits of `value` without building a String (for a type's text form).
+public func appendPostgresDecimal(_ value: UInt64, to buffer: inout [UInt8]) {
+    var value = value
     let start = buffer.count
     repeat {
-        buffer.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
-        magnitude /= 10
-    } while magnitude > 0
+        buffer.append(UInt8(ascii: "0") + UInt8(value % 10))
+        value /= 10
+    } while value > 0
     buffer[start...].reverse()
 }
 

@@ -114,21 +114,11 @@ extension StreamEntryID: PostgresArrayElement, PostgresBinaryEncodable {
     public static var postgresType: PostgresDataType { .text }
     public static var postgresArrayType: PostgresDataType { .textArray }
     public func encodePostgresText(into buffer: inout [UInt8]) {
-        Self.appendDigits(milliseconds, to: &buffer)
+        appendPostgresDecimal(milliseconds, to: &buffer)
         buffer.append(UInt8(ascii: "-"))
-        Self.appendDigits(sequence, to: &buffer)
+        appendPostgresDecimal(sequence, to: &buffer)
     }
     public func encodePostgresBinary(into buffer: inout [UInt8]) { encodePostgresText(into: &buffer) }
-
-    private static func appendDigits(_ value: UInt64, to buffer: inout [UInt8]) {
-        var value = value
-        let start = buffer.count
-        repeat {
-            buffer.append(UInt8(ascii: "0") + UInt8(value % 10))
-            value /= 10
-        } while value > 0
-        buffer[start...].reverse()
-    }
 }
 
 extension Identifier: PostgresDecodable {
