@@ -12,6 +12,25 @@ struct EnvelopeTests {
         return try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] ?? [:]
     }
 
+    /// FIPS 180 SHA-1 at the padding's edges (one or two tail blocks), against Python's hashlib.
+    @Test func sha1MatchesAtEveryPaddingBoundary() {
+        let cases: [(Int, String)] = [
+            (0, "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+            (3, "a9993e364706816aba3e25717850c26c9cd0d89d"),
+            (55, "c1c8bbdc22796e28c0e15163d20899b65621d65a"),
+            (56, "c2db330f6083854c99d4b5bfb6e8f29f201be699"),
+            (63, "03f09f5b158a7a8cdad920bddc29b81c18a551f5"),
+            (64, "0098ba824b5c16427bd7a1122a5a442a25ec644d"),
+            (119, "ee971065aaa017e0632a8ca6c77bb3bf8b1dfc56"),
+            (120, "f34c1488385346a55709ba056ddd08280dd4c6d6"),
+            (1000, "291e9a6c66994949b57ba5e650361e98fc36b1ba"),
+        ]
+        for (length, expected) in cases {
+            let message: [UInt8] = length == 3 ? Array("abc".utf8) : Array(repeating: UInt8(ascii: "a"), count: length)
+            #expect(SHA1.hex(message) == expected, "length \(length)")
+        }
+    }
+
     @Test func schemaVersionIsTheLastSegmentsNumber() {
         #expect(SchemaURI.version(of: SchemaURI.uri(kind: .event, name: "call.started", version: 1)) == 1)
         #expect(SchemaURI.version(of: "https://schemas.voicecore.dev/events/call.ended/v12") == 12)
