@@ -230,6 +230,10 @@ public final class RedisClient: Sendable {
     /// entries no longer returns them), on a cluster as a pipeline before the reads. An
     /// acknowledgement on a stream whose group is gone (NOGROUP) needs none; any other failure
     /// throws after the read, and the entries stay pending.
+    ///
+    /// `noAck` reads with `NOACK`: delivered entries are not added to the pending list (for a
+    /// reader whose progress lives elsewhere, like the projector's checkpoints, that moves the
+    /// group back itself after a failure).
     public func readGroup(group: String, consumer: String, streams: [(key: String, position: GroupReadPosition)],
                           count: Int?, block: Duration?, noAck: Bool = false,
                           acknowledging acknowledgements: [(stream: String, ids: [StreamEntryID])] = []) async throws -> [StreamReadResult] {
