@@ -22,26 +22,21 @@ public struct AnalyticsProjection: Projection {
         // Per call of this batch: its strongest detection (the first of equals) and its latest
         // summary (stream order), written with one upsert. Against the row, a detection wins
         // when it is stronger; a summary always does.
-        var index: [CallKey: Int] = [:]
-        var calls: [(tenant: Identifier, call: Identifier, intent: IntentDetected?, summary: CallSummarized?)] = []
-        func slot(_ tenant: Identifier, _ call: Identifier) -> Int {
-            let key = CallKey(tenant, call)
-            if let found = index[key] { return found }
-            index[key] = calls.count
-            calls.append((tenant, call, nil, nil))
-            return calls.count - 1
-        }
+        var perCall = PerCall<(tenant: Identifier, call: Identifier, intent: IntentDetected?, summary: CallSummarized?)>()
         for event in events {
+            let tenant = event.envelope.tenantID
             switch event.message {
             case let detected as IntentDetected:
-                let i = slot(event.envelope.tenantID, detected.callID)
-                if calls[i].intent.map({ detected.confidence > $0.confidence }) ?? true { calls[i].intent = detected }
+                perCall.fold(CallKey(tenant, detected.callID), initial: { (tenant, detected.callID, nil, nil) }) { call in
+                    if call.intent.map({ detected.confidence > $0.confidence }) ?? true { call.intent = detected }
+                }
             case let summarized as CallSummarized:
-                calls[slot(event.envelope.tenantID, summarized.callID)].summary = summarized
+                perCall.fold(CallKey(tenant, summarized.callID), initial: { (tenant, summarized.callID, nil, nil) }) { $0.summary = summarized }
             default:
                 continue
             }
         }
+        let calls = perCall.values
         if !calls.isEmpty {
             try db.query("""
                 INSERT INTO call_analytics AS a (tenant_id, call_id, intent, intent_confidence, sentiment, sentiment_score, word_count)

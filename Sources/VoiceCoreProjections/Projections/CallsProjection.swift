@@ -28,17 +28,10 @@ public struct CallsProjection: Projection {
     public func apply(_ events: [ProjectedEvent], in db: isolated PostgresConnection) throws {
         // One row per call, one upsert per batch: a call whose start, answer and end share a
         // batch (most do when a backlog is projected) is written once, not three times.
-        var folds: [CallKey: Int] = [:]
-        var calls: [Fold] = []
+        var perCall = PerCall<Fold>()
         func fold(_ event: ProjectedEvent, _ call: Identifier, _ update: (inout Fold) -> Void) {
             let key = CallKey(event.envelope.tenantID, call)
-            if let index = folds[key] {
-                update(&calls[index])
-            } else {
-                folds[key] = calls.count
-                calls.append(Fold(tenant: key.tenant, call: call))
-                update(&calls[calls.count - 1])
-            }
+            perCall.fold(key, initial: { Fold(tenant: key.tenant, call: call) }, update)
         }
         for event in events {
             switch event.message {
@@ -48,6 +41,7 @@ public struct CallsProjection: Projection {
             default: continue
             }
         }
+        let calls = perCall.values
         guard !calls.isEmpty else { return }
         // The status a new row starts with; an existing row's is derived in the update.
         let status = calls.map { $0.ended?.status.rawValue ?? ($0.answered != nil ? "in-progress" : "initiated") }
@@ -91,6 +85,24 @@ struct CallKey: Hashable {
     init(_ tenant: Identifier, _ call: Identifier) {
         self.tenant = tenant
         self.call = call
+    }
+}
+
+/// What a batch says about each call, folded event by event, in the order the calls first appear:
+/// one statement may not upsert a row twice.
+struct PerCall<Value> {
+    private var index: [CallKey: Int] = [:]
+    private(set) var values: [Value] = []
+
+    /// Folds into the call's value, made by `initial` when the call is new to this batch.
+    mutating func fold(_ key: CallKey, initial: () -> Value, _ update: (inout Value) -> Void) {
+        if let found = index[key] {
+            update(&values[found])
+            return
+        }
+        index[key] = values.count
+        values.append(initial())
+        update(&values[values.count - 1])
     }
 }
 

@@ -68,16 +68,18 @@ public struct ProjectionStatus: Sendable, Hashable {
                             // Its lag counts entries not yet delivered; those delivered after the checkpoint
                             // (being applied, not committed: projectors read with NOACK, so they are not
                             // pending) are counted here.
-                            let groups = try await redis.execute(.xinfoGroups(stream)).filter { info in
-                                info.name.hasPrefix("projector:") && info.lag != nil
-                                    && info.name.dropFirst("projector:".count).split(separator: "+").contains(Substring(projection.name))
+                            let groups = try await redis.execute(.xinfoGroups(stream)).compactMap { info -> (lag: Int, delivered: StreamEntryID?)? in
+                                guard info.name.hasPrefix("projector:"),
+                                      info.name.dropFirst("projector:".count).split(separator: "+").contains(Substring(projection.name)),
+                                      let lag = info.lag else { return nil }
+                                return (lag, info.lastDeliveredID)
                             }
-                            if let group = groups.min(by: { $0.lag! < $1.lag! }) {
+                            if let group = groups.min(by: { $0.lag < $1.lag }) {
                                 var inFlight = (count: 0, capped: false)
-                                if let delivered = group.lastDeliveredID, checkpoint.map({ delivered > $0 }) ?? true {
+                                if let delivered = group.delivered, checkpoint.map({ delivered > $0 }) ?? true {
                                     inFlight = try await Self.count(stream, after: checkpoint, through: delivered, cap: countCap, redis: redis)
                                 }
-                                status.gap = group.lag! + inFlight.count
+                                status.gap = group.lag + inFlight.count
                                 status.gapIsLowerBound = inFlight.capped
                             } else {
                                 let counted = try await Self.count(stream, after: checkpoint, through: nil, cap: countCap, redis: redis)

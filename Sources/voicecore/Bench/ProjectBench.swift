@@ -104,7 +104,7 @@ struct ProjectBench: AsyncParsableCommand {
         let rss = RSSSampler()
         let cpu = MachineCPU.now()
         let processCPU = MachineCPU.processSeconds()
-        let redisCPU = try? MachineCPU.redisSeconds(await redis.execute(.info("cpu")))
+        let redisBefore = try? MachineCPU.redisSeconds(await redis.execute(.info("cpu")))
         let seconds = try await measure {
             let task = Task { try await group.run() }
             while true {
@@ -123,7 +123,7 @@ struct ProjectBench: AsyncParsableCommand {
         let share = MachineCPU.share(since: cpu)
         let busy = MachineCPU.busySeconds(since: cpu)
         let projectorCPU = MachineCPU.processSeconds() - processCPU
-        let redisUsed = try? MachineCPU.redisSeconds(await redis.execute(.info("cpu"))).map { $0 - (redisCPU ?? $0) }
+        let redisAfter = try? MachineCPU.redisSeconds(await redis.execute(.info("cpu")))
         let statistics = runner.statistics
         print("projected \(items.count) events through \(projections.count) projections in \(String(format: "%.2f", seconds)) s: \(formatRate(Double(items.count) / seconds)) events/s (peak RSS \(rss.peakMegabytes) MB)")
         for projection in projections {
@@ -131,7 +131,8 @@ struct ProjectBench: AsyncParsableCommand {
             print("  \(projection.name.padding(toLength: 12, withPad: " ", startingAt: 0)) applied \(s.applied), passed over \(s.passedOver), failed \(s.failed), batches \(s.batches)")
         }
         if let share { print("  " + share) }
-        if let busy, let redisUsed = redisUsed ?? nil, redisCPU != nil {
+        if let busy, let redisBefore, let redisAfter {
+            let redisUsed = redisAfter - redisBefore
             // Where the machine's busy time went, per event: the projector is this process; Redis
             // reports its own; the rest is Postgres, mostly (and whatever else ran meanwhile).
             func micros(_ seconds: Double) -> String { String(format: "%.1f", seconds * 1e6 / Double(items.count)) }
