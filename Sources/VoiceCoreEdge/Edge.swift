@@ -38,6 +38,9 @@ public struct Edge: Sendable {
     let metrics: EdgeMetrics
     let limiter = RateLimiter()
     let logger: Logger
+    /// Publishing from the server's own event loops (``EdgeConfiguration/publishOnEventLoops``),
+    /// set by ``application(logger:onServerRunning:)``; nil: through ``publisher``.
+    var loopPublisher: EventLoopPublisher?
 
     /// - Parameters:
     ///   - publisher: publishes the commands (its `source` is ignored: each route sets its own).
@@ -76,15 +79,23 @@ public struct Edge: Sendable {
 
     /// The HTTP server with every route, as a service for a `ServiceGroup`: its own event loops
     /// (``EdgeConfiguration/eventLoopThreads``), on which requests are also handled
-    /// (``EventLoopTaskExecutor``).
-    public func application(logger: Logger? = nil) -> some Service {
+    /// (``EventLoopTaskExecutor``) and, on a single Redis server, published
+    /// (``EdgeConfiguration/publishOnEventLoops``).
+    /// - Parameter onServerRunning: called once the server listens, with its channel (its
+    ///   `localAddress` tells the port when ``EdgeConfiguration/port`` is 0).
+    public func application(logger: Logger? = nil, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some Service {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
+        var edge = self
+        if configuration.publishOnEventLoops {
+            edge.loopPublisher = EventLoopPublisher(group: group, publisher: publisher, redis: redis, metricsFactory: metrics.factory, logger: self.logger)
+        }
         let application = Application(
-            router: router(),
+            router: edge.router(),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "voicecore-edge"),
+            onServerRunning: onServerRunning,
             eventLoopGroupProvider: .shared(group),
             logger: logger ?? self.logger)
-        return EdgeServer(application: application, group: group)
+        return EdgeServer(application: application, group: group, loopPublisher: edge.loopPublisher)
     }
 
     // MARK: Operating routes
@@ -152,7 +163,10 @@ public struct Edge: Sendable {
         let start = ContinuousClock.now
         do {
             let outcome: DeduplicatedOutcome
-            if let deduplicationKey {
+            if let loopPublisher, let published = try await loopPublisher.publish(envelope, category: M.category, kind: M.kind, deduplicationKey: deduplicationKey,
+                                                                                  window: configuration.deduplicationWindow) {
+                outcome = published
+            } else if let deduplicationKey {
                 outcome = try await publisher.publish(envelope, category: M.category, kind: M.kind, deduplicationKey: deduplicationKey,
                                                       window: configuration.deduplicationWindow)
             } else {
@@ -203,6 +217,7 @@ public struct Edge: Sendable {
 struct EdgeServer<App: ApplicationProtocol>: Service {
     let application: App
     let group: MultiThreadedEventLoopGroup
+    let loopPublisher: EventLoopPublisher?
 
     func run() async throws {
         let executor = EventLoopTaskExecutor(group: group)
@@ -210,9 +225,11 @@ struct EdgeServer<App: ApplicationProtocol>: Service {
             // Child tasks (one per connection) inherit the preference.
             try await withTaskExecutorPreference(executor) { try await application.run() }
         } catch {
+            await loopPublisher?.close()
             try? await group.shutdownGracefully()
             throw error
         }
+        await loopPublisher?.close()
         try await group.shutdownGracefully()
     }
 }

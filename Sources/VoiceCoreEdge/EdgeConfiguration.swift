@@ -30,11 +30,18 @@ public struct EdgeConfiguration: Sendable {
     /// them (no hop to Swift's cooperative pool); publishing and tenant look-ups go to the Redis
     /// and Postgres connections' threads. Default: one per core.
     public var eventLoopThreads: Int
+    /// Publish from the event loops themselves: each loop has its own Redis connection, written
+    /// and read by NIO (replies parsed by hiredis), so a handler is resumed on its loop with no
+    /// thread in between. Only on a single Redis server and without replica acknowledgement; a
+    /// cluster always publishes through the bus `Publisher`. `voicecore edge --publisher-thread`
+    /// turns it off.
+    public var publishOnEventLoops: Bool
 
     public init(host: String = "127.0.0.1", port: Int = 8080, publicBaseURL: String? = nil, maxBodyBytes: Int = 64 * 1024,
                 deduplicationWindow: Duration = .seconds(86_400), telnyxTolerance: Duration = .seconds(300),
                 tenantCacheTTL: Duration = .seconds(30), adminKey: String? = nil,
-                greeting: String = "Thank you for calling. How can we help you today?", eventLoopThreads: Int = System.coreCount) {
+                greeting: String = "Thank you for calling. How can we help you today?", eventLoopThreads: Int = System.coreCount,
+                publishOnEventLoops: Bool = true) {
         self.host = host
         self.port = port
         self.publicBaseURL = publicBaseURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
@@ -45,5 +52,6 @@ public struct EdgeConfiguration: Sendable {
         self.adminKey = adminKey
         self.greeting = greeting
         self.eventLoopThreads = max(1, eventLoopThreads)
+        self.publishOnEventLoops = publishOnEventLoops
     }
 }

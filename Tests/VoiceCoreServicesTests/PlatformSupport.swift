@@ -80,7 +80,7 @@ final class PlatformFixture: @unchecked Sendable {
                                             configuration: ProjectorConfiguration(naming: naming, instance: "test", workers: 1, batchSize: 100),
                                             logger: Logger(label: "test.projector")))
         }
-        try await withServer(edge.router(), alongside: services, body)
+        try await withEdge(edge, alongside: services, body)
     }
 
     /// POSTs one simulated webhook; returns the status.
@@ -170,6 +170,29 @@ final class Receiver: @unchecked Sendable {
         }
         try await withServer(router, body)
     }
+}
+
+/// Serves `edge` as `voicecore up` does (its own event loops, publishing from them) on a free
+/// loopback port, with `services` beside it, while `body` runs; `body` gets the base URL.
+func withEdge(_ edge: Edge, alongside services: [any Service] = [], _ body: @Sendable (String) async throws -> Void) async throws {
+    let port = Mutex<Int?>(nil)
+    let server = edge.application(onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } })
+    let group = ServiceGroup(services: [server] + services, logger: Logger(label: "test.server"))
+    let running = Task { try await group.run() }
+    do {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while port.withLock({ $0 }) == nil {
+            guard ContinuousClock.now < deadline else { throw TestFailure("the edge did not start listening") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await body("http://127.0.0.1:\(port.withLock { $0! })")
+    } catch {
+        await group.triggerGracefulShutdown()
+        _ = await running.result
+        throw error
+    }
+    await group.triggerGracefulShutdown()
+    try await running.value
 }
 
 /// Serves `router` on a free loopback port (real HTTP), with `services` beside it, while `body`

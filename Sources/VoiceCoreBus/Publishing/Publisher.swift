@@ -191,7 +191,7 @@ public final class Publisher: Sendable {
     }
 
     /// The stream, and the script call as EVALSHA and as EVAL (after NOSCRIPT).
-    private func deduplicated(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind, key deduplicationKey: String,
+    package func deduplicated(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind, key deduplicationKey: String,
                               window: Duration) -> (stream: String, evalsha: RESPCommand, eval: RESPCommand) {
         let (stream, xadd) = xadd(envelope, category: category, kind: kind)
         let key = "\(stream):dedup:\(envelope.tenantID):\(deduplicationKey)"
@@ -203,7 +203,8 @@ public final class Publisher: Sendable {
 
     // MARK: Group commit
 
-    private func xadd(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind) -> (String, RESPCommand) {
+    /// The stream of an envelope and the `XADD` that appends it (with the configured trimming).
+    package func xadd(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind) -> (String, RESPCommand) {
         let stream = configuration.naming.stream(for: category, kind: kind, tenant: envelope.tenantID, subject: envelope.subject)
         var arguments: [RESPArgument] = ["XADD", .string(stream)]
         arguments.reserveCapacity(32)
@@ -301,20 +302,12 @@ public final class Publisher: Sendable {
                     resume(outcome)
                     continue
                 }
-                switch reply {
-                case .bulkString(let bytes):
-                    if let id = StreamEntryID(ascii: bytes) {
-                        published += 1
-                        pending.resume(.success(id))
-                    } else {
-                        pending.resume(.failure(RedisError(kind: .unexpectedReply, message: "XADD to \(pending.stream) returned a malformed id")))
-                    }
-                case .error(let message):
-                    logger.warning("XADD failed", metadata: ["stream": "\(pending.stream)", "error": "\(message)"])
-                    pending.resume(.failure(RedisError.server(message)))
-                default:
-                    pending.resume(.failure(RedisError(kind: .unexpectedReply, message: "XADD to \(pending.stream) returned \(reply)")))
+                let outcome = Self.xaddOutcome(reply, stream: pending.stream)
+                switch outcome {
+                case .success: published += 1
+                case .failure(let error): logger.warning("XADD failed", metadata: ["stream": "\(pending.stream)", "error": "\(error)"])
                 }
+                pending.resume(outcome)
             }
             if let firstFailure {
                 logger.warning("publishes failed", metadata: ["entries": "\(batch.count - published)", "error": "\(firstFailure)"])
@@ -339,8 +332,23 @@ public final class Publisher: Sendable {
 }
 
 extension Publisher {
+    /// Reads an `XADD`'s answer: the new entry's id.
+    package static func xaddOutcome(_ reply: RESPValue, stream: String) -> Result<StreamEntryID, any Error> {
+        switch reply {
+        case .bulkString(let bytes):
+            guard let id = StreamEntryID(ascii: bytes) else {
+                return .failure(RedisError(kind: .unexpectedReply, message: "XADD to \(stream) returned a malformed id"))
+            }
+            return .success(id)
+        case .error(let message):
+            return .failure(RedisError.server(message))
+        default:
+            return .failure(RedisError(kind: .unexpectedReply, message: "XADD to \(stream) returned \(reply)"))
+        }
+    }
+
     /// Reads the script's answer: `{1, "<entry id> <event id>"}` published, `{0, …}` a duplicate.
-    fileprivate static func deduplicatedOutcome(_ reply: RESPValue, stream: String) -> Result<DeduplicatedOutcome, any Error> {
+    package static func deduplicatedOutcome(_ reply: RESPValue, stream: String) -> Result<DeduplicatedOutcome, any Error> {
         if case .error(let message) = reply { return .failure(RedisError.server(message)) }
         guard case .array(let items) = reply, items.count == 2, case .integer(let flag) = items[0], case .bulkString(let value) = items[1] else {
             return .failure(RedisError(kind: .unexpectedReply, message: "deduplicated publish to \(stream) returned \(reply)"))
@@ -379,4 +387,10 @@ public struct PublishedEntry: Sendable, Hashable {
     public var entryID: StreamEntryID
     /// The envelope's `id` (UUIDv7).
     public var eventID: Identifier
+
+    package init(stream: String, entryID: StreamEntryID, eventID: Identifier) {
+        self.stream = stream
+        self.entryID = entryID
+        self.eventID = eventID
+    }
 }

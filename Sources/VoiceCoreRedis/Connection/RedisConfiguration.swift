@@ -211,3 +211,21 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
+
+extension RedisConfiguration {
+    /// What a new connection sends before anything else: `AUTH`, `SELECT` and `CLIENT SETNAME`,
+    /// as configured (none by default).
+    package var handshake: [RESPCommand] {
+        var commands: [RESPCommand] = []
+        if let password {
+            if let username {
+                commands.append(RESPCommand(.string("AUTH"), .string(username), .string(password)))
+            } else {
+                commands.append(RESPCommand(.string("AUTH"), .string(password)))
+            }
+        }
+        if database != 0 { commands.append(RESPCommand("SELECT", .integer(database))) }
+        if let clientName { commands.append(RESPCommand("CLIENT", "SETNAME", .string(clientName))) }
+        return commands
+    }
+}

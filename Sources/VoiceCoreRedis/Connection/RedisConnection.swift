@@ -221,28 +221,13 @@ public actor RedisConnection {
         currentTimeout = nil
         setTimeout(configuration.commandTimeout)
 
-        var handshake: [RESPCommand] = []
-        if let password = configuration.password {
-            if let username = configuration.username {
-                handshake.append(RESPCommand(.string("AUTH"), .string(username), .string(password)))
-            } else {
-                handshake.append(RESPCommand(.string("AUTH"), .string(password)))
-            }
-        }
-        if configuration.database != 0 {
-            handshake.append(RESPCommand("SELECT", .integer(configuration.database)))
-        }
-        if let name = configuration.clientName {
-            handshake.append(RESPCommand("CLIENT", "SETNAME", .string(name)))
-        }
+        let handshake = configuration.handshake
         if !handshake.isEmpty {
             let replies = try roundTrip(handshake, timeout: nil)
             for (command, reply) in zip(handshake, replies) {
                 if case .error(let message) = reply {
                     closeContext()
-                    // Never echo AUTH's arguments; the server's message does not contain them.
-                    let what = command.arguments.first == .string("AUTH") ? "authentication" : "\(command)"
-                    throw RedisError(kind: .server, message: "\(what) failed: \(message)", serverCode: RedisError.server(message).serverCode, endpoint: endpointText)
+                    throw RedisError.handshake(command, failedWith: message, endpoint: endpointText)
                 }
             }
         }
@@ -366,7 +351,7 @@ public actor RedisConnection {
         return text.isEmpty ? "unknown error" : text
     }
 
-    private static func value(of reply: UnsafeMutablePointer<redisReply>) -> RESPValue {
+    static func value(of reply: UnsafeMutablePointer<redisReply>) -> RESPValue {
         let r = reply.pointee
         switch r.type {
         case REDIS_REPLY_STRING:

@@ -44,6 +44,9 @@ struct EdgeBench: AsyncParsableCommand {
     @Option(help: "The migrations directory.")
     var migrations = "database/migrations"
 
+    @Flag(name: .customLong("publisher-thread"), help: "Run the edge with --publisher-thread (publishing through the bus publisher's Redis thread), to compare.")
+    var publisherThread = false
+
     func run() async throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else { throw CommandFailure("wrk is not installed: apt-get install -y wrk") }
         let suffix = UUID().uuidString.prefix(8).lowercased()
@@ -123,6 +126,7 @@ struct EdgeBench: AsyncParsableCommand {
         let edge = Process()
         edge.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
         edge.arguments = ["edge", "--port", String(port), "--prefix", prefix, "--redis-url", connections.resolvedRedisURL, "--database-url", databaseURL]
+            + (publisherThread ? ["--publisher-thread"] : [])
         var environment = ProcessInfo.processInfo.environment
         environment["VOICECORE_MASTER_KEY"] = masterKey
         environment["VOICECORE_PUBLIC_URL"] = base
@@ -139,7 +143,8 @@ struct EdgeBench: AsyncParsableCommand {
         }
         guard ready else { throw CommandFailure("the edge did not come up on port \(port)") }
 
-        print("edge: pid \(edge.processIdentifier), \(formatRate(Double(requests))) pre-signed distinct status callbacks, wrk -t\(threads) -c\(connectionsCount) -d\(duration)s")
+        print("edge: pid \(edge.processIdentifier), \(formatRate(Double(requests))) pre-signed distinct status callbacks, wrk -t\(threads) -c\(connectionsCount) -d\(duration)s, "
+              + (publisherThread ? "publishing through the publisher's Redis thread" : "publishing from the event loops"))
         let plainCPU = MachineCPU.now()
         let plain = try await wrk(["--latency", "-t\(threads)", "-c\(connectionsCount)", "-d\(duration)s", base + "/health"])
         let plainShare = MachineCPU.share(since: plainCPU)

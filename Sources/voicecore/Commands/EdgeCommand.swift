@@ -27,6 +27,10 @@ struct EdgeOptions: ParsableArguments {
     @Option(help: "Event-loop threads that parse, handle and answer requests (default: $VOICECORE_EDGE_THREADS, else one per core).")
     var threads: Int?
 
+    @Flag(name: .customLong("publisher-thread"),
+          help: "Publish through the bus publisher's Redis thread instead of a Redis connection per event loop (always so on a Redis Cluster).")
+    var publisherThread = false
+
     @Option(help: "Partitions per category (must match the deployment).")
     var partitions = 16
 
@@ -42,7 +46,8 @@ struct EdgeOptions: ParsableArguments {
         return EdgeConfiguration(
             host: host ?? environment["VOICECORE_EDGE_HOST"] ?? "127.0.0.1", port: port,
             publicBaseURL: publicURL ?? Self.publicURLFromEnvironment,
-            adminKey: environment["VOICECORE_ADMIN_KEY"].flatMap { $0.isEmpty ? nil : $0 }, eventLoopThreads: threads)
+            adminKey: environment["VOICECORE_ADMIN_KEY"].flatMap { $0.isEmpty ? nil : $0 }, eventLoopThreads: threads,
+            publishOnEventLoops: !publisherThread)
     }
 
     var naming: StreamNaming { StreamNaming(partitions: partitions, prefix: prefix) }
