@@ -107,6 +107,27 @@ struct SignatureTests {
         #expect(throws: FormBody.Malformed.self) { try FormBody(parsing: [0xFF, UInt8(ascii: "="), UInt8(ascii: "1")]) }
     }
 
+    @Test func theKeyedMACIsSwiftCryptosHMACForEveryKeyLength() {
+        // Empty, short, one short of a block, a block (64 bytes for both), longer (hashed first).
+        var generator = SystemRandomNumberGenerator()
+        for keyLength in [0, 1, 20, 63, 64, 65, 200] {
+            let key = (0..<keyLength).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let url = Array("https://edge.example.com/webhooks/twilio/t/status".utf8)
+            let parameters = (0..<Int.random(in: 0...300, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let sha1 = TwilioSignature.Keyed(key: key, algorithm: .hmacSHA1).mac(url: url, signedParameters: parameters)
+            #expect(sha1 == Array(HMAC<Insecure.SHA1>.authenticationCode(for: url + parameters, using: SymmetricKey(data: key))), "SHA-1, \(keyLength)-byte key")
+            let sha256 = TwilioSignature.Keyed(key: key, algorithm: .hmacSHA256).mac(url: url, signedParameters: parameters)
+            #expect(sha256 == Array(HMAC<SHA256>.authenticationCode(for: url + parameters, using: SymmetricKey(data: key))), "SHA-256, \(keyLength)-byte key")
+        }
+    }
+
+    @Test func formValuesKeepTheirTextWhetherASCIIOrNot() throws {
+        let form = try FormBody(parsing: Array("Plain=Tue, 24 Nov 2026&Raw=Zoë&Encoded=Zo%C3%AB".utf8))
+        #expect(form["Plain"] == "Tue, 24 Nov 2026")
+        #expect(form["Raw"] == "Zoë")
+        #expect(form["Encoded"] == "Zoë")
+    }
+
     @Test func signaturesAreBase64AsFoundationWritesIt() {
         var generator = SystemRandomNumberGenerator()
         for length in 0...40 {

@@ -77,7 +77,7 @@ public struct FormBody: Sendable {
     static func decode(_ bytes: some Collection<UInt8>, field: String) throws(Malformed) -> String {
         // Most components have nothing to decode: validate them as they are, with no copy first.
         if !bytes.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) {
-            guard let text = String(validating: bytes, as: UTF8.self) else { throw Malformed(field: field, reason: "is not valid UTF-8") }
+            guard let text = utf8(bytes) else { throw Malformed(field: field, reason: "is not valid UTF-8") }
             return text
         }
         var output: [UInt8] = []
@@ -108,8 +108,16 @@ public struct FormBody: Sendable {
             }
             index = bytes.index(after: index)
         }
-        guard let text = String(validating: output, as: UTF8.self) else { throw Malformed(field: field, reason: "is not valid UTF-8") }
+        guard let text = utf8(output) else { throw Malformed(field: field, reason: "is not valid UTF-8") }
         return text
+    }
+
+    /// The text of UTF-8 bytes, nil when they are not UTF-8. ASCII (nearly every form value) is
+    /// taken as it is: `String(validating:)` is generic in the standard library and looks up type
+    /// metadata on every call (1.6 % of the edge's time).
+    static func utf8(_ bytes: some Collection<UInt8>) -> String? {
+        if bytes.allSatisfy({ $0 < 0x80 }) { return String(decoding: bytes, as: UTF8.self) }
+        return String(validating: bytes, as: UTF8.self)
     }
 }
 

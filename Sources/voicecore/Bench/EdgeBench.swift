@@ -148,9 +148,11 @@ struct EdgeBench: AsyncParsableCommand {
         let plainCPU = MachineCPU.now()
         let plain = try await wrk(["--latency", "-t\(threads)", "-c\(connectionsCount)", "-d\(duration)s", base + "/health"])
         let plainShare = MachineCPU.share(since: plainCPU)
+        let forksBefore = try? MachineCPU.redisForks(await redis.execute(.info("stats")))
         let signedCPU = MachineCPU.now()
         let signed = try await wrk(["--latency", "-t\(threads)", "-c\(connectionsCount)", "-d\(duration)s", "-s", script.path, base])
         let signedShare = MachineCPU.share(since: signedCPU)
+        let forkWarning = MachineCPU.forkWarning(before: forksBefore, after: try? MachineCPU.redisForks(await redis.execute(.info("stats"))))
         let rss = peakRSS(pid)
         var stored = 0
         for partition in 0..<16 {
@@ -163,6 +165,7 @@ struct EdgeBench: AsyncParsableCommand {
         if let plainShare { print("  " + plainShare) }
         print(row("POST signed status callback", signed))
         if let signedShare { print("  " + signedShare) }
+        if let forkWarning { print("  " + forkWarning) }
         print("commands stored in Redis: \(formatRate(Double(stored))) for \(formatRate(Double(signed.requests))) requests wrk counted as completed (requests past --requests repeat earlier ones and are deduplicated)")
         print("edge peak RSS: \(rss.map { "\($0 / 1024) MB" } ?? "unknown")")
     }

@@ -105,6 +105,7 @@ struct ProjectBench: AsyncParsableCommand {
         let cpu = MachineCPU.now()
         let processCPU = MachineCPU.processSeconds()
         let redisBefore = try? MachineCPU.redisSeconds(await redis.execute(.info("cpu")))
+        let forksBefore = try? MachineCPU.redisForks(await redis.execute(.info("stats")))
         let seconds = try await measure {
             let task = Task { try await group.run() }
             while true {
@@ -124,6 +125,7 @@ struct ProjectBench: AsyncParsableCommand {
         let busy = MachineCPU.busySeconds(since: cpu)
         let projectorCPU = MachineCPU.processSeconds() - processCPU
         let redisAfter = try? MachineCPU.redisSeconds(await redis.execute(.info("cpu")))
+        let forkWarning = MachineCPU.forkWarning(before: forksBefore, after: try? MachineCPU.redisForks(await redis.execute(.info("stats"))))
         let statistics = runner.statistics
         print("projected \(items.count) events through \(projections.count) projections in \(String(format: "%.2f", seconds)) s: \(formatRate(Double(items.count) / seconds)) events/s (peak RSS \(rss.peakMegabytes) MB)")
         for projection in projections {
@@ -131,6 +133,7 @@ struct ProjectBench: AsyncParsableCommand {
             print("  \(projection.name.padding(toLength: 12, withPad: " ", startingAt: 0)) applied \(s.applied), passed over \(s.passedOver), failed \(s.failed), batches \(s.batches)")
         }
         if let share { print("  " + share) }
+        if let forkWarning { print("  " + forkWarning) }
         if let busy, let redisBefore, let redisAfter {
             let redisUsed = redisAfter - redisBefore
             // Where the machine's busy time went, per event: the projector is this process; Redis

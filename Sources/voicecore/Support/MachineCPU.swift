@@ -20,6 +20,21 @@ struct MachineCPU {
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 
+    /// How many times the Redis server forked, from `INFO stats` (`total_forks`).
+    static func redisForks(_ info: String) -> Int? {
+        info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("total_forks:") }
+            .flatMap { Int($0.dropFirst("total_forks:".count).trimmingCharacters(in: .whitespaces)) }
+    }
+
+    /// A warning when Redis forked between two `total_forks` readings: an AOF rewrite (or a
+    /// snapshot) ran in a child process that took a core from what was measured. With `tools/dev-env`'s
+    /// Redis (AOF on, rewritten at 100 % growth) that happens every few runs that write hundreds of
+    /// megabytes, and those runs measured 25–45 % lower on 2026-12-04.
+    static func forkWarning(before: Int?, after: Int?) -> String? {
+        guard let before, let after, after > before else { return nil }
+        return "Redis forked \(after - before) time(s) meanwhile (an AOF rewrite: a child process took a core), so this figure is low; compare runs without"
+    }
+
     /// CPU seconds the Redis server has used, from `INFO cpu` (user + system).
     static func redisSeconds(_ info: String) -> Double? {
         var total = 0.0, found = 0
