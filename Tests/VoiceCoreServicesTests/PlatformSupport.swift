@@ -175,24 +175,7 @@ final class Receiver: @unchecked Sendable {
 /// Serves `edge` as `voicecore up` does (its own event loops, publishing from them) on a free
 /// loopback port, with `services` beside it, while `body` runs; `body` gets the base URL.
 func withEdge(_ edge: Edge, alongside services: [any Service] = [], _ body: @Sendable (String) async throws -> Void) async throws {
-    let port = Mutex<Int?>(nil)
-    let server = edge.application(onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } })
-    let group = ServiceGroup(services: [server] + services, logger: Logger(label: "test.server"))
-    let running = Task { try await group.run() }
-    do {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while port.withLock({ $0 }) == nil {
-            guard ContinuousClock.now < deadline else { throw TestFailure("the edge did not start listening") }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        try await body("http://127.0.0.1:\(port.withLock { $0! })")
-    } catch {
-        await group.triggerGracefulShutdown()
-        _ = await running.result
-        throw error
-    }
-    await group.triggerGracefulShutdown()
-    try await running.value
+    try await withListening(alongside: services, body) { onServerRunning in edge.application(onServerRunning: onServerRunning) }
 }
 
 /// Serves `router` on a free loopback port (real HTTP), with `services` beside it, while `body`
@@ -200,10 +183,18 @@ func withEdge(_ edge: Edge, alongside services: [any Service] = [], _ body: @Sen
 func withServer<Builder: HTTPResponderBuilder>(_ router: Builder, alongside services: [any Service] = [],
                                                _ body: @Sendable (String) async throws -> Void) async throws
 where Builder.Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
+    try await withListening(alongside: services, body) { onServerRunning in
+        Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), onServerRunning: onServerRunning)
+    }
+}
+
+/// Runs the server `make` builds (given what to call once it listens) and `services` while `body`
+/// runs with the server's base URL; stops them gracefully afterwards.
+private func withListening(alongside services: [any Service], _ body: @Sendable (String) async throws -> Void,
+                           make: (@escaping @Sendable (any Channel) async -> Void) -> any Service) async throws {
     let port = Mutex<Int?>(nil)
-    let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                          onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } })
-    let group = ServiceGroup(services: [app] + services, logger: Logger(label: "test.server"))
+    let server = make { channel in port.withLock { $0 = channel.localAddress?.port } }
+    let group = ServiceGroup(services: [server] + services, logger: Logger(label: "test.server"))
     let running = Task { try await group.run() }
     do {
         let deadline = ContinuousClock.now + .seconds(10)
