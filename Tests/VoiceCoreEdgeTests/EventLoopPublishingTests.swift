@@ -180,6 +180,23 @@ struct EventLoopPublishingTests {
         return Int(line?.split(separator: ":").last ?? "") ?? -1
     }
 
+    @Test func aUnixSocketURLConnectsThroughTheSocketAndSelectsItsDatabase() async throws {
+        let socket = FileManager.default.temporaryDirectory.appendingPathComponent("vc-\(UUID().uuidString.prefix(8)).sock").path
+        let server = PrivateRedis(arguments: ["--unixsocket", socket, "--unixsocketperm", "700"])
+        try await server.start()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let connection = EventLoopRedisConnection(loop: group.next(), configuration: try configuration("unix://\(socket)?db=2"))
+        #expect(try await send(connection, "SET", "over-the-socket", "yes") == .simpleString("OK"))
+        let admin = try await RedisConnection.connect(try configuration("redis://127.0.0.1:\(server.port)/2"))
+        #expect(try await admin.send("GET", "over-the-socket") == .bulkString(Array("yes".utf8)))
+        guard case .bulkString(let clients) = try await admin.send("CLIENT", "LIST") else { throw TestError("CLIENT LIST") }
+        #expect(String(decoding: clients, as: UTF8.self).contains("addr=\(socket)") || String(decoding: clients, as: UTF8.self).contains("laddr=\(socket)"),
+                "one client came through the socket")
+        try await connection.loop.submit { connection.close() }.get()
+        try await group.shutdownGracefully()
+        try await server.stop()
+    }
+
     @Test func commandsFailWhileRedisIsDownAndTheConnectionComesBackWithIt() async throws {
         let server = PrivateRedis()
         try await server.start()
