@@ -66,6 +66,18 @@ struct EventLoopPublishingTests {
         return configuration
     }
 
+    /// Runs `body` with a connection on a loop of its own; closes both afterwards.
+    private func withConnection(_ configuration: RedisConfiguration, reconnectDelay: TimeAmount = .milliseconds(250),
+                                _ body: (EventLoopRedisConnection) async throws -> Void) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let connection = EventLoopRedisConnection(loop: group.next(), configuration: configuration, reconnectDelay: reconnectDelay)
+        var failure: (any Error)?
+        do { try await body(connection) } catch { failure = error }
+        try await connection.loop.submit { connection.close() }.get()
+        try await group.shutdownGracefully()
+        if let failure { throw failure }
+    }
+
     /// Sends on the connection's loop.
     private func send(_ connection: EventLoopRedisConnection, _ arguments: RESPArgument...) async throws -> RESPValue {
         try await connection.loop.flatSubmit { connection.send(RESPCommand(arguments)) }.get()
@@ -127,19 +139,17 @@ struct EventLoopPublishingTests {
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         let port = Int(UInt16(bigEndian: address.sin_port))
 
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let connection = EventLoopRedisConnection(loop: group.next(), configuration: try configuration("redis://127.0.0.1:\(port)", commandTimeout: .milliseconds(300)))
-        let start = ContinuousClock.now
-        do {
-            _ = try await send(connection, "SET", "k", "v")
-            Issue.record("a command without a reply succeeded")
-        } catch let error as RedisError {
-            #expect(error.kind == .timeout, "\(error)")
-            #expect(error.message.contains("no reply"), "\(error)")
+        try await withConnection(try configuration("redis://127.0.0.1:\(port)", commandTimeout: .milliseconds(300))) { connection in
+            let start = ContinuousClock.now
+            do {
+                _ = try await send(connection, "SET", "k", "v")
+                Issue.record("a command without a reply succeeded")
+            } catch let error as RedisError {
+                #expect(error.kind == .timeout, "\(error)")
+                #expect(error.message.contains("no reply"), "\(error)")
+            }
+            #expect(ContinuousClock.now - start < .seconds(5))
         }
-        #expect(ContinuousClock.now - start < .seconds(5))
-        try await connection.loop.submit { connection.close() }.get()
-        try await group.shutdownGracefully()
     }
 
     @Test func theConnectionAuthenticatesAndSelectsItsDatabaseAndNeverTellsAWrongPassword() async throws {
@@ -184,41 +194,36 @@ struct EventLoopPublishingTests {
         let socket = FileManager.default.temporaryDirectory.appendingPathComponent("vc-\(UUID().uuidString.prefix(8)).sock").path
         let server = PrivateRedis(arguments: ["--unixsocket", socket, "--unixsocketperm", "700"])
         try await server.start()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let connection = EventLoopRedisConnection(loop: group.next(), configuration: try configuration("unix://\(socket)?db=2"))
-        #expect(try await send(connection, "SET", "over-the-socket", "yes") == .simpleString("OK"))
-        let admin = try await RedisConnection.connect(try configuration("redis://127.0.0.1:\(server.port)/2"))
-        #expect(try await admin.send("GET", "over-the-socket") == .bulkString(Array("yes".utf8)))
-        guard case .bulkString(let clients) = try await admin.send("CLIENT", "LIST") else { throw TestError("CLIENT LIST") }
-        #expect(String(decoding: clients, as: UTF8.self).contains("addr=\(socket)") || String(decoding: clients, as: UTF8.self).contains("laddr=\(socket)"),
-                "one client came through the socket")
-        try await connection.loop.submit { connection.close() }.get()
-        try await group.shutdownGracefully()
+        try await withConnection(try configuration("unix://\(socket)?db=2")) { connection in
+            #expect(try await send(connection, "SET", "over-the-socket", "yes") == .simpleString("OK"))
+            let admin = try await RedisConnection.connect(try configuration("redis://127.0.0.1:\(server.port)/2"))
+            #expect(try await admin.send("GET", "over-the-socket") == .bulkString(Array("yes".utf8)))
+            guard case .bulkString(let clients) = try await admin.send("CLIENT", "LIST") else { throw TestError("CLIENT LIST") }
+            #expect(String(decoding: clients, as: UTF8.self).contains("addr=\(socket)"), "one client came through the socket")
+        }
         try await server.stop()
     }
 
     @Test func commandsFailWhileRedisIsDownAndTheConnectionComesBackWithIt() async throws {
         let server = PrivateRedis()
         try await server.start()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let connection = EventLoopRedisConnection(loop: group.next(), configuration: try configuration(server.url), reconnectDelay: .milliseconds(100))
-        #expect(try await send(connection, "SET", "k", "1") == .simpleString("OK"))
-        try await server.stop()
-        do {
-            _ = try await send(connection, "SET", "k", "2")
-            Issue.record("a command succeeded with Redis down")
-        } catch let error as RedisError {
-            #expect(error.kind == .connection, "\(error)")
+        try await withConnection(try configuration(server.url), reconnectDelay: .milliseconds(100)) { connection in
+            #expect(try await send(connection, "SET", "k", "1") == .simpleString("OK"))
+            try await server.stop()
+            do {
+                _ = try await send(connection, "SET", "k", "2")
+                Issue.record("a command succeeded with Redis down")
+            } catch let error as RedisError {
+                #expect(error.kind == .connection, "\(error)")
+            }
+            try await server.start()
+            var reply: RESPValue?
+            for _ in 0..<50 where reply == nil {
+                reply = try? await send(connection, "SET", "k", "3")
+                if reply == nil { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(reply == .simpleString("OK"), "the next command after Redis returned reconnects")
         }
-        try await server.start()
-        var reply: RESPValue?
-        for _ in 0..<50 where reply == nil {
-            reply = try? await send(connection, "SET", "k", "3")
-            if reply == nil { try await Task.sleep(for: .milliseconds(50)) }
-        }
-        #expect(reply == .simpleString("OK"), "the next command after Redis returned reconnects")
-        try await connection.loop.submit { connection.close() }.get()
-        try await group.shutdownGracefully()
         try await server.stop()
     }
 
