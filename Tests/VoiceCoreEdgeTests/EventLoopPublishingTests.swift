@@ -126,6 +126,20 @@ struct EventLoopPublishingTests {
         try await group.shutdownGracefully()
     }
 
+    @Test func commandsSentWhileConnectingGoOutOnceWhenTheConnectionOpens() async throws {
+        let key = "test:loop-connecting:\(UUID().uuidString.prefix(8))"
+        try await withConnection(try configuration(TestServers.redisURL)) { connection in
+            // The first command starts the connection; the other 99 queue behind it, over several ticks.
+            var futures = try await connection.loop.submit { [connection.send(RESPCommand("INCR", .string(key)))] }.get()
+            for _ in 1..<100 { futures.append(try await connection.loop.submit { connection.send(RESPCommand("INCR", .string(key))) }.get()) }
+            var replies: [RESPValue] = []
+            for future in futures { replies.append(try await future.get()) }
+            #expect(replies == (1...100).map { RESPValue.integer(Int64($0)) }, "each command applied once, in order")
+            #expect(try await send(connection, "GET", .string(key)) == .bulkString(Array("100".utf8)))
+            _ = try await send(connection, "DEL", .string(key))
+        }
+    }
+
     @Test func aServerThatNeverAnswersFailsTheCommandAsATimeout() async throws {
         // A socket that listens but never accepts: the kernel completes the connection, nobody reads.
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
