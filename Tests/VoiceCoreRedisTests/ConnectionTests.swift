@@ -73,6 +73,36 @@ struct ConnectionTests {
         _ = try await redis.execute(.del([key]))
     }
 
+    @Test("each connection's thread is named after its role, so top -H and perf tell them apart")
+    func connectionThreadsAreNamedAfterTheirRole() async throws {
+        func threadNames() throws -> Set<String> {
+            let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
+            return Set(tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) })
+        }
+        let group = "g\(UUID().uuidString.prefix(3))"
+        var named = try TestRedis.configuration()
+        named.clientName = "vc-consumer:\(group):host-\(group):reader"
+        let reader = try await RedisConnection.connect(named)
+        named.clientName = "vc-service:\(group)-publisher:host"
+        let publisher = try await RedisConnection.connect(named)
+        // The thread names itself when it starts: give it a moment.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while try !threadNames().isSuperset(of: ["rd:\(group).reader", "rd:\(group)-publish"]), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let names = try threadNames()
+        #expect(names.contains("rd:\(group).reader"), "\(names.sorted())")
+        #expect(names.contains("rd:\(group)-publish"), "\(names.sorted())")
+        // Linux keeps 15 bytes of a thread's name; a long role is cut, never refused.
+        #expect(RedisConnection.threadName("vc-consumer:integrations:host-integrations:control") == "rd:integ.contro")
+        #expect(RedisConnection.threadName(nil) == "vc-redis")
+        // The client name still reaches Redis whole.
+        let clients = try await publisher.send("CLIENT", "LIST").string ?? ""
+        #expect(clients.contains("name=vc-service:\(group)-publisher:host"))
+        await reader.close()
+        await publisher.close()
+    }
+
     @Test func serverErrorsCarryTheirCode() async throws {
         let redis = try await TestRedis.connect()
         let key = TestRedis.key()

@@ -44,7 +44,23 @@ public actor RedisConnection {
     private init(configuration: RedisConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        self.executor = DedicatedThreadExecutor(name: "vc-redis")
+        self.executor = DedicatedThreadExecutor(name: Self.threadName(configuration.clientName))
+    }
+
+    /// The connection thread's name, from the client name, so `top -H` and perf tell the threads
+    /// apart: `rd:` and the role (`vc-consumer:ai:…:reader` → `rd:ai.reader`,
+    /// `vc-service:ai-publisher:…` → `rd:ai-publisher`), cut to Linux's 15 bytes; `vc-redis`
+    /// without a client name.
+    static func threadName(_ clientName: String?) -> String {
+        guard let clientName else { return "vc-redis" }
+        let parts = clientName.split(separator: ":")
+        let role: Substring
+        switch parts.first {
+        case "vc-consumer" where parts.count >= 4: role = "\(parts[1].prefix(5)).\(parts[parts.count - 1])"
+        case "vc-service" where parts.count >= 2, "vc-projector" where parts.count >= 2: role = parts[1]
+        default: role = parts.last ?? "redis"
+        }
+        return String(decoding: "rd:\(role)".utf8.prefix(15), as: UTF8.self)
     }
 
     deinit {

@@ -39,7 +39,7 @@ public struct AIService: Sendable {
         handlers.on(TranscriptChunk.self) { message, chunk in try await service.handle(chunk, message) }
         handlers.on(CallEnded.self) { message, ended in try await service.handle(ended, message) }
         return ConsumerGroupRunner(redis: dependencies.redis,
-                                   configuration: dependencies.consumer(group, streams: dependencies.naming.streams(.calls, kind: .event)),
+                                   configuration: dependencies.consumer(group, streams: dependencies.naming.streams(.calls, kind: .event), readInterval: ServiceDependencies.backgroundReadInterval),
                                    handlers: handlers, logger: dependencies.logger)
     }
 

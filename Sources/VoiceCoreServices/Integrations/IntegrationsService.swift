@@ -40,7 +40,7 @@ public struct IntegrationsService: Sendable {
         handlers.on(LeadCreated.self) { message, _ in try await service.handle(message) }
         handlers.on(CallEnded.self) { message, _ in try await service.handle(message) }
         let streams = dependencies.naming.streams(.crm, kind: .event) + dependencies.naming.streams(.calls, kind: .event)
-        let runner = ConsumerGroupRunner(redis: dependencies.redis, configuration: dependencies.consumer(group, streams: streams),
+        let runner = ConsumerGroupRunner(redis: dependencies.redis, configuration: dependencies.consumer(group, streams: streams, readInterval: ServiceDependencies.backgroundReadInterval),
                                          handlers: handlers, logger: dependencies.logger)
         let deliverer = WebhookDeliverer(
             queue: WebhookQueue(connection: try await dependencies.connect("\(group)-deliverer"), prefix: dependencies.naming.prefix),
