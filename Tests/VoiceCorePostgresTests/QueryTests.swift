@@ -105,6 +105,55 @@ struct QueryTests {
         try await db.query("DROP TABLE \(identifier: table)")
     }
 
+    @Test("writes held back in a transaction reach the server before any read or COPY, commit together, and fail it whole")
+    func deferredWritesCommitTogetherAndFailTheTransactionWhole() async throws {
+        let db = try await TestPostgres.connect()
+        let observer = try await TestPostgres.connect()
+        let table = TestPostgres.table()
+        try await db.query("CREATE TABLE \(identifier: table) (n int)")
+        func committed() async throws -> [Int] {
+            try await observer.query("SELECT n FROM \(identifier: table) ORDER BY n").map { try $0.decode(Int.self, "n") }
+        }
+        // A read inside the transaction sees the writes before it; a COPY follows them.
+        let seen = try await db.withTransaction(deferringWrites: true) { db in
+            try db.write("INSERT INTO \(identifier: table) VALUES (1)")
+            try db.write("INSERT INTO \(identifier: table) VALUES (2)")
+            let seen = try db.query("SELECT count(*) AS c FROM \(identifier: table)")[0].decode(Int.self, "c")
+            try db.write("INSERT INTO \(identifier: table) VALUES (3)")
+            try db.copyFromStdin("COPY \(identifier: table) (n) FROM STDIN") { try $0.appendRow(4) }
+            try db.write("INSERT INTO \(identifier: table) VALUES (5)")
+            return seen
+        }
+        #expect(seen == 2)
+        #expect(try await committed() == [1, 2, 3, 4, 5])
+        // A write the server refuses fails the transaction when it is sent (here with the COMMIT),
+        // with the server's reason; nothing of the transaction is stored.
+        let refused = await #expect(throws: PostgresError.self) {
+            try await db.withTransaction(deferringWrites: true) { db in
+                try db.write("INSERT INTO \(identifier: table) VALUES (6)")
+                try db.write("INSERT INTO \(identifier: table) VALUES ('not a number')")
+                try db.write("INSERT INTO \(identifier: table) VALUES (7)")
+            }
+        }
+        #expect(refused?.sqlState == "22P02", "\(String(describing: refused))")
+        #expect(try await committed() == [1, 2, 3, 4, 5])
+        // A transaction that fails before anything was sent leaves nothing behind either, and the
+        // next one starts clean: no statement of the failed one rides along.
+        struct Boom: Error {}
+        await #expect(throws: Boom.self) {
+            try await db.withTransaction(deferringWrites: true) { db in
+                try db.write("INSERT INTO \(identifier: table) VALUES (8)")
+                throw Boom()
+            }
+        }
+        try await db.withTransaction(deferringWrites: true) { db in try db.write("INSERT INTO \(identifier: table) VALUES (9)") }
+        // Outside a transaction a write runs at once, committed on its own.
+        try await db.write("INSERT INTO \(identifier: table) VALUES (10)")
+        #expect(try await committed() == [1, 2, 3, 4, 5, 9, 10])
+        try await db.query("DROP TABLE \(identifier: table)")
+        await observer.close()
+    }
+
     @Test func uniqueViolationCarriesSQLStateAndConstraint() async throws {
         let db = try await TestPostgres.connect()
         let table = TestPostgres.table()

@@ -37,6 +37,11 @@ public actor PostgresConnection {
     // Touched only on `executor`'s thread (actor isolation) and in deinit.
     nonisolated(unsafe) private var connection: OpaquePointer?
     private var transactionDepth = 0
+    /// Inside `withTransaction(deferringWrites: true)`: statements whose results nobody reads
+    /// (``write(_:file:line:)``), the transaction's `BEGIN` first, not yet sent. They go out in one
+    /// pipeline with the next statement that needs a round trip (see ``flushDeferred``).
+    private var deferred: [PostgresQuery] = []
+    private var deferring = false
 
     /// `true` while the connection is usable.
     public var isConnected: Bool { connection != nil }
@@ -94,6 +99,10 @@ public actor PostgresConnection {
     /// return none; ``PostgresRows/affectedRows`` counts what it changed).
     @discardableResult
     public func query(_ query: PostgresQuery, file: String = #fileID, line: Int = #line) throws -> PostgresRows {
+        if !deferred.isEmpty {
+            // The statements held back go first, in the same round trip.
+            return try sendDeferred(then: query, file: file, line: line)!
+        }
         let conn = try open(for: query, file: file, line: line)
         let result = withParameters(query.binds) { count, types, values, lengths, formats in
             PQexecParams(conn, query.sql, count, types, values, lengths, formats, 0)
@@ -105,6 +114,7 @@ public actor PostgresConnection {
     /// migrations and administration). Returns the rows of the last statement.
     @discardableResult
     public func simpleQuery(unsafeSQL sql: String, file: String = #fileID, line: Int = #line) throws -> PostgresRows {
+        try sendDeferred(file: file, line: line)
         let query = PostgresQuery(unsafeSQL: sql)
         let conn = try open(for: query, file: file, line: line)
         var last: PostgresRows?
@@ -130,21 +140,32 @@ public actor PostgresConnection {
     /// task's statement can slip into the transaction, and statements inside need no `await`.
     /// Nested calls are part of the outer transaction.
     public func withTransaction<Result: Sendable>(
-        file: String = #fileID, line: Int = #line,
+        deferringWrites: Bool = false, file: String = #fileID, line: Int = #line,
         _ body: @Sendable (isolated PostgresConnection) throws -> Result
     ) throws -> Result {
         if transactionDepth > 0 {
             return try body(self)
         }
-        try query("BEGIN", file: file, line: line)
+        if deferringWrites {
+            deferred = ["BEGIN"]
+            deferring = true
+        } else {
+            try query("BEGIN", file: file, line: line)
+        }
         transactionDepth += 1
-        defer { transactionDepth -= 1 }
+        defer {
+            transactionDepth -= 1
+            deferring = false
+        }
         do {
             let result = try body(self)
             try query("COMMIT", file: file, line: line)
             return result
         } catch {
-            if connection != nil {
+            // Nothing of it reached the server when even its BEGIN is still held back.
+            let begun = deferred.first?.sql != "BEGIN"
+            deferred = []
+            if connection != nil && begun {
                 do {
                     try query("ROLLBACK", file: file, line: line)
                 } catch {
@@ -153,6 +174,34 @@ public actor PostgresConnection {
             }
             throw error
         }
+    }
+
+    /// A statement whose result the caller does not read. Inside
+    /// `withTransaction(deferringWrites: true)` it is held back and sent, with the transaction's
+    /// `BEGIN` and the other statements held back, in one pipeline (one round trip) together with
+    /// the next statement that needs its own result, a COPY, or the `COMMIT`; its error, if any,
+    /// is thrown there. Elsewhere it runs at once, like ``query(_:file:line:)``.
+    ///
+    /// A projector's transaction under a steady stream (`BEGIN`, checkpoints, one or two inserts,
+    /// `COMMIT`) becomes one round trip instead of five: the server's backend and this
+    /// connection's thread wake once per transaction instead of once per statement.
+    public func write(_ query: PostgresQuery, file: String = #fileID, line: Int = #line) throws {
+        if deferring {
+            deferred.append(query)
+        } else {
+            try self.query(query, file: file, line: line)
+        }
+    }
+
+    /// Sends the statements held back, and `then` after them, in one pipeline; returns `then`'s
+    /// rows. The first failing statement throws (the server skips the rest).
+    @discardableResult
+    private func sendDeferred(then last: PostgresQuery? = nil, file: String, line: Int) throws -> PostgresRows? {
+        guard !deferred.isEmpty else { return try last.map { try query($0, file: file, line: line) } }
+        var queries = deferred
+        deferred = []
+        if let last { queries.append(last) }
+        return try pipeline(queries, file: file, line: line).last
     }
 
     /// Runs several statements on this connection without other tasks' statements in between.
@@ -169,6 +218,11 @@ public actor PostgresConnection {
     /// (later statements of its group are skipped by the server; later groups are not sent).
     @discardableResult
     public func pipeline(_ queries: [PostgresQuery], syncEvery: Int = 1000, file: String = #fileID, line: Int = #line) throws -> [PostgresRows] {
+        if !deferred.isEmpty {
+            let held = deferred
+            deferred = []
+            return Array(try pipeline(held + queries, syncEvery: max(syncEvery, held.count + 1), file: file, line: line).dropFirst(held.count))
+        }
         guard let first = queries.first else { return [] }
         let conn = try open(for: first, file: file, line: line)
         guard PQenterPipelineMode(conn) == 1 else { throw connectionFailure(query: first, file: file, line: line) }
@@ -290,6 +344,7 @@ public actor PostgresConnection {
         _ statement: PostgresQuery, file: String, line: Int,
         _ write: (@escaping ([UInt8]) throws -> Void) throws -> Void
     ) throws -> Int {
+        try sendDeferred(file: file, line: line)
         let conn = try open(for: statement, file: file, line: line)
         let start = withParameters(statement.binds) { count, types, values, lengths, formats in
             PQexecParams(conn, statement.sql, count, types, values, lengths, formats, 0)
@@ -363,6 +418,7 @@ public actor PostgresConnection {
         PQsetNoticeProcessor(conn, { _, _ in }, nil)
         connection = conn
         transactionDepth = 0
+        deferred = []
         try simpleQuery(unsafeSQL: "SET TIME ZONE 'UTC'; SET DateStyle TO ISO, YMD; SET bytea_output TO hex")
     }
 

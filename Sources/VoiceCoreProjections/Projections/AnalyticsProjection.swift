@@ -38,7 +38,7 @@ public struct AnalyticsProjection: Projection {
         }
         let calls = perCall.values
         if !calls.isEmpty {
-            try db.query("""
+            try db.write("""
                 INSERT INTO call_analytics AS a (tenant_id, call_id, intent, intent_confidence, sentiment, sentiment_score, word_count)
                 SELECT * FROM unnest(\(calls.map(\.tenant))::uuid[], \(calls.map(\.call))::uuid[],
                                      \(calls.map { $0.intent?.intent.rawValue })::text[], \(calls.map { $0.intent?.confidence })::float8[],
@@ -69,7 +69,7 @@ public struct AnalyticsProjection: Projection {
         let ended = events.messages(CallEnded.self).uniqued { CallKey($0.event.tenantID, $0.message.callID) }
         let leads = events.messages(LeadCreated.self).uniqued { CallKey($0.event.tenantID, $0.message.leadID) }
         if !ended.isEmpty || !leads.isEmpty {
-            try db.query("""
+            try db.write("""
                 WITH ended AS (
                   SELECT * FROM unnest(\(ended.map(\.event.tenantID))::uuid[], \(ended.map(\.message.callID))::uuid[],
                                        \(ended.map(\.message.durationSeconds))::int8[], \(ended.map(\.message.status.rawValue))::text[],

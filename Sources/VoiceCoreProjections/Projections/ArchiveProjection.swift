@@ -73,7 +73,7 @@ public struct ArchiveProjection: Projection {
 
     private func insert(_ events: [ProjectedEvent], in db: isolated PostgresConnection) throws {
         let envelopes = events.map(\.envelope)
-        try db.query("""
+        try db.write("""
             INSERT INTO event_log (event_id, stream, entry_id, type, version, tenant_id, subject, time, payload)
             SELECT * FROM unnest(\(envelopes.map(\.id))::uuid[], \(events.map(\.stream))::text[], \(events.map(\.entryID))::text[],
                                  \(envelopes.map(\.type))::text[], \(envelopes.map(\.version))::int[], \(envelopes.map(\.tenantID))::uuid[],

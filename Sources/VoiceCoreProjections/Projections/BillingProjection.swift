@@ -19,7 +19,7 @@ public struct BillingProjection: Projection {
     public func apply(_ events: [ProjectedEvent], in db: isolated PostgresConnection) throws {
         let usage = events.messages(UsageRecorded.self).uniqued { Key(tenant: $0.event.tenantID, usage: $0.message.usageID) }
         guard !usage.isEmpty else { return }
-        try db.query("""
+        try db.write("""
             WITH items AS (
               INSERT INTO billing_usage_items (tenant_id, usage_id, day, meter, quantity, unit, call_id, source_event_id, occurred_at)
               SELECT u.tenant_id, u.usage_id, (u.occurred_at AT TIME ZONE 'UTC')::date, u.meter, u.quantity::numeric, u.unit,

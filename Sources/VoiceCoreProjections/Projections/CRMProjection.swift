@@ -24,7 +24,7 @@ public struct CRMProjection: Projection {
     public func apply(_ events: [ProjectedEvent], in db: isolated PostgresConnection) throws {
         let leads = events.messages(LeadCreated.self).uniqued { Key(tenant: $0.event.tenantID, id: $0.message.leadID) }
         if !leads.isEmpty {
-            try db.query("""
+            try db.write("""
                 INSERT INTO leads (tenant_id, lead_id, call_id, contact_id, name, phone, email, intent, source, notes, created_at)
                 SELECT u.tenant_id, u.lead_id, u.call_id, NULL, u.name, u.phone, u.email, u.intent, u.source, u.notes, u.created_at
                 FROM unnest(\(leads.map(\.event.tenantID))::uuid[], \(leads.map(\.message.leadID))::uuid[],
@@ -57,7 +57,7 @@ public struct CRMProjection: Projection {
         }
         if !order.isEmpty {
             let contacts = order.map { ($0.tenant, merged[$0]!) }
-            try db.query("""
+            try db.write("""
                 INSERT INTO crm_contacts AS c (tenant_id, contact_id, name, phone, email, first_seen_at, last_seen_at)
                 SELECT * FROM unnest(\(contacts.map(\.0))::uuid[], \(contacts.map(\.1.contactID))::uuid[],
                                      \(contacts.map(\.1.name))::text[], \(contacts.map(\.1.phone))::text[],
@@ -75,7 +75,7 @@ public struct CRMProjection: Projection {
 
         let interactions = events.messages(InteractionLogged.self).uniqued { Key(tenant: $0.event.tenantID, id: $0.message.interactionID) }
         if !interactions.isEmpty {
-            try db.query("""
+            try db.write("""
                 INSERT INTO interactions (tenant_id, interaction_id, contact_id, call_id, channel, summary, duration_seconds, occurred_at)
                 SELECT * FROM unnest(\(interactions.map(\.event.tenantID))::uuid[], \(interactions.map(\.message.interactionID))::uuid[],
                                      \(interactions.map(\.message.contactID))::uuid[], \(interactions.map(\.message.callID))::uuid[],

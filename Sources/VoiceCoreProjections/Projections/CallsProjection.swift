@@ -45,7 +45,7 @@ public struct CallsProjection: Projection {
         guard !calls.isEmpty else { return }
         // The status a new row starts with; an existing row's is derived in the update.
         let status = calls.map { $0.ended?.status.rawValue ?? ($0.answered != nil ? "in-progress" : "initiated") }
-        try db.query("""
+        try db.write("""
             INSERT INTO call_sessions AS s (tenant_id, call_id, provider, provider_call_id, direction, from_number, to_number, status,
                                             started_at, answered_at, ended_at, duration_seconds, end_status, hung_up_by)
             SELECT * FROM unnest(\(calls.map(\.tenant))::uuid[], \(calls.map(\.call))::uuid[],

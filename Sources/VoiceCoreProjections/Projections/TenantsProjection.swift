@@ -16,13 +16,13 @@ public struct TenantsProjection: Projection {
         // Tenant events are rare: statements in stream order keep "provisioned, then settings".
         for event in events {
             if let provisioned = event.message(as: TenantProvisioned.self) {
-                try db.query("""
+                try db.write("""
                     INSERT INTO tenants AS t (tenant_id, name, plan, time_zone, created_at)
                     VALUES (\(provisioned.tenantID), \(provisioned.name), \(provisioned.plan.rawValue), \(provisioned.timeZone), \(provisioned.provisionedAt))
                     ON CONFLICT (tenant_id) DO UPDATE SET name = EXCLUDED.name, plan = EXCLUDED.plan, time_zone = EXCLUDED.time_zone, updated_at = now()
                     """)
             } else if let changed = event.message(as: TenantSettingsChanged.self) {
-                try db.query("""
+                try db.write("""
                     UPDATE tenants SET settings = (\(PostgresJSON(rawJSON: event.envelope.data))::jsonb)->'settings', updated_at = now()
                     WHERE tenant_id = \(changed.tenantID)
                     """)

@@ -20,7 +20,7 @@ public struct TranscriptsProjection: Projection {
         let chunks = events.messages(TranscriptChunk.self).filter(\.message.isFinal)
             .uniqued { Key(tenant: $0.event.tenantID, call: $0.message.callID, track: $0.message.track, sequence: $0.message.sequence) }
         guard !chunks.isEmpty else { return }
-        try db.query("""
+        try db.write("""
             INSERT INTO transcripts (tenant_id, call_id, track, sequence, text, confidence, start_offset_ms, end_offset_ms, language)
             SELECT * FROM unnest(\(chunks.map(\.event.tenantID))::uuid[], \(chunks.map(\.message.callID))::uuid[],
                                  \(chunks.map(\.message.track.rawValue))::text[], \(chunks.map(\.message.sequence))::int8[],

@@ -435,7 +435,7 @@ final class ProjectorWorker {
         while true {
             do {
                 let isolating = isolating, checkpoints = checkpoints
-                return try await db.withTransaction { db in
+                return try await db.withTransaction(deferringWrites: !isolating) { db in
                     // The checkpoints first: a rebuild's swap locks them before the tables it
                     // replaces, so both take their locks in the same order and never deadlock.
                     try Self.writeCheckpoints(checkpoints, in: db)
@@ -483,7 +483,7 @@ final class ProjectorWorker {
     private static func record(_ failures: [(projection: String, failure: Failure)], in db: isolated PostgresConnection) throws {
         guard !failures.isEmpty else { return }
         let rows = failures.map(\.failure)
-        try db.query("""
+        try db.write("""
             INSERT INTO projection_failures (projection, stream, entry_id, event_id, type, error, fields)
             SELECT * FROM unnest(\(failures.map(\.projection))::text[], \(rows.map(\.stream))::text[], \(rows.map(\.entryID.description))::text[],
                                  \(rows.map(\.eventID))::uuid[], \(rows.map(\.type))::text[],
@@ -496,7 +496,7 @@ final class ProjectorWorker {
     /// All projections' checkpoints of a batch, in one statement (in key order).
     private static func writeCheckpoints(_ checkpoints: [(projection: String, stream: String, entryID: StreamEntryID)], in db: isolated PostgresConnection) throws {
         guard !checkpoints.isEmpty else { return }
-        try db.query("""
+        try db.write("""
             INSERT INTO projection_checkpoints AS c (projection, stream, last_entry_id, updated_at)
             SELECT p, s, e, now() FROM unnest(\(checkpoints.map(\.projection))::text[], \(checkpoints.map(\.stream))::text[],
                                               \(checkpoints.map(\.entryID.description))::text[]) AS u(p, s, e)

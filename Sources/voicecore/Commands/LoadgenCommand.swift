@@ -5,6 +5,7 @@ import Synchronization
 import VoiceCoreEdge
 import VoiceCoreEvents
 import VoiceCorePostgres
+import VoiceCoreRedis
 import VoiceCoreTenants
 import VoiceCoreTime
 
@@ -91,6 +92,9 @@ struct LoadgenCommand: AsyncParsableCommand {
         let started = ContinuousClock.now
         let startedWall = Timestamp.now
         let cpu = MachineCPU.now()
+        // For the CPU account; without Redis (another machine, refused) the account leaves it out.
+        let redis = try? await RedisClient.connect(try connections.redisConfiguration())
+        let account = CPUAccount.now(redisInfo: try? await redis?.execute(.info("cpu")))
         try await withThrowingDiscardingTaskGroup { group in
             for index in 0..<calls {
                 let due = started + .seconds(Double(index) / rate)
@@ -115,6 +119,13 @@ struct LoadgenCommand: AsyncParsableCommand {
         let totals = stats.snapshot
         say("loadgen: sent \(totals.accepted + totals.errors) webhooks in \(String(format: "%.1f", elapsed)) s: \(totals.accepted) accepted (\(String(format: "%.0f", Double(totals.accepted) / elapsed))/s), \(totals.errors) failed")
         if let share = MachineCPU.share(since: cpu) { say("  " + share) }
+        // Steady state: every call active at once (or as many as the start rate keeps alive), one segment a second each.
+        let offered = min(Double(calls), rate * Double(callSeconds))
+        if let lines = CPUAccount.report(from: account, to: CPUAccount.now(redisInfo: try? await redis?.execute(.info("cpu"))),
+                                         units: totals.accepted, unit: "webhook", offeredRate: offered) {
+            for line in lines { say("  " + line) }
+        }
+        await redis?.close()
         say("  HTTP latency         \(Self.describe(stats.httpLatencies))")
 
         // Drain: every accepted segment and call of this run must reach the read models.

@@ -75,3 +75,70 @@ struct MachineCPU {
         return "machine CPU meanwhile: \(percent(busy)) % busy, \(percent(idle)) % idle, \(percent(steal)) % stolen by the hypervisor"
     }
 }
+
+/// Where a measured run's CPU went, per unit of work, read before and after it: the whole machine
+/// (/proc/stat), this process, the Redis server (`INFO cpu`) and the local Postgres server's
+/// processes (/proc, by name), and the rest of the machine (what is measured: `voicecore up`, the
+/// edge, the services, the projectors, and anything else running).
+///
+/// `voicecore loadgen` prints it with the cores the offered rate would need at that cost, so a
+/// target's feasibility on a machine is arithmetic on measured figures, not a guess.
+struct CPUAccount {
+    var machine: MachineCPU?
+    var process: Double
+    var redis: Double?
+    var postgres: Double?
+
+    /// Now; `redisInfo` is the text of `INFO cpu`, when Redis could be asked.
+    static func now(redisInfo: String?) -> CPUAccount {
+        CPUAccount(machine: MachineCPU.now(), process: MachineCPU.processSeconds(),
+                   redis: redisInfo.flatMap(MachineCPU.redisSeconds), postgres: postgresSeconds())
+    }
+
+    /// CPU seconds of the processes named `postgres` this user can see (the server and its
+    /// backends; a backend that ended meanwhile takes its share with it). nil when there are none
+    /// (Postgres on another machine).
+    static func postgresSeconds() -> Double? {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+        let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+        var total = 0.0, found = false
+        for pid in entries where pid.first?.isNumber == true {
+            guard let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8),
+                  comm.trimmingCharacters(in: .whitespacesAndNewlines) == "postgres",
+                  let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            // After the command's closing parenthesis: state is field 3, utime and stime 14 and 15.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+            total += (user + system) / ticksPerSecond
+            found = true
+        }
+        return found ? total : nil
+    }
+
+    /// "CPU per accepted webhook: …" and the cores `rate` units a second would need at this cost,
+    /// from `start` to `end`; nil when nothing was done or the machine's CPU could not be read.
+    static func report(from start: CPUAccount, to end: CPUAccount, units: Int, unit: String, offeredRate: Double) -> [String]? {
+        guard units > 0, let startMachine = start.machine, let endMachine = end.machine else { return nil }
+        let machine = Double(endMachine.busy &- startMachine.busy) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        func perUnit(_ seconds: Double) -> String { "\(Int((seconds * 1_000_000 / Double(units)).rounded())) µs" }
+        var parts: [String] = []
+        var accounted = end.process - start.process
+        parts.append("this load generator \(perUnit(end.process - start.process))")
+        if let a = start.redis, let b = end.redis {
+            parts.append("Redis \(perUnit(b - a))")
+            accounted += b - a
+        }
+        if let a = start.postgres, let b = end.postgres {
+            parts.append("Postgres \(perUnit(max(0, b - a)))")
+            accounted += max(0, b - a)
+        }
+        parts.append("the rest (what is measured, and anything else running) \(perUnit(max(0, machine - accounted)))")
+        let cores = machine / Double(units) * offeredRate
+        let available = ProcessInfo.processInfo.activeProcessorCount
+        return [
+            "CPU per accepted \(unit): the machine \(perUnit(machine)): \(parts.joined(separator: ", "))",
+            String(format: "at that cost %.0f %@s/s (the offered rate) need %.1f cores of CPU, load generator included; this machine has %d", offeredRate, unit, cores, available),
+        ]
+    }
+}
