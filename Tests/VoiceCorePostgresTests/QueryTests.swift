@@ -146,12 +146,63 @@ struct QueryTests {
                 throw Boom()
             }
         }
-        try await db.withTransaction(deferringWrites: true) { db in try db.write("INSERT INTO \(identifier: table) VALUES (9)") }
         // Outside a transaction a write runs at once, committed on its own.
-        try await db.write("INSERT INTO \(identifier: table) VALUES (10)")
+        try await db.write("INSERT INTO \(identifier: table) VALUES (9)")
+        try await db.withTransaction(deferringWrites: true) { db in try db.write("INSERT INTO \(identifier: table) VALUES (10)") }
         #expect(try await committed() == [1, 2, 3, 4, 5, 9, 10])
         try await db.query("DROP TABLE \(identifier: table)")
         await observer.close()
+    }
+
+    @Test("statements sent in pipelines are prepared once per session, up to the configured number, and stay correct when their table changes")
+    func pipelinedStatementsArePreparedOncePerSession() async throws {
+        func connect(keeping count: Int) async throws -> PostgresConnection {
+            var configuration = try PostgresConfiguration(url: TestPostgres.url)
+            configuration.preparedStatements = count
+            return try await PostgresConnection.connect(configuration)
+        }
+        let db = try await connect(keeping: 2)
+        let table = TestPostgres.table()
+        try await db.query("CREATE TABLE \(identifier: table) (n int, label text)")
+        func kept(_ db: PostgresConnection) async throws -> [String] {
+            try await db.query("SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%' || \(table) || '%' ORDER BY statement")
+                .map { try $0.decode(String.self, "statement") }
+        }
+        // The same INSERT in three pipelines (and in a transaction of held-back writes): prepared once.
+        for round in 0..<3 {
+            try await db.pipeline((0..<4).map { "INSERT INTO \(identifier: table) (n, label) VALUES (\(round * 10 + $0), \("r\(round)"))" })
+        }
+        try await db.withTransaction(deferringWrites: true) { db in
+            try db.write("INSERT INTO \(identifier: table) (n, label) VALUES (\(100), \("tx"))")
+        }
+        let keptOnce = try await kept(db)
+        #expect(keptOnce.count == 1, "\(keptOnce)")
+        #expect(try await db.query("SELECT count(*) AS c FROM \(identifier: table)")[0].decode(Int.self, "c") == 13)
+        // Two more statements: one is kept, the third runs unnamed, and all three give their rows.
+        let selects = try await db.pipeline([
+            "SELECT n FROM \(identifier: table) WHERE n = \(1)",
+            "SELECT label FROM \(identifier: table) WHERE n = \(21)",
+            "SELECT count(*) AS c FROM \(identifier: table) WHERE n >= \(0)",
+        ])
+        #expect(try selects[0][0].decode(Int.self, "n") == 1)
+        #expect(try selects[1][0].decode(String.self, "label") == "r2")
+        #expect(try selects[2][0].decode(Int.self, "c") == 13)
+        #expect(try await kept(db).count == 2)
+        // A kept statement whose table changed shape fails once with the server's reason, then is
+        // prepared afresh and answers with the new shape.
+        let star: PostgresQuery = "SELECT * FROM \(identifier: table) WHERE n = \(1)"
+        let other = try await connect(keeping: 8)
+        #expect(try await other.pipeline([star])[0][0].decode(Int.self, "n") == 1)
+        try await db.query("ALTER TABLE \(identifier: table) ADD COLUMN extra int DEFAULT 7")
+        let changed = await #expect(throws: PostgresError.self) { try await other.pipeline([star]) }
+        #expect(changed?.sqlState == "0A000", "\(String(describing: changed))")
+        #expect(try await other.pipeline([star])[0][0].decode(Int.self, "extra") == 7)
+        // 0 keeps none.
+        let none = try await connect(keeping: 0)
+        try await none.pipeline(["INSERT INTO \(identifier: table) (n) VALUES (\(5))", "INSERT INTO \(identifier: table) (n) VALUES (\(6))"])
+        #expect(try await kept(none).isEmpty)
+        try await db.query("DROP TABLE \(identifier: table)")
+        for connection in [db, other, none] { await connection.close() }
     }
 
     @Test func uniqueViolationCarriesSQLStateAndConstraint() async throws {

@@ -42,6 +42,16 @@ public actor PostgresConnection {
     /// pipeline with the next statement that needs a round trip (see ``flushDeferred``).
     private var deferred: [PostgresQuery] = []
     private var deferring = false
+    /// Statements prepared under a name on this session (see
+    /// ``PostgresConfiguration/preparedStatements``), by SQL text and parameter types.
+    private var prepared: [PreparedKey: String] = [:]
+    /// Names given so far (a failed prepare's name is not reused: simpler than tracking it).
+    private var preparedCount = 0
+
+    private struct PreparedKey: Hashable {
+        let sql: String
+        let types: [Oid]
+    }
 
     /// `true` while the connection is usable.
     public var isConnected: Bool { connection != nil }
@@ -235,19 +245,39 @@ public actor PostgresConnection {
             let chunk = queries[start..<min(start + max(1, syncEvery), queries.count)]
             // Statements that repeat the previous SQL text reuse one unnamed prepared statement:
             // the server parses and plans once per run instead of once per statement.
+            // Statements kept prepared under a name run by that name. Others that repeat the
+            // previous SQL text reuse one unnamed prepared statement: the server parses and plans
+            // once per run instead of once per statement.
             var preparedSQL: String?
+            // Per result expected: the key of a named prepare (cached once it succeeds), or nil.
             var expectsPrepareResult: [Bool] = []
+            var naming: [Int: PreparedKey] = [:]
+            var namedNow: [PreparedKey: String] = [:]
             expectsPrepareResult.reserveCapacity(chunk.count + 8)
             for query in chunk {
-                if query.sql != preparedSQL {
-                    let types = query.binds.map { Oid($0.type.rawValue) }
-                    let prepared = PQsendPrepare(conn, "", query.sql, Int32(types.count), types.isEmpty ? nil : types)
-                    guard prepared == 1 else { throw connectionFailure(query: query, file: file, line: line) }
+                let types = query.binds.map { Oid($0.type.rawValue) }
+                let key = PreparedKey(sql: query.sql, types: types)
+                var name = prepared[key] ?? namedNow[key]
+                // Statements with parameters only: BEGIN, COMMIT and the like cost nothing to parse.
+                if name == nil && !types.isEmpty && prepared.count + namedNow.count < configuration.preparedStatements {
+                    let newName = "vc_\(preparedCount)"
+                    preparedCount += 1
+                    guard PQsendPrepare(conn, newName, query.sql, Int32(types.count), types.isEmpty ? nil : types) == 1 else {
+                        throw connectionFailure(query: query, file: file, line: line)
+                    }
+                    naming[expectsPrepareResult.count] = key
+                    namedNow[key] = newName
+                    expectsPrepareResult.append(true)
+                    name = newName
+                }
+                if name == nil && query.sql != preparedSQL {
+                    let sentPrepare = PQsendPrepare(conn, "", query.sql, Int32(types.count), types.isEmpty ? nil : types)
+                    guard sentPrepare == 1 else { throw connectionFailure(query: query, file: file, line: line) }
                     preparedSQL = query.sql
                     expectsPrepareResult.append(true)
                 }
                 let sent = withParameters(query.binds) { count, _, values, lengths, formats in
-                    PQsendQueryPrepared(conn, "", count, values, lengths, formats, 0)
+                    PQsendQueryPrepared(conn, name ?? "", count, values, lengths, formats, 0)
                 }
                 guard sent == 1 else { throw connectionFailure(query: query, file: file, line: line) }
                 expectsPrepareResult.append(false)
@@ -273,6 +303,10 @@ public actor PostgresConnection {
                     break
                 }
                 let isPrepare = step < expectsPrepareResult.count ? expectsPrepareResult[step] : false
+                if let key = naming[step], status == PGRES_COMMAND_OK, let name = namedNow[key] {
+                    // The server has it now; later pipelines run it by name.
+                    prepared[key] = name
+                }
                 step += 1
                 let query = index < chunk.endIndex ? chunk[index] : first
                 if !isPrepare { index += 1 }
@@ -285,6 +319,9 @@ public actor PostgresConnection {
                     if !isPrepare { all.append(rows) }
                 } catch let error as PostgresError {
                     if firstError == nil { firstError = error }
+                    // "cached plan must not change result type" (a table changed under a kept
+                    // statement): forget it, so the next run prepares it afresh.
+                    if error.sqlState == "0A000" { prepared = prepared.filter { $0.key.sql != query.sql } }
                 }
             }
             if let firstError { throw firstError }
@@ -419,6 +456,8 @@ public actor PostgresConnection {
         connection = conn
         transactionDepth = 0
         deferred = []
+        prepared = [:]
+        preparedCount = 0
         try simpleQuery(unsafeSQL: "SET TIME ZONE 'UTC'; SET DateStyle TO ISO, YMD; SET bytea_output TO hex")
     }
 
