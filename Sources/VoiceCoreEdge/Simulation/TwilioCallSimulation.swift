@@ -20,6 +20,27 @@ public struct SimulatedWebhook: Sendable, Hashable {
     }
 }
 
+/// A webhook of a simulated call before it is signed. A load generator plays thousands of calls
+/// at once: signing each request when it is sent spreads the HMACs over the calls' lifetimes
+/// instead of computing every call's whole script (a minute of transcripts: over a hundred
+/// requests) the moment the call starts.
+public struct UnsignedWebhook: Sendable {
+    public var kind: SimulatedWebhook.Kind
+    public var path: String
+    public var parameters: [(name: String, value: String)]
+    let url: String
+    let authToken: String
+
+    /// The value of the first parameter with this name.
+    public subscript(name: String) -> String? { parameters.first { $0.name == name }?.value }
+
+    /// The request as Twilio sends it, signed with the tenant's auth token.
+    public func signed() -> SimulatedWebhook {
+        SimulatedWebhook(kind: kind, path: path, body: FormBody(parameters: parameters).encoded,
+                         signature: TwilioSignature.sign(url: url, parameters: parameters, key: Array(authToken.utf8)))
+    }
+}
+
 /// A realistic inbound call as Twilio's webhooks: the incoming-call webhook, the in-progress and
 /// completed status callbacks, and real-time transcription callbacks of both tracks (a partial
 /// before each caller final; `SequenceId` counts them all), signed with the tenant's auth token. Timestamps are consistent the
@@ -93,26 +114,29 @@ public struct TwilioCallSimulation: Sendable {
     public var endedAt: Timestamp { answeredAt.adding(microseconds: Int64(durationSeconds) * 1_000_000) }
 
     /// Every webhook of the call in the order Twilio sends them.
-    public var webhooks: [SimulatedWebhook] {
-        var hooks: [SimulatedWebhook] = []
+    public var webhooks: [SimulatedWebhook] { unsignedWebhooks.map { $0.signed() } }
+
+    /// Every webhook of the call in the order Twilio sends them, each signed when asked.
+    public var unsignedWebhooks: [UnsignedWebhook] {
+        var hooks: [UnsignedWebhook] = []
         let common: [(String, String)] = [("AccountSid", accountSID), ("CallSid", callSID), ("From", from), ("To", to), ("Direction", "inbound"),
                                           ("ApiVersion", "2010-04-01"), ("Caller", from), ("Called", to)]
         // Twilio's incoming-call webhook carries no Timestamp (the edge takes the time it
         // arrived); the simulation adds one so that a call played after the fact keeps its times.
-        hooks.append(sign(.voice, common + [("CallStatus", "ringing"), ("Timestamp", Self.rfc2822(rangAt))]))
-        hooks.append(sign(.status, common + [("CallStatus", "in-progress"), ("SequenceNumber", "0"), ("Timestamp", Self.rfc2822(answeredAt)),
+        hooks.append(request(.voice, common + [("CallStatus", "ringing"), ("Timestamp", Self.rfc2822(rangAt))]))
+        hooks.append(request(.status, common + [("CallStatus", "in-progress"), ("SequenceNumber", "0"), ("Timestamp", Self.rfc2822(answeredAt)),
                                              ("CallbackSource", "call-progress-events")]))
         let transcriptionSID = "GT" + String(callSID.dropFirst(2))
         var sequence = 0
         for utterance in utterances.sorted(by: { $0.at < $1.at }) {
             let time = answeredAt.adding(microseconds: Int64(utterance.at) * 1_000_000)
             let track = utterance.track == .inbound ? "inbound_track" : "outbound_track"
-            func transcription(_ text: String, final: Bool, at time: Timestamp) -> SimulatedWebhook {
+            func transcription(_ text: String, final: Bool, at time: Timestamp) -> UnsignedWebhook {
                 let data = String(decoding: JSONObjectWriter.object { o in
                     o.field("transcript", text)
                     o.field("confidence", final ? 0.93 : 0.61)
                 }, as: UTF8.self)
-                return sign(.transcription, [("AccountSid", accountSID), ("CallSid", callSID), ("TranscriptionSid", transcriptionSID),
+                return request(.transcription, [("AccountSid", accountSID), ("CallSid", callSID), ("TranscriptionSid", transcriptionSID),
                                              ("TranscriptionEvent", "transcription-content"), ("LanguageCode", "en-US"), ("Track", track),
                                              ("TranscriptionData", data), ("Final", final ? "true" : "false"), ("SequenceId", String(sequence)),
                                              ("Timestamp", time.rfc3339), ("ProviderName", "Google")])
@@ -126,16 +150,14 @@ public struct TwilioCallSimulation: Sendable {
             hooks.append(transcription(utterance.text, final: true, at: time))
             sequence += 1
         }
-        hooks.append(sign(.status, common + [("CallStatus", "completed"), ("SequenceNumber", "1"), ("Timestamp", Self.rfc2822(endedAt)),
+        hooks.append(request(.status, common + [("CallStatus", "completed"), ("SequenceNumber", "1"), ("Timestamp", Self.rfc2822(endedAt)),
                                              ("CallDuration", String(durationSeconds)), ("CallbackSource", "call-progress-events")]))
         return hooks
     }
 
-    private func sign(_ kind: SimulatedWebhook.Kind, _ parameters: [(String, String)]) -> SimulatedWebhook {
+    private func request(_ kind: SimulatedWebhook.Kind, _ parameters: [(String, String)]) -> UnsignedWebhook {
         let path = "/webhooks/twilio/\(tenant)/\(kind.rawValue)"
-        let pairs = parameters.map { (name: $0.0, value: $0.1) }
-        return SimulatedWebhook(kind: kind, path: path, body: FormBody(parameters: pairs).encoded,
-                                signature: TwilioSignature.sign(url: publicBase + path, parameters: pairs, key: Array(authToken.utf8)))
+        return UnsignedWebhook(kind: kind, path: path, parameters: parameters.map { (name: $0.0, value: $0.1) }, url: publicBase + path, authToken: authToken)
     }
 
     /// Twilio's status-callback time format (RFC 2822, UTC).

@@ -94,7 +94,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         let cpu = MachineCPU.now()
         // For the CPU account; without Redis (another machine, refused) the account leaves it out.
         let redis = try? await RedisClient.connect(try connections.redisConfiguration())
-        let account = CPUAccount.now(redisInfo: try? await redis?.execute(.info("cpu")))
+        let account = CPUAccount.now(redisInfo: try? await redis?.execute(.info()))
         try await withThrowingDiscardingTaskGroup { group in
             for index in 0..<calls {
                 let due = started + .seconds(Double(index) / rate)
@@ -121,7 +121,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         if let share = MachineCPU.share(since: cpu) { say("  " + share) }
         // Steady state: every call active at once (or as many as the start rate keeps alive), one segment a second each.
         let offered = min(Double(calls), rate * Double(callSeconds))
-        if let lines = CPUAccount.report(from: account, to: CPUAccount.now(redisInfo: try? await redis?.execute(.info("cpu"))),
+        if let lines = CPUAccount.report(from: account, to: CPUAccount.now(redisInfo: try? await redis?.execute(.info())),
                                          units: totals.accepted, unit: "webhook", offeredRate: offered) {
             for line in lines { say("  " + line) }
         }
@@ -213,17 +213,19 @@ struct LoadgenCommand: AsyncParsableCommand {
         let call = TwilioCallSimulation(tenant: tenant, accountSID: account, authToken: token, publicBase: publicBase,
                                         from: String(format: "+1415%07d", index % 10_000_000), to: "+14155559876", rangAt: callStart,
                                         ringSeconds: 0, utterances: utterances, durationSeconds: seconds + 1)
-        let hooks = call.webhooks.filter { !($0.kind == .transcription && $0.body.contains("Final=false")) }
+        // Signed one by one as they are sent (see `UnsignedWebhook`).
+        let hooks = call.unsignedWebhooks.filter { !($0.kind == .transcription && $0["Final"] == "false") }
         stats.callStarted(call.callID)
         let clock = ContinuousClock.now
         var segment = 0
-        for hook in hooks {
-            if hook.kind == .transcription {
+        for unsigned in hooks {
+            if unsigned.kind == .transcription {
                 segment += 1
                 try? await Task.sleep(until: clock + .seconds(segment))
-            } else if hook.body.contains("CallStatus=completed") {
+            } else if unsigned["CallStatus"] == "completed" {
                 try? await Task.sleep(until: clock + .seconds(seconds + 1))
             }
+            let hook = unsigned.signed()
             let sent = ContinuousClock.now
             do {
                 let status = try await client.send(WebhookLoadClient.Request(hook, host: target.authority, pathPrefix: target.pathPrefix), timeout: .seconds(30))

@@ -87,12 +87,14 @@ struct CPUAccount {
     var machine: MachineCPU?
     var process: Double
     var redis: Double?
+    var redisForks: Int?
     var postgres: Double?
 
-    /// Now; `redisInfo` is the text of `INFO cpu`, when Redis could be asked.
+    /// Now; `redisInfo` is the text of `INFO` (its cpu and stats sections), when Redis could be asked.
     static func now(redisInfo: String?) -> CPUAccount {
         CPUAccount(machine: MachineCPU.now(), process: MachineCPU.processSeconds(),
-                   redis: redisInfo.flatMap(MachineCPU.redisSeconds), postgres: postgresSeconds())
+                   redis: redisInfo.flatMap(MachineCPU.redisSeconds), redisForks: redisInfo.flatMap(MachineCPU.redisForks),
+                   postgres: postgresSeconds())
     }
 
     /// CPU seconds of the processes named `postgres` this user can see (the server and its
@@ -136,9 +138,12 @@ struct CPUAccount {
         parts.append("the rest (what is measured, and anything else running) \(perUnit(max(0, machine - accounted)))")
         let cores = machine / Double(units) * offeredRate
         let available = ProcessInfo.processInfo.activeProcessorCount
-        return [
+        var lines = [
             "CPU per accepted \(unit): the machine \(perUnit(machine)): \(parts.joined(separator: ", "))",
             String(format: "at that cost %.0f %@s/s (the offered rate) need %.1f cores of CPU, load generator included; this machine has %d", offeredRate, unit, cores, available),
         ]
+        // An AOF rewrite's child is not in Redis' own figure: it lands in "the rest".
+        if let warning = MachineCPU.forkWarning(before: start.redisForks, after: end.redisForks) { lines.append(warning) }
+        return lines
     }
 }
