@@ -39,7 +39,7 @@ public actor PostgresConnection {
     private var transactionDepth = 0
     /// Inside `withTransaction(deferringWrites: true)`: statements whose results nobody reads
     /// (``write(_:file:line:)``), the transaction's `BEGIN` first, not yet sent. They go out in one
-    /// pipeline with the next statement that needs a round trip (see ``flushDeferred``).
+    /// pipeline with the next statement that needs a round trip (see `sendDeferred`).
     private var deferred: [PostgresQuery] = []
     private var deferring = false
     /// Statements prepared under a name on this session (see
@@ -243,14 +243,14 @@ public actor PostgresConnection {
         var start = 0
         while start < queries.count {
             let chunk = queries[start..<min(start + max(1, syncEvery), queries.count)]
-            // Statements that repeat the previous SQL text reuse one unnamed prepared statement:
-            // the server parses and plans once per run instead of once per statement.
             // Statements kept prepared under a name run by that name. Others that repeat the
             // previous SQL text reuse one unnamed prepared statement: the server parses and plans
             // once per run instead of once per statement.
             var preparedSQL: String?
-            // Per result expected: the key of a named prepare (cached once it succeeds), or nil.
+            // Per result expected: whether it is a prepare's.
             var expectsPrepareResult: [Bool] = []
+            // The results of named prepares (by position), and the names given in this chunk: a
+            // name is kept once its prepare succeeded.
             var naming: [Int: PreparedKey] = [:]
             var namedNow: [PreparedKey: String] = [:]
             expectsPrepareResult.reserveCapacity(chunk.count + 8)
@@ -262,7 +262,7 @@ public actor PostgresConnection {
                 if name == nil && !types.isEmpty && prepared.count + namedNow.count < configuration.preparedStatements {
                     let newName = "vc_\(preparedCount)"
                     preparedCount += 1
-                    guard PQsendPrepare(conn, newName, query.sql, Int32(types.count), types.isEmpty ? nil : types) == 1 else {
+                    guard PQsendPrepare(conn, newName, query.sql, Int32(types.count), types) == 1 else {
                         throw connectionFailure(query: query, file: file, line: line)
                     }
                     naming[expectsPrepareResult.count] = key

@@ -26,7 +26,10 @@ struct LoadgenCommand: AsyncParsableCommand {
             commit time of its CallStarted event in the archive (event_log, which `voicecore up` \
             commits in the same transaction as the call's call_sessions row). Nothing is polled \
             while load runs. At the end it waits for the backlog and checks that every \
-            accepted segment and call is in the read models (loss). Needs a running `voicecore \
+            accepted segment and call is in the read models (loss). It also prints where the \
+            machine's CPU went per accepted webhook (itself, Redis, the local Postgres, the rest: \
+            what is measured) and how many cores the offered rate would need at that cost. Each \
+            request is signed when it is sent. Needs a running `voicecore \
             up` (or edge, services and projectors), and VOICECORE_MASTER_KEY to read the \
             tenant's Twilio auth token.
             """
