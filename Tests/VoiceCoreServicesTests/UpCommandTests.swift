@@ -64,6 +64,18 @@ struct UpCommandTests {
         throw TestFailure("no free port between 28000 and 32000")
     }
 
+    @Test("a prepared-statement count that is not a number stops up at once and says which variable and what it takes")
+    func badPreparedStatementCountIsRefused() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build voicecore first (tools/test does)")
+        let up = try Child(["up", "--port", String(try Self.freePort())],
+                           // Servers nobody listens on: refused before any connection, nothing is touched.
+                           environment: ["VOICECORE_PG_PREPARED_STATEMENTS": "lots", "DATABASE_URL": "postgres://voicecore:x@127.0.0.1:1/none", "REDIS_URL": "redis://127.0.0.1:1",
+                                         "VOICECORE_MASTER_KEY": Data(repeating: 7, count: 32).base64EncodedString()])
+        let status = try await up.waitForExit(within: .seconds(30))
+        #expect(status != nil && status != 0, "\(up.text)")
+        #expect(up.text.contains("VOICECORE_PG_PREPARED_STATEMENTS must be a whole number, 0 or more (got \"lots\")"), "\(up.text)")
+    }
+
     @Test("up provisions a demo tenant and runs everything; demo's call and loadgen's calls come out as rows; SIGTERM stops it cleanly")
     func upAndDemo() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build voicecore first (tools/test does)")

@@ -27,7 +27,16 @@ struct ConnectionOptions: ParsableArguments {
         try RedisConfiguration(url: resolvedRedisURL)
     }
 
+    /// `VOICECORE_PG_PREPARED_STATEMENTS` sets ``PostgresConfiguration/preparedStatements`` (0
+    /// behind a pooler in transaction mode that does not track prepared statements).
     func postgresConfiguration() throws -> PostgresConfiguration {
-        try PostgresConfiguration(url: resolvedDatabaseURL)
+        var configuration = try PostgresConfiguration(url: resolvedDatabaseURL)
+        if let text = ProcessInfo.processInfo.environment["VOICECORE_PG_PREPARED_STATEMENTS"] {
+            guard let count = Int(text), count >= 0 else {
+                throw CommandFailure("VOICECORE_PG_PREPARED_STATEMENTS must be a whole number, 0 or more (got \"\(text)\"); 0 prepares nothing, for a pooler in transaction mode")
+            }
+            configuration.preparedStatements = count
+        }
+        return configuration
     }
 }
