@@ -49,8 +49,8 @@ public actor RedisConnection {
 
     /// The connection thread's name, from the client name, so `top -H` and perf tell the threads
     /// apart: `rd:` and the role (`vc-consumer:ai:…:reader` → `rd:ai.reader`,
-    /// `vc-service:ai-publisher:…` → `rd:ai-publisher`), cut to Linux's 15 bytes; `vc-redis`
-    /// without a client name.
+    /// `vc-service:ai-publisher:…` → `rd:ai-publisher`, `vc-projector:<instance>-0` →
+    /// `rd:<instance>-0`), cut to Linux's 15 bytes; `vc-redis` without a client name.
     static func threadName(_ clientName: String?) -> String {
         guard let clientName else { return "vc-redis" }
         let parts = clientName.split(separator: ":")

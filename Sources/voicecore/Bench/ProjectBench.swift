@@ -102,10 +102,7 @@ struct ProjectBench: AsyncParsableCommand {
             (projection.name, projection.categories.reduce(0) { $0 + (perCategory[$1] ?? 0) })
         })
         let rss = RSSSampler()
-        let cpu = MachineCPU.now()
-        let processCPU = MachineCPU.processSeconds()
-        let redisBefore = try? MachineCPU.redisSeconds(await redis.execute(.info("cpu")))
-        let forksBefore = try? MachineCPU.redisForks(await redis.execute(.info("stats")))
+        let before = CPUAccount.now(redisInfo: try? await redis.execute(.info()))
         let seconds = try await measure {
             let task = Task { try await group.run() }
             while true {
@@ -121,11 +118,11 @@ struct ProjectBench: AsyncParsableCommand {
             await group.triggerGracefulShutdown()
             try await task.value
         }
-        let share = MachineCPU.share(since: cpu)
-        let busy = MachineCPU.busySeconds(since: cpu)
-        let projectorCPU = MachineCPU.processSeconds() - processCPU
-        let redisAfter = try? MachineCPU.redisSeconds(await redis.execute(.info("cpu")))
-        let forkWarning = MachineCPU.forkWarning(before: forksBefore, after: try? MachineCPU.redisForks(await redis.execute(.info("stats"))))
+        let share = MachineCPU.share(since: before.machine)
+        let busy = MachineCPU.busySeconds(since: before.machine)
+        let after = CPUAccount.now(redisInfo: try? await redis.execute(.info()))
+        let projectorCPU = after.process - before.process
+        let forkWarning = MachineCPU.forkWarning(before: before.redisForks, after: after.redisForks)
         let statistics = runner.statistics
         print("projected \(items.count) events through \(projections.count) projections in \(String(format: "%.2f", seconds)) s: \(formatRate(Double(items.count) / seconds)) events/s (peak RSS \(rss.peakMegabytes) MB)")
         for projection in projections {
@@ -134,7 +131,7 @@ struct ProjectBench: AsyncParsableCommand {
         }
         if let share { print("  " + share) }
         if let forkWarning { print("  " + forkWarning) }
-        if let busy, let redisBefore, let redisAfter {
+        if let busy, let redisBefore = before.redis, let redisAfter = after.redis {
             let redisUsed = redisAfter - redisBefore
             // Where the machine's busy time went, per event: the projector is this process; Redis
             // reports its own; the rest is Postgres, mostly (and whatever else ran meanwhile).

@@ -82,7 +82,8 @@ struct MachineCPU {
 /// edge, the services, the projectors, and anything else running).
 ///
 /// `voicecore loadgen` prints it with the cores the offered rate would need at that cost, so a
-/// target's feasibility on a machine is arithmetic on measured figures, not a guess.
+/// target's feasibility on a machine is arithmetic on measured figures, not a guess;
+/// `voicecore bench project` takes its CPU figures from it.
 struct CPUAccount {
     var machine: MachineCPU?
     var process: Double
