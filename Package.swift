@@ -74,6 +74,7 @@ let package = Package(
             dependencies: [
                 "VoiceCoreRedis",
                 "VoiceCoreEvents",
+                "VoiceCoreExecutors",
                 "VoiceCoreTime",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -87,6 +88,7 @@ let package = Package(
             dependencies: [
                 "VoiceCorePostgres",
                 "VoiceCoreRedis",
+                "VoiceCoreBus",
                 "VoiceCoreEvents",
                 "VoiceCoreTime",
                 .product(name: "Logging", package: "swift-log"),
@@ -173,11 +175,15 @@ let package = Package(
             ]
         ),
 
+        // What several test targets need: servers of a test's own (killed and restarted by it).
+        .target(name: "VoiceCoreTestSupport", dependencies: ["VoiceCoreRedis"], path: "Tests/VoiceCoreTestSupport"),
+
         .testTarget(name: "VoiceCoreRedisTests", dependencies: ["VoiceCoreRedis"]),
         .testTarget(name: "VoiceCorePostgresTests", dependencies: ["VoiceCorePostgres"]),
         .testTarget(name: "VoiceCoreTimeTests", dependencies: ["VoiceCoreTime"]),
         .testTarget(name: "VoiceCoreBusTests", dependencies: [
             "VoiceCoreBus",
+            "VoiceCoreTestSupport",
             "VoiceCoreExecutors",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "MetricsTestKit", package: "swift-metrics"),
@@ -201,6 +207,7 @@ let package = Package(
         ]),
         .testTarget(name: "VoiceCoreServicesTests", dependencies: [
             "VoiceCoreServices",
+            "VoiceCoreTestSupport",
             "VoiceCoreEdge",
             "VoiceCoreTenants",
             "VoiceCoreBus",

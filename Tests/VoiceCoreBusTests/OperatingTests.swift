@@ -74,20 +74,23 @@ struct OperatingTests {
             try await dlq.requeue(deadLetterStream, maxRequeues: 1)
         }
 
-        // Fixed: a requeue is handled, with its original event id and fields, and leaves the DLQ empty.
+        // Fixed: a requeue is handled, with its original event id and fields, and leaves the DLQ
+        // empty. It went to the group's own requeue stream, never back to the shared origin.
         fixed.record("fixed", 1)
         #expect(try await dlq.requeue(deadLetterStream).count == 1)
         try await eventually("the requeued entry is handled") { handled.count == 1 }
         #expect(try await redis.execute(.xlen(deadLetterStream)) == 0)
-        let origin = try await redis.execute(.xrange(poison.stream))
-        #expect(origin.last?["id"] == poison.eventID.description)
-        #expect(origin.last?[DeadLetters.requeueCountField] == "2")
+        #expect(try await redis.execute(.xrange(poison.stream)).map(\.id) == [poison.entryID])
+        let requeued = try await redis.execute(.xrange(settings.retryStream(of: poison.stream)))
+        #expect(requeued.last?["id"] == poison.eventID.description)
+        #expect(requeued.last?[DeadLetters.requeueCountField] == "2")
+        #expect(requeued.last?[DeadLetters.originIDField] == poison.entryID.description)
         try await consumer.stop()
 
         // Purge.
         _ = try await redis.execute(.xadd(deadLetterStream, fields: [("dlq.origin_stream", poison.stream)]))
         #expect(try await dlq.purge(deadLetterStream) == 1)
         #expect(try await dlq.list(prefix: naming.prefix).isEmpty)
-        _ = try await redis.execute(.del([poison.stream]))
+        _ = try await redis.execute(.del([poison.stream, settings.retryStream(of: poison.stream)]))
     }
 }

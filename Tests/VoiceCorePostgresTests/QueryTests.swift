@@ -324,19 +324,45 @@ struct QueryTests {
         #expect(throws: PostgresError.self) { try PostgresConfiguration(url: "mysql://x") }
     }
 
-    @Test func terminatedBackendFailsClearlyAndReconnectWorks() async throws {
+    @Test func aTerminatedBackendFailsTheStatementAndTheNextReconnects() async throws {
         let db = try await TestPostgres.connect()
         let admin = try await TestPostgres.connect()
         let pid = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode(Int.self, "pid")
         try await admin.query("SELECT pg_terminate_backend(\(Int32(pid)))")
         await #expect {
             try await db.query("SELECT 1")
-        } throws: { ($0 as? PostgresError)?.code == .connection }
-        await #expect {
-            try await db.query("SELECT 1")
-        } throws: { ($0 as? PostgresError)?.code == .connectionClosed }
-        try await db.reconnect()
+        } throws: { ($0 as? PostgresError)?.code == .connection && ($0 as? PostgresError)?.isOutage == true }
+        // The next statement connects again by itself: a new session with the same settings.
+        let rows = try await db.query("SELECT pg_backend_pid() AS pid, current_setting('TimeZone') AS zone")
+        #expect(try rows[0].decode(Int.self, "pid") != pid)
+        #expect(try rows[0].decode(String.self, "zone") == "UTC")
+
+        // Lost inside a transaction: the transaction fails whole, nothing of it is committed, and
+        // no later statement of it runs on a new session.
+        let table = "reconnect_\(UUID().uuidString.prefix(8).lowercased())"
+        try await db.simpleQuery(unsafeSQL: "CREATE TABLE \(table) (n int)")
+        defer { Task { _ = try? await admin.simpleQuery(unsafeSQL: "DROP TABLE IF EXISTS \(table)") } }
+        let victim = try await db.query("SELECT pg_backend_pid() AS pid")[0].decode(Int.self, "pid")
+        await #expect(throws: PostgresError.self) {
+            try await db.withTransaction { db in
+                try db.query(PostgresQuery(unsafeSQL: "INSERT INTO \(table) VALUES (1)"))
+                _ = try? db.query("SELECT pg_terminate_backend(\(Int32(victim)))")
+                try db.query(PostgresQuery(unsafeSQL: "INSERT INTO \(table) VALUES (2)"))
+            }
+        }
+        #expect(try await admin.query(PostgresQuery(unsafeSQL: "SELECT count(*) AS n FROM \(table)"))[0].decode(Int.self, "n") == 0)
         #expect(try await db.query("SELECT 2 AS two")[0].decode(Int.self, "two") == 2)
+
+        // A holder whose session state matters (the projector's advisory locks) turns it off.
+        var configuration = try PostgresConfiguration(url: TestPostgres.url)
+        configuration.reconnectsAutomatically = false
+        let locked = try await PostgresConnection.connect(configuration)
+        let lockedPID = try await locked.query("SELECT pg_backend_pid() AS pid")[0].decode(Int.self, "pid")
+        try await admin.query("SELECT pg_terminate_backend(\(Int32(lockedPID)))")
+        await #expect { try await locked.query("SELECT 1") } throws: { ($0 as? PostgresError)?.code == .connection }
+        await #expect { try await locked.query("SELECT 1") } throws: { ($0 as? PostgresError)?.code == .connectionClosed }
+        try await locked.reconnect()
+        #expect(try await locked.query("SELECT 3 AS three")[0].decode(Int.self, "three") == 3)
     }
 
     @Test func slowQueriesDoNotDelayOtherTasks() async throws {

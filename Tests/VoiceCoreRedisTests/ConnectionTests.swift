@@ -117,29 +117,87 @@ struct ConnectionTests {
         _ = try await redis.execute(.del([key]))
     }
 
-    @Test func killedConnectionFailsClearlyAndReconnectWorks() async throws {
+    @Test func aKilledConnectionFailsTheCommandInFlightAndReconnectsByItself() async throws {
         let redis = try await TestRedis.connect()
         let admin = try await TestRedis.connect()
         let id = try await redis.execute(.clientID())
+        let key = "reconnect:\(UUID().uuidString)"
         try await admin.send("CLIENT", "KILL", "ID", .integer(id))
 
+        // The command that met the dead socket fails (Redis may or may not have applied it; it is
+        // never sent again behind the caller's back).
         await #expect {
-            try await redis.execute(.ping())
+            try await redis.execute(.raw("INCR", .string(key)))
         } throws: { error in
             guard let error = error as? RedisError else { return false }
-            return error.kind == .connection && error.endpoint != nil
+            return error.kind == .connection && error.endpoint != nil && error.isOutage
         }
-        // Until the caller reconnects, commands fail fast with a clear message.
+        #expect(try await admin.send("GET", .string(key)) == .null)
+        // The next command connects again by itself: a new session, selected on the same database.
+        #expect(try await redis.execute(.ping()) == "PONG")
+        #expect(try await redis.execute(.clientID()) != id)
+        #expect(await redis.isConnected)
+        #expect(try await redis.send("CLIENT", "INFO").string?.contains("db=\(redis.configuration.database)") == true)
+
+        // A connection its owner closed stays closed until reconnect().
+        await redis.close()
         await #expect {
             try await redis.execute(.ping())
         } throws: { error in
             (error as? RedisError)?.kind == .connectionClosed && "\(error)".contains("reconnect")
         }
-        #expect(await !redis.isConnected)
-
         try await redis.reconnect()
         #expect(try await redis.execute(.ping()) == "PONG")
-        #expect(try await redis.execute(.clientID()) != id)
+    }
+
+    @Test func anUnreachableServerIsRetriedWithBackoffAndFoundAgain() async throws {
+        // A server of the test's own, stopped and started again on the same port.
+        let port = Int.random(in: 16_000..<17_000)
+        func startServer() throws -> Process {
+            let server = Process()
+            server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+            server.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            server.standardOutput = FileHandle.nullDevice
+            try server.run()
+            return server
+        }
+        var server = try startServer()
+        defer { kill(server.processIdentifier, SIGKILL) }
+        var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(port)/2")
+        configuration.clientName = "vc-test:reconnect"
+        var connection: RedisConnection?
+        for _ in 0..<100 where connection == nil {
+            connection = try? await RedisConnection.connect(configuration)
+            if connection == nil { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        let redis = try #require(connection)
+        #expect(try await redis.execute(.ping()) == "PONG")
+        kill(server.processIdentifier, SIGKILL)
+        server.waitUntilExit()
+
+        // Down: every command fails at once as an outage; between attempts the wait is said.
+        var failures: [RedisError] = []
+        for _ in 0..<5 {
+            do {
+                _ = try await redis.execute(.ping())
+            } catch let error as RedisError {
+                failures.append(error)
+            }
+        }
+        #expect(failures.count == 5)
+        #expect(failures.allSatisfy { $0.isOutage })
+        #expect(failures.contains { $0.message.contains("next attempt in") })
+
+        // Back: the same connection finds it by itself, with its database and name.
+        server = try startServer()
+        var answered = false
+        for _ in 0..<200 where !answered {
+            answered = (try? await redis.execute(.ping())) == "PONG"
+            if !answered { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        #expect(answered)
+        let info = try await redis.send("CLIENT", "INFO").string ?? ""
+        #expect(info.contains("db=2") && info.contains("name=vc-test:reconnect"))
     }
 
     @Test func commandTimeoutClosesTheConnection() async throws {

@@ -70,4 +70,17 @@ public struct ConsumerConfiguration: Sendable {
     /// Redis Cluster slot as its origin (same hash tag), so moving an entry there and acknowledging
     /// it at its origin is one atomic script.
     public func deadLetterStream(of stream: String) -> String { "\(stream):dlq:\(group)" }
+
+    /// The requeue stream of `stream` for this group: `<stream>:retry:<group>`, where
+    /// ``DeadLetters/requeue(_:ids:maxRequeues:force:)`` puts this group's dead letters back.
+    /// Only this group reads it, so a requeue reaches no other group; same hash tag as its origin.
+    public func retryStream(of stream: String) -> String { Self.retryStream(of: stream, group: group) }
+
+    static func retryStream(of stream: String, group: String) -> String { "\(stream):retry:\(group)" }
+
+    /// The origin of a requeue stream of this group (`nil` for any other stream).
+    func origin(ofRetryStream stream: String) -> String? {
+        let suffix = ":retry:\(group)"
+        return stream.hasSuffix(suffix) ? String(stream.dropLast(suffix.count)) : nil
+    }
 }

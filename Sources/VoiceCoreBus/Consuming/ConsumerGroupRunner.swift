@@ -3,6 +3,7 @@ import Metrics
 import ServiceLifecycle
 import Synchronization
 import VoiceCoreEvents
+import VoiceCoreExecutors
 import VoiceCoreRedis
 import VoiceCoreTime
 
@@ -14,6 +15,13 @@ import VoiceCoreTime
 ///   several members, partition leases (``ConsumerConfiguration/leaseTTL``) give each stream to
 ///   one member at a time, spread evenly, and move them when members join, leave or die (see
 ///   `PartitionLeases`).
+/// - Outage: a handler (or the batch's publishes and writes) failing because Redis or Postgres does
+///   not answer — unreachable, restarting, loading, read-only, a cluster without a master
+///   (``DependencyFailure/isOutage``) — is not the entry's fault. Its partition pauses with the
+///   entry pending and tries the same entry again with backoff until the dependency answers,
+///   without using up any of its deliveries; the connections reconnect by themselves. While it
+///   waits, ``Statistics/waitingOnOutage`` and the `voicecore_bus_waiting_on_outage` gauge say so.
+///   A graceful shutdown ends the wait at once and leaves the entry pending for the next start.
 /// - Failure: a failing entry is retried with exponential backoff and jitter; each retry re-claims
 ///   it, so Redis counts the deliveries. After ``ConsumerConfiguration/maxDeliveries`` the entry is
 ///   moved to the group's dead-letter stream with the reason, error, attempts, origin stream and id
@@ -60,6 +68,11 @@ public final class ConsumerGroupRunner: Service, Sendable {
         public var claimed = 0
         /// Entries acknowledged without a handler (no handler for their type, or deleted).
         public var skipped = 0
+        /// Attempts repeated because Redis or Postgres did not answer (they use up no delivery).
+        public var outageRetries = 0
+        /// Partitions and readers waiting right now for Redis or Postgres to answer; 0 when the
+        /// consumer's dependencies answer (a readiness probe reports "not ready" otherwise).
+        public var waitingOnOutage = 0
     }
 
     public var statistics: Statistics { state.withLock { $0 } }
@@ -195,8 +208,9 @@ public final class ConsumerGroupRunner: Service, Sendable {
                     if ContinuousClock.now - lastClaim >= configuration.claimInterval {
                         lastClaim = ContinuousClock.now
                         try await claimAbandoned(in: configuration.streams.filter { held.contains($0) }, control)
+                        try await handleRequeued(in: configuration.streams.filter { held.contains($0) }, control)
                     }
-                } catch let error as RedisError {
+                } catch {
                     // An acknowledgement or dead letter did not reach Redis: those entries are still
                     // pending to this consumer, so read its own pending entries again after recovering
                     // (what was read ahead is among them, and comes back in order).
@@ -284,24 +298,69 @@ public final class ConsumerGroupRunner: Service, Sendable {
         }
     }
 
-    private func recover(from error: RedisError, reader: RedisClient, control: RedisClient) async throws {
-        if error.serverCode == "NOGROUP" {
+    /// After a failed read, acknowledgement or batch: recreates a missing group, or waits until
+    /// Redis answers both connections again (they reconnect by themselves; `LOADING` after a
+    /// restart answers but does not serve yet, so PING decides). Returns at once on shutdown.
+    private func recover(from error: any Error, reader: RedisClient, control: RedisClient) async throws {
+        if let error = error as? RedisError, error.serverCode == "NOGROUP" {
             logger.warning("consumer group missing; creating it again", metadata: ["error": "\(error.message)"])
-            try await ensureGroups(control)
-            return
-        }
-        logger.warning("Redis failed; reconnecting", metadata: ["error": "\(error)"])
-        while true {
-            // A shutdown during an outage must not wait for Redis to come back.
-            if Task.isShuttingDownGracefully || Task.isCancelled { return }
             do {
-                if await !reader.isConnected { try await reader.reconnect() }
-                if await !control.isConnected { try await control.reconnect() }
+                try await ensureGroups(control)
                 return
             } catch {
-                try await Task.sleep(for: .seconds(1))
+                // Redis went away meanwhile: wait for it below, then the read creates it again.
             }
         }
+        guard error.isDependencyOutage else {
+            // Not an outage (a failure of the batch's own, already logged where it happened):
+            // read the pending entries again after a pause, so a failure cannot spin.
+            logger.warning("handling failed; reading the pending entries again", metadata: ["error": "\(error)"])
+            _ = await pause(for: configuration.retryDelay)
+            return
+        }
+        logger.warning("Redis or Postgres unreachable; waiting for it with the entries pending", metadata: ["error": "\(error)"])
+        await waitingOnOutage {
+            var failures = 0
+            while !Self.stopping {
+                do {
+                    _ = try await reader.send("PING")
+                    _ = try await control.send("PING")
+                    return
+                } catch {
+                    failures += 1
+                    guard await pause(for: Self.outageBackoff.delay(afterFailures: failures)) else { return }
+                }
+            }
+        }
+        if !Self.stopping { logger.info("Redis answers again; reading the pending entries") }
+    }
+
+    /// How long a partition or reader waits between tries while a dependency is out.
+    static let outageBackoff = RetryBackoff(initial: .milliseconds(50), maximum: .seconds(1))
+
+    /// Whether this task should stop waiting: graceful shutdown or cancellation.
+    static var stopping: Bool { Task.isShuttingDownGracefully || Task.isCancelled }
+
+    /// Sleeps; `false` when a graceful shutdown (or cancellation) came first, at once.
+    private func pause(for delay: Duration) async -> Bool {
+        if Self.stopping { return false }
+        do {
+            try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+        } catch {
+            return false
+        }
+        return !Self.stopping
+    }
+
+    /// Counts `body` as a wait for a dependency (``Statistics/waitingOnOutage``, the gauge).
+    private func waitingOnOutage<T>(_ body: () async throws -> T) async rethrows -> T {
+        let waiting = state.withLock { $0.waitingOnOutage += 1; return $0.waitingOnOutage }
+        metrics.waitingOnOutage.record(waiting)
+        defer {
+            let waiting = state.withLock { $0.waitingOnOutage -= 1; return $0.waitingOnOutage }
+            metrics.waitingOnOutage.record(waiting)
+        }
+        return try await body()
     }
 
     // MARK: Handling
@@ -328,21 +387,36 @@ public final class ConsumerGroupRunner: Service, Sendable {
         let results = await withTaskGroup(of: (stream: String, ids: [StreamEntryID], failure: (any Error)?).self) { group in
             for batch in batches where !batch.entries.isEmpty {
                 group.addTask(executorPreference: executor) {
-                    let acknowledged = Mutex<[StreamEntryID]>([])
+                    // Entries done (handled, dead-lettered or skipped), and of those the ones to acknowledge.
+                    let progress = Mutex<(done: Int, acknowledged: [StreamEntryID])>((0, []))
                     let body: @Sendable () async throws -> Void = {
-                        for entry in batch.entries {
+                        for entry in batch.entries.dropFirst(progress.withLock { $0.done }) {
                             let deliveries = fresh ? 1 : try await self.deliveryCount(batch.stream, entry.id, control)
-                            switch try await self.process(entry, stream: batch.stream, deliveries: deliveries, control: control) {
-                            case .acknowledge: acknowledged.withLock { $0.append(entry.id) }
-                            case .deadLettered, .leavePending: break
+                            let outcome = try await self.process(entry, stream: batch.stream, deliveries: deliveries, control: control)
+                            if case .leavePending = outcome, Self.stopping { return }
+                            progress.withLock {
+                                $0.done += 1
+                                if case .acknowledge = outcome { $0.acknowledged.append(entry.id) }
                             }
                         }
                     }
-                    do {
-                        if let scope = self.handlers.batchScope { try await scope(batch.stream, body) } else { try await body() }
-                        return (batch.stream, acknowledged.withLock { $0 }, nil)
-                    } catch {
-                        return (batch.stream, self.handlers.batchScope == nil ? acknowledged.withLock { $0 } : [], error)
+                    let scope = self.handlers.batchScope
+                    var failures = 0
+                    while true {
+                        do {
+                            if let scope { try await scope(batch.stream, body) } else { try await body() }
+                            return (batch.stream, progress.withLock { $0.acknowledged }, nil)
+                        } catch {
+                            // A batch scope applied none of its effects: its entries are all handled again.
+                            if scope != nil { progress.withLock { $0 = (0, []) } }
+                            guard error.isDependencyOutage else { return (batch.stream, progress.withLock { $0.acknowledged }, error) }
+                            // Redis or Postgres is out (the batch's publishes or writes, a delivery
+                            // count): the partition waits for it, its entries pending, and goes on
+                            // where it stopped; no delivery is used up.
+                            failures += 1
+                            let resume = await self.waitOutOutage(error, stream: batch.stream, entry: batch.entries.first?.id, failures: failures)
+                            guard resume else { return (batch.stream, progress.withLock { $0.acknowledged }, nil) }
+                        }
                     }
                 }
             }
@@ -391,6 +465,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
         }
         var attempt = consumed
         let timer = metrics.handlerTimer(consumed.envelope.type)
+        var outageFailures = 0
         while true {
             do {
                 let start = ContinuousClock.now
@@ -399,6 +474,11 @@ public final class ConsumerGroupRunner: Service, Sendable {
                 state.withLock { $0.handled += 1 }
                 metrics.handled.increment()
                 return .acknowledge
+            } catch where error.isDependencyOutage {
+                // Not the message's fault: the same attempt again once the dependency answers,
+                // no delivery used up (see the type's documentation).
+                outageFailures += 1
+                guard await waitOutOutage(error, stream: stream, entry: entry.id, failures: outageFailures) else { return .leavePending }
             } catch {
                 state.withLock { $0.failedAttempts += 1 }
                 metrics.failed.increment()
@@ -410,7 +490,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
                     try await deadLetter(entry, fields: fields, stream: stream, reason: "handler failed \(attempt.deliveryCount) times", error: "\(error)", attempts: attempt.deliveryCount, control: control)
                     return .deadLettered
                 }
-                try await Task.sleep(for: backoff(after: attempt.deliveryCount))
+                guard await pause(for: backoff(after: attempt.deliveryCount)) else { return .leavePending }
                 // Re-claiming the entry makes Redis count the delivery; if another consumer took
                 // it over meanwhile, it is theirs now.
                 let reclaimed = try await control.execute(.xclaim(stream, group: configuration.group, consumer: configuration.consumer, minIdle: .zero, ids: [entry.id]))
@@ -418,6 +498,19 @@ public final class ConsumerGroupRunner: Service, Sendable {
                 attempt.deliveryCount = try await deliveryCount(stream, entry.id, control)
             }
         }
+    }
+
+    /// One pause of a partition waiting for Redis or Postgres: counted and logged (the first and
+    /// every 50th), then a backoff; `false` when the consumer is stopping instead.
+    private func waitOutOutage(_ error: any Error, stream: String, entry: StreamEntryID?, failures: Int) async -> Bool {
+        state.withLock { $0.outageRetries += 1 }
+        metrics.outageRetries.increment()
+        if failures == 1 || failures % 50 == 0 {
+            logger.warning("Redis or Postgres unreachable; the partition waits with its entry pending", metadata: [
+                "stream": "\(stream)", "entry": "\(entry.map { "\($0)" } ?? "-")", "tries": "\(failures)", "error": "\(error)",
+            ])
+        }
+        return await waitingOnOutage { await pause(for: Self.outageBackoff.delay(afterFailures: failures)) }
     }
 
     private func backoff(after deliveries: Int) -> Duration {
@@ -437,19 +530,59 @@ public final class ConsumerGroupRunner: Service, Sendable {
         return id
         """)
 
+    /// Moves an entry to its origin's dead-letter stream and acknowledges it where it was read (its
+    /// origin, or the group's requeue stream, whose entries name their origin id).
     private func deadLetter(_ entry: StreamEntry, fields: [StreamField], stream: String, reason: String, error: String, attempts: Int, control: RedisClient) async throws {
         var arguments: [RESPArgument] = [.string(configuration.group), .string(entry.id.description)]
+        let origin = configuration.origin(ofRetryStream: stream) ?? stream
+        let originID = origin == stream ? entry.id.description : entry[DeadLetters.originIDField] ?? entry.id.description
         let metadata: [(String, String)] = [
             ("dlq.reason", reason), ("dlq.error", String(error.prefix(2000))), ("dlq.attempts", String(attempts)),
-            ("dlq.origin_stream", stream), ("dlq.origin_id", entry.id.description), ("dlq.group", configuration.group),
+            ("dlq.origin_stream", origin), ("dlq.origin_id", originID), ("dlq.group", configuration.group),
             ("dlq.consumer", configuration.consumer), ("dlq.time", Timestamp.now.rfc3339),
         ]
         for (name, value) in metadata { arguments += [.string(name), .string(value)] }
-        for field in fields { arguments += [.string(field.name), .bytes(field.value)] }
-        _ = try await Self.deadLetterScript.run(on: control, keys: [stream, configuration.deadLetterStream(of: stream)], arguments: arguments)
+        for field in fields where field.name != DeadLetters.originIDField { arguments += [.string(field.name), .bytes(field.value)] }
+        _ = try await Self.deadLetterScript.run(on: control, keys: [stream, configuration.deadLetterStream(of: origin)], arguments: arguments)
         state.withLock { $0.deadLettered += 1 }
         metrics.deadLettered.increment()
         logger.warning("entry dead-lettered", metadata: ["stream": "\(stream)", "entry": "\(entry.id)", "reason": "\(reason)"])
+    }
+
+    // MARK: Requeued dead letters
+
+    /// Handles what an operator requeued for this group (``DeadLetters/requeue(_:ids:maxRequeues:force:)``)
+    /// on the partitions it holds: each partition's requeue stream, when it exists, own pending
+    /// entries first (a crash mid-handling), then new ones. Called between reads, like the claims,
+    /// so a requeued entry is never handled beside its partition's batch.
+    private func handleRequeued(in streams: [String], _ control: RedisClient) async throws {
+        let candidates = streams.map(configuration.retryStream(of:))
+        guard !candidates.isEmpty else { return }
+        let exists = try await control.send(candidates.map { RESPCommand("EXISTS", .string($0)) })
+        let present = zip(candidates, exists).filter { $0.1.int == 1 }.map(\.0)
+        guard !present.isEmpty else { return }
+        for fresh in [false, true] {
+            while true {
+                let position: GroupReadPosition = fresh ? .newEntries : .pending(after: .zero)
+                let batches: [StreamReadResult]
+                do {
+                    batches = try await control.readGroup(group: configuration.group, consumer: configuration.consumer,
+                                                          streams: present.map { ($0, position) }, count: configuration.batchSize, block: nil)
+                } catch let error as RedisError where error.serverCode == "NOGROUP" {
+                    return  // deleted meanwhile; the next requeue creates it again
+                }
+                var handled: [(stream: String, ids: [StreamEntryID])] = []
+                do {
+                    try await handle(batches, fresh: fresh, control: control, handled: &handled)
+                } catch {
+                    try? await acknowledge(&handled, control)
+                    throw error
+                }
+                try await acknowledge(&handled, control)
+                // Own pending entries are read once (those left pending stay so until the next pass).
+                if !fresh || !batches.contains(where: { $0.entries.count >= configuration.batchSize }) || Self.stopping { break }
+            }
+        }
     }
 
     // MARK: Claims

@@ -21,6 +21,11 @@ public struct PostgresConfiguration: Sendable, Hashable, CustomStringConvertible
     /// connection pooler in transaction mode that does not track prepared statements (PgBouncer
     /// before 1.21, or without `max_prepared_statements`).
     public var preparedStatements: Int = 64
+    /// Whether a lost connection is replaced by itself at the next statement outside a
+    /// transaction (see ``PostgresConnection``). Off for a holder whose session state matters
+    /// beyond one statement, such as the projector's advisory locks: a new session would not hold
+    /// them, so that holder notices the loss and recovers with ``PostgresConnection/reconnect(maxAttempts:initialBackoff:)``.
+    public var reconnectsAutomatically = true
 
     public init(url: String, applicationName: String = "voicecore", connectTimeoutSeconds: Int = 5) throws {
         guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {

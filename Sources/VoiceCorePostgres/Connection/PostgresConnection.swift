@@ -37,6 +37,13 @@ public actor PostgresConnection {
     // Touched only on `executor`'s thread (actor isolation) and in deinit.
     nonisolated(unsafe) private var connection: OpaquePointer?
     private var transactionDepth = 0
+    /// When a broken connection may connect again: the next statement outside a transaction
+    /// reconnects by itself, spaced out by this schedule while Postgres stays unreachable (the
+    /// one policy of both clients; see ``ReconnectSchedule``).
+    private var schedule = ReconnectSchedule(initial: .milliseconds(100), maximum: .seconds(2))
+    private var lastConnectError: PostgresError?
+    /// Set by ``close()``: nothing reconnects until ``reconnect(maxAttempts:initialBackoff:)``.
+    private var closedByOwner = false
     /// Inside `withTransaction(deferringWrites: true)`: statements whose results nobody reads
     /// (``write(_:file:line:)``), the transaction's `BEGIN` first, not yet sent. They go out in one
     /// pipeline with the next statement that needs a round trip (see `sendDeferred`).
@@ -85,6 +92,8 @@ public actor PostgresConnection {
     /// Closes the connection and connects again, retrying with exponential backoff and jitter.
     public func reconnect(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(100)) async throws {
         closeConnection()
+        closedByOwner = false
+        schedule.succeeded()
         var backoff = initialBackoff
         for attempt in 1...max(1, maxAttempts) {
             do {
@@ -100,6 +109,7 @@ public actor PostgresConnection {
 
     /// Closes the connection. Later calls fail with `connectionClosed` until `reconnect()`.
     public func close() {
+        closedByOwner = true
         closeConnection()
     }
 
@@ -156,6 +166,9 @@ public actor PostgresConnection {
         if transactionDepth > 0 {
             return try body(self)
         }
+        // Nothing of the transaction is sent yet: a connection lost since the last statement is
+        // replaced now (inside the transaction it would not be; see `open(for:file:line:)`).
+        if connection == nil { try reopen(for: "BEGIN", file: file, line: line) }
         if deferringWrites {
             deferred = ["BEGIN"]
             deferring = true
@@ -468,11 +481,47 @@ public actor PostgresConnection {
         }
     }
 
+    /// The open connection. One lost since the last statement is replaced first, unless a
+    /// transaction is open (its earlier statements died with the old session: the transaction
+    /// fails whole, and the next one reconnects) or the owner closed it.
     private func open(for query: PostgresQuery, file: String, line: Int) throws -> OpaquePointer {
+        if let connection { return connection }
+        guard transactionDepth == 0 else {
+            throw PostgresError(code: .connectionClosed, message: "the connection was lost during the transaction; it was not committed",
+                                query: query.sql, file: file, line: line)
+        }
+        try reopen(for: query.sql, file: file, line: line)
         guard let connection else {
-            throw PostgresError(code: .connectionClosed, message: "the connection is closed; call reconnect()", query: query.sql, file: file, line: line)
+            throw PostgresError(code: .connectionClosed, message: "the connection closed while opening", query: query.sql, file: file, line: line)
         }
         return connection
+    }
+
+    /// Connects again when the schedule allows; otherwise fails at once saying when it will.
+    private func reopen(for sql: String, file: String, line: Int) throws {
+        if closedByOwner || !configuration.reconnectsAutomatically {
+            throw PostgresError(code: .connectionClosed, message: "the connection is closed; call reconnect()", query: sql, file: file, line: line)
+        }
+        let now = ContinuousClock.now
+        if let wait = schedule.wait(at: now) {
+            var error = PostgresError(code: .connection, message: "Postgres is unreachable (\(lastConnectError?.message ?? "the connection was lost")); next attempt in \(Int(wait / .milliseconds(1))) ms",
+                                      sqlState: lastConnectError?.sqlState, query: sql, file: file, line: line)
+            error.hint = lastConnectError?.hint
+            throw error
+        }
+        do {
+            try open()
+        } catch let error as PostgresError {
+            schedule.failed(at: now)
+            if schedule.failures == 1 || schedule.failures % 20 == 0 {
+                logger.warning("Postgres unreachable; reconnecting with backoff", metadata: ["attempts": "\(schedule.failures)", "error": "\(error.message)"])
+            }
+            lastConnectError = error
+            throw error
+        }
+        if schedule.failures > 0 { logger.info("reconnected to Postgres", metadata: ["attempts": "\(schedule.failures + 1)"]) }
+        schedule.succeeded()
+        lastConnectError = nil
     }
 
     /// Turns a result into rows or an error, and frees it.

@@ -1,10 +1,12 @@
+import VoiceCoreExecutors
+
 /// An error from libpq or from the Postgres server.
 ///
 /// Server errors carry the fields Postgres sends: ``sqlState`` (`23505` for a unique violation),
 /// ``detail``, ``hint``, ``constraint``, ``table``, ``column``. ``description`` is safe to log: it
 /// names the failing query (never its bound values) and never the connection's password;
 /// ``debugDescription`` adds detail and hint.
-public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+public struct PostgresError: DependencyFailure, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// What kind of failure this is. New codes may be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
@@ -61,6 +63,15 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     /// SQLSTATE 28P01 or 28000 (authentication failed / invalid authorization).
     public var isAuthenticationFailure: Bool {
         sqlState == "28P01" || sqlState == "28000" || message.contains("password authentication failed")
+    }
+
+    /// True when Postgres was unreachable or not serving (see ``DependencyFailure``): the
+    /// connection failed or was lost, SQLSTATE class 08 (connection exception), 57P01–57P03
+    /// (shutting down, crashed, starting up) or 53xxx (out of connections, memory or disk).
+    public var isOutage: Bool {
+        if code == .connection || code == .connectionClosed { return !isAuthenticationFailure }
+        guard let sqlState else { return false }
+        return sqlState.hasPrefix("08") || sqlState.hasPrefix("53") || ["57P01", "57P02", "57P03"].contains(sqlState)
     }
 
     public var description: String {

@@ -138,7 +138,11 @@ final class ProjectorWorker {
     }
 
     private func connect() async throws {
-        db = try await PostgresConnection.connect(postgresConfiguration, logger: logger)
+        // The session holds this worker's advisory locks: a lost one must be noticed and
+        // recovered from (partitions dropped), never replaced silently.
+        var configuration = postgresConfiguration
+        configuration.reconnectsAutomatically = false
+        db = try await PostgresConnection.connect(configuration, logger: logger)
         redis = try await RedisClient.connect(redisConfiguration, logger: logger)
         try await prepareDatabase()
     }

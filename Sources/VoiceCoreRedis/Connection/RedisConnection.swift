@@ -16,9 +16,14 @@ import VoiceCoreExecutors
 /// ```
 ///
 /// When the socket fails, every command in flight fails with ``RedisError/Kind/connection`` or
-/// ``RedisError/Kind/timeout`` and later commands fail with ``RedisError/Kind/connectionClosed``
-/// until ``reconnect(maxAttempts:initialBackoff:)`` is called: reconnecting is the caller's
-/// decision, never a silent resend of a command that may already have been applied.
+/// ``RedisError/Kind/timeout``: it is never resent, since Redis may already have applied it. The
+/// next command connects again by itself (AUTH, SELECT and the client name first), on the
+/// ``ReconnectSchedule`` every connection of VoiceCore shares: while Redis stays unreachable,
+/// attempts are spaced out with backoff and jitter, and commands in between fail at once with
+/// ``RedisError/Kind/connection`` saying when the next attempt is due. Every holder of a
+/// connection (publishers, state stores, queues, readers) recovers this way, with no code of its
+/// own. Only ``close()`` stops it: a closed connection fails with
+/// ``RedisError/Kind/connectionClosed`` until ``reconnect(maxAttempts:initialBackoff:)``.
 public actor RedisConnection {
     public nonisolated let configuration: RedisConfiguration
     private let logger: Logger
@@ -37,6 +42,12 @@ public actor RedisConnection {
     nonisolated(unsafe) private var context: UnsafeMutablePointer<redisContext>?
     private var encoder = RESPEncoder(reservingCapacity: 4096)
     private var currentTimeout: Duration?
+    /// When a broken connection may connect again (see the type's documentation).
+    private var schedule = ReconnectSchedule()
+    /// The last failed attempt's error, repeated (with the wait) until the next attempt.
+    private var lastConnectError: RedisError?
+    /// Set by ``close()``: the owner closed it; nothing reconnects until ``reconnect(maxAttempts:initialBackoff:)``.
+    private var closedByOwner = false
 
     /// `true` while the connection is usable.
     public var isConnected: Bool { context != nil }
@@ -84,6 +95,8 @@ public actor RedisConnection {
     /// backoff (doubling from `initialBackoff`, with jitter) up to `maxAttempts` times.
     public func reconnect(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(50)) async throws {
         closeContext()
+        closedByOwner = false
+        schedule.succeeded()
         var backoff = initialBackoff
         var attempt = 1
         while true {
@@ -106,12 +119,52 @@ public actor RedisConnection {
     /// open. A caller that shares the connection uses this instead of ``reconnect(maxAttempts:initialBackoff:)``
     /// so that two of them never replace each other's fresh connection.
     public func reconnectIfClosed() throws {
-        if context == nil { try open() }
+        if context == nil {
+            closedByOwner = false
+            try open()
+        }
     }
 
     /// Closes the connection. Later commands fail with `connectionClosed` until `reconnect()`.
     public func close() {
+        closedByOwner = true
         closeContext()
+    }
+
+    /// The open connection, or a new one when the last broke and the schedule allows an attempt.
+    private func liveContext() throws -> UnsafeMutablePointer<redisContext> {
+        if let context { return context }
+        if closedByOwner {
+            throw RedisError(kind: .connectionClosed, message: "the connection was closed; call reconnect()", endpoint: endpointText)
+        }
+        let now = ContinuousClock.now
+        if let wait = schedule.wait(at: now) {
+            let cause = lastConnectError.map { ": \($0.message)" } ?? ""
+            throw RedisError(kind: lastConnectError?.kind ?? .connection,
+                             message: "Redis is unreachable\(cause); next attempt in \(wait.milliseconds) ms",
+                             serverCode: lastConnectError?.serverCode, endpoint: endpointText)
+        }
+        do {
+            try open()
+        } catch let error as RedisError {
+            schedule.failed(at: now)
+            if schedule.failures == 1 || schedule.failures % 20 == 0 {
+                logger.warning("Redis unreachable; reconnecting with backoff", metadata: [
+                    "redis.endpoint": "\(configuration.endpoint)", "attempts": "\(schedule.failures)", "error": "\(error.message)",
+                ])
+            }
+            lastConnectError = error
+            throw error
+        }
+        if schedule.failures > 0 {
+            logger.info("reconnected to Redis", metadata: ["redis.endpoint": "\(configuration.endpoint)", "attempts": "\(schedule.failures + 1)"])
+        }
+        schedule.succeeded()
+        lastConnectError = nil
+        guard let context else {
+            throw RedisError(kind: .connection, message: "the connection closed while opening", endpoint: endpointText)
+        }
+        return context
     }
 
     // MARK: Commands
@@ -259,10 +312,8 @@ public actor RedisConnection {
     /// Writes all commands, then reads one reply per command. Any I/O failure closes the
     /// connection and fails the whole batch: the caller cannot know which commands were applied.
     private func roundTrip(_ commands: [RESPCommand], timeout block: Duration?) throws -> [RESPValue] {
-        guard let context else {
-            throw RedisError(kind: .connectionClosed, message: "the connection is closed; call reconnect()", endpoint: endpointText)
-        }
         if commands.isEmpty { return [] }
+        let context = try liveContext()
         // A blocking read must be allowed to wait longer than its BLOCK time, or a quiet stream
         // would look like a dead server.
         let timeout = block.map { configuration.commandTimeout + $0 } ?? configuration.commandTimeout
@@ -299,9 +350,7 @@ public actor RedisConnection {
     /// replies too), then `command`'s reply decoded in place.
     private func roundTrip<Response>(after preceding: [RESPCommand], _ command: RESPCommand, timeout block: Duration?,
                                      _ decode: (ReplyReader) throws -> Response) throws -> ([RESPValue], Response) {
-        guard let context else {
-            throw RedisError(kind: .connectionClosed, message: "the connection is closed; call reconnect()", endpoint: endpointText)
-        }
+        let context = try liveContext()
         setTimeout(block.map { configuration.commandTimeout + $0 } ?? configuration.commandTimeout)
         encoder.removeAll()
         for earlier in preceding { encoder.append(earlier) }

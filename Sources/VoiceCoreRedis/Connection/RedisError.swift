@@ -1,3 +1,5 @@
+import VoiceCoreExecutors
+
 /// An error from the Redis client or from the Redis server.
 ///
 /// Client errors (``Kind/connection``, ``Kind/connectionClosed``, ``Kind/timeout``,
@@ -67,6 +69,24 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
         var text = "Redis \(kind)"
         if let endpoint { text += " (\(endpoint))" }
         return text + ": " + message
+    }
+}
+
+extension RedisError: DependencyFailure {
+    /// Server error codes that say Redis cannot serve right now, whatever the command: loading its
+    /// data after a restart, a replica or a failover in progress, a cluster without a master for
+    /// the slot, a script or persistence failure that blocks writes, memory full (`maxmemory`).
+    static let outageCodes: Set<String> = ["LOADING", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY", "MISCONF", "OOM", "NOREPLICAS"]
+
+    /// True when Redis was unreachable or not serving (see ``DependencyFailure``): connecting
+    /// failed, the connection broke or timed out, the cluster had no master for the slot, fewer
+    /// replicas acknowledged a write than asked, or a server error in ``outageCodes``.
+    public var isOutage: Bool {
+        switch kind {
+        case .connection, .connectionClosed, .timeout, .clusterUnavailable, .replication: return true
+        case .server: return serverCode.map { Self.outageCodes.contains($0) } ?? false
+        default: return false
+        }
     }
 }
 

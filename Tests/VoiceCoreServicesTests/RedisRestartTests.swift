@@ -1,0 +1,145 @@
+import AsyncHTTPClient
+import Foundation
+import Testing
+import VoiceCoreBus
+import VoiceCoreEvents
+import VoiceCoreProjections
+import VoiceCoreServices
+import VoiceCorePostgres
+import VoiceCoreRedis
+import VoiceCoreTenants
+import VoiceCoreTestSupport
+
+/// An operator's outage: the platform under load as separate processes (edge, every service, the
+/// projector), Redis SIGKILLed and started again on its AOF. Nothing the edge acknowledged may be
+/// lost, nothing may be dead-lettered because of the outage, and every process must carry on by
+/// itself and still stop on SIGTERM.
+@Suite("The platform through a Redis restart, as processes", .serialized)
+struct RedisRestartTests {
+    typealias Child = UpCommandTests.Child
+
+    @Test func aRedisKilledUnderLoadLosesNoAcknowledgedWebhookAndDeadLettersNothing() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: UpCommandTests.binary.path), "build voicecore first (tools/test does)")
+        let redisServer = RestartableRedis()
+        try await redisServer.start()
+        let prefix = "r\(UUID().uuidString.prefix(6).lowercased())"
+        let naming = StreamNaming(partitions: 4, prefix: prefix)
+        let schema = "r_\(UUID().uuidString.prefix(8).lowercased())"
+        let separator = TestServers.databaseURL.contains("?") ? "&" : "?"
+        let databaseURL = TestServers.databaseURL + separator + "options=-c%20search_path%3D\(schema)"
+        let admin = try await PostgresConnection.connect(try PostgresConfiguration(url: TestServers.databaseURL))
+        try await admin.query("CREATE SCHEMA \(identifier: schema)")
+        defer { Task { _ = try? await admin.query("DROP SCHEMA \(identifier: schema) CASCADE") } }
+        let db = try await PostgresConnection.connect(try PostgresConfiguration(url: databaseURL))
+        _ = try await Migrator(connection: db, directory: TestServers.root.appendingPathComponent("database/migrations")).up()
+
+        // A tenant with Twilio credentials, provisioned as `voicecore tenants add` does.
+        let masterKey = (0..<32).map { _ in UInt8.random(in: 0...255) }
+        let redis = try await RedisClient.connect(try redisServer.configuration)
+        let directory = TenantDirectory(connection: db, secrets: try SecretBox(masterKey: masterKey))
+        let tenant = try await directory.provision(
+            NewTenant(name: "Outage Dental", plan: .starter, twilioAccountSID: "AC" + String(repeating: "1", count: 32), twilioAuthToken: "tok_\(UUID().uuidString)"),
+            publisher: Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: naming))).tenant.id
+
+        let port = try UpCommandTests.freePort()
+        let environment = [
+            "VOICECORE_MASTER_KEY": Data(masterKey).base64EncodedString(), "REDIS_URL": redisServer.url, "DATABASE_URL": databaseURL,
+            "VOICECORE_PUBLIC_URL": "", "VOICECORE_LOG_LEVEL": "warning",
+        ]
+        let deployment = ["--prefix", prefix, "--partitions", "4"]
+        var children: [(String, Child)] = [("edge", try Child(["edge", "--port", String(port)] + deployment, environment: environment))]
+        for service in PlatformServices.all.map(\.name) {
+            children.append((service, try Child(["consume", service, "--instance", "outage"] + deployment, environment: environment)))
+        }
+        children.append(("projector", try Child(["project", "--instance", "outage", "--workers", "1"] + deployment, environment: environment)))
+        defer { for (_, child) in children where child.process.isRunning { kill(child.process.processIdentifier, SIGKILL) } }
+
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            if let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/health"), timeout: .seconds(2)),
+               response.status.code == 200 { break }
+            guard ContinuousClock.now < deadline else { throw TestFailure("the edge did not start:\n\(children[0].1.text)") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+
+        // 30 calls of 12 s (a segment a second each) started over 6 s: about 470 webhooks over
+        // 18 s. loadgen checks at the end that every segment and call the edge accepted is in the
+        // read models.
+        let loadgen = try Child(["loadgen", "--calls", "30", "--rate", "5", "--call-seconds", "12", "--connections-to-edge", "4",
+                                 "--drain-seconds", "90", "--tenant", tenant.description, "--edge-url", "http://127.0.0.1:\(port)"],
+                                environment: environment)
+        try await Task.sleep(for: .seconds(6))
+        redisServer.kill()
+        try await Task.sleep(for: .seconds(3))
+        try await redisServer.start()
+        let restarted = ContinuousClock.now
+        // This test's own connection met the dead socket once; the command after that reconnects.
+        _ = try? await redis.send("PING")
+
+        // Every service reads again within seconds of Redis answering: its group's last-delivered
+        // id passes what its stream held when Redis came back (new traffic keeps arriving).
+        let watched = [naming.stream(.calls, kind: .command, partition: 0), naming.stream(.calls, kind: .event, partition: 0)]
+        var heads: [String: StreamEntryID] = [:]
+        for stream in watched { heads[stream] = try await redis.execute(.xrevrange(stream, count: 1)).first?.id ?? .zero }
+        var recovered: [String: Duration] = [:]
+        let groups = PlatformServices.all.map(\.name).filter { $0 != "tenants" }
+        while recovered.count < groups.count, ContinuousClock.now - restarted < .seconds(30) {
+            for stream in watched {
+                for info in (try? await redis.execute(.xinfoGroups(stream))) ?? []
+                where groups.contains(info.name) && recovered[info.name] == nil && (info.lastDeliveredID.map { $0 > heads[stream] ?? .zero } ?? false) {
+                    recovered[info.name] = ContinuousClock.now - restarted
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        print("recovery after Redis answered: \(recovered.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+        #expect(Set(recovered.keys) == Set(groups), "every service reads again after the restart: \(recovered)")
+        #expect(recovered.values.allSatisfy { $0 < .seconds(5) }, "within 5 s of Redis answering: \(recovered)")
+
+        let status = try await loadgen.waitForExit(within: .seconds(240))
+        let load = loadgen.text
+        print(load)
+        #expect(status == 0, "\(load)")
+        // Every webhook the edge answered 2xx reached the read models.
+        #expect(load.contains("lost: 0"), "\(load)")
+
+        // Nothing was dead-lettered because of the outage.
+        var deadLetters: [String: Int] = [:]
+        for key in try await redis.scanAll(match: "\(prefix):*:dlq:*", type: "stream") { deadLetters[key] = try await redis.execute(.xlen(key)) }
+        #expect(deadLetters.values.reduce(0, +) == 0, "dead letters: \(deadLetters)")
+        let failures = try await db.query("SELECT count(*) AS n FROM projection_failures")[0].decode(Int.self, "n")
+        #expect(failures == 0)
+
+        // Billing equals an independent fold of the archive's ended calls (starter plan: per
+        // started minute), once the billing projection has caught up.
+        let fold: PostgresQuery = """
+            SELECT count(*) AS calls, coalesce(sum((payload->>'duration_seconds')::int), 0) AS seconds,
+                   coalesce(sum(ceil((payload->>'duration_seconds')::numeric / 60)), 0)::int AS minutes
+            FROM event_log WHERE type = 'voicecore.call.ended' AND tenant_id = \(tenant.uuid)
+            """
+        let billed: PostgresQuery = """
+            SELECT coalesce(sum(quantity) FILTER (WHERE meter = 'ai_requests'), 0)::int AS requests,
+                   coalesce(sum(quantity) FILTER (WHERE meter = 'transcription_seconds'), 0)::int AS seconds,
+                   coalesce(sum(quantity) FILTER (WHERE meter = 'call_minutes'), 0)::int AS minutes
+            FROM billing_usage WHERE tenant_id = \(tenant.uuid)
+            """
+        var expected = (0, 0, 0), actual = (-1, -1, -1)
+        let billingDeadline = ContinuousClock.now + .seconds(30)
+        repeat {
+            let f = try await db.query(fold)[0], b = try await db.query(billed)[0]
+            expected = (try f.decode(Int.self, "calls"), try f.decode(Int.self, "seconds"), try f.decode(Int.self, "minutes"))
+            actual = (try b.decode(Int.self, "requests"), try b.decode(Int.self, "seconds"), try b.decode(Int.self, "minutes"))
+            if expected == actual { break }
+            try await Task.sleep(for: .milliseconds(250))
+        } while ContinuousClock.now < billingDeadline
+        #expect(expected.0 >= 20, "most calls ended and were archived: \(expected)")
+        #expect(actual == expected, "billing \(actual) against the archive's ended calls \(expected)")
+
+        // SIGTERM stops every process within its drain bound.
+        for (_, child) in children { kill(child.process.processIdentifier, SIGTERM) }
+        for (name, child) in children {
+            let exit = try await child.waitForExit(within: .seconds(12))
+            #expect(exit == 0, "\(name) stops on SIGTERM:\n\(child.text.suffix(3000))")
+        }
+    }
+}
