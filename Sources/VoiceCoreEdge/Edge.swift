@@ -177,6 +177,11 @@ public struct Edge: Sendable {
             return outcome
         } catch {
             logger.warning("command not published", metadata: ["tenant": "\(tenant)", "type": "\(M.type)", "error": "\(error)"])
+            if Publisher.isRedisFull(error) {
+                // maxmemory with noeviction refused the write: loud, and retryable once memory is freed.
+                throw Problem(.serviceUnavailable, "Temporarily unavailable", detail: "the event store is full (Redis reached its memory limit); nothing was stored; retry later",
+                              headers: [.retryAfter: "30"])
+            }
             throw Problem.unavailable("Redis")
         }
     }

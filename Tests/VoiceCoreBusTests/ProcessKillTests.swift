@@ -68,8 +68,7 @@ struct ProcessKillTests {
         let redis = try await TestRedis.connect()
         let prefix = TestRedis.prefix()
         let naming = StreamNaming(partitions: 16, prefix: prefix)
-        var publisherConfiguration = PublisherConfiguration(source: "/test", naming: naming)
-        publisherConfiguration.eventRetention[.calls] = .unbounded
+        let publisherConfiguration = PublisherConfiguration(source: "/test", naming: naming)
         let publisher = Publisher(connection: redis, configuration: publisherConfiguration)
         let tenant = Identifier.v7()
         let total = 20_000

@@ -37,8 +37,7 @@ final class ProjectorFixture: @unchecked Sendable {
         db = try await schema.create()
         _ = try await Migrator(connection: db, directory: TestSchema.migrations).up()
         redis = try await TestRedis.connect()
-        var configuration = PublisherConfiguration(source: "/test", naming: naming)
-        for category in StreamCategory.allCases { configuration.eventRetention[category] = .unbounded }
+        let configuration = PublisherConfiguration(source: "/test", naming: naming)
         publisher = Publisher(connection: redis, configuration: configuration)
     }
 

@@ -9,6 +9,9 @@ public struct StreamAdmin: Sendable {
         public var firstID: String?
         public var lastID: String?
         public var groups: [GroupReport]
+        /// How far retention is held back on a command or event stream, when asked for
+        /// (``reports(prefix:retention:readers:)``).
+        public var retention: StreamRetentionStatus?
     }
 
     /// One consumer group of a stream.
@@ -39,6 +42,25 @@ public struct StreamAdmin: Sendable {
         try await connection.scanAll(match: "\(prefix):*", type: "stream")
     }
 
+    /// The report of every stream under `prefix`; with a retention configuration, each command and
+    /// event stream carries its ``StreamRetentionStatus`` (what its groups and the readers of
+    /// `readers` hold back). Reading it trims nothing.
+    public func reports(prefix: String, retention: RetentionConfiguration? = nil, readers: [any ReaderProgressSource] = []) async throws -> [StreamReport] {
+        var statuses: [String: StreamRetentionStatus] = [:]
+        if let retention {
+            for status in try await RetentionTrimmer.status(connection: connection, configuration: retention, readers: readers) {
+                statuses[status.stream] = status
+            }
+        }
+        var reports: [StreamReport] = []
+        for stream in try await streams(prefix: prefix) {
+            var report = try await report(stream)
+            report.retention = statuses[stream]
+            reports.append(report)
+        }
+        return reports
+    }
+
     /// The report of one stream.
     public func report(_ stream: String) async throws -> StreamReport {
         let info = try await connection.execute(.xinfoStream(stream))
@@ -55,6 +77,7 @@ public struct StreamAdmin: Sendable {
                 consumers: consumers.map { ConsumerReport(name: $0.name, pending: $0.pending, idleMs: Int($0.idle.milliseconds)) }
             ))
         }
-        return StreamReport(stream: stream, length: info.length, firstID: info.firstEntry?.id.description, lastID: info.lastEntry?.id.description, groups: groups)
+        return StreamReport(stream: stream, length: info.length, firstID: info.firstEntry?.id.description, lastID: info.lastEntry?.id.description,
+                            groups: groups, retention: nil)
     }
 }

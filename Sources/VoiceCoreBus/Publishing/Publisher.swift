@@ -203,14 +203,12 @@ public final class Publisher: Sendable {
 
     // MARK: Group commit
 
-    /// The stream of an envelope and the `XADD` that appends it (with the configured trimming).
+    /// The stream of an envelope and the `XADD` that appends it (untrimmed: the
+    /// ``RetentionTrimmer`` trims, below what every reader has processed).
     package func xadd(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind) -> (String, RESPCommand) {
         let stream = configuration.naming.stream(for: category, kind: kind, tenant: envelope.tenantID, subject: envelope.subject)
         var arguments: [RESPArgument] = ["XADD", .string(stream)]
         arguments.reserveCapacity(32)
-        if let trim = configuration.trim(category, kind, nowMilliseconds: Timestamp.now.millisecondsSinceEpoch) {
-            arguments.append(contentsOf: trim.arguments)
-        }
         arguments.append("*")
         for field in envelope.fields {
             arguments.append(.string(field.name))
@@ -254,9 +252,8 @@ public final class Publisher: Sendable {
         let start = ContinuousClock.now
         defer { metrics.batch.record(since: start) }
         do {
-            if await !connection.isConnected {
-                try await connection.reconnect()
-            }
+            // A broken connection reconnects by itself at this send (RedisConnection), on the
+            // clients' shared backoff: while Redis is down the batch fails at once.
             var commands: [RESPCommand] = []
             commands.reserveCapacity(batch.count)
             for pending in batch { commands.append(pending.command) }
@@ -392,5 +389,16 @@ public struct PublishedEntry: Sendable, Hashable {
         self.stream = stream
         self.entryID = entryID
         self.eventID = eventID
+    }
+}
+
+extension Publisher {
+    /// Whether a publish failed because Redis is full: it reached `maxmemory` under
+    /// `maxmemory-policy noeviction` and refused the write (`-OOM …`, also from inside the
+    /// deduplication script). Nothing was stored; the caller may retry once retention or an
+    /// operator frees memory. The edge answers it with 503 and `Retry-After`.
+    public static func isRedisFull(_ error: any Error) -> Bool {
+        guard let error = error as? RedisError, error.kind == .server else { return false }
+        return error.serverCode == "OOM" || error.message.hasPrefix("OOM ")
     }
 }

@@ -31,8 +31,7 @@ struct ConsumeBench: AsyncParsableCommand {
         let redisConfiguration = try connections.redisConfiguration()
         let redis = try await RedisClient.connect(redisConfiguration)
         let naming = StreamNaming(partitions: 16, prefix: "benchc")
-        var publisherConfiguration = PublisherConfiguration(source: "/bench", naming: naming)
-        publisherConfiguration.eventRetention[.calls] = .unbounded
+        let publisherConfiguration = PublisherConfiguration(source: "/bench", naming: naming)
         let publisher = Publisher(connection: redis, configuration: publisherConfiguration)
         let streams = naming.streams(.calls, kind: .event)
         for stream in streams { _ = try await redis.execute(.del([stream])) }

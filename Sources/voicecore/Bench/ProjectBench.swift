@@ -76,8 +76,7 @@ struct ProjectBench: AsyncParsableCommand {
         var workload = CallWorkload(seed: 42, tenants: 20)
         var items = workload.provisioning()
         while items.count < events { items += workload.nextCall() }
-        var publisherConfiguration = PublisherConfiguration(source: "/bench", naming: naming)
-        for category in StreamCategory.allCases { publisherConfiguration.eventRetention[category] = .unbounded }
+        let publisherConfiguration = PublisherConfiguration(source: "/bench", naming: naming)
         let publisher = Publisher(connection: redis, configuration: publisherConfiguration)
         let publishSeconds = try await measure {
             var start = 0
