@@ -41,6 +41,10 @@ public struct Edge: Sendable {
     /// Publishing from the server's own event loops (``EdgeConfiguration/publishOnEventLoops``),
     /// set by ``application(logger:onServerRunning:)``; nil: through ``publisher``.
     var loopPublisher: EventLoopPublisher?
+    /// More of the process's readiness for `/ready`, beyond Redis answering the edge: `voicecore
+    /// up` adds its consumers' and projectors' checks, so the one listener it has tells whether
+    /// the whole platform keeps up. `/ready` lists them all (see ``ReadinessCheck``).
+    public var readinessChecks: [ReadinessCheck] = []
 
     /// - Parameters:
     ///   - publisher: publishes the commands (its `source` is ignored: each route sets its own).
@@ -104,10 +108,11 @@ public struct Edge: Sendable {
         do {
             if await !redis.isConnected { try await redis.reconnect() }
             _ = try await redis.execute(.ping())
-            return Self.json(.ok, JSONObjectWriter.object { $0.field("status", "ready") })
         } catch {
             throw Problem.unavailable("Redis")
         }
+        if readinessChecks.isEmpty { return Self.json(.ok, JSONObjectWriter.object { $0.field("status", "ready") }) }
+        return ReadinessAnswer.response([("edge", .ready)] + (await ReadinessCheck.evaluateAll(readinessChecks)))
     }
 
     private func metricsPage() throws -> Response {

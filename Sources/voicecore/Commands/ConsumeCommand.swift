@@ -1,7 +1,11 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
+import VoiceCoreBus
+import VoiceCoreEdge
 import VoiceCoreEvents
 import VoiceCoreServices
 import VoiceCoreTenants
@@ -32,6 +36,13 @@ struct ConsumeCommand: AsyncParsableCommand {
             AI service uses an OpenAI-compatible provider when VOICECORE_AI_BASE_URL is set \
             (VOICECORE_AI_API_KEY, VOICECORE_AI_MODEL), its built-in detector otherwise or when the \
             provider fails. Stops gracefully on SIGTERM or SIGINT.
+
+            With --probe-port (or VOICECORE_PROBE_PORT) it serves GET /health (200 while it runs), \
+            GET /ready (200 when it keeps up; 503 problem+json naming the consumer group and why \
+            when Redis does not answer, when an outage of Redis or Postgres pauses it, or when its \
+            lag grew while it handled nothing for 30 s) and GET /metrics (Prometheus: handled, \
+            failed and dead-lettered counts, handler latency, and every stream's group lag, \
+            pending entries, oldest pending age and dead-letter depth, sampled every 10 s).
             """
     )
 
@@ -47,19 +58,34 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(help: "Stream key prefix (must match the deployment).")
     var prefix = "vc"
 
+    @OptionGroup var probes: ProbeOptions
+
     func validate() throws {
         guard PlatformServices.all.contains(where: { $0.name == name }) else {
             throw ValidationError(PlatformServices.UnknownService(name: name).description)
         }
+        _ = try probes.configuration()
     }
 
     func run() async throws {
         let logger = Logger(label: "voicecore.\(name)")
+        let probeConfiguration = try probes.configuration()
+        // Before anything makes its metrics: they are bound to the factory bootstrapped then.
+        let registry = probeConfiguration.map { _ in PrometheusCollectorRegistry() }
+        if let registry { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry)) }
         let directory = try await TenantsCommand.directory(connections)
         let dependencies = try service.dependencies(connections, naming: StreamNaming(partitions: partitions, prefix: prefix), directory: directory, logger: logger)
         let services = try await PlatformServices.make([name], dependencies: dependencies, directory: directory)
+        var members: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let probeConfiguration {
+            let readiness = ConsumerReadiness(runners: services.compactMap { $0 as? ConsumerGroupRunner }, redis: try connections.redisConfiguration(), logger: logger)
+            // Listed first, so a graceful shutdown stops it last: /health answers while the service drains.
+            members.append(.init(service: ProbeServer(configuration: probeConfiguration, checks: readiness.checks, registry: registry, logger: logger).application()))
+            members.append(.init(service: readiness))
+            members.append(.init(service: CancelledAtShutdown(StreamMetricsCollector(redis: try connections.redisConfiguration(), prefix: prefix, logger: logger))))
+        }
+        members.append(.init(service: ServiceBundle(services)))
         logger.info("service started", metadata: ["service": "\(name)", "instance": "\(service.instance)"])
-        try await ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: ServiceBundle(services))], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+        try await ServiceGroup(configuration: ServiceGroupConfiguration(services: members, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
     }
 }

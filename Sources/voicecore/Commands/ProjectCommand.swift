@@ -1,7 +1,11 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
+import VoiceCoreBus
+import VoiceCoreEdge
 import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreProjections
@@ -20,6 +24,12 @@ struct ProjectCommand: AsyncParsableCommand {
             gracefully on SIGTERM or SIGINT.
 
             Projections: \(StandardProjections.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).
+
+            With --probe-port (or VOICECORE_PROBE_PORT) it serves GET /health (200 while it runs), \
+            GET /ready (200 when it keeps up; 503 problem+json naming the projection and why when \
+            Redis or Postgres does not answer or when its gap grew while it applied nothing for \
+            30 s) and GET /metrics (Prometheus: applied and failed counts, batch time, partitions \
+            owned, and each projection's gap and oldest unprojected age, sampled every 5 s).
             """
     )
 
@@ -46,7 +56,17 @@ struct ProjectCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Testing aid: kill this process at a point of the commit protocol (before-commit:N, after-commit:N).", visibility: .hidden))
     var crashPoint: String?
 
+    @OptionGroup var probes: ProbeOptions
+
+    func validate() throws {
+        _ = try probes.configuration()
+    }
+
     func run() async throws {
+        let probeConfiguration = try probes.configuration()
+        // Before the runner makes its metrics: they are bound to the factory bootstrapped then.
+        let registry = probeConfiguration.map { _ in PrometheusCollectorRegistry() }
+        if let registry { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry)) }
         let projections: [any Projection]
         do {
             projections = try StandardProjections.named(only)
@@ -64,12 +84,21 @@ struct ProjectCommand: AsyncParsableCommand {
         let runner = ProjectorRunner(
             projections: projections, redis: try connections.redisConfiguration(), postgres: try connections.postgresConfiguration(),
             configuration: configuration, logger: logger)
-        let lag = ProjectionLagCollector(
-            projections: projections, naming: configuration.naming, redis: try connections.redisConfiguration(),
-            postgres: try connections.postgresConfiguration(), logger: logger)
+        var members: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let probeConfiguration {
+            // Samples the gap for the gauges and the readiness at once.
+            let readiness = ProjectorReadiness(runner: runner, naming: configuration.naming, redis: try connections.redisConfiguration(),
+                                               postgres: try connections.postgresConfiguration(), logger: logger)
+            // Listed first, so a graceful shutdown stops it last: /health answers while the runner drains.
+            members.append(.init(service: ProbeServer(configuration: probeConfiguration, checks: readiness.checks, registry: registry, logger: logger).application()))
+            members.append(.init(service: readiness))
+        }
+        members.append(.init(service: runner))
+        // Trims the streams to their retention, never below what a group or a projection has not processed.
+        members.append(.init(service: try RetentionTrimmer.holdingBackForProjections(
+            naming: configuration.naming, redis: try connections.redisConfiguration(), postgres: try connections.postgresConfiguration(), logger: logger)))
         let serviceGroup = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: [.init(service: runner), .init(service: lag)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: ServiceGroupConfiguration(services: members, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await serviceGroup.run()
         } catch let error as ProjectorError {

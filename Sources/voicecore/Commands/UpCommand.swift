@@ -26,6 +26,12 @@ struct UpCommand: AsyncParsableCommand {
             prints the rows it produced (see `voicecore demo`). In production run the parts as \
             separate processes instead (voicecore edge, voicecore consume NAME, voicecore project). \
             Needs VOICECORE_MASTER_KEY. Stops gracefully on SIGTERM or SIGINT.
+
+            The edge's GET /ready answers for the whole process: 200 listing every consumer group \
+            and projection, or 503 problem+json naming each that is not ready and why (Redis or \
+            Postgres does not answer, or its backlog grew while it processed nothing for 30 s); \
+            GET /metrics includes the services' and projectors' metrics, every stream's group lag, \
+            pending entries, oldest pending age and dead-letter depth, and the projection gaps.
             """
     )
 
@@ -58,7 +64,7 @@ struct UpCommand: AsyncParsableCommand {
             try await DemoTenant.provision(directory: directory, connections: connections, naming: edge.naming, publicBase: base)
         }
 
-        let edgeService = try await Edge.connect(connections: connections, options: edge, registry: registry, logger: Logger(label: "voicecore.edge"))
+        var edgeService = try await Edge.connect(connections: connections, options: edge, registry: registry, logger: Logger(label: "voicecore.edge"))
         let naming = edge.naming
         let services = try await PlatformServices.make(
             [], dependencies: try service.dependencies(connections, naming: naming, directory: directory, logger: Logger(label: "voicecore.services")),
@@ -68,11 +74,19 @@ struct UpCommand: AsyncParsableCommand {
             projections: projections, redis: try connections.redisConfiguration(), postgres: try connections.postgresConfiguration(),
             configuration: ProjectorConfiguration(naming: naming, instance: service.instance, workers: projectorWorkers),
             logger: Logger(label: "voicecore.projector"))
-        let lag = ProjectionLagCollector(projections: projections, naming: naming, redis: try connections.redisConfiguration(),
-                                         postgres: try connections.postgresConfiguration(), logger: logger)
+        // The edge's /ready and /metrics answer for the whole process: its consumers' and
+        // projectors' readiness, the stream and projection-gap gauges (one listener, not two).
+        let consumerReadiness = ConsumerReadiness(runners: services.compactMap { $0 as? ConsumerGroupRunner }, redis: try connections.redisConfiguration(), logger: logger)
+        let projectorReadiness = ProjectorReadiness(runner: projectors, naming: naming, redis: try connections.redisConfiguration(),
+                                                    postgres: try connections.postgresConfiguration(), logger: logger)
+        edgeService.readinessChecks = consumerReadiness.checks + projectorReadiness.checks
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: edgeService.application())]
         members.append(.init(service: ServiceBundle(services)))
-        members += [.init(service: projectors), .init(service: lag)]
+        members += [.init(service: projectors), .init(service: projectorReadiness), .init(service: consumerReadiness),
+                    .init(service: CancelledAtShutdown(StreamMetricsCollector(redis: try connections.redisConfiguration(), prefix: edge.prefix, logger: logger)))]
+        // Trims the streams to their retention, never below what a group or a projection has not processed.
+        members.append(.init(service: try RetentionTrimmer.holdingBackForProjections(
+            naming: naming, redis: try connections.redisConfiguration(), postgres: try connections.postgresConfiguration(), logger: logger)))
         if demo {
             members.append(.init(service: DemoService(connections: connections, edgeURL: "http://127.0.0.1:\(configuration.port)", publicBase: base),
                                  successTerminationBehavior: .ignore))
