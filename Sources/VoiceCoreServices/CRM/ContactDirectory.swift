@@ -1,0 +1,161 @@
+import VoiceCoreEvents
+import VoiceCoreRedis
+import VoiceCoreTime
+
+/// Which contact a phone number or an e-mail address belongs to, per tenant: the one place the CRM
+/// service decides contact identity, so a caller, a lead and a contact written through the tenant
+/// API that share a phone (or an e-mail) are one contact, whichever arrives first.
+///
+/// ## Why an index in Redis, and why one hash per tenant
+/// A deterministic id (derived from the phone) cannot do it alone: `PUT /v1/contacts/{id}` names
+/// its own id, and a contact found by e-mail has no phone to derive from. So the first writer of a
+/// phone or e-mail claims it for its contact, and everyone after it reuses that contact. The crm
+/// consumer handles partitions in parallel (and several instances may run), and a contact update
+/// and a lead for the same phone usually sit in different partitions, so the claim must be atomic
+/// across all of them: every resolution is one Lua script on one hash per tenant
+/// (`<prefix>:{crm-contacts:<tenant>}`, its own hash tag, so the tenant's index lives in one Redis
+/// Cluster slot). Two concurrent writers are serialised by Redis; the second finds the first's
+/// claim. The script is idempotent for a redelivered message: it finds its own earlier claim.
+///
+/// Fields of the hash:
+/// - `p:<phone>` / `e:<email>` (lower-case): the contact that claimed the phone / e-mail.
+/// - `c:<contact>`: the contact's revision (µs, see below); its presence means the contact exists.
+/// - `cp:<contact>` / `ce:<contact>`: the contact's current phone / e-mail.
+/// - `a:<id>`: an id the tenant API used for a contact that already existed under another id (its
+///   phone or e-mail was known): later updates through that id reach the same contact.
+///
+/// ## Changing a contact's phone or e-mail
+/// An update may change a contact's phone or e-mail to one that no other contact has claimed: the
+/// contact claims it and shows it from then on. The number it had stays claimed by it (a call from
+/// the old number is still this contact's) and is never handed to another contact. That is what
+/// keeps the read model free of clashes without any ordering between partitions: a phone appears
+/// in the events of one contact id only, ever, so `crm_contacts`' unique indexes on phone and
+/// e-mail can never refuse a row (SQLSTATE 23505). An update that asks for a phone or e-mail
+/// another contact has claimed is refused for that field (contacts are not merged); the rest of
+/// the update applies, and the refusal is logged as a warning.
+///
+/// ## Revisions
+/// Each resolution returns the contact's full current phone and e-mail and a revision: Redis'
+/// clock in µs, strictly increasing per contact. The service publishes the contact's event with
+/// that time, and the projection applies a contact's phone and e-mail only from an event newer than
+/// the row's, so events published out of order (different partitions of the service) cannot put an
+/// old phone back.
+final class ContactDirectory: Sendable {
+    /// A contact and the details it has after the resolution.
+    struct Contact: Sendable, Equatable {
+        var id: Identifier
+        var phone: String?
+        var email: String?
+        /// Strictly increasing per contact: the time of the event published for this resolution.
+        var revision: Timestamp
+        /// Phone or e-mail asked for by an update that belongs to another contact (`phone`, `email`).
+        var refused: [String]
+    }
+
+    private let connection: RedisClient
+    private let prefix: String
+
+    init(connection: RedisClient, prefix: String) {
+        self.connection = connection
+        self.prefix = prefix
+    }
+
+    /// The key of a tenant's index.
+    func key(tenant: Identifier) -> String { "\(prefix):{crm-contacts:\(tenant)}" }
+
+    /// The contact a caller's number or a lead's phone/e-mail belongs to (phone first, else
+    /// e-mail), creating it as `proposed` when neither is known. A detail nobody has claimed is
+    /// claimed for the contact when it has none of that kind yet; the contact's existing phone or
+    /// e-mail is not replaced by a lead or a call.
+    func resolve(tenant: Identifier, phone: String?, email: String?, proposed: Identifier, fallback: Identifier) async throws -> Contact {
+        try await run(tenant: tenant, mode: "touch", requested: nil, phone: phone, email: email, proposed: proposed, fallback: fallback)
+    }
+
+    /// The contact the tenant API's update of `requested` applies to: `requested` itself when it
+    /// exists (or when neither its new phone nor e-mail is known), else the contact that already
+    /// has the phone (else the e-mail), remembered for `requested` from then on. The update's phone
+    /// and e-mail become the contact's unless another contact has claimed them (see `refused`).
+    func update(tenant: Identifier, requested: Identifier, phone: String?, email: String?) async throws -> Contact {
+        try await run(tenant: tenant, mode: "update", requested: requested, phone: phone, email: email, proposed: requested, fallback: requested)
+    }
+
+    private func run(tenant: Identifier, mode: String, requested: Identifier?, phone: String?, email: String?,
+                     proposed: Identifier, fallback: Identifier) async throws -> Contact {
+        let reply = try await Self.script.run(
+            on: connection, keys: [key(tenant: tenant)],
+            arguments: [.string(mode), .string(requested?.description ?? ""), .string(proposed.description), .string(fallback.description),
+                        .string(phone ?? ""), .string(email?.lowercased() ?? "")])
+        guard let items = reply.array, items.count == 5,
+              let id = items[0].string.flatMap(Identifier.init), let micros = items[3].string.flatMap({ Int64($0) })
+        else { throw RedisError(kind: .unexpectedReply, message: "the contact directory answered \(reply)") }
+        let text = { (value: RESPValue) in value.string.flatMap { $0.isEmpty ? nil : $0 } }
+        return Contact(id: id, phone: text(items[1]), email: text(items[2]), revision: Timestamp(microsecondsSinceEpoch: micros),
+                       refused: (text(items[4]) ?? "").split(separator: ",").map(String.init))
+    }
+
+    /// ARGV: mode (`touch` | `update`), requested id (update), proposed id, fallback id (when the
+    /// proposed id is already another contact's), phone, e-mail (lower-case); empty = none.
+    /// Returns {contact, phone, email, revision µs, refused kinds comma-separated}.
+    private static let script = RedisScript("""
+        local index = KEYS[1]
+        local mode, requested, proposed, fallback, phone, email = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+        local function get(field)
+          local value = redis.call('HGET', index, field)
+          if value == false then return nil end
+          return value
+        end
+        local function owner(kind, value)
+          if value == '' then return nil end
+          return get(kind .. ':' .. value)
+        end
+
+        local contact
+        if mode == 'update' then
+          contact = get('a:' .. requested) or requested
+          if get('c:' .. contact) == nil then
+            local existing = owner('p', phone) or owner('e', email)
+            if existing ~= nil and existing ~= contact then
+              redis.call('HSET', index, 'a:' .. requested, existing)
+              contact = existing
+            end
+          end
+        else
+          contact = owner('p', phone) or owner('e', email)
+          if contact == nil then
+            contact = proposed
+            if get('c:' .. proposed) ~= nil then contact = fallback end
+          end
+        end
+
+        local refused = {}
+        local function take(kind, value, current)
+          if value == '' then return current end
+          local holder = get(kind .. ':' .. value)
+          if holder == contact then
+            if mode == 'update' or current == nil then return value end
+            return current
+          end
+          if holder ~= nil then
+            if mode == 'update' then table.insert(refused, kind == 'p' and 'phone' or 'email') end
+            return current
+          end
+          if mode == 'update' or current == nil then
+            redis.call('HSET', index, kind .. ':' .. value, contact)
+            return value
+          end
+          return current
+        end
+        local newPhone = take('p', phone, get('cp:' .. contact))
+        local newEmail = take('e', email, get('ce:' .. contact))
+
+        local time = redis.call('TIME')
+        local revision = tonumber(time[1]) * 1000000 + tonumber(time[2])
+        local previous = tonumber(get('c:' .. contact) or '0')
+        if previous >= revision then revision = previous + 1 end
+        local text = string.format('%d', revision)
+        redis.call('HSET', index, 'c:' .. contact, text)
+        if newPhone ~= nil then redis.call('HSET', index, 'cp:' .. contact, newPhone) end
+        if newEmail ~= nil then redis.call('HSET', index, 'ce:' .. contact, newEmail) end
+        return {contact, newPhone or '', newEmail or '', text, table.concat(refused, ',')}
+        """)
+}
