@@ -1,8 +1,8 @@
 import Foundation
 import VoiceCoreRedis
 
-/// Failure to start a test's own Redis.
-public struct RestartableRedisError: Error, CustomStringConvertible {
+/// A server of the test's own did not start or stop.
+public struct TestServerError: Error, CustomStringConvertible {
     public var description: String
 }
 
@@ -39,7 +39,7 @@ public final class RestartableRedis: @unchecked Sendable {
             }
             try await Task.sleep(for: .milliseconds(25))
         }
-        throw RestartableRedisError(description: "redis-server on port \(port) did not start")
+        throw TestServerError(description: "redis-server on port \(port) did not start")
     }
 
     /// SIGKILL: no shutdown, no final AOF flush beyond what the server wrote before replying.

@@ -4,6 +4,7 @@ import NIOCore
 import Synchronization
 import VoiceCoreEdge
 import VoiceCoreEvents
+import VoiceCoreExecutors
 import VoiceCorePostgres
 import VoiceCoreRedis
 import VoiceCoreTenants
@@ -86,6 +87,20 @@ struct LoadgenCommand: AsyncParsableCommand {
         await client.shutdown()
     }
 
+    /// A query of the results, tried again once Postgres answers: the load may have run through
+    /// an outage (a restart under test), and the connection's first statement after it fails
+    /// before the next reconnects.
+    static func query(_ db: PostgresConnection, _ query: PostgresQuery) async throws -> PostgresRows {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            do {
+                return try await db.query(query)
+            } catch where error.isDependencyOutage && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
+    }
+
     func generate(client: WebhookLoadClient, target: EdgeTarget, tenantID: Identifier, account: String, authToken: String, base: String,
                   edge: String) async throws {
         let db = try await PostgresConnection.connect(try connections.postgresConfiguration())
@@ -142,7 +157,7 @@ struct LoadgenCommand: AsyncParsableCommand {
             ended = 0
             for chunk in stride(from: 0, to: callIDs.count, by: 2000) {
                 let ids = Array(callIDs[chunk..<min(callIDs.count, chunk + 2000)])
-                let rows = try await db.query("""
+                let rows = try await Self.query(db, """
                     SELECT (SELECT count(*) FROM transcripts WHERE tenant_id = \(id) AND call_id = ANY(\(ids)::uuid[]) AND track = 'inbound') AS transcripts,
                            (SELECT count(*) FROM call_sessions WHERE tenant_id = \(id) AND call_id = ANY(\(ids)::uuid[]) AND end_status IS NOT NULL) AS ended
                     """)
@@ -158,7 +173,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         let accepted = stats.segmentAcceptance
         for chunk in stride(from: 0, to: callIDs.count, by: 2000) {
             let ids = Array(callIDs[chunk..<min(callIDs.count, chunk + 2000)])
-            let rows = try await db.query("""
+            let rows = try await Self.query(db, """
                 SELECT call_id, sequence, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::int8 AS committed
                 FROM transcripts WHERE tenant_id = \(id) AND call_id = ANY(\(ids)::uuid[]) AND track = 'inbound'
                 """)
@@ -177,7 +192,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         let since = startedWall.adding(microseconds: -300_000_000).date
         for chunk in stride(from: 0, to: callSubjects.count, by: 2000) {
             let subjects = Array(callSubjects[chunk..<min(callSubjects.count, chunk + 2000)])
-            let rows = try await db.query("""
+            let rows = try await Self.query(db, """
                 SELECT subject, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::int8 AS committed
                 FROM event_log WHERE tenant_id = \(id) AND time >= \(since) AND type = \(CallStarted.type) AND subject = ANY(\(subjects)::text[])
                 """)

@@ -11,23 +11,79 @@ import VoiceCoreTenants
 import VoiceCoreTestSupport
 
 /// An operator's outage: the platform under load as separate processes (edge, every service, the
-/// projector), Redis SIGKILLed and started again on its AOF. Nothing the edge acknowledged may be
-/// lost, nothing may be dead-lettered because of the outage, and every process must carry on by
-/// itself and still stop on SIGTERM.
-@Suite("The platform through a Redis restart, as processes", .serialized)
-struct RedisRestartTests {
+/// projector), then Redis SIGKILLed and started again on its AOF, or Postgres stopped with
+/// `-m immediate` and started again. Nothing the edge acknowledged may be lost, nothing may be
+/// dead-lettered because of the outage, billing must equal a fold of the archive, and every
+/// process must carry on by itself and still stop on SIGTERM.
+@Suite("The platform through Redis and Postgres restarts, as processes", .serialized)
+struct OutageRecoveryTests {
     typealias Child = UpCommandTests.Child
 
     @Test func aRedisKilledUnderLoadLosesNoAcknowledgedWebhookAndDeadLettersNothing() async throws {
-        try #require(FileManager.default.isExecutableFile(atPath: UpCommandTests.binary.path), "build voicecore first (tools/test does)")
         let redisServer = RestartableRedis()
         try await redisServer.start()
+        try await platformThroughOutage(redisURL: redisServer.url, databaseURL: TestServers.databaseURL) { _ in
+            redisServer.kill()
+            try await Task.sleep(for: .seconds(3))
+            try await redisServer.start()
+        }
+    }
+
+    @Test func aPostgresStoppedImmediatelyUnderLoadLosesNoAcknowledgedWebhookAndDeadLettersNothing() async throws {
+        let postgres = PrivatePostgres(root: TestServers.root)
+        try postgres.start()
+        try await platformThroughOutage(redisURL: TestServers.redisURL, databaseURL: postgres.databaseURL) { _ in
+            try postgres.stopImmediately()
+            try await Task.sleep(for: .seconds(3))
+            try postgres.start()
+        }
+    }
+
+    @Test func servicesAndProjectorKilledAtRandomUnderLoadLoseAndDoubleNothing() async throws {
+        try await platformThroughOutage(redisURL: TestServers.redisURL, databaseURL: TestServers.databaseURL) { processes in
+            // Twelve SIGKILLs over about 8 s, each process started again at once (as a supervisor
+            // would), mid-batch wherever they land.
+            let victims = PlatformServices.all.map(\.name) + ["projector"]
+            for _ in 0..<12 {
+                try processes.restart(victims.randomElement() ?? "projector")
+                try await Task.sleep(for: .milliseconds(Int.random(in: 300...1000)))
+            }
+        }
+    }
+
+    /// The platform's processes, by name, each restartable with its own arguments.
+    final class Processes: @unchecked Sendable {
+        private(set) var children: [(name: String, arguments: [String], child: Child)] = []
+        let environment: [String: String]
+
+        init(environment: [String: String]) {
+            self.environment = environment
+        }
+
+        func start(_ name: String, _ arguments: [String]) throws {
+            children.append((name, arguments, try Child(arguments, environment: environment)))
+        }
+
+        /// SIGKILL, then the same command again.
+        func restart(_ name: String) throws {
+            guard let index = children.firstIndex(where: { $0.name == name }) else { return }
+            let old = children[index]
+            kill(old.child.process.processIdentifier, SIGKILL)
+            old.child.process.waitUntilExit()
+            children[index] = (name, old.arguments, try Child(old.arguments, environment: environment))
+        }
+    }
+
+    /// Runs the platform as processes under load, calls `outage` (which returns when the
+    /// platform's servers answer again), and checks what must hold afterwards.
+    private func platformThroughOutage(redisURL: String, databaseURL baseURL: String, outage: (Processes) async throws -> Void) async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: UpCommandTests.binary.path), "build voicecore first (tools/test does)")
         let prefix = "r\(UUID().uuidString.prefix(6).lowercased())"
         let naming = StreamNaming(partitions: 4, prefix: prefix)
         let schema = "r_\(UUID().uuidString.prefix(8).lowercased())"
-        let separator = TestServers.databaseURL.contains("?") ? "&" : "?"
-        let databaseURL = TestServers.databaseURL + separator + "options=-c%20search_path%3D\(schema)"
-        let admin = try await PostgresConnection.connect(try PostgresConfiguration(url: TestServers.databaseURL))
+        let separator = baseURL.contains("?") ? "&" : "?"
+        let databaseURL = baseURL + separator + "options=-c%20search_path%3D\(schema)"
+        let admin = try await PostgresConnection.connect(try PostgresConfiguration(url: baseURL))
         try await admin.query("CREATE SCHEMA \(identifier: schema)")
         defer { Task { _ = try? await admin.query("DROP SCHEMA \(identifier: schema) CASCADE") } }
         let db = try await PostgresConnection.connect(try PostgresConfiguration(url: databaseURL))
@@ -35,7 +91,7 @@ struct RedisRestartTests {
 
         // A tenant with Twilio credentials, provisioned as `voicecore tenants add` does.
         let masterKey = (0..<32).map { _ in UInt8.random(in: 0...255) }
-        let redis = try await RedisClient.connect(try redisServer.configuration)
+        let redis = try await RedisClient.connect(try RedisConfiguration(url: redisURL))
         let directory = TenantDirectory(connection: db, secrets: try SecretBox(masterKey: masterKey))
         let tenant = try await directory.provision(
             NewTenant(name: "Outage Dental", plan: .starter, twilioAccountSID: "AC" + String(repeating: "1", count: 32), twilioAuthToken: "tok_\(UUID().uuidString)"),
@@ -43,22 +99,23 @@ struct RedisRestartTests {
 
         let port = try UpCommandTests.freePort()
         let environment = [
-            "VOICECORE_MASTER_KEY": Data(masterKey).base64EncodedString(), "REDIS_URL": redisServer.url, "DATABASE_URL": databaseURL,
+            "VOICECORE_MASTER_KEY": Data(masterKey).base64EncodedString(), "REDIS_URL": redisURL, "DATABASE_URL": databaseURL,
             "VOICECORE_PUBLIC_URL": "", "VOICECORE_LOG_LEVEL": "warning",
         ]
         let deployment = ["--prefix", prefix, "--partitions", "4"]
-        var children: [(String, Child)] = [("edge", try Child(["edge", "--port", String(port)] + deployment, environment: environment))]
+        let processes = Processes(environment: environment)
+        try processes.start("edge", ["edge", "--port", String(port)] + deployment)
         for service in PlatformServices.all.map(\.name) {
-            children.append((service, try Child(["consume", service, "--instance", "outage"] + deployment, environment: environment)))
+            try processes.start(service, ["consume", service, "--instance", "outage"] + deployment)
         }
-        children.append(("projector", try Child(["project", "--instance", "outage", "--workers", "1"] + deployment, environment: environment)))
-        defer { for (_, child) in children where child.process.isRunning { kill(child.process.processIdentifier, SIGKILL) } }
+        try processes.start("projector", ["project", "--instance", "outage", "--workers", "1"] + deployment)
+        defer { for entry in processes.children where entry.child.process.isRunning { kill(entry.child.process.processIdentifier, SIGKILL) } }
 
         let deadline = ContinuousClock.now + .seconds(60)
         while true {
             if let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/health"), timeout: .seconds(2)),
                response.status.code == 200 { break }
-            guard ContinuousClock.now < deadline else { throw TestFailure("the edge did not start:\n\(children[0].1.text)") }
+            guard ContinuousClock.now < deadline else { throw TestFailure("the edge did not start:\n\(processes.children[0].child.text)") }
             try await Task.sleep(for: .milliseconds(200))
         }
 
@@ -69,12 +126,11 @@ struct RedisRestartTests {
                                  "--drain-seconds", "90", "--tenant", tenant.description, "--edge-url", "http://127.0.0.1:\(port)"],
                                 environment: environment)
         try await Task.sleep(for: .seconds(6))
-        redisServer.kill()
-        try await Task.sleep(for: .seconds(3))
-        try await redisServer.start()
+        try await outage(processes)
         let restarted = ContinuousClock.now
-        // This test's own connection met the dead socket once; the command after that reconnects.
+        // This test's own connections met the dead socket once; the command after that reconnects.
         _ = try? await redis.send("PING")
+        _ = try? await db.query("SELECT 1")
 
         // Every service reads again within seconds of Redis answering: its group's last-delivered
         // id passes what its stream held when Redis came back (new traffic keeps arriving).
@@ -92,9 +148,9 @@ struct RedisRestartTests {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        print("recovery after Redis answered: \(recovered.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+        print("recovery after the server answered: \(recovered.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
         #expect(Set(recovered.keys) == Set(groups), "every service reads again after the restart: \(recovered)")
-        #expect(recovered.values.allSatisfy { $0 < .seconds(5) }, "within 5 s of Redis answering: \(recovered)")
+        #expect(recovered.values.allSatisfy { $0 < .seconds(5) }, "within 5 s of the server answering: \(recovered)")
 
         let status = try await loadgen.waitForExit(within: .seconds(240))
         let load = loadgen.text
@@ -133,11 +189,15 @@ struct RedisRestartTests {
             try await Task.sleep(for: .milliseconds(250))
         } while ContinuousClock.now < billingDeadline
         #expect(expected.0 >= 20, "most calls ended and were archived: \(expected)")
+        // Every lead the CRM decided on is in the read model once.
+        let leadsArchived = try await db.query("SELECT count(DISTINCT payload->>'lead_id') AS n FROM event_log WHERE type = 'voicecore.crm.lead-created' AND tenant_id = \(tenant.uuid)")[0].decode(Int.self, "n")
+        let leads = try await db.query("SELECT count(*) AS n FROM leads WHERE tenant_id = \(tenant.uuid)")[0].decode(Int.self, "n")
+        #expect(leads == leadsArchived, "leads \(leads) against the archive's \(leadsArchived)")
         #expect(actual == expected, "billing \(actual) against the archive's ended calls \(expected)")
 
         // SIGTERM stops every process within its drain bound.
-        for (_, child) in children { kill(child.process.processIdentifier, SIGTERM) }
-        for (name, child) in children {
+        for entry in processes.children { kill(entry.child.process.processIdentifier, SIGTERM) }
+        for (name, _, child) in processes.children {
             let exit = try await child.waitForExit(within: .seconds(12))
             #expect(exit == 0, "\(name) stops on SIGTERM:\n\(child.text.suffix(3000))")
         }
