@@ -244,8 +244,9 @@ struct EdgeServer<App: ApplicationProtocol>: Service {
     }
 }
 
-/// Turns any error that is not already an HTTP answer into a 503 (a dependency failed), logged
-/// once: the edge never answers 500, and never 2xx for something it did not publish.
+/// Turns any error that is not already an HTTP answer into a 503 (a dependency failed), or a 422
+/// when Postgres refused a value of the request (``Problem/answering(_:)``), logged once: the edge
+/// never answers 500, never 2xx for something it did not publish, and never 503 for a client error.
 struct UnexpectedErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
@@ -256,7 +257,7 @@ struct UnexpectedErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw error
         } catch {
             logger.error("request failed", metadata: ["route": "\(context.endpointPath ?? "-")", "error": "\(error)"])
-            throw Problem.unavailable("a dependency")
+            throw Problem.answering(error)
         }
     }
 }

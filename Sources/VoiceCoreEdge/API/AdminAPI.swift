@@ -23,6 +23,7 @@ extension Edge {
                     timeZone: try body.optionalString("time_zone") ?? "UTC", twilioAccountSID: try body.optionalString("twilio_account_sid"),
                     twilioAuthToken: try body.optionalString("twilio_auth_token"), twilioSharedKey: try body.optionalString("twilio_shared_key"),
                     telnyxPublicKey: try body.optionalString("telnyx_public_key"), requestsPerSecond: try body.optionalInt("requests_per_second") ?? 50)
+                try new.checkStorable()
             } catch {
                 throw Problem.decoding(error)
             }
@@ -61,6 +62,7 @@ extension Edge {
                     twilioAccountSID: try body.optionalString("twilio_account_sid"), twilioAuthToken: try body.optionalString("twilio_auth_token"),
                     twilioSharedKey: try body.optionalString("twilio_shared_key"), telnyxPublicKey: try body.optionalString("telnyx_public_key"),
                     requestsPerSecond: try body.optionalInt("requests_per_second"))
+                try change.checkStorable()
             } catch {
                 throw Problem.decoding(error)
             }
@@ -103,5 +105,28 @@ extension Edge {
     static func jsonObject(_ status: HTTPResponse.Status, _ object: [String: Any]) throws -> Response {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         return json(status, Array(data))
+    }
+}
+
+// What the tenant directory stores (`tenant_directory`, migration 0003), checked before it is
+// asked (``Storable``): a value Postgres would refuse is a 422 naming the field, not a failed
+// statement. Secrets and account ids are identifiers; the rate limit is a positive `integer`.
+
+extension NewTenant {
+    func checkStorable() throws(MessageDecodingError) {
+        try Storable.check(name, "body.name", as: .line)
+        try Storable.check(timeZone, "body.time_zone", as: .line)
+        try CredentialChange(twilioAccountSID: twilioAccountSID, twilioAuthToken: twilioAuthToken, twilioSharedKey: twilioSharedKey,
+                             telnyxPublicKey: telnyxPublicKey, requestsPerSecond: requestsPerSecond).checkStorable()
+    }
+}
+
+extension CredentialChange {
+    func checkStorable() throws(MessageDecodingError) {
+        try Storable.check(twilioAccountSID, "body.twilio_account_sid", as: .identifier)
+        try Storable.check(twilioAuthToken, "body.twilio_auth_token", as: .identifier)
+        try Storable.check(twilioSharedKey, "body.twilio_shared_key", as: .identifier)
+        try Storable.check(telnyxPublicKey, "body.telnyx_public_key", as: .identifier)
+        try Storable.check(requestsPerSecond, "body.requests_per_second", in: 1...Storable.integerMaximum)
     }
 }

@@ -5,7 +5,8 @@ import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCoreTenants
 
-/// The tenant command API (`/v1`, `Authorization: Bearer <API key>`): each request is validated,
+/// The tenant command API (`/v1`, `Authorization: Bearer <API key>`): each request is validated
+/// (including what the platform can store, ``Storable``, through each command's `validate()`),
 /// published as a command and answered `202 Accepted` with the command's id — the services
 /// decide what happens. An `Idempotency-Key` header makes a retried request publish once.
 extension Edge {
@@ -14,11 +15,12 @@ extension Edge {
         api.post("/leads") { request, _ in
             let tenant = try await authenticatedTenant(request)
             let body = try await jsonBody(request)
+            let key = try idempotencyKey(request)
             let lead: CreateLead
             do throws(MessageDecodingError) {
                 // A retried request (same Idempotency-Key) names the same lead, so it lands on the
                 // same stream partition and its key finds the first publish.
-                let derived = idempotencyKey(request).map { Identifier.v5(namespace: tenant, name: "lead/\($0)") }
+                let derived = key.map { Identifier.v5(namespace: tenant, name: "lead/\($0)") }
                 lead = CreateLead(
                     leadID: try body.optionalIdentifier("lead_id") ?? derived ?? .v7(), callID: try body.optionalIdentifier("call_id"),
                     name: try body.optionalString("name"), phone: try body.optionalString("phone"), email: try body.optionalString("email"),
@@ -27,7 +29,7 @@ extension Edge {
             } catch {
                 throw Problem.decoding(Self.inBody(error))
             }
-            let outcome = try await publish(lead, tenant: tenant, source: "/edge/api", deduplicationKey: idempotencyKey(request), metricSource: "api")
+            let outcome = try await publish(lead, tenant: tenant, source: "/edge/api", deduplicationKey: key, metricSource: "api")
             return accepted(outcome, extra: { $0.field("lead_id", lead.leadID) })
         }
         api.put("/contacts/{contact}") { request, context in
@@ -44,7 +46,7 @@ extension Edge {
             } catch {
                 throw Problem.decoding(Self.inBody(error))
             }
-            let outcome = try await publish(update, tenant: tenant, source: "/edge/api", deduplicationKey: idempotencyKey(request), metricSource: "api")
+            let outcome = try await publish(update, tenant: tenant, source: "/edge/api", deduplicationKey: try idempotencyKey(request), metricSource: "api")
             return accepted(outcome, extra: { $0.field("contact_id", contact) })
         }
         api.put("/settings") { request, _ in
@@ -57,7 +59,7 @@ extension Edge {
             } catch {
                 throw Problem.decoding(Self.inBody(error))
             }
-            let outcome = try await publish(change, tenant: tenant, source: "/edge/api", deduplicationKey: idempotencyKey(request), metricSource: "api")
+            let outcome = try await publish(change, tenant: tenant, source: "/edge/api", deduplicationKey: try idempotencyKey(request), metricSource: "api")
             return accepted(outcome, extra: { _ in })
         }
     }
@@ -94,8 +96,17 @@ extension Edge {
         }
     }
 
-    private func idempotencyKey(_ request: Request) -> String? {
-        request.headers[.idempotencyKey].flatMap { $0.isEmpty || $0.count > 200 ? nil : "api:\($0)" }
+    /// The request's `Idempotency-Key` as a deduplication key; one longer than a line
+    /// (``Storable/lineLength``, 200 characters) is refused (400) rather than ignored, so a
+    /// retry is never published twice for a key the client believes in.
+    private func idempotencyKey(_ request: Request) throws(Problem) -> String? {
+        guard let key = request.headers[.idempotencyKey], !key.isEmpty else { return nil }
+        do {
+            try Storable.check(key, "Idempotency-Key", as: .line)
+        } catch {
+            throw Problem.unstorable(error)
+        }
+        return "api:\(key)"
     }
 
     private func accepted(_ outcome: DeduplicatedOutcome, extra: (inout JSONObjectWriter) -> Void) -> Response {

@@ -3,14 +3,17 @@ import HTTPTypes
 import Hummingbird
 import VoiceCoreBus
 import VoiceCoreEvents
+import VoiceCorePostgres
 
 /// An error answer as RFC 9457 problem details (`application/problem+json`).
 ///
-/// Every refusal of the edge is one of these, with a status that says what to do: 400 malformed,
-/// 401 no or bad API key, 403 bad signature (no detail: a forger learns nothing), 404 unknown
-/// tenant or route, 413 body too large, 415 wrong content type, 422 a required or invalid field,
-/// 429 rate limited, 503 a dependency (Redis, Postgres) is unreachable — retry after
-/// `Retry-After`. Nothing is published for a refused request.
+/// Every refusal of the edge is one of these, with a status that says what to do: 400 malformed
+/// (in a webhook also a value the platform cannot store, see ``Storable``), 401 no or bad API
+/// key, 403 bad signature (no detail: a forger learns nothing), 404 unknown tenant or route, 413
+/// body too large, 415 wrong content type, 422 a required or invalid field (in the tenant and
+/// admin APIs also one the platform cannot store), 429 rate limited, 503 a dependency (Redis,
+/// Postgres) is unreachable — retry after `Retry-After`. A client error is never a 503. Nothing is
+/// published for a refused request.
 public struct Problem: HTTPResponseError, Sendable {
     public var status: HTTPResponse.Status
     public var title: String
@@ -65,6 +68,24 @@ public struct Problem: HTTPResponseError, Sendable {
 
     static func invalid(_ field: String, _ reason: String) -> Problem {
         Problem(.unprocessableContent, "Invalid request", detail: "\(field) \(reason)", field: field)
+    }
+
+    /// A provider's webhook field the platform cannot store (``Storable``): 400, naming the field.
+    /// A provider that sends one has a bug or is forged past its signature; retrying will not help.
+    static func unstorable(_ error: MessageDecodingError) -> Problem {
+        malformed(error.field, error.reason)
+    }
+
+    /// The answer to an error that is not already an answer. Postgres refusing a value — SQLSTATE
+    /// class 22 (data exception: out of range, bad encoding), 23 (a constraint) or 54 (a limit,
+    /// e.g. an index entry too long) — is the request's fault: 422, never an outage. Anything else
+    /// means a dependency failed: 503.
+    static func answering(_ error: any Error) -> Problem {
+        if let error = error as? PostgresError, let state = error.sqlState, ["22", "23", "54"].contains(String(state.prefix(2))) {
+            let field = error.column.map { "body.\($0)" }
+            return Problem(.unprocessableContent, "Invalid request", detail: "a value in the request cannot be stored (SQLSTATE \(state))", field: field)
+        }
+        return unavailable("a dependency")
     }
 
     /// A field of a well-formed body that is missing or unacceptable: 422. (Malformed JSON is

@@ -1,3 +1,5 @@
+import VoiceCoreEvents
+
 /// An `application/x-www-form-urlencoded` body as the provider sent it: every parameter in order,
 /// repeated names kept (Twilio signs each value).
 public struct FormBody: Sendable {
@@ -19,6 +21,16 @@ public struct FormBody: Sendable {
             if let existing = result[name] { result[name] = existing + "," + value } else { result[name] = value }
         }
         return result
+    }
+
+    /// Refuses a parameter the platform could not store (``Storable``), naming it: a control
+    /// character in a name or value (values may hold tab and line breaks, as free text does), or
+    /// a name longer than a line. Every parameter is kept in the command's `provider_fields`.
+    public func checkStorable() throws(MessageDecodingError) {
+        for (name, value) in parameters {
+            try Storable.check(name, name, as: .freeText, maxLength: Storable.lineLength)
+            try Storable.check(value, name, as: .freeText)
+        }
     }
 
     /// The body as a provider sends it: `name=value` pairs joined by `&`, everything but

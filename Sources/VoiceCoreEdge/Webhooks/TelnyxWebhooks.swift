@@ -58,11 +58,15 @@ public enum TelnyxMapping {
         }
         guard let data = document["data"] as? [String: Any] else { throw Problem.invalid("data", "is required") }
         guard let id = data["id"] as? String, !id.isEmpty else { throw Problem.invalid("data.id", "is required") }
+        try storable { () throws(MessageDecodingError) in try Storable.check(id, "data.id", as: .identifier) }
         guard let eventType = data["event_type"] as? String, !eventType.isEmpty else { throw Problem.invalid("data.event_type", "is required") }
         guard let occurredText = data["occurred_at"] as? String else { throw Problem.invalid("data.occurred_at", "is required") }
         guard let occurredAt = Timestamp(rfc3339: occurredText) else { throw Problem.malformed("data.occurred_at", "is not an RFC 3339 time") }
         var fields: [String: String] = [:]
         flatten(document, prefix: "", into: &fields)
+        // Every field is kept in the command's provider_fields: none may hold what the platform
+        // cannot store (``Storable``).
+        try storable { () throws(MessageDecodingError) in try Storable.check(fields: fields) }
         var payload: [String: String] = [:]
         flatten(data["payload"] as? [String: Any] ?? [:], prefix: "", into: &payload)
         return Webhook(id: id, eventType: eventType, occurredAt: occurredAt, payload: payload, fields: fields)
@@ -76,10 +80,20 @@ public enum TelnyxMapping {
             guard let value = payload[name], !value.isEmpty else { throw Problem.invalid("data.payload.\(name)", "is required") }
             return value
         }
+        func identifier(_ name: String) throws(Problem) -> String {
+            let value = try required(name)
+            try storable { () throws(MessageDecodingError) in try Storable.check(value, "data.payload.\(name)", as: .identifier) }
+            return value
+        }
+        func optionalIdentifier(_ name: String) throws(Problem) -> String? {
+            guard let value = payload[name], !value.isEmpty else { return nil }
+            return try identifier(name)
+        }
         let sequence = webhook.occurredAt.microsecondsSinceEpoch
         switch webhook.eventType {
         case "call.initiated", "call.answered", "call.hangup":
-            let callControlID = try required("call_control_id")
+            let callControlID = try identifier("call_control_id")
+            let connectionID = try optionalIdentifier("connection_id")
             let status: ReportCallProgress.Status
             switch webhook.eventType {
             case "call.initiated": status = .initiated
@@ -89,36 +103,64 @@ public enum TelnyxMapping {
             var duration: Int?
             if let start = payload["start_time"].flatMap({ Timestamp(rfc3339: $0) }), let end = payload["end_time"].flatMap({ Timestamp(rfc3339: $0) }),
                end.microsecondsSinceEpoch >= start.microsecondsSinceEpoch {
-                duration = Int((end.microsecondsSinceEpoch - start.microsecondsSinceEpoch) / 1_000_000)
+                let seconds = Int((end.microsecondsSinceEpoch - start.microsecondsSinceEpoch) / 1_000_000)
+                guard seconds <= Storable.integerMaximum else {
+                    throw Problem.malformed("data.payload.end_time", "is more than \(Storable.integerMaximum) seconds after start_time")
+                }
+                duration = seconds
             }
             let report = ReportCallProgress(
                 callID: CallID.derive(tenant: tenant, provider: .telnyx, providerCallID: callControlID), provider: .telnyx,
-                providerCallID: callControlID, providerAccountID: payload["connection_id"], status: status, sequence: sequence,
+                providerCallID: callControlID, providerAccountID: connectionID, status: status, sequence: sequence,
                 occurredAt: webhook.occurredAt, direction: payload["direction"] == "outgoing" ? .outbound : .inbound,
                 from: try required("from"), to: try required("to"), durationSeconds: duration, providerFields: webhook.fields)
             do {
                 try report.validate()
             } catch {
-                throw Problem.invalid("data.payload.\(error.field)", error.reason)
+                throw Problem.invalid(payloadField(error.field), error.reason)
             }
             return .progress(report)
         case "call.transcription":
-            let callControlID = try required("call_control_id")
+            let callControlID = try identifier("call_control_id")
             guard let transcript = payload["transcription_data.transcript"] else { throw Problem.invalid("data.payload.transcription_data.transcript", "is required") }
             let segment = ReportTranscriptSegment(
                 callID: CallID.derive(tenant: tenant, provider: .telnyx, providerCallID: callControlID), provider: .telnyx,
-                providerCallID: callControlID, transcriptionID: webhook.id, sequence: Int(sequence),
+                providerCallID: callControlID, transcriptionID: webhook.id, sequence: transcriptSequence(webhook.occurredAt),
                 track: payload["transcription_data.transcription_track"] == "outbound" ? .outbound : .inbound, text: transcript,
                 isFinal: payload["transcription_data.is_final"] != "false",
                 confidence: payload["transcription_data.confidence"].flatMap(Double.init), occurredAt: webhook.occurredAt)
             do {
                 try segment.validate()
             } catch {
-                throw Problem.invalid("data.payload.\(error.field)", error.reason)
+                throw Problem.invalid(payloadField(error.field), error.reason)
             }
             return .segment(segment)
         default:
             return nil
+        }
+    }
+
+    /// A transcript segment's sequence: Telnyx numbers none, so segments are ordered by
+    /// `occurred_at` in milliseconds, taken modulo 2³¹ to fit the Postgres `integer` the
+    /// transcripts are keyed by (``Storable/integerMaximum``). It wraps every 24.8 days: only a
+    /// call in progress at that instant sees its later segments sort first.
+    static func transcriptSequence(_ occurredAt: Timestamp) -> Int {
+        let milliseconds = occurredAt.microsecondsSinceEpoch / 1000
+        let modulus = Int64(Storable.integerMaximum) + 1
+        return Int(((milliseconds % modulus) + modulus) % modulus)
+    }
+
+    /// A command field in an error (`data.from`) → the webhook's (`data.payload.from`).
+    static func payloadField(_ field: String) -> String {
+        "data.payload." + (field.hasPrefix("data.") ? String(field.dropFirst(5)) : field)
+    }
+
+    /// A ``Storable`` refusal as the 400 that names the field.
+    private static func storable(_ check: () throws(MessageDecodingError) -> Void) throws(Problem) {
+        do {
+            try check()
+        } catch {
+            throw Problem.unstorable(error)
         }
     }
 

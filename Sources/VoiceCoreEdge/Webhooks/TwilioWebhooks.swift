@@ -132,7 +132,9 @@ public enum TwilioMapping {
 
     private static func progress(_ form: FormBody, tenant: Identifier, receivedAt: Timestamp, defaultStatus: ReportCallProgress.Status?,
                                  defaultSequence: Int64?) throws(Problem) -> ReportCallProgress {
-        let callSid = try required(form, "CallSid")
+        try storable(form)
+        let callSid = try identifier(form, "CallSid")
+        let accountSid = try optionalIdentifier(form, "AccountSid")
         let status: ReportCallProgress.Status
         if let text = form["CallStatus"] {
             guard let mapped = callStatus(text) else {
@@ -153,14 +155,10 @@ public enum TwilioMapping {
         } else {
             throw Problem.invalid("SequenceNumber", "is required")
         }
-        var duration: Int?
-        if let text = form["CallDuration"] {
-            guard let value = Int(text), value >= 0 else { throw Problem.malformed("CallDuration", "must be a non-negative integer") }
-            duration = value
-        }
+        let duration = try form["CallDuration"].map { text throws(Problem) in try storableCount(text, "CallDuration") }
         let report = ReportCallProgress(
             callID: CallID.derive(tenant: tenant, provider: .twilio, providerCallID: callSid), provider: .twilio, providerCallID: callSid,
-            providerAccountID: form["AccountSid"], status: status, sequence: sequence,
+            providerAccountID: accountSid, status: status, sequence: sequence,
             occurredAt: form["Timestamp"].flatMap(timestamp) ?? receivedAt,
             direction: (form["Direction"] ?? "inbound").hasPrefix("outbound") ? .outbound : .inbound,
             from: try required(form, "From"), to: try required(form, "To"), durationSeconds: duration, providerFields: form.dictionary)
@@ -175,9 +173,11 @@ public enum TwilioMapping {
     /// A real-time transcription callback: a segment for `transcription-content`, nil for the
     /// lifecycle events (started, stopped, error), which carry no speech.
     public static func transcription(_ form: FormBody, tenant: Identifier, receivedAt: Timestamp) throws(Problem) -> ReportTranscriptSegment? {
+        try storable(form)
         let event = try required(form, "TranscriptionEvent")
         guard event == "transcription-content" else { return nil }
-        let callSid = try required(form, "CallSid")
+        let callSid = try identifier(form, "CallSid")
+        let transcriptionSid = try identifier(form, "TranscriptionSid")
         let data = try required(form, "TranscriptionData")
         let transcript: String
         let confidence: Double?
@@ -185,10 +185,12 @@ public enum TwilioMapping {
             let object = try JSONObject.parse(Array(data.utf8), path: "TranscriptionData")
             transcript = try object.string("transcript")
             confidence = try object.optionalDouble("confidence")
+            // Escaped in the JSON text, a NUL passes the form's check: the transcript is stored as text.
+            try Storable.check(transcript, "TranscriptionData", as: .freeText)
         } catch {
             throw Problem.malformed(error.field, error.reason)
         }
-        guard let sequence = Int(try required(form, "SequenceId")), sequence >= 0 else { throw Problem.malformed("SequenceId", "must be a non-negative integer") }
+        let sequence = try storableCount(try required(form, "SequenceId"), "SequenceId")
         let track: TranscriptTrack
         switch form["Track"] ?? "inbound_track" {
         case "inbound_track", "inbound": track = .inbound
@@ -197,7 +199,7 @@ public enum TwilioMapping {
         }
         let segment = ReportTranscriptSegment(
             callID: CallID.derive(tenant: tenant, provider: .twilio, providerCallID: callSid), provider: .twilio, providerCallID: callSid,
-            transcriptionID: try required(form, "TranscriptionSid"), sequence: sequence, track: track, text: transcript,
+            transcriptionID: transcriptionSid, sequence: sequence, track: track, text: transcript,
             isFinal: (form["Final"] ?? "true").lowercased() == "true", confidence: confidence,
             occurredAt: form["Timestamp"].flatMap(timestamp) ?? receivedAt)
         do {
@@ -237,13 +239,53 @@ public enum TwilioMapping {
         return value
     }
 
+    // What the platform can store (``Storable``) is checked before anything is mapped: a value
+    // past it would be published and then refused by a projection. Refusals are 400, like any
+    // other parameter a callback cannot carry.
+
+    /// Every parameter, as free text.
+    private static func storable(_ form: FormBody) throws(Problem) {
+        do {
+            try form.checkStorable()
+        } catch {
+            throw Problem.unstorable(error)
+        }
+    }
+
+    /// A required provider id (`CallSid`, `TranscriptionSid`).
+    private static func identifier(_ form: FormBody, _ name: String) throws(Problem) -> String {
+        let value = try required(form, name)
+        do {
+            try Storable.check(value, name, as: .identifier)
+        } catch {
+            throw Problem.unstorable(error)
+        }
+        return value
+    }
+
+    private static func optionalIdentifier(_ form: FormBody, _ name: String) throws(Problem) -> String? {
+        guard let value = form[name], !value.isEmpty else { return nil }
+        return try identifier(form, name)
+    }
+
+    /// A count stored in a Postgres `integer` column (`CallDuration`, `SequenceId`).
+    private static func storableCount(_ text: String, _ name: String) throws(Problem) -> Int {
+        guard let value = Int(text), value >= 0, value <= Storable.integerMaximum else {
+            throw Problem.malformed(name, "must be an integer from 0 to \(Storable.integerMaximum)")
+        }
+        return value
+    }
+
     /// Our field names in errors → Twilio's.
     private static func twilioName(_ field: String) -> String {
         let field = field.hasPrefix("data.") ? String(field.dropFirst(5)) : field
+        if field.hasPrefix("provider_fields.") { return String(field.dropFirst("provider_fields.".count)) }
         return switch field {
         case "from": "From"
         case "to": "To"
         case "provider_call_id": "CallSid"
+        case "provider_account_id": "AccountSid"
+        case "transcription_id": "TranscriptionSid"
         case "duration_seconds": "CallDuration"
         case "sequence": "SequenceNumber"
         case "text": "TranscriptionData"

@@ -53,11 +53,13 @@ public struct ReportCallProgress: Message {
     public var subject: String { callID.description }
 
     public func validate() throws(MessageDecodingError) {
-        try Check.notEmpty(providerCallID, "provider_call_id")
+        try Storable.check(providerCallID, "data.provider_call_id", as: .identifier)
+        try Storable.check(providerAccountID, "data.provider_account_id", as: .identifier)
         try Check.nonNegative(sequence, "sequence")
         try Check.e164(from, "from")
         try Check.e164(to, "to")
-        try Check.nonNegative(durationSeconds, "duration_seconds")
+        try Storable.check(durationSeconds, "data.duration_seconds")
+        try Storable.check(fields: providerFields, prefix: "data.provider_fields.")
     }
 
     enum CodingKeys: String, CodingKey {
@@ -103,11 +105,11 @@ public struct ReportTranscriptSegment: Message {
     public var subject: String { callID.description }
 
     public func validate() throws(MessageDecodingError) {
-        try Check.notEmpty(providerCallID, "provider_call_id")
-        try Check.notEmpty(transcriptionID, "transcription_id")
-        try Check.nonNegative(sequence, "sequence")
+        try Storable.check(providerCallID, "data.provider_call_id", as: .identifier)
+        try Storable.check(transcriptionID, "data.transcription_id", as: .identifier)
+        try Storable.check(sequence, "data.sequence")
         if let confidence { try Check.range(confidence, 0...1, "confidence") }
-        try Check.maxLength(text, 10_000, "text")
+        try Storable.check(text, "data.text", as: .freeText, maxLength: 10_000)
     }
 
     enum CodingKeys: String, CodingKey {
@@ -147,7 +149,7 @@ public struct CreateLead: Message {
 
     public func validate() throws(MessageDecodingError) {
         try Check.contactDetails(name: name, phone: phone, email: email, missing: "needs at least one of name, phone or email")
-        try Check.maxLength(notes, 5_000, "notes")
+        try Storable.check(notes, "data.notes", as: .freeText, maxLength: 5_000)
     }
 
     enum CodingKeys: String, CodingKey {

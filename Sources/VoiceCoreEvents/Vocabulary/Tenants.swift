@@ -66,10 +66,16 @@ public struct AISettings: Sendable, Hashable, Codable, JSONObjectCodable {
 
     func validate(_ prefix: String) throws(MessageDecodingError) {
         if greeting.isEmpty { throw .invalid("\(prefix).greeting", "must not be empty") }
-        for (i, intent) in intents.enumerated() where intent.phrases.isEmpty || intent.phrases.contains(where: \.isEmpty) {
-            throw .invalid("\(prefix).intents[\(i)].phrases", "must hold at least one non-empty phrase")
+        try Storable.check(greeting, "\(prefix).greeting", as: .freeText)
+        try Storable.check(personality, "\(prefix).personality", as: .freeText)
+        for (i, intent) in intents.enumerated() {
+            if intent.phrases.isEmpty || intent.phrases.contains(where: \.isEmpty) {
+                throw .invalid("\(prefix).intents[\(i)].phrases", "must hold at least one non-empty phrase")
+            }
+            for (j, phrase) in intent.phrases.enumerated() { try Storable.check(phrase, "\(prefix).intents[\(i)].phrases[\(j)]", as: .line) }
         }
         if businessHours.timeZone.isEmpty { throw .invalid("\(prefix).business_hours.time_zone", "must not be empty") }
+        try Storable.check(businessHours.timeZone, "\(prefix).business_hours.time_zone", as: .line)
         for (i, opening) in businessHours.openings.enumerated() {
             let path = "\(prefix).business_hours.openings[\(i)]"
             try Check.clockTime(opening.opens, path: "\(path).opens")
@@ -108,7 +114,9 @@ public struct TenantProvisioned: Message {
 
     public func validate() throws(MessageDecodingError) {
         try Check.notEmpty(name, "name")
+        try Storable.check(name, "data.name", as: .line)
         try Check.notEmpty(timeZone, "time_zone")
+        try Storable.check(timeZone, "data.time_zone", as: .line)
     }
 
     enum CodingKeys: String, CodingKey {
