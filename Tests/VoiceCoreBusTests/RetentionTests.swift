@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import MetricsTestKit
+import ServiceLifecycle
 import Testing
 import VoiceCoreEvents
 import VoiceCoreRedis
@@ -191,6 +193,26 @@ struct RetentionTests {
         // The JSON `voicecore streams --json` prints carries it.
         let json = String(decoding: try JSONEncoder().encode(reports), as: UTF8.self)
         #expect(json.contains("\"heldBackEntries\":6"))
+        try await fixture.drop()
+    }
+
+    @Test func theServiceTrimsEveryIntervalAndStopsAtShutdown() async throws {
+        var fixture = try await Fixture()
+        fixture.configuration.interval = .milliseconds(100)
+        _ = try await fixture.redis.execute(.xgroupCreate(fixture.stream, group: "svc", start: .beginning))
+        _ = try await fixture.read("svc", count: 3, acknowledge: 3)
+        let trimmer = try fixture.trimmer()
+        let group = ServiceGroup(services: [trimmer], logger: Logger(label: "test"))
+        let running = Task { try await group.run() }
+        var trimmed = false
+        for _ in 0..<100 where !trimmed {
+            try await Task.sleep(for: .milliseconds(100))
+            trimmed = try await fixture.ids() == Array(fixture.old.dropFirst(3)) + fixture.new
+        }
+        #expect(trimmed)
+        await group.triggerGracefulShutdown()
+        try await running.value
+        _ = try await fixture.redis.execute(.del([trimmer.leaseKey]))
         try await fixture.drop()
     }
 

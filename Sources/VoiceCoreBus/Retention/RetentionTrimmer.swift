@@ -62,16 +62,21 @@ public final class RetentionTrimmer: Service, Sendable {
 
     public func run() async throws {
         let connection = try await RedisClient.connect(redis, logger: logger)
-        defer { Task { await connection.close() } }
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do {
-                if try await holdLease(connection) { _ = try await pass(connection) }
-            } catch {
-                logger.info("retention pass skipped", metadata: ["error": "\(error)"])
-                if await !connection.isConnected { try? await connection.reconnect() }
+        // Nothing to drain: a pass cut short by shutdown leaves every stream trimmed or not, each
+        // XTRIM being atomic, so shutdown cancels the wait (and a pass) at once.
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    if try await self.holdLease(connection) { _ = try await self.pass(connection) }
+                } catch {
+                    if Task.isCancelled { break }
+                    self.logger.info("retention pass skipped", metadata: ["error": "\(error)"])
+                    if await !connection.isConnected { try? await connection.reconnect() }
+                }
+                try? await Task.sleep(for: self.configuration.interval)
             }
-            try? await Task.sleep(for: configuration.interval)
         }
+        await connection.close()
     }
 
     /// The lease key (one per deployment prefix).
