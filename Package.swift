@@ -115,6 +115,7 @@ let package = Package(
             name: "VoiceCoreEdge",
             dependencies: [
                 "VoiceCoreBus",
+                "VoiceCoreExecutors",
                 "VoiceCoreEvents",
                 "VoiceCoreRedis",
                 "VoiceCoreTenants",

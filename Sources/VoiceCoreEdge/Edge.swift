@@ -106,7 +106,7 @@ public struct Edge: Sendable {
 
     private func ready() async throws -> Response {
         do {
-            if await !redis.isConnected { try await redis.reconnect() }
+            // A broken connection reconnects by itself at this command.
             _ = try await redis.execute(.ping())
         } catch {
             throw Problem.unavailable("Redis")

@@ -58,9 +58,18 @@ public protocol DependencyFailure: Error {
     /// True when the dependency was unreachable, restarting, read-only or overloaded: the same
     /// work may succeed unchanged once it answers again.
     var isOutage: Bool { get }
+    /// True when the dependency refused the values it was given (out of range, a broken
+    /// constraint, too long): the request's fault, never an outage. An HTTP edge answers 4xx.
+    var refusesInput: Bool { get }
+}
+
+extension DependencyFailure {
+    public var refusesInput: Bool { false }
 }
 
 extension Error {
     /// Whether this error says a dependency is unavailable (see ``DependencyFailure``).
     public var isDependencyOutage: Bool { (self as? any DependencyFailure)?.isOutage ?? false }
+    /// Whether a dependency refused the input as invalid (see ``DependencyFailure/refusesInput``).
+    public var isRefusedInput: Bool { (self as? any DependencyFailure)?.refusesInput ?? false }
 }

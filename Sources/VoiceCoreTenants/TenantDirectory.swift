@@ -144,8 +144,8 @@ public final class TenantDirectory: Sendable {
         let telnyxKey = try new.telnyxPublicKey.map { PostgresBytes(try Self.ed25519PublicKey($0)) }
         let key = APIKey.generate()
         let now = Timestamp.now
-        // Not retried after a lost connection: the insert may have committed.
-        if await !db.isConnected { try await db.reconnect() }
+        // Not retried after a lost connection: the insert may have committed. (A connection lost
+        // earlier reconnects by itself first.)
         do {
         try await db.withConnection { db in
             try db.withTransaction { db in
@@ -289,13 +289,12 @@ public final class TenantDirectory: Sendable {
         return Array(data)
     }
 
-    /// Runs `body`, reconnecting once when the connection was lost.
+    /// Runs `body`; once more when the connection was found lost at it (the second run
+    /// reconnects by itself). For reads and idempotent writes only.
     func retryingOnce<T: Sendable>(_ body: @Sendable (isolated PostgresConnection) throws -> T) async throws -> T {
         do {
-            if await !db.isConnected { try await db.reconnect() }
             return try await db.withConnection(body)
-        } catch let error as PostgresError where error.code == .connection || error.code == .connectionClosed {
-            try await db.reconnect()
+        } catch let error as PostgresError where error.code == .connection {
             return try await db.withConnection(body)
         }
     }

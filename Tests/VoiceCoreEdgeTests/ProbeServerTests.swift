@@ -54,7 +54,7 @@ struct ProbeServerTests {
         var handlers = MessageHandlers()
         handlers.on(TranscriptChunk.self) { _, _ in handled.withLock { $0 += 1 } }
         let runner = ConsumerGroupRunner(redis: redis, configuration: consumerConfiguration(naming, group: "billing"), handlers: handlers)
-        let readiness = ConsumerReadiness(runners: [runner], redis: redis, interval: .milliseconds(100))
+        let readiness = ConsumerReadiness(runners: [runner], redis: redis, interval: .milliseconds(500))
         let probes = ProbeServer(configuration: ProbeConfiguration(port: 0), checks: readiness.checks, registry: nil)
         let group = ServiceGroup(services: [runner, readiness], logger: Logger(label: "test"))
         let running = Task { try await group.run() }

@@ -51,6 +51,45 @@ struct OutageRecoveryTests {
         }
     }
 
+    @Test func sigtermDuringARedisOutageStopsEveryConsumerWithinItsDrainBound() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: UpCommandTests.binary.path), "build voicecore first (tools/test does)")
+        let redisServer = RestartableRedis()
+        try await redisServer.start()
+        let schema = "g_\(UUID().uuidString.prefix(8).lowercased())"
+        let separator = TestServers.databaseURL.contains("?") ? "&" : "?"
+        let databaseURL = TestServers.databaseURL + separator + "options=-c%20search_path%3D\(schema)"
+        let admin = try await PostgresConnection.connect(try PostgresConfiguration(url: TestServers.databaseURL))
+        try await admin.query("CREATE SCHEMA \(identifier: schema)")
+        defer { Task { _ = try? await admin.query("DROP SCHEMA \(identifier: schema) CASCADE") } }
+        _ = try await Migrator(connection: try await PostgresConnection.connect(try PostgresConfiguration(url: databaseURL)),
+                               directory: TestServers.root.appendingPathComponent("database/migrations")).up()
+        let environment = [
+            "VOICECORE_MASTER_KEY": Data(repeating: 9, count: 32).base64EncodedString(), "REDIS_URL": redisServer.url,
+            "DATABASE_URL": databaseURL, "VOICECORE_LOG_LEVEL": "warning",
+        ]
+        let processes = Processes(environment: environment)
+        for service in PlatformServices.all.map(\.name) {
+            try processes.start(service, ["consume", service, "--instance", "sigterm", "--prefix", "t\(UUID().uuidString.prefix(6).lowercased())", "--partitions", "2"])
+        }
+        defer { for entry in processes.children where entry.child.process.isRunning { kill(entry.child.process.processIdentifier, SIGKILL) } }
+        // Running: each has created its groups.
+        let redis = try await RedisClient.connect(try redisServer.configuration)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await redis.scanAll(match: "*", type: "stream").count < 2 {
+            guard ContinuousClock.now < deadline else {
+                throw TestFailure("the consumers did not start:\n" + processes.children.map { "\($0.name): \($0.child.text.suffix(1500))" }.joined(separator: "\n"))
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        redisServer.kill()
+        try await Task.sleep(for: .seconds(2))
+        for entry in processes.children { kill(entry.child.process.processIdentifier, SIGTERM) }
+        for (name, _, child) in processes.children {
+            let exit = try await child.waitForExit(within: .seconds(11))
+            #expect(exit != nil, "\(name) stops within its drain bound while Redis is down:\n\(child.text.suffix(2000))")
+        }
+    }
+
     /// The platform's processes, by name, each restartable with its own arguments.
     final class Processes: @unchecked Sendable {
         private(set) var children: [(name: String, arguments: [String], child: Child)] = []

@@ -27,8 +27,8 @@ public final class StreamMetricsCollector: Service, Sendable {
             do {
                 try await sample(StreamAdmin(connection: connection))
             } catch {
+                // The connection reconnects by itself at the next sample.
                 logger.info("stream metrics not sampled", metadata: ["error": "\(error)"])
-                if await !connection.isConnected { try? await connection.reconnect() }
             }
             try? await Task.sleep(for: interval)
         }

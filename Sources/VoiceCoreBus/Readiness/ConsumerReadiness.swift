@@ -81,8 +81,7 @@ public final class ConsumerReadiness: Service, Sendable {
             do {
                 let client: RedisClient
                 if let connection {
-                    if await !connection.isConnected { try await connection.reconnect() }
-                    client = connection
+                    client = connection  // reconnects by itself when broken
                 } else {
                     client = try await RedisClient.connect(redis, logger: logger)
                     connection = client

@@ -70,8 +70,8 @@ public final class RetentionTrimmer: Service, Sendable {
                     if try await self.holdLease(connection) { _ = try await self.pass(connection) }
                 } catch {
                     if Task.isCancelled { break }
+                    // The connection reconnects by itself at the next pass.
                     self.logger.info("retention pass skipped", metadata: ["error": "\(error)"])
-                    if await !connection.isConnected { try? await connection.reconnect() }
                 }
                 try? await Task.sleep(for: self.configuration.interval)
             }

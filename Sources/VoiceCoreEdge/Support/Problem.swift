@@ -3,7 +3,7 @@ import HTTPTypes
 import Hummingbird
 import VoiceCoreBus
 import VoiceCoreEvents
-import VoiceCorePostgres
+import VoiceCoreExecutors
 
 /// An error answer as RFC 9457 problem details (`application/problem+json`).
 ///
@@ -76,14 +76,13 @@ public struct Problem: HTTPResponseError, Sendable {
         malformed(error.field, error.reason)
     }
 
-    /// The answer to an error that is not already an answer. Postgres refusing a value — SQLSTATE
-    /// class 22 (data exception: out of range, bad encoding), 23 (a constraint) or 54 (a limit,
-    /// e.g. an index entry too long) — is the request's fault: 422, never an outage. Anything else
-    /// means a dependency failed: 503.
+    /// The answer to an error that is not already an answer. A dependency refusing a value
+    /// (`DependencyFailure.refusesInput`: Postgres SQLSTATE class 22, 23 or 54 — out of range,
+    /// bad encoding, a constraint, a limit) is the request's fault: 422, never an outage.
+    /// Anything else means a dependency failed: 503.
     static func answering(_ error: any Error) -> Problem {
-        if let error = error as? PostgresError, let state = error.sqlState, ["22", "23", "54"].contains(String(state.prefix(2))) {
-            let field = error.column.map { "body.\($0)" }
-            return Problem(.unprocessableContent, "Invalid request", detail: "a value in the request cannot be stored (SQLSTATE \(state))", field: field)
+        if error.isRefusedInput {
+            return Problem(.unprocessableContent, "Invalid request", detail: "a value in the request cannot be stored")
         }
         return unavailable("a dependency")
     }

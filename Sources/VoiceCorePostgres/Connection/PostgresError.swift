@@ -74,6 +74,13 @@ public struct PostgresError: DependencyFailure, Sendable, CustomStringConvertibl
         return sqlState.hasPrefix("08") || sqlState.hasPrefix("53") || ["57P01", "57P02", "57P03"].contains(sqlState)
     }
 
+    /// True for SQLSTATE class 22 (data exception: out of range, bad encoding), 23 (a
+    /// constraint) or 54 (a limit, e.g. an index entry too long): the values were refused.
+    public var refusesInput: Bool {
+        guard code == .server, let sqlState else { return false }
+        return ["22", "23", "54"].contains(String(sqlState.prefix(2)))
+    }
+
     public var description: String {
         var text = "Postgres \(code)"
         if let sqlState { text += " \(sqlState)" }

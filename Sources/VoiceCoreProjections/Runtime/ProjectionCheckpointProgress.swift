@@ -46,13 +46,9 @@ public actor ProjectionCheckpointProgress: ReaderProgressSource {
     public func progress() async throws -> ReaderProgress {
         let db = try await connected()
         let rows: PostgresRows
-        do {
-            rows = try await db.query("SELECT projection, stream, last_entry_id FROM projection_checkpoints")
-        } catch {
-            // A broken connection is replaced at the next pass; this pass is skipped (the trimmer never guesses).
-            if await !db.isConnected { connection = nil }
-            throw error
-        }
+        // A failure skips this pass (the trimmer never guesses); a broken connection reconnects
+        // by itself at the next.
+        rows = try await db.query("SELECT projection, stream, last_entry_id FROM projection_checkpoints")
         var checkpoints: [String: [String: StreamEntryID]] = [:]
         for row in rows {
             guard let id = StreamEntryID(try row.decode(String.self, "last_entry_id")) else { continue }
@@ -81,11 +77,7 @@ public actor ProjectionCheckpointProgress: ReaderProgressSource {
     }
 
     private func connected() async throws -> PostgresConnection {
-        if let connection, await connection.isConnected { return connection }
-        if let connection {
-            try await connection.reconnect()
-            return connection
-        }
+        if let connection { return connection }
         let made = try await PostgresConnection.connect(postgres, logger: logger)
         connection = made
         return made

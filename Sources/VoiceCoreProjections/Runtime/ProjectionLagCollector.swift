@@ -37,9 +37,8 @@ public final class ProjectionLagCollector: Service, Sendable {
             do {
                 try await sample(redis: redis, db: db)
             } catch {
+                // The connections reconnect by themselves at the next sample.
                 logger.info("projection lag not sampled", metadata: ["error": "\(error)"])
-                if await !redis.isConnected { try? await redis.reconnect() }
-                if await !db.isConnected { try? await db.reconnect() }
             }
             try? await Task.sleep(for: interval)
         }

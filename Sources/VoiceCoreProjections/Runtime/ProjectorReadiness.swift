@@ -85,8 +85,7 @@ public final class ProjectorReadiness: Service, Sendable {
             do {
                 let client: RedisClient
                 if let redisClient {
-                    if await !redisClient.isConnected { try await redisClient.reconnect() }
-                    client = redisClient
+                    client = redisClient  // reconnects by itself when broken
                 } else {
                     client = try await RedisClient.connect(redis, logger: logger)
                     redisClient = client
@@ -94,8 +93,7 @@ public final class ProjectorReadiness: Service, Sendable {
                 do {
                     let connection: PostgresConnection
                     if let db {
-                        if await !db.isConnected { try await db.reconnect() }
-                        connection = db
+                        connection = db  // reconnects by itself when broken
                     } else {
                         connection = try await PostgresConnection.connect(postgres, logger: logger)
                         db = connection
@@ -105,7 +103,6 @@ public final class ProjectorReadiness: Service, Sendable {
                     failure = "the read-model tables are missing: run `voicecore migrate up`"
                 } catch let error as PostgresError {
                     failure = "Postgres does not answer: \(error)"
-                    if error.isConnectionFailure, let db { try? await db.reconnect(maxAttempts: 1) }
                 }
             } catch let error as RedisError {
                 failure = "Redis does not answer: \(error)"

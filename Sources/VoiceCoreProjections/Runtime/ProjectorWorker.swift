@@ -527,7 +527,7 @@ final class ProjectorWorker {
         logger.warning("Redis failed; reconnecting, then moving the groups back to the checkpoints", metadata: ["error": "\(error)"])
         while !stop.isSet {
             do {
-                if let redis, await !redis.isConnected { try await redis.reconnect() }
+                // The Redis connection reconnects by itself at the first command.
                 // Entries read but not committed would not be delivered again: back to the checkpoints.
                 for streams in held.values { try await position(streams, checkpoints: checkpoints) }
                 return

@@ -35,7 +35,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             services read tenant plans, AI settings and webhooks from the tenant directory). The \
             AI service uses an OpenAI-compatible provider when VOICECORE_AI_BASE_URL is set \
             (VOICECORE_AI_API_KEY, VOICECORE_AI_MODEL), its built-in detector otherwise or when the \
-            provider fails. Stops gracefully on SIGTERM or SIGINT.
+            provider fails. Stops gracefully on SIGTERM or SIGINT, within 10 s (what is unfinished stays pending for the next start).
 
             With --probe-port (or VOICECORE_PROBE_PORT) it serves GET /health (200 while it runs), \
             GET /ready (200 when it keeps up; 503 problem+json naming the consumer group and why \
@@ -86,6 +86,6 @@ struct ConsumeCommand: AsyncParsableCommand {
         }
         members.append(.init(service: ServiceBundle(services)))
         logger.info("service started", metadata: ["service": "\(name)", "instance": "\(service.instance)"])
-        try await ServiceGroup(configuration: ServiceGroupConfiguration(services: members, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+        try await ServiceGroup(configuration: .stoppingWithinDrainBound(members, logger: logger)).run()
     }
 }

@@ -46,8 +46,15 @@ struct DeadLetterCommand: AsyncParsableCommand {
 
     struct Requeue: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Put dead-lettered entries back on their origin stream.",
-            discussion: "Each requeue increments the entry's dlq.requeues field; past --max-requeues it is refused unless --force."
+            abstract: "Hand dead-lettered entries back to the consumer group that failed them, and to no other.",
+            discussion: """
+                Each entry moves, atomically, from the dead-letter stream to <origin>:retry:<group>, \
+                which only that group reads (within its claim interval, 5 s by default): the shared \
+                stream gets no new entry, so no other group handles it again. An entry requeued \
+                twice is delivered once (the second finds it gone). Each requeue increments the \
+                entry's dlq.requeues field; past --max-requeues it is refused unless --force, and \
+                then nothing is requeued.
+                """
         )
         @OptionGroup var connections: ConnectionOptions
         @Argument(help: "The dead-letter stream.") var stream: String
@@ -66,6 +73,9 @@ struct DeadLetterCommand: AsyncParsableCommand {
             let dlq = DeadLetters(connection: try await RedisClient.connect(try connections.redisConfiguration()))
             let requeued = try await dlq.requeue(stream, ids: ids.isEmpty ? nil : ids, maxRequeues: maxRequeues, force: force)
             print("requeued \(requeued.count) entries")
+            if !ids.isEmpty, requeued.count < ids.count {
+                print("\(ids.count - requeued.count) of the given ids are not in \(stream) (requeued already, purged, or mistyped): nothing was done for them")
+            }
         }
     }
 

@@ -71,7 +71,7 @@ struct EdgeCommand: AsyncParsableCommand {
             A webhook is answered 2xx only after Redis stored its command; a provider's retry is \
             answered 2xx and not published again; when Redis is unreachable the answer is 503 \
             with Retry-After, so the provider retries. Needs VOICECORE_MASTER_KEY (decrypts the \
-            tenants' provider secrets) and the migrations applied. Stops gracefully on SIGTERM or SIGINT.
+            tenants' provider secrets) and the migrations applied. Stops gracefully on SIGTERM or SIGINT, within 10 s (what is unfinished stays pending for the next start).
             """
     )
 
@@ -84,8 +84,7 @@ struct EdgeCommand: AsyncParsableCommand {
         let logger = Logger(label: "voicecore.edge")
         let edge = try await Edge.connect(connections: connections, options: self.edge, registry: registry, logger: logger)
         let serviceGroup = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: [.init(service: edge.application())], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .stoppingWithinDrainBound([.init(service: edge.application())], logger: logger))
         let configuration = edge.configuration
         logger.info("edge listening", metadata: ["address": "\(configuration.host):\(configuration.port)", "public_url": "\(configuration.publicBaseURL ?? "(from Host)")",
                                                  "admin_api": "\(configuration.adminKey == nil ? "off" : "on")"])

@@ -98,7 +98,7 @@ struct ProjectCommand: AsyncParsableCommand {
         members.append(.init(service: try RetentionTrimmer.holdingBackForProjections(
             naming: configuration.naming, redis: try connections.redisConfiguration(), postgres: try connections.postgresConfiguration(), logger: logger)))
         let serviceGroup = ServiceGroup(
-            configuration: ServiceGroupConfiguration(services: members, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .stoppingWithinDrainBound(members, logger: logger))
         do {
             try await serviceGroup.run()
         } catch let error as ProjectorError {

@@ -25,7 +25,7 @@ struct UpCommand: AsyncParsableCommand {
             ServiceGroup. With --demo it also plays a demo call into the edge once it listens and \
             prints the rows it produced (see `voicecore demo`). In production run the parts as \
             separate processes instead (voicecore edge, voicecore consume NAME, voicecore project). \
-            Needs VOICECORE_MASTER_KEY. Stops gracefully on SIGTERM or SIGINT.
+            Needs VOICECORE_MASTER_KEY. Stops gracefully on SIGTERM or SIGINT, within 10 s (what is unfinished stays pending for the next start).
 
             The edge's GET /ready answers for the whole process: 200 listing every consumer group \
             and projection, or 503 problem+json naming each that is not ready and why (Redis or \
@@ -93,7 +93,7 @@ struct UpCommand: AsyncParsableCommand {
         }
         logger.info("voicecore up", metadata: ["edge": "\(configuration.host):\(configuration.port)", "services": "\(PlatformServices.all.map(\.name))",
                                                "projections": "\(projections.map(\.name))"])
-        try await ServiceGroup(configuration: ServiceGroupConfiguration(services: members, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+        try await ServiceGroup(configuration: .stoppingWithinDrainBound(members, logger: logger)).run()
     }
 }
 
