@@ -370,9 +370,11 @@ struct ProjectorTests {
         #expect((before.oldestUnprojectedSeconds ?? 0) >= 0.3)
         // The same figures as gauges.
         let metrics = TestMetrics()
-        let collector = ProjectionLagCollector(projections: [BillingProjection()], naming: fixture.naming, redis: try RedisConfiguration(url: TestRedis.url),
-                                               postgres: try PostgresConfiguration(url: fixture.databaseURL), factory: metrics)
-        try await collector.sample(redis: RedisClient(fixture.redis), db: fixture.db)
+        let runner = ProjectorRunner(projections: [BillingProjection()], redis: try RedisConfiguration(url: TestRedis.url),
+                                     postgres: try PostgresConfiguration(url: fixture.databaseURL), configuration: fixture.configuration(instance: "gauges"))
+        let readiness = ProjectorReadiness(runner: runner, naming: fixture.naming, redis: try RedisConfiguration(url: TestRedis.url),
+                                           postgres: try PostgresConfiguration(url: fixture.databaseURL), factory: metrics)
+        try await readiness.sample(redis: RedisClient(fixture.redis), db: fixture.db, at: .now)
         #expect(try metrics.expectGauge(ProjectorMetricNames.gap, [("projection", "billing")]).lastValue == Double(usage))
         #expect(try metrics.expectGauge(ProjectorMetricNames.oldestUnprojected, [("projection", "billing")]).lastValue ?? 0 >= 0.3)
         let running = try fixture.runner(projections: [BillingProjection()])

@@ -161,7 +161,7 @@ struct ProbeCommandTests {
         }
         let url = "http://127.0.0.1:\(port)"
         let ready = try await Self.poll(url + "/ready", "up ready", of: up) { $0.status == 200 }
-        for name in ["edge"] + PlatformServices.all.map { "consumer:\($0.name)" } + StandardProjections.all.map { "projector:\($0.name)" } {
+        for name in ["edge"] + PlatformServices.all.map({ "consumer:\($0.name)" }) + StandardProjections.all.map({ "projector:\($0.name)" }) {
             #expect(ready.body.contains(#"{"name":"\#(name)","status":"ready"}"#), "\(name) in \(ready.body)")
         }
         let metrics = try await Self.poll(url + "/metrics", "consumer lag and projection gap", of: up) { answer in

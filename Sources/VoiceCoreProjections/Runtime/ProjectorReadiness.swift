@@ -9,9 +9,8 @@ import VoiceCoreRedis
 
 /// The readiness of a projector runner, and the projection-gap gauges: samples every projection's
 /// ``ProjectionStatus`` each `interval`, records its gap and the age of its oldest unprojected
-/// event (`voicecore_projection_gap`, `voicecore_projection_oldest_unprojected_seconds`, as
-/// ``ProjectionLagCollector`` does, which it replaces where it runs: one sample serves both), and
-/// offers one ``ReadinessCheck`` per projection.
+/// event (`voicecore_projection_gap`, `voicecore_projection_oldest_unprojected_seconds`: one
+/// sample serves the gauges and readiness), and offers one ``ReadinessCheck`` per projection.
 ///
 /// A projection is not ready when
 /// - Redis or Postgres does not answer this sampler (its own connections, reconnected at the next
