@@ -194,11 +194,13 @@ struct OutageTests {
         let poison = try await publisher.publish(chunk(Identifier.v7(), 0), tenant: tenant)
         let fixed = Mutex(false)
         let failing = Seen(), other = Seen()
+        let streamsSeen = Mutex<Set<String>>([])
         var failingHandlers = MessageHandlers()
         failingHandlers.on(TranscriptChunk.self) { message, _ in
             struct NotYet: Error {}
             guard fixed.withLock({ $0 }) else { throw NotYet() }
             failing.record(message.envelope.id.description)
+            streamsSeen.withLock { _ = $0.insert(message.stream) }
         }
         var otherHandlers = MessageHandlers()
         otherHandlers.on(TranscriptChunk.self) { message, _ in other.record(message.envelope.id.description) }
@@ -225,6 +227,8 @@ struct OutageTests {
         #expect(try await dlq.requeue(deadLetterStream, ids: [deadLetterID]).count == 0)
         try await eventually("crm handles the requeued entry") { failing.total == 1 }
         #expect(failing.keys == [poison.eventID.description])
+        // Handled as its partition's (the services key a call's state by the stream it came on).
+        #expect(streamsSeen.withLock { $0 } == [poison.stream])
         // Nothing new in the shared stream; the other group handled nothing again.
         #expect(try await redis.execute(.xlen(poison.stream)) == lengthBefore)
         try await Task.sleep(for: .milliseconds(500))

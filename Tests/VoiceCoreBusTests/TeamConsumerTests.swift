@@ -37,15 +37,15 @@ struct TeamConsumerTests {
         _ = try await redis.execute(.del(StreamNaming(partitions: 16, prefix: prefix).streams(.calls, kind: .event)))
     }
 
-    @Test func theREADMEShowsTheCompiledSwiftExample() throws {
+    @Test func theBusGuideShowsTheCompiledSwiftExample() throws {
         let example = try String(contentsOf: Self.root.appendingPathComponent("Tests/VoiceCoreBusTests/TeamConsumerExample.swift"), encoding: .utf8)
-        let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let guide = try String(contentsOf: Self.root.appendingPathComponent("docs/bus.md"), encoding: .utf8)
         func region(_ text: String) -> String? {
             guard let start = text.range(of: "// BEGIN team consumer example\n"), let end = text.range(of: "// END team consumer example") else { return nil }
             return String(text[start.upperBound..<end.lowerBound])
         }
         let code = try #require(region(example))
-        #expect(region(readme) == code, "README.md's team consumer example differs from TeamConsumerExample.swift")
+        #expect(region(guide) == code, "docs/bus.md's team consumer example differs from TeamConsumerExample.swift")
     }
 
     @Test func thePythonExampleReadsTheSameStreams() async throws {

@@ -55,6 +55,12 @@ public final class ConsumerGroupRunner: Service, Sendable {
     private let logger: Logger
     private let metrics: ConsumerMetrics
     private let state = Mutex(Statistics())
+    /// Deliveries Redis counted only because this process read its own pending entries again
+    /// after an outage (`XREADGROUP … 0` counts one per entry it returns): not the entries' fault,
+    /// so they do not count toward a dead letter. By "<stream> <id>", dropped once an entry is
+    /// acknowledged or dead-lettered. (A restart's re-read does count: a message that crashes
+    /// the process must reach its dead letter.)
+    private let outageRereads = Mutex<[String: Int]>([:])
 
     /// Counters since the runner started.
     public struct Statistics: Sendable, Hashable {
@@ -125,6 +131,8 @@ public final class ConsumerGroupRunner: Service, Sendable {
             var readAhead: ReadAhead?
             // When the last blocking read of new entries started (`readInterval`).
             var lastRead: ContinuousClock.Instant?
+            // The own pending entries are being read again because of an outage (`outageRereads`).
+            var rereadingAfterOutage = false
             while !stopping.withLock({ $0 }) && !Task.isCancelled {
                 var batches: [StreamReadResult] = []
                 var fresh = true
@@ -141,7 +149,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
                         }
                     } catch let error as RedisError {
                         // Its acknowledgements may not have reached Redis: read own pending entries again.
-                        try await recover(from: error, reader: reader, control: control)
+                        if try await recover(from: error, reader: reader, control: control) { rereadingAfterOutage = true }
                         for stream in configuration.streams { position[stream] = .zero }
                         continue
                     }
@@ -157,7 +165,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
                             held = nowHeld
                             for stream in acquired {
                                 await handlers.acquired?(stream)
-                                try await takeOver(stream, control)
+                                try await takeOver(stream, leases: leases, held: held, control)
                             }
                         } catch let error as RedisError {
                             try await recover(from: error, reader: reader, control: control)
@@ -188,10 +196,16 @@ public final class ConsumerGroupRunner: Service, Sendable {
                     } catch let error as RedisError {
                         // On a cluster, the partitions of other nodes may have delivered entries before
                         // this failure: they are pending to this consumer, so read its pending entries again.
-                        try await recover(from: error, reader: reader, control: control)
+                        if try await recover(from: error, reader: reader, control: control) { rereadingAfterOutage = true }
                         for stream in configuration.streams { position[stream] = .zero }
                         continue
                     }
+                    if readingHistory && rereadingAfterOutage {
+                        outageRereads.withLock { rereads in
+                            for batch in batches { for entry in batch.entries { rereads["\(batch.stream) \(entry.id)", default: 0] += 1 } }
+                        }
+                    }
+                    if !readingHistory { rereadingAfterOutage = false }
                     if readingHistory {
                         for (stream, _) in history {
                             if let last = batches.first(where: { $0.stream == stream })?.entries.last?.id { position[stream] = last } else { position[stream] = nil }
@@ -207,8 +221,8 @@ public final class ConsumerGroupRunner: Service, Sendable {
                     try await handleRenewing(batches, fresh: fresh, leases: leases, held: held, control: control, handled: &unacknowledged)
                     if ContinuousClock.now - lastClaim >= configuration.claimInterval {
                         lastClaim = ContinuousClock.now
-                        try await claimAbandoned(in: configuration.streams.filter { held.contains($0) }, control)
-                        try await handleRequeued(in: configuration.streams.filter { held.contains($0) }, control)
+                        try await claimAbandoned(in: configuration.streams.filter { held.contains($0) }, leases: leases, held: held, control)
+                        try await handleRequeued(in: configuration.streams.filter { held.contains($0) }, leases: leases, held: held, control)
                     }
                 } catch {
                     // An acknowledgement or dead letter did not reach Redis: those entries are still
@@ -216,7 +230,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
                     // (what was read ahead is among them, and comes back in order).
                     _ = try? await readAhead?.task.value
                     readAhead = nil
-                    try await recover(from: error, reader: reader, control: control)
+                    if try await recover(from: error, reader: reader, control: control) { rereadingAfterOutage = true }
                     for stream in configuration.streams { position[stream] = .zero }
                 }
             }
@@ -301,12 +315,14 @@ public final class ConsumerGroupRunner: Service, Sendable {
     /// After a failed read, acknowledgement or batch: recreates a missing group, or waits until
     /// Redis answers both connections again (they reconnect by themselves; `LOADING` after a
     /// restart answers but does not serve yet, so PING decides). Returns at once on shutdown.
-    private func recover(from error: any Error, reader: RedisClient, control: RedisClient) async throws {
+    /// - Returns: whether it waited out an outage (the pending entries read next are re-reads).
+    @discardableResult
+    private func recover(from error: any Error, reader: RedisClient, control: RedisClient) async throws -> Bool {
         if let error = error as? RedisError, error.serverCode == "NOGROUP" {
             logger.warning("consumer group missing; creating it again", metadata: ["error": "\(error.message)"])
             do {
                 try await ensureGroups(control)
-                return
+                return false
             } catch {
                 // Redis went away meanwhile: wait for it below, then the read creates it again.
             }
@@ -316,7 +332,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
             // read the pending entries again after a pause, so a failure cannot spin.
             logger.warning("handling failed; reading the pending entries again", metadata: ["error": "\(error)"])
             _ = await pause(for: configuration.retryDelay)
-            return
+            return false
         }
         logger.warning("Redis or Postgres unreachable; waiting for it with the entries pending", metadata: ["error": "\(error)"])
         await waitingOnOutage {
@@ -333,6 +349,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
             }
         }
         if !Self.stopping { logger.info("Redis answers again; reading the pending entries") }
+        return true
     }
 
     /// How long a partition or reader waits between tries while a dependency is out.
@@ -387,16 +404,25 @@ public final class ConsumerGroupRunner: Service, Sendable {
         let results = await withTaskGroup(of: (stream: String, ids: [StreamEntryID], failure: (any Error)?).self) { group in
             for batch in batches where !batch.entries.isEmpty {
                 group.addTask(executorPreference: executor) {
-                    // Entries done (handled, dead-lettered or skipped), and of those the ones to acknowledge.
-                    let progress = Mutex<(done: Int, acknowledged: [StreamEntryID])>((0, []))
+                    // Entries done (handled, dead-lettered or skipped), and of those the ones to
+                    // acknowledge; `settled`: dead-lettered or taken over by another consumer, which
+                    // stays so even when a batch scope's failure makes the batch run again.
+                    let progress = Mutex<(done: Int, acknowledged: [StreamEntryID], settled: Set<StreamEntryID>)>((0, [], []))
                     let body: @Sendable () async throws -> Void = {
                         for entry in batch.entries.dropFirst(progress.withLock { $0.done }) {
+                            if progress.withLock({ $0.settled.contains(entry.id) }) {
+                                progress.withLock { $0.done += 1 }
+                                continue
+                            }
                             let deliveries = fresh ? 1 : try await self.deliveryCount(batch.stream, entry.id, control)
                             let outcome = try await self.process(entry, stream: batch.stream, deliveries: deliveries, control: control)
                             if case .leavePending = outcome, Self.stopping { return }
                             progress.withLock {
                                 $0.done += 1
-                                if case .acknowledge = outcome { $0.acknowledged.append(entry.id) }
+                                switch outcome {
+                                case .acknowledge: $0.acknowledged.append(entry.id)
+                                case .deadLettered, .leavePending: $0.settled.insert(entry.id)
+                                }
                             }
                         }
                     }
@@ -404,11 +430,11 @@ public final class ConsumerGroupRunner: Service, Sendable {
                     var failures = 0
                     while true {
                         do {
-                            if let scope { try await scope(batch.stream, body) } else { try await body() }
+                            if let scope { try await scope(self.configuration.origin(ofRetryStream: batch.stream) ?? batch.stream, body) } else { try await body() }
                             return (batch.stream, progress.withLock { $0.acknowledged }, nil)
                         } catch {
                             // A batch scope applied none of its effects: its entries are all handled again.
-                            if scope != nil { progress.withLock { $0 = (0, []) } }
+                            if scope != nil { progress.withLock { $0.done = 0; $0.acknowledged = [] } }
                             guard error.isDependencyOutage else { return (batch.stream, progress.withLock { $0.acknowledged }, error) }
                             // Redis or Postgres is out (the batch's publishes or writes, a delivery
                             // count): the partition waits for it, its entries pending, and goes on
@@ -425,6 +451,11 @@ public final class ConsumerGroupRunner: Service, Sendable {
             return results
         }
         for result in results where !result.ids.isEmpty { handled.append((result.stream, result.ids)) }
+        if !outageRereads.withLock({ $0.isEmpty }) {
+            outageRereads.withLock { rereads in
+                for result in results { for id in result.ids { rereads.removeValue(forKey: "\(result.stream) \(id)") } }
+            }
+        }
         if let failure = results.first(where: { $0.failure != nil })?.failure { throw failure }
     }
 
@@ -454,7 +485,9 @@ public final class ConsumerGroupRunner: Service, Sendable {
         let consumed: ConsumedMessage
         do {
             let envelope = try EventEnvelope(fields: envelopeFields)
-            consumed = ConsumedMessage(stream: stream, entryID: entry.id, envelope: envelope, decoded: try registry.decode(envelope), deliveryCount: deliveries)
+            // A requeued entry is its origin's (its partition's state, its stream name), read elsewhere.
+            consumed = ConsumedMessage(stream: configuration.origin(ofRetryStream: stream) ?? stream, entryID: entry.id, envelope: envelope,
+                                       decoded: try registry.decode(envelope), deliveryCount: deliveries)
         } catch {
             try await deadLetter(entry, fields: fields, stream: stream, reason: "undecodable", error: "\(error)", attempts: deliveries, control: control)
             return .deadLettered
@@ -517,9 +550,11 @@ public final class ConsumerGroupRunner: Service, Sendable {
         RetryBackoff(initial: configuration.retryDelay, maximum: configuration.maxRetryDelay).delay(afterFailures: deliveries)
     }
 
+    /// Deliveries of the entry as Redis counts them, less the re-reads an outage caused here.
     private func deliveryCount(_ stream: String, _ id: StreamEntryID, _ control: RedisClient) async throws -> Int {
         let rows = try await control.execute(.xpending(stream, group: configuration.group, from: id, to: id, count: 1))
-        return rows.first?.deliveryCount ?? 1
+        let rereads = outageRereads.withLock { $0["\(stream) \(id)"] ?? 0 }
+        return max(1, (rows.first?.deliveryCount ?? 1) - rereads)
     }
 
     // MARK: Dead letters
@@ -544,6 +579,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
         for (name, value) in metadata { arguments += [.string(name), .string(value)] }
         for field in fields where field.name != DeadLetters.originIDField { arguments += [.string(field.name), .bytes(field.value)] }
         _ = try await Self.deadLetterScript.run(on: control, keys: [stream, configuration.deadLetterStream(of: origin)], arguments: arguments)
+        _ = outageRereads.withLock { $0.removeValue(forKey: "\(stream) \(entry.id)") }
         state.withLock { $0.deadLettered += 1 }
         metrics.deadLettered.increment()
         logger.warning("entry dead-lettered", metadata: ["stream": "\(stream)", "entry": "\(entry.id)", "reason": "\(reason)"])
@@ -555,7 +591,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
     /// on the partitions it holds: each partition's requeue stream, when it exists, own pending
     /// entries first (a crash mid-handling), then new ones. Called between reads, like the claims,
     /// so a requeued entry is never handled beside its partition's batch.
-    private func handleRequeued(in streams: [String], _ control: RedisClient) async throws {
+    private func handleRequeued(in streams: [String], leases: PartitionLeases?, held: Set<String>, _ control: RedisClient) async throws {
         let candidates = streams.map(configuration.retryStream(of:))
         guard !candidates.isEmpty else { return }
         let exists = try await control.send(candidates.map { RESPCommand("EXISTS", .string($0)) })
@@ -573,7 +609,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
                 }
                 var handled: [(stream: String, ids: [StreamEntryID])] = []
                 do {
-                    try await handle(batches, fresh: fresh, control: control, handled: &handled)
+                    try await handleRenewing(batches, fresh: fresh, leases: leases, held: held, control: control, handled: &handled)
                 } catch {
                     try? await acknowledge(&handled, control)
                     throw error
@@ -589,17 +625,17 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     /// A stream newly leased: whatever is still pending in it (a previous owner's unfinished work)
     /// is older than anything new, so it is claimed and handled first, in order.
-    private func takeOver(_ stream: String, _ control: RedisClient) async throws {
-        try await claim(stream, idleAtLeast: .zero, control)
+    private func takeOver(_ stream: String, leases: PartitionLeases?, held: Set<String>, _ control: RedisClient) async throws {
+        try await claim(stream, idleAtLeast: .zero, leases: leases, held: held, control)
     }
 
     /// Entries pending longer than `claimIdle` at other (presumably dead) consumers.
-    private func claimAbandoned(in streams: [String], _ control: RedisClient) async throws {
-        for stream in streams { try await claim(stream, idleAtLeast: configuration.claimIdle, control) }
+    private func claimAbandoned(in streams: [String], leases: PartitionLeases?, held: Set<String>, _ control: RedisClient) async throws {
+        for stream in streams { try await claim(stream, idleAtLeast: configuration.claimIdle, leases: leases, held: held, control) }
     }
 
     /// Claims (XAUTOCLAIM) and handles every entry of `stream` pending at least `minIdle`.
-    private func claim(_ stream: String, idleAtLeast minIdle: Duration, _ control: RedisClient) async throws {
+    private func claim(_ stream: String, idleAtLeast minIdle: Duration, leases: PartitionLeases?, held: Set<String>, _ control: RedisClient) async throws {
         var start = StreamEntryID.zero
         repeat {
             let result: AutoClaimResult
@@ -616,7 +652,8 @@ public final class ConsumerGroupRunner: Service, Sendable {
                 logger.info("claimed pending entries", metadata: ["stream": "\(stream)", "count": "\(result.entries.count)"])
                 var handled: [(stream: String, ids: [StreamEntryID])] = []
                 do {
-                    try await handle([StreamReadResult(stream: stream, entries: result.entries)], fresh: false, control: control, handled: &handled)
+                    try await handleRenewing([StreamReadResult(stream: stream, entries: result.entries)], fresh: false, leases: leases, held: held,
+                                             control: control, handled: &handled)
                 } catch {
                     try? await acknowledge(&handled, control)
                     throw error

@@ -24,7 +24,7 @@ public struct PublisherConfiguration: Sendable {
     /// end of each pipeline); otherwise it fails with ``RedisError/Kind/replication`` (it may still
     /// be in the stream: at-least-once, the caller retries). Redis replicates asynchronously, so
     /// without it a master that dies right after acknowledging can take entries with it when its
-    /// replica is promoted. Costs a replication round trip per pipeline (see the README's Redis
+    /// replica is promoted. Costs a replication round trip per pipeline (see docs/configuration.md, Redis
     /// Cluster section for the measured cost). Off by default; `VOICECORE_REDIS_WAIT_REPLICAS=N`
     /// (and `VOICECORE_REDIS_WAIT_TIMEOUT_MS`, default 500) turn it on for every publisher of a process.
     public var replicaAcknowledgement: ReplicaAcknowledgement?

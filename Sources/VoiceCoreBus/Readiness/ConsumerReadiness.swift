@@ -110,8 +110,9 @@ public final class ConsumerReadiness: Service, Sendable {
             switch reply {
             case .success(let groups):
                 for group in groups { lag[group.name, default: 0] += group.lag ?? 0 }
-            case .failure(let error) where error.kind == .server:
+            case .failure(let error) where error.kind == .server && !error.isOutage:
                 continue  // no such stream yet: nothing published to it, nothing to lag behind
+                          // (LOADING and the like are outages: not ready)
             case .failure(let error):
                 throw error
             }

@@ -145,6 +145,8 @@ public actor PostgresConnection {
                 let rows = try consume(result, query: query, file: file, line: line)
                 last = rows
             } catch let error as PostgresError {
+                // The connection broke and was closed (freed): nothing more to read from it.
+                if connection == nil { throw error }
                 if firstError == nil { firstError = error }
             }
         }
@@ -331,6 +333,8 @@ public actor PostgresConnection {
                     let rows = try consume(result, query: query, file: file, line: line)
                     if !isPrepare { all.append(rows) }
                 } catch let error as PostgresError {
+                    // The connection broke and was closed (freed): nothing more to read from it.
+                    if connection == nil { throw error }
                     if firstError == nil { firstError = error }
                     // "cached plan must not change result type" (a table changed under a kept
                     // statement): forget it, so the next run prepares it afresh.
@@ -427,6 +431,8 @@ public actor PostgresConnection {
             do {
                 copied = try consume(result, query: statement, file: file, line: line).affectedRows
             } catch {
+                // The connection broke and was closed (freed): nothing more to read from it.
+                if connection == nil { throw error }
                 if serverError == nil { serverError = error }
             }
         }

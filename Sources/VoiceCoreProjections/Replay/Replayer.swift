@@ -123,6 +123,10 @@ public final class Replayer: Sendable {
             throw ReplayError("--from and --to only go with --verify or --dry-run: a rebuild replaces whole tables (or a tenant's rows), so it reads the whole archive")
         }
         let started = ContinuousClock.now
+        // The sessions carry state (the shadow schema's search_path, a lock, a cursor): a lost one
+        // fails the replay; it is never replaced silently.
+        var postgres = postgres
+        postgres.reconnectsAutomatically = false
         let writer = try await PostgresConnection.connect(postgres)
         let reader = try await PostgresConnection.connect(postgres)
         defer {

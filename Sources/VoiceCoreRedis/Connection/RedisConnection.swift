@@ -119,9 +119,13 @@ public actor RedisConnection {
     /// open. A caller that shares the connection uses this instead of ``reconnect(maxAttempts:initialBackoff:)``
     /// so that two of them never replace each other's fresh connection.
     public func reconnectIfClosed() throws {
-        if context == nil {
+        guard context == nil else { return }
+        if closedByOwner {
             closedByOwner = false
             try open()
+        } else {
+            // Broken: on the shared schedule, so a node that is down is not dialled per command.
+            _ = try liveContext()
         }
     }
 
