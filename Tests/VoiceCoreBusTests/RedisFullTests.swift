@@ -10,7 +10,7 @@ import VoiceCoreTestSupport
 @Suite("A full Redis refuses publishes and keeps what it has")
 struct RedisFullTests {
     @Test func aFullRedisFailsPublishesAsFullAndLosesNothing() async throws {
-        let server = try RestartableRedis()
+        let server = RestartableRedis()
         try await server.start()
         defer { server.kill() }
         let redis = RedisClient(try await RedisConnection.connect(try server.configuration))
