@@ -100,8 +100,7 @@ struct OutageTests {
         settings.block = .milliseconds(100)
         settings.maxDeliveries = 1
         let consumer = try RunningConsumer.start(settings, handlers)
-        try await eventually("the partition waits for the dependency") { tries.withLock { $0 } >= 3 }
-        #expect(consumer.runner.statistics.waitingOnOutage >= 1)
+        try await eventually("the partition waits for the dependency") { tries.withLock { $0 } >= 3 && consumer.runner.statistics.waitingOnOutage >= 1 }
 
         let stopped = Mutex(false)
         let stopping = Task {

@@ -411,6 +411,10 @@ public actor PostgresConnection {
         PQclear(start)
 
         let send: ([UInt8]) throws -> Void = { bytes in
+            // Broken and closed (freed) by an earlier send: nothing more may touch it.
+            guard self.connection != nil else {
+                throw PostgresError(code: .connection, message: "the connection broke during COPY", query: statement.sql, file: file, line: line)
+            }
             let sent = bytes.withUnsafeBufferPointer { raw in
                 raw.withMemoryRebound(to: CChar.self) { PQputCopyData(conn, $0.baseAddress, Int32($0.count)) }
             }
@@ -421,6 +425,10 @@ public actor PostgresConnection {
             try write(send)
         } catch {
             bodyError = error
+        }
+        // The connection broke while sending (and was closed, freed): nothing more to end or read.
+        if connection == nil {
+            throw bodyError ?? PostgresError(code: .connection, message: "the connection broke during COPY", query: statement.sql, file: file, line: line)
         }
         // Ending with an error message makes the server abort the COPY: nothing is stored.
         let ended = bodyError == nil ? PQputCopyEnd(conn, nil) : PQputCopyEnd(conn, "aborted by the client")
