@@ -179,7 +179,7 @@ let package = Package(
         // What several test targets need: servers of a test's own (killed and restarted by it).
         .target(name: "VoiceCoreTestSupport", dependencies: ["VoiceCoreRedis"], path: "Tests/VoiceCoreTestSupport"),
 
-        .testTarget(name: "VoiceCoreRedisTests", dependencies: ["VoiceCoreRedis"]),
+        .testTarget(name: "VoiceCoreRedisTests", dependencies: ["VoiceCoreRedis", "VoiceCoreExecutors"]),
         .testTarget(name: "VoiceCorePostgresTests", dependencies: ["VoiceCorePostgres"]),
         .testTarget(name: "VoiceCoreTimeTests", dependencies: ["VoiceCoreTime"]),
         .testTarget(name: "VoiceCoreBusTests", dependencies: [
