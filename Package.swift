@@ -87,6 +87,7 @@ let package = Package(
             name: "VoiceCoreProjections",
             dependencies: [
                 "VoiceCorePostgres",
+                "VoiceCoreExecutors",
                 "VoiceCoreRedis",
                 "VoiceCoreBus",
                 "VoiceCoreEvents",

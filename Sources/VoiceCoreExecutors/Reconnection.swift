@@ -73,3 +73,29 @@ extension Error {
     /// Whether a dependency refused the input as invalid (see ``DependencyFailure/refusesInput``).
     public var isRefusedInput: Bool { (self as? any DependencyFailure)?.refusesInput ?? false }
 }
+
+/// A connection made at its first use and kept after. Once made, a connection reconnects by itself
+/// (``ReconnectSchedule``); making the first one needs the server up, so a sampler that starts while
+/// it is down keeps asking here, at each sample, instead of failing for good.
+///
+/// ```swift
+/// var redis = LazyConnection { try await RedisClient.connect(configuration) }
+/// let client = try await redis.get()
+/// ```
+public struct LazyConnection<Connection: Sendable>: Sendable {
+    private let make: @Sendable () async throws -> Connection
+    /// The connection, once one was made.
+    public private(set) var current: Connection?
+
+    public init(_ make: @escaping @Sendable () async throws -> Connection) {
+        self.make = make
+    }
+
+    /// The connection, made now if it is the first use (or every earlier attempt failed).
+    public mutating func get() async throws -> Connection {
+        if let current { return current }
+        let made = try await make()
+        current = made
+        return made
+    }
+}

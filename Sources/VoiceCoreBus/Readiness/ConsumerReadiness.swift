@@ -1,6 +1,7 @@
 import Logging
 import ServiceLifecycle
 import Synchronization
+import VoiceCoreExecutors
 import VoiceCoreRedis
 
 /// The readiness of a process's consumer groups: one ``ReadinessCheck`` per runner, and the
@@ -76,17 +77,11 @@ public final class ConsumerReadiness: Service, Sendable {
     }
 
     public func run() async throws {
-        var connection: RedisClient?
+        let (redis, logger) = (self.redis, self.logger)
+        var connection = LazyConnection { try await RedisClient.connect(redis, logger: logger) }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                let client: RedisClient
-                if let connection {
-                    client = connection  // reconnects by itself when broken
-                } else {
-                    client = try await RedisClient.connect(redis, logger: logger)
-                    connection = client
-                }
-                try await sample(client, at: .now)
+                try await sample(try await connection.get(), at: .now)
             } catch {
                 let first = state.withLock { sample in
                     defer { sample.failure = "\(error)" }
@@ -97,7 +92,7 @@ public final class ConsumerReadiness: Service, Sendable {
             // A graceful shutdown ends the wait: the process's drain bound is not spent here.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
         }
-        await connection?.close()
+        await connection.current?.close()
     }
 
     /// Samples every group's lag once and records it with the runners' progress (public for

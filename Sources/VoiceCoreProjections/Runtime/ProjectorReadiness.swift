@@ -4,6 +4,7 @@ import ServiceLifecycle
 import Synchronization
 import VoiceCoreBus
 import VoiceCoreEvents
+import VoiceCoreExecutors
 import VoiceCorePostgres
 import VoiceCoreRedis
 
@@ -77,27 +78,15 @@ public final class ProjectorReadiness: Service, Sendable {
     }
 
     public func run() async throws {
-        var redisClient: RedisClient?
-        var db: PostgresConnection?
+        let (redis, postgres, logger) = (self.redis, self.postgres, self.logger)
+        var redisClient = LazyConnection { try await RedisClient.connect(redis, logger: logger) }
+        var db = LazyConnection { try await PostgresConnection.connect(postgres, logger: logger) }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var failure: String?
             do {
-                let client: RedisClient
-                if let redisClient {
-                    client = redisClient  // reconnects by itself when broken
-                } else {
-                    client = try await RedisClient.connect(redis, logger: logger)
-                    redisClient = client
-                }
+                let client = try await redisClient.get()
                 do {
-                    let connection: PostgresConnection
-                    if let db {
-                        connection = db  // reconnects by itself when broken
-                    } else {
-                        connection = try await PostgresConnection.connect(postgres, logger: logger)
-                        db = connection
-                    }
-                    try await sample(redis: client, db: connection, at: .now)
+                    try await sample(redis: client, db: try await db.get(), at: .now)
                 } catch let error as PostgresError where error.sqlState == "42P01" {
                     failure = "the read-model tables are missing: run `voicecore migrate up`"
                 } catch let error as PostgresError {
@@ -118,8 +107,8 @@ public final class ProjectorReadiness: Service, Sendable {
             // A graceful shutdown ends the wait: the process's drain bound is not spent here.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
         }
-        await redisClient?.close()
-        await db?.close()
+        await redisClient.current?.close()
+        await db.current?.close()
     }
 
     /// Reads every projection's status once, records the gauges and the runner's progress
