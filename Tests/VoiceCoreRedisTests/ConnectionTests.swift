@@ -212,7 +212,7 @@ struct ConnectionTests {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        #expect(answered == 0 && failures.count > 5)
+        #expect(answered == 0 && !failures.isEmpty)
         #expect(failures.allSatisfy { $0.isOutage })
 
         // Back: the same connection finds it by itself, with its database and name.
