@@ -37,7 +37,11 @@ import VoiceCoreTime
 ///   and at shutdown they are sent on their own. The loop runs on the reader connection's thread: a
 ///   small read (up to 64 entries) is handled right there, without a thread hop; a larger one on
 ///   the shared pool, so partitions use every core, and the next read is sent before it is handled
-///   (a backlog drains with Redis and the handlers working at once; see `ReadAhead`).
+///   (a backlog drains with Redis and the handlers working at once). Reading — own pending entries
+///   first, read-ahead, acknowledgements in the next read's round trip, per-slot reads on a
+///   cluster — is the bus's one ``StreamGroupReader``, shared with the projector workers; every
+///   decision on an entry (acknowledge, retry, dead letter, outage wait, claims) is
+///   ``ConsumerStateMachine``'s.
 /// - Graceful shutdown stops reading, finishes and acknowledges the batch in hand (and one read
 ///   ahead), and returns within about one ``ConsumerConfiguration/block`` plus that handling time.
 ///
@@ -61,6 +65,8 @@ public final class ConsumerGroupRunner: Service, Sendable {
     /// acknowledged or dead-lettered. (A restart's re-read does count: a message that crashes
     /// the process must reach its dead letter.)
     private let outageRereads = Mutex<[String: Int]>([:])
+    /// The consumer's decisions (ack, retry, dead letter, outage wait, claims), as a value.
+    private let decisions: ConsumerStateMachine
 
     /// Counters since the runner started.
     public struct Statistics: Sendable, Hashable {
@@ -89,6 +95,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
         metricsFactory: MetricsFactory = MetricsSystem.factory
     ) {
         self.metrics = ConsumerMetrics(group: configuration.group, factory: metricsFactory)
+        self.decisions = ConsumerStateMachine(configuration: configuration)
         self.redisConfiguration = redis
         self.configuration = configuration
         self.handlers = handlers
@@ -99,207 +106,199 @@ public final class ConsumerGroupRunner: Service, Sendable {
         self.logger = logger
     }
 
+
+
+    /// What one run holds between reads: the reader, the control connection (acknowledgements
+    /// outside a read, claims, dead letters, leases) and the partitions leased.
+    private final class Session {
+        let reader: StreamGroupReader
+        let control: RedisClient
+        let leases: PartitionLeases?
+        var held: Set<String>
+        var schedule: ConsumerStateMachine.Schedule
+
+        init(reader: StreamGroupReader, control: RedisClient, leases: PartitionLeases?, streams: [String]) {
+            self.reader = reader
+            self.control = control
+            self.leases = leases
+            held = leases == nil ? Set(streams) : []
+            schedule = ConsumerStateMachine.Schedule(startedAt: .now)
+        }
+    }
+
     public func run() async throws {
-        var readerConfiguration = redisConfiguration
-        readerConfiguration.clientName = "vc-consumer:\(configuration.group):\(configuration.consumer):reader".replacingOccurrences(of: " ", with: "_")
+        let reader = try await StreamGroupReader.connect(redisConfiguration, clientName: clientName("reader"), configuration: readerConfiguration, logger: logger)
         var controlConfiguration = redisConfiguration
-        controlConfiguration.clientName = "vc-consumer:\(configuration.group):\(configuration.consumer):control".replacingOccurrences(of: " ", with: "_")
-        let reader = try await RedisClient.connect(readerConfiguration, logger: logger)
+        controlConfiguration.clientName = clientName("control")
         let control = try await RedisClient.connect(controlConfiguration, logger: logger)
-        let stopping = Mutex(false)
         try await ensureGroups(control)
         logger.info("consumer started", metadata: ["streams": "\(configuration.streams.count)"])
-
         let leases = configuration.leaseTTL.map {
             PartitionLeases(group: configuration.group, consumer: configuration.consumer, streams: configuration.streams, ttl: $0)
         }
-        var held: Set<String> = leases == nil ? Set(configuration.streams) : []
-
+        let session = Session(reader: reader, control: control, leases: leases, streams: configuration.streams)
+        let stopping = Mutex(false)
         // The loop runs on the reader connection's thread: a read's reply resumes it without a
         // thread hop, and the partitions' handling starts there (handlers await their own
         // connections as usual; nothing here blocks the thread except the read it waits for).
         try await withTaskExecutorPreference(reader.taskExecutor) {
-        try await withGracefulShutdownHandler {
-            // Own pending entries first: they were delivered before a restart and never acked.
-            var position = Dictionary(uniqueKeysWithValues: configuration.streams.map { ($0, StreamEntryID.zero) })
-            var lastClaim = ContinuousClock.now
-            var lastLeaseCheck: ContinuousClock.Instant?
-            // Entries handled but not yet acknowledged: their XACKs go out ahead of the next read,
-            // in its round trip (see `handle`).
-            var unacknowledged: [(stream: String, ids: [StreamEntryID])] = []
-            // A large batch's successor is read while it is handled (see `ReadAhead`).
-            var readAhead: ReadAhead?
-            // When the last blocking read of new entries started (`readInterval`).
-            var lastRead: ContinuousClock.Instant?
-            // The own pending entries are being read again because of an outage (`outageRereads`).
-            var rereadingAfterOutage = false
-            while !stopping.withLock({ $0 }) && !Task.isCancelled {
-                var batches: [StreamReadResult] = []
-                var fresh = true
-                var readable: [String] = []
-                if let ahead = readAhead {
-                    readAhead = nil
-                    do {
-                        batches = try await ahead.task.value
-                        readable = ahead.streams
-                        // A lease check is due but waits for the batch in hand (partitions change
-                        // hands only with none): renew the leases meanwhile, as the check would.
-                        if let leases, !batches.isEmpty, lastLeaseCheck.map({ ContinuousClock.now - $0 >= leases.ttl / 3 }) ?? true {
-                            try await leases.renew(held, on: control)
-                        }
-                    } catch let error as RedisError {
-                        // Its acknowledgements may not have reached Redis: read own pending entries again.
-                        if try await recover(from: error, reader: reader, control: control) { rereadingAfterOutage = true }
-                        for stream in configuration.streams { position[stream] = .zero }
-                        continue
-                    }
-                }
-                if !batches.contains(where: { !$0.entries.isEmpty }) {
-                    if let leases, lastLeaseCheck.map({ ContinuousClock.now - $0 >= leases.ttl / 3 }) ?? true {
-                        lastLeaseCheck = ContinuousClock.now
-                        do {
-                            // Acknowledge before a partition may change hands, so its next holder
-                            // does not take over entries this consumer has already handled.
-                            try await acknowledge(&unacknowledged, control)
-                            let (nowHeld, acquired) = try await leases.maintain(holding: held, on: control)
-                            held = nowHeld
-                            for stream in acquired {
-                                await handlers.acquired?(stream)
-                                try await takeOver(stream, leases: leases, held: held, control)
-                            }
-                        } catch let error as RedisError {
-                            try await recover(from: error, reader: reader, control: control)
-                            continue
-                        }
-                    }
-                    let history = position.filter { held.contains($0.key) }
-                    let readingHistory = !history.isEmpty
-                    readable = configuration.streams.filter { held.contains($0) }
-                    if readable.isEmpty {
-                        // Every partition is leased to other members: wait for a rebalance.
-                        try await Task.sleep(for: min(configuration.block, (leases?.ttl ?? configuration.block) / 3))
-                        continue
-                    }
-                    let streams: [(key: String, position: GroupReadPosition)] = readingHistory
-                        ? history.map { ($0.key, .pending(after: $0.value)) }
-                        : readable.map { ($0, .newEntries) }
-                    if !readingHistory, let interval = configuration.readInterval, let last = lastRead, ContinuousClock.now - last < interval {
-                        try await Task.sleep(until: last + interval)
-                    }
-                    if !readingHistory { lastRead = ContinuousClock.now }
-                    do {
-                        batches = try await reader.readGroup(
-                            group: configuration.group, consumer: configuration.consumer, streams: streams,
-                            count: configuration.batchSize, block: readingHistory ? nil : configuration.block,
-                            acknowledging: unacknowledged)
-                        unacknowledged = []
-                    } catch let error as RedisError {
-                        // On a cluster, the partitions of other nodes may have delivered entries before
-                        // this failure: they are pending to this consumer, so read its pending entries again.
-                        if try await recover(from: error, reader: reader, control: control) { rereadingAfterOutage = true }
-                        for stream in configuration.streams { position[stream] = .zero }
-                        continue
-                    }
-                    if readingHistory && rereadingAfterOutage {
-                        outageRereads.withLock { rereads in
-                            for batch in batches { for entry in batch.entries { rereads["\(batch.stream) \(entry.id)", default: 0] += 1 } }
-                        }
-                    }
-                    if !readingHistory { rereadingAfterOutage = false }
-                    if readingHistory {
-                        for (stream, _) in history {
-                            if let last = batches.first(where: { $0.stream == stream })?.entries.last?.id { position[stream] = last } else { position[stream] = nil }
-                        }
-                    }
-                    fresh = !readingHistory
-                }
-                do {
-                    if fresh {
-                        let leaseCheckDue = leases.map { leases in lastLeaseCheck.map { ContinuousClock.now - $0 >= leases.ttl / 3 } ?? true } ?? false
-                        readAhead = startReadAhead(after: batches, streams: readable, reader: reader, leaseCheckDue: leaseCheckDue, acknowledging: &unacknowledged)
-                    }
-                    try await handleRenewing(batches, fresh: fresh, leases: leases, held: held, control: control, handled: &unacknowledged)
-                    if ContinuousClock.now - lastClaim >= configuration.claimInterval {
-                        lastClaim = ContinuousClock.now
-                        try await claimAbandoned(in: configuration.streams.filter { held.contains($0) }, leases: leases, held: held, control)
-                        try await handleRequeued(in: configuration.streams.filter { held.contains($0) }, leases: leases, held: held, control)
-                    }
-                } catch {
-                    // An acknowledgement or dead letter did not reach Redis: those entries are still
-                    // pending to this consumer, so read its own pending entries again after recovering
-                    // (what was read ahead is among them, and comes back in order).
-                    _ = try? await readAhead?.task.value
-                    readAhead = nil
-                    if try await recover(from: error, reader: reader, control: control) { rereadingAfterOutage = true }
-                    for stream in configuration.streams { position[stream] = .zero }
-                }
+            try await withGracefulShutdownHandler {
+                try await consume(session, until: stopping)
+            } onGracefulShutdown: {
+                stopping.withLock { $0 = true }
             }
-            // Entries read ahead are delivered already: handled too, so the consumer stops with
-            // nothing of its own pending.
-            if let ahead = readAhead, let batches = try? await ahead.task.value {
-                do {
-                    try await handleRenewing(batches, fresh: true, leases: leases, held: held, control: control, handled: &unacknowledged)
-                } catch {
-                    logger.warning("could not handle the entries read ahead; they stay pending and are handled again", metadata: ["error": "\(error)"])
-                }
-            }
-            // What was handled last is acknowledged before the consumer stops.
-            do {
-                try await acknowledge(&unacknowledged, control)
-            } catch {
-                logger.warning("could not acknowledge the last handled entries; they stay pending and are handled again",
-                               metadata: ["error": "\(error)"])
-            }
-        } onGracefulShutdown: {
-            stopping.withLock { $0 = true }
         }
-        }
-        if let leases { await leases.releaseAll(held, on: control) }
+        if let leases { await leases.releaseAll(session.held, on: control) }
         logger.info("consumer stopped", metadata: ["handled": "\(statistics.handled)"])
     }
 
-    // MARK: Reading ahead
-
-    /// The read of the batch after a large one, sent before that one is handled: Redis builds the
-    /// next reply (and applies the acknowledgements it carries) while the handlers run, instead of
-    /// each waiting for the other. Only after a read of more than ``inlineEntries`` (a backlog;
-    /// a small read is the live tail, where an extra read would only cost round trips), never
-    /// while reading own pending entries, and never when a lease check is due: partitions change
-    /// hands only with no read outstanding. Entries are still handled batch after batch, so each
-    /// partition keeps its order. The read does not block: when it finds nothing, the loop goes
-    /// back to its blocking read.
-    private struct ReadAhead {
-        var task: Task<[StreamReadResult], any Error>
-        var streams: [String]
+    private func clientName(_ role: String) -> String {
+        "vc-consumer:\(configuration.group):\(configuration.consumer):\(role)".replacingOccurrences(of: " ", with: "_")
     }
 
-    private func startReadAhead(after batches: [StreamReadResult], streams: [String], reader: RedisClient, leaseCheckDue: Bool,
-                                acknowledging unacknowledged: inout [(stream: String, ids: [StreamEntryID])]) -> ReadAhead? {
-        guard !leaseCheckDue, batches.reduce(0, { $0 + $1.entries.count }) > Self.inlineEntries else { return nil }
-        let acknowledged = unacknowledged
-        unacknowledged = []
-        let group = configuration.group, consumer = configuration.consumer, count = configuration.batchSize
-        let task = Task(executorPreference: reader.taskExecutor) {
-            try await reader.readGroup(group: group, consumer: consumer, streams: streams.map { ($0, GroupReadPosition.newEntries) },
-                                       count: count, block: nil, acknowledging: acknowledged)
+    /// Reads of up to this many entries are handled on the reader's thread; a larger read has the
+    /// next one read ahead while it is handled (a backlog; a small read is the live tail, where an
+    /// extra read would only cost round trips).
+    static let inlineEntries = 64
+
+    private var readerConfiguration: StreamGroupReader.Configuration {
+        StreamGroupReader.Configuration(group: configuration.group, consumer: configuration.consumer, batchSize: configuration.batchSize,
+                                        block: configuration.block, readInterval: configuration.readInterval, readAheadAfter: Self.inlineEntries)
+    }
+
+    // MARK: The loop
+
+    /// Reads and handles until a graceful shutdown, then handles what was read ahead and sends the
+    /// last acknowledgements.
+    private func consume(_ session: Session, until stopping: borrowing Mutex<Bool>) async throws {
+        // Own pending entries first: they were delivered before a restart and never acked.
+        session.reader.readOwnPendingAgain(of: configuration.streams, afterOutage: false)
+        while !stopping.withLock({ $0 }) && !Task.isCancelled {
+            guard let read = try await nextRead(session) else { continue }
+            try await handle(read, session)
         }
-        return ReadAhead(task: task, streams: streams)
+        await finish(session)
+    }
+
+    /// The next read to handle: the one read ahead when it has entries, else a read of the
+    /// partitions held (after the lease check, when one is due). `nil` after a failure the
+    /// consumer recovered from, or while it holds no partition.
+    private func nextRead(_ session: Session) async throws -> StreamGroupReader.Read? {
+        let reader = session.reader
+        do {
+            if let ahead = try await reader.collectReadAhead(), ahead.hasEntries {
+                // A lease check is due but waits for the batch in hand (partitions change hands
+                // only with none): renew the leases meanwhile, as the check would.
+                if let leases = session.leases, decisions.leaseCheckDue(session.schedule, at: .now) {
+                    try await leases.renew(session.held, on: session.control)
+                }
+                return ahead
+            }
+        } catch let error as RedisError {
+            // Its acknowledgements may not have reached Redis: read own pending entries again.
+            try await recoverReadingPendingAgain(from: error, session)
+            return nil
+        }
+        do {
+            try await checkLeasesIfDue(session)
+        } catch let error as RedisError {
+            try await recover(from: error, session)
+            return nil
+        }
+        reader.own(configuration.streams.filter { session.held.contains($0) })
+        if reader.owned.isEmpty {
+            // Every partition is leased to other members: wait for a rebalance.
+            try await Task.sleep(for: min(configuration.block, (session.leases?.ttl ?? configuration.block) / 3))
+            return nil
+        }
+        let read: StreamGroupReader.Read
+        do {
+            read = try await reader.read()
+        } catch let error as RedisError {
+            // On a cluster, the partitions of other nodes may have delivered entries before this
+            // failure: they are pending to this consumer, so read its pending entries again.
+            try await recoverReadingPendingAgain(from: error, session)
+            return nil
+        }
+        if read.ownPending && read.afterOutage { noteOutageRereads(read.batches) }
+        return read
+    }
+
+    /// With leases, every third of their lifetime and with no read outstanding: acknowledges what
+    /// was handled, renews, takes free partitions up to a fair share or gives extras back, and
+    /// takes over what is pending in the partitions acquired.
+    private func checkLeasesIfDue(_ session: Session) async throws {
+        guard let leases = session.leases, decisions.leaseCheckDue(session.schedule, at: .now) else { return }
+        session.schedule.lastLeaseCheck = .now
+        // Acknowledge before a partition may change hands, so its next holder does not take over
+        // entries this consumer has already handled.
+        try await session.reader.flushAcknowledgements(on: session.control)
+        let (held, acquired) = try await leases.maintain(holding: session.held, on: session.control)
+        session.held = held
+        for stream in acquired {
+            await handlers.acquired?(stream)
+            try await perform(decisions.takeOver, on: [stream], session)
+        }
+    }
+
+    /// Handles a read (its successor read ahead meanwhile when it is large), then the
+    /// housekeeping due. After a failure, recovers and reads the own pending entries again.
+    private func handle(_ read: StreamGroupReader.Read, _ session: Session) async throws {
+        do {
+            session.reader.startReadAhead(after: read, unlessLeaseCheckDue: decisions.leaseCheckDue(session.schedule, at: .now))
+            try await handleAcknowledgingWithNextRead(read.batches, fresh: !read.ownPending, session)
+            for work in decisions.housekeeping(&session.schedule, at: .now) {
+                try await perform(work, on: configuration.streams.filter { session.held.contains($0) }, session)
+            }
+        } catch {
+            // An acknowledgement or dead letter did not reach Redis: those entries are still
+            // pending to this consumer, so read its own pending entries again after recovering
+            // (what was read ahead is among them, and comes back in order).
+            await session.reader.dropReadAhead()
+            try await recoverReadingPendingAgain(from: error, session)
+        }
+    }
+
+    /// Handles `batches`; what was handled (also before a failure) is acknowledged with the next read.
+    private func handleAcknowledgingWithNextRead(_ batches: [StreamReadResult], fresh: Bool, _ session: Session) async throws {
+        var handled: [(stream: String, ids: [StreamEntryID])] = []
+        defer { session.reader.acknowledgeWithNextRead(handled) }
+        try await handleRenewing(batches, fresh: fresh, session, handled: &handled)
+    }
+
+    /// At shutdown: entries read ahead are delivered already, so they are handled too (the
+    /// consumer stops with nothing of its own pending), and the last acknowledgements are sent.
+    private func finish(_ session: Session) async {
+        if let ahead = try? await session.reader.collectReadAhead() {
+            do {
+                try await handleAcknowledgingWithNextRead(ahead.batches, fresh: true, session)
+            } catch {
+                logger.warning("could not handle the entries read ahead; they stay pending and are handled again", metadata: ["error": "\(error)"])
+            }
+        }
+        do {
+            try await session.reader.flushAcknowledgements(on: session.control)
+        } catch {
+            logger.warning("could not acknowledge the last handled entries; they stay pending and are handled again",
+                           metadata: ["error": "\(error)"])
+        }
     }
 
     /// Handles a read; with leases, renews them meanwhile (a batch may outlast the lease TTL), so
     /// no other member takes a partition in the middle of it.
-    private func handleRenewing(_ batches: [StreamReadResult], fresh: Bool, leases: PartitionLeases?, held: Set<String>, control: RedisClient,
+    private func handleRenewing(_ batches: [StreamReadResult], fresh: Bool, _ session: Session,
                                 handled: inout [(stream: String, ids: [StreamEntryID])]) async throws {
-        guard let leases else {
-            try await handle(batches, fresh: fresh, control: control, handled: &handled)
+        guard let leases = session.leases else {
+            try await handle(batches, fresh: fresh, control: session.control, handled: &handled)
             return
         }
+        let held = session.held, control = session.control
         let renewal = Task { await leases.keepAlive(held, on: control) }
         defer { renewal.cancel() }
         try await handle(batches, fresh: fresh, control: control, handled: &handled)
     }
 
-    // MARK: Groups
+    // MARK: Groups and recovery
 
     private func ensureGroups(_ control: RedisClient) async throws {
         for stream in configuration.streams {
@@ -312,48 +311,53 @@ public final class ConsumerGroupRunner: Service, Sendable {
         }
     }
 
+    /// Recovers from a failed read, acknowledgement or batch; the next reads return the own
+    /// pending entries first.
+    private func recoverReadingPendingAgain(from error: any Error, _ session: Session) async throws {
+        let afterOutage = try await recover(from: error, session)
+        session.reader.readOwnPendingAgain(of: configuration.streams, afterOutage: afterOutage)
+    }
+
     /// After a failed read, acknowledgement or batch: recreates a missing group, or waits until
-    /// Redis answers both connections again (they reconnect by themselves; `LOADING` after a
-    /// restart answers but does not serve yet, so PING decides). Returns at once on shutdown.
+    /// Redis answers both connections again (they reconnect by themselves), or pauses. Returns at
+    /// once on shutdown.
     /// - Returns: whether it waited out an outage (the pending entries read next are re-reads).
     @discardableResult
-    private func recover(from error: any Error, reader: RedisClient, control: RedisClient) async throws -> Bool {
-        if let error = error as? RedisError, error.serverCode == "NOGROUP" {
-            logger.warning("consumer group missing; creating it again", metadata: ["error": "\(error.message)"])
+    private func recover(from error: any Error, _ session: Session) async throws -> Bool {
+        switch decisions.recovery(from: Self.readFailure(error)) {
+        case .createGroups:
+            logger.warning("consumer group missing; creating it again", metadata: ["error": "\((error as? RedisError)?.message ?? "\(error)")"])
             do {
-                try await ensureGroups(control)
-                return false
+                try await ensureGroups(session.control)
             } catch {
-                // Redis went away meanwhile: wait for it below, then the read creates it again.
+                // Redis went away meanwhile: pause, then the next read creates it again.
+                _ = await pause(for: configuration.retryDelay)
             }
-        }
-        guard error.isDependencyOutage else {
+            return false
+        case .pause(let delay):
             // Not an outage (a failure of the batch's own, already logged where it happened):
             // read the pending entries again after a pause, so a failure cannot spin.
             logger.warning("handling failed; reading the pending entries again", metadata: ["error": "\(error)"])
-            _ = await pause(for: configuration.retryDelay)
+            _ = await pause(for: delay)
             return false
-        }
-        logger.warning("Redis or Postgres unreachable; waiting for it with the entries pending", metadata: ["error": "\(error)"])
-        await waitingOnOutage {
-            var failures = 0
-            while !Self.stopping {
-                do {
-                    _ = try await reader.send("PING")
-                    _ = try await control.send("PING")
-                    return
-                } catch {
-                    failures += 1
-                    guard await pause(for: Self.outageBackoff.delay(afterFailures: failures)) else { return }
+        case .waitForRedis:
+            logger.warning("Redis or Postgres unreachable; waiting for it with the entries pending", metadata: ["error": "\(error)"])
+            let backoff = decisions.outageBackoff
+            await waitingOnOutage {
+                guard !Self.stopping else { return }
+                await session.reader.waitUntilAnswering(alsoPinging: [session.control]) { failures in
+                    await self.pause(for: backoff.delay(afterFailures: failures))
                 }
             }
+            if !Self.stopping { logger.info("Redis answers again; reading the pending entries") }
+            return true
         }
-        if !Self.stopping { logger.info("Redis answers again; reading the pending entries") }
-        return true
     }
 
-    /// How long a partition or reader waits between tries while a dependency is out.
-    static let outageBackoff = RetryBackoff(initial: .milliseconds(50), maximum: .seconds(1))
+    static func readFailure(_ error: any Error) -> ConsumerStateMachine.ReadFailure {
+        if let error = error as? RedisError, error.serverCode == "NOGROUP" { return .groupMissing }
+        return error.isDependencyOutage ? .outage : .other
+    }
 
     /// Whether this task should stop waiting: graceful shutdown or cancellation.
     static var stopping: Bool { Task.isShuttingDownGracefully || Task.isCancelled }
@@ -380,13 +384,73 @@ public final class ConsumerGroupRunner: Service, Sendable {
         return try await body()
     }
 
-    // MARK: Handling
+    /// One pause of a partition waiting for Redis or Postgres: counted and logged (when `log`),
+    /// then the pause; `false` when the consumer is stopping instead.
+    private func waitOutOutage(_ error: any Error, stream: String, entry: StreamEntryID?, pause: ConsumerStateMachine.Pause, log: Bool) async -> Bool {
+        state.withLock { $0.outageRetries += 1 }
+        metrics.outageRetries.increment()
+        if log {
+            logger.warning("Redis or Postgres unreachable; the partition waits with its entry pending", metadata: [
+                "stream": "\(stream)", "entry": "\(entry.map { "\($0)" } ?? "-")", "tries": "\(pause.failures)", "error": "\(error)",
+            ])
+        }
+        return await waitingOnOutage { await self.pause(for: pause.duration) }
+    }
+
+    // MARK: Outage re-reads
+
+    /// Counts the own pending entries read again because of an outage (see `outageRereads`).
+    private func noteOutageRereads(_ batches: [StreamReadResult]) {
+        outageRereads.withLock { rereads in
+            for batch in batches { for entry in batch.entries { rereads["\(batch.stream) \(entry.id)", default: 0] += 1 } }
+        }
+    }
+
+    /// Deliveries of the entry as Redis counts them, less the re-reads an outage caused here.
+    private func deliveryCount(_ stream: String, _ id: StreamEntryID, _ control: RedisClient) async throws -> Int {
+        let rows = try await control.execute(.xpending(stream, group: configuration.group, from: id, to: id, count: 1))
+        let rereads = outageRereads.withLock { $0["\(stream) \(id)"] ?? 0 }
+        return ConsumerStateMachine.deliveries(new: false, countedByRedis: rows.first?.deliveryCount, rereadsAfterOutage: rereads)
+    }
+
+    // MARK: Handling a read
 
     private enum Outcome {
         case acknowledge
         case deadLettered
         /// Left pending (shutting down mid-retry, or the entry was taken over): not acked here.
         case leavePending
+    }
+
+    /// What a partition's batch came to: the entries to acknowledge, and the failure that ended it.
+    private struct PartitionOutcome: Sendable {
+        var stream: String
+        var acknowledged: [StreamEntryID]
+        var failure: (any Error)?
+    }
+
+    /// How far a partition's batch got. `settled`: dead-lettered or taken over by another
+    /// consumer, which stays so even when a batch scope's failure makes the batch run again.
+    private final class PartitionProgress: Sendable {
+        private let state = Mutex<(done: Int, acknowledged: [StreamEntryID], settled: Set<StreamEntryID>)>((0, [], []))
+
+        var done: Int { state.withLock { $0.done } }
+        var acknowledged: [StreamEntryID] { state.withLock { $0.acknowledged } }
+        func isSettled(_ id: StreamEntryID) -> Bool { state.withLock { $0.settled.contains(id) } }
+        func passSettled() { state.withLock { $0.done += 1 } }
+
+        func record(_ id: StreamEntryID, _ outcome: Outcome) {
+            state.withLock {
+                $0.done += 1
+                switch outcome {
+                case .acknowledge: $0.acknowledged.append(id)
+                case .deadLettered, .leavePending: $0.settled.insert(id)
+                }
+            }
+        }
+
+        /// A batch scope failed and applied none of its effects: its entries are all handled again.
+        func restart() { state.withLock { $0.done = 0; $0.acknowledged = [] } }
     }
 
     /// Handles each stream's entries in order, the streams concurrently, and adds what was handled
@@ -401,160 +465,186 @@ public final class ConsumerGroupRunner: Service, Sendable {
         // lowest latency); a large one on the shared pool, so partitions use every core.
         let entries = batches.reduce(0) { $0 + $1.entries.count }
         let executor: (any TaskExecutor)? = entries > Self.inlineEntries ? globalConcurrentExecutor : nil
-        let results = await withTaskGroup(of: (stream: String, ids: [StreamEntryID], failure: (any Error)?).self) { group in
+        let outcomes = await withTaskGroup(of: PartitionOutcome.self) { group in
             for batch in batches where !batch.entries.isEmpty {
-                group.addTask(executorPreference: executor) {
-                    // Entries done (handled, dead-lettered or skipped), and of those the ones to
-                    // acknowledge; `settled`: dead-lettered or taken over by another consumer, which
-                    // stays so even when a batch scope's failure makes the batch run again.
-                    let progress = Mutex<(done: Int, acknowledged: [StreamEntryID], settled: Set<StreamEntryID>)>((0, [], []))
-                    let body: @Sendable () async throws -> Void = {
-                        for entry in batch.entries.dropFirst(progress.withLock { $0.done }) {
-                            if progress.withLock({ $0.settled.contains(entry.id) }) {
-                                progress.withLock { $0.done += 1 }
-                                continue
-                            }
-                            let deliveries = fresh ? 1 : try await self.deliveryCount(batch.stream, entry.id, control)
-                            let outcome = try await self.process(entry, stream: batch.stream, deliveries: deliveries, control: control)
-                            if case .leavePending = outcome, Self.stopping { return }
-                            progress.withLock {
-                                $0.done += 1
-                                switch outcome {
-                                case .acknowledge: $0.acknowledged.append(entry.id)
-                                case .deadLettered, .leavePending: $0.settled.insert(entry.id)
-                                }
-                            }
-                        }
-                    }
-                    let scope = self.handlers.batchScope
-                    var failures = 0
-                    while true {
-                        do {
-                            if let scope { try await scope(self.configuration.origin(ofRetryStream: batch.stream) ?? batch.stream, body) } else { try await body() }
-                            return (batch.stream, progress.withLock { $0.acknowledged }, nil)
-                        } catch {
-                            // A batch scope applied none of its effects: its entries are all handled again.
-                            if scope != nil { progress.withLock { $0.done = 0; $0.acknowledged = [] } }
-                            guard error.isDependencyOutage else { return (batch.stream, progress.withLock { $0.acknowledged }, error) }
-                            // Redis or Postgres is out (the batch's publishes or writes, a delivery
-                            // count): the partition waits for it, its entries pending, and goes on
-                            // where it stopped; no delivery is used up.
-                            failures += 1
-                            let resume = await self.waitOutOutage(error, stream: batch.stream, entry: batch.entries.first?.id, failures: failures)
-                            guard resume else { return (batch.stream, progress.withLock { $0.acknowledged }, nil) }
-                        }
-                    }
-                }
+                group.addTask(executorPreference: executor) { await self.handlePartition(batch, fresh: fresh, control: control) }
             }
-            var results: [(stream: String, ids: [StreamEntryID], failure: (any Error)?)] = []
-            for await result in group { results.append(result) }
-            return results
+            var outcomes: [PartitionOutcome] = []
+            for await outcome in group { outcomes.append(outcome) }
+            return outcomes
         }
-        for result in results where !result.ids.isEmpty { handled.append((result.stream, result.ids)) }
+        for outcome in outcomes where !outcome.acknowledged.isEmpty { handled.append((outcome.stream, outcome.acknowledged)) }
         if !outageRereads.withLock({ $0.isEmpty }) {
             outageRereads.withLock { rereads in
-                for result in results { for id in result.ids { rereads.removeValue(forKey: "\(result.stream) \(id)") } }
+                for outcome in outcomes { for id in outcome.acknowledged { rereads.removeValue(forKey: "\(outcome.stream) \(id)") } }
             }
         }
-        if let failure = results.first(where: { $0.failure != nil })?.failure { throw failure }
+        if let failure = outcomes.first(where: { $0.failure != nil })?.failure { throw failure }
     }
 
-    /// Reads of up to this many entries are handled on the reader's thread.
-    static let inlineEntries = 64
-
-    /// Sends the acknowledgements still held (used before a lease check and at the end).
-    private func acknowledge(_ unacknowledged: inout [(stream: String, ids: [StreamEntryID])], _ control: RedisClient) async throws {
-        try await control.acknowledge(group: configuration.group, unacknowledged)
-        unacknowledged = []
-    }
-
-    private func process(_ entry: StreamEntry, stream: String, deliveries: Int, control: RedisClient) async throws -> Outcome {
-        guard let fields = entry.fields else {
-            // Deleted (trimmed) while pending: nothing to handle.
-            state.withLock { $0.skipped += 1 }
-            return .acknowledge
+    /// One partition's batch, inside the batch scope when there is one. Redis or Postgres out (the
+    /// batch's publishes or writes, a delivery count): the partition waits for it, its entries
+    /// pending, and goes on where it stopped; no delivery is used up.
+    private func handlePartition(_ batch: StreamReadResult, fresh: Bool, control: RedisClient) async -> PartitionOutcome {
+        let progress = PartitionProgress()
+        let scope = handlers.batchScope
+        // A requeued entry is its origin partition's: the scope is the origin's.
+        let partition = configuration.origin(ofRetryStream: batch.stream) ?? batch.stream
+        var decision = ConsumerStateMachine.Batch(scoped: scope != nil)
+        while true {
+            do {
+                if let scope {
+                    try await scope(partition) { try await self.handleEntries(of: batch, fresh: fresh, control: control, progress: progress) }
+                } else {
+                    try await handleEntries(of: batch, fresh: fresh, control: control, progress: progress)
+                }
+                return PartitionOutcome(stream: batch.stream, acknowledged: progress.acknowledged, failure: nil)
+            } catch {
+                switch decisions.next(&decision, afterFailure: error.isDependencyOutage) {
+                case .fail(let restart):
+                    if restart { progress.restart() }
+                    return PartitionOutcome(stream: batch.stream, acknowledged: progress.acknowledged, failure: error)
+                case .waitOutOutage(let pause, let log, let restart):
+                    if restart { progress.restart() }
+                    let resume = await waitOutOutage(error, stream: batch.stream, entry: batch.entries.first?.id, pause: pause, log: log)
+                    guard resume else { return PartitionOutcome(stream: batch.stream, acknowledged: progress.acknowledged, failure: nil) }
+                }
+            }
         }
+    }
+
+    /// The batch's entries not done yet, in order.
+    private func handleEntries(of batch: StreamReadResult, fresh: Bool, control: RedisClient, progress: PartitionProgress) async throws {
+        for entry in batch.entries.dropFirst(progress.done) {
+            if progress.isSettled(entry.id) {
+                progress.passSettled()
+                continue
+            }
+            let deliveries = fresh ? 1 : try await deliveryCount(batch.stream, entry.id, control)
+            let outcome = try await process(entry, stream: batch.stream, deliveries: deliveries, control: control)
+            if case .leavePending = outcome, Self.stopping { return }
+            progress.record(entry.id, outcome)
+        }
+    }
+
+    // MARK: Handling an entry
+
+    /// An entry ready for its handler.
+    private struct PreparedMessage {
+        var consumed: ConsumedMessage
+        var handler: MessageHandlers.Handler
+        var timer: Metrics.Timer
+    }
+
+    private enum Preparation {
+        case ready(PreparedMessage)
+        /// Not for a handler: deleted, of a type not handled, or undecodable (with the error).
+        case refused(ConsumerStateMachine.EntryEvent, (any Error)?)
+    }
+
+    /// Handles one entry as the state machine decides: attempts, retries, outage waits, then an
+    /// acknowledgement, a dead letter, or left pending.
+    private func process(_ entry: StreamEntry, stream: String, deliveries: Int, control: RedisClient) async throws -> Outcome {
+        var delivery = ConsumerStateMachine.Entry(deliveries: deliveries)
+        let message: PreparedMessage
+        switch prepare(entry, stream: stream, deliveries: deliveries) {
+        case .ready(let prepared):
+            message = prepared
+        case .refused(let event, let error):
+            return try await conclude(decisions.next(&delivery, after: event), entry, stream: stream, error: error, control: control) ?? .leavePending
+        }
+        var (event, error) = await attempt(message, deliveries: delivery.deliveries, stream: stream)
+        while true {
+            let action = decisions.next(&delivery, after: event)
+            if let outcome = try await conclude(action, entry, stream: stream, error: error, control: control) { return outcome }
+            switch action {
+            case .retry(let pause):
+                event = try await retry(entry, stream: stream, after: pause, control: control)
+            case .waitOutOutage(let pause, let log):
+                guard await waitOutOutage(error ?? CancellationError(), stream: stream, entry: entry.id, pause: pause, log: log) else {
+                    event = .stopping
+                    continue
+                }
+                (event, error) = await attempt(message, deliveries: delivery.deliveries, stream: stream)
+            case .attempt:
+                (event, error) = await attempt(message, deliveries: delivery.deliveries, stream: stream)
+            case .acknowledge, .skip, .deadLetter, .leavePending:
+                continue  // concluded above
+            }
+        }
+    }
+
+    private func prepare(_ entry: StreamEntry, stream: String, deliveries: Int) -> Preparation {
+        // Deleted (trimmed) while pending: nothing to handle.
+        guard let fields = entry.fields else { return .refused(.deleted, nil) }
         // A type this consumer does not handle is skipped before anything is decoded: most
         // consumers read streams that carry many types (every call event), and decoding the ones
         // they ignore was most of their work.
-        if let type = fields.first(where: { $0.name == "type" })?.value, !handlers.handles(type) {
-            state.withLock { $0.skipped += 1 }
-            return .acknowledge
-        }
-        let envelopeFields = fields.map { EnvelopeField(name: $0.name, value: $0.value) }
+        if let type = fields.first(where: { $0.name == "type" })?.value, !handlers.handles(type) { return .refused(.notHandled, nil) }
         let consumed: ConsumedMessage
         do {
-            let envelope = try EventEnvelope(fields: envelopeFields)
+            let envelope = try EventEnvelope(fields: fields.map { EnvelopeField(name: $0.name, value: $0.value) })
             // A requeued entry is its origin's (its partition's state, its stream name), read elsewhere.
             consumed = ConsumedMessage(stream: configuration.origin(ofRetryStream: stream) ?? stream, entryID: entry.id, envelope: envelope,
                                        decoded: try registry.decode(envelope), deliveryCount: deliveries)
         } catch {
-            try await deadLetter(entry, fields: fields, stream: stream, reason: "undecodable", error: "\(error)", attempts: deliveries, control: control)
-            return .deadLettered
+            return .refused(.undecodable, error)
         }
-        guard let handler = handlers.handler(for: consumed.envelope.type) else {
+        guard let handler = handlers.handler(for: consumed.envelope.type) else { return .refused(.notHandled, nil) }
+        return .ready(PreparedMessage(consumed: consumed, handler: handler, timer: metrics.handlerTimer(consumed.envelope.type)))
+    }
+
+    /// One call of the handler: what happened, and the error it threw.
+    private func attempt(_ message: PreparedMessage, deliveries: Int, stream: String) async -> (ConsumerStateMachine.EntryEvent, (any Error)?) {
+        var consumed = message.consumed
+        consumed.deliveryCount = deliveries
+        do {
+            let start = ContinuousClock.now
+            try await message.handler(consumed)
+            message.timer.record(since: start)
+            state.withLock { $0.handled += 1 }
+            metrics.handled.increment()
+            return (.handled, nil)
+        } catch where error.isDependencyOutage {
+            return (.outage, error)
+        } catch {
+            state.withLock { $0.failedAttempts += 1 }
+            metrics.failed.increment()
+            logger.info("handler failed", metadata: [
+                "stream": "\(stream)", "entry": "\(consumed.entryID)", "type": "\(consumed.envelope.type)",
+                "tenant": "\(consumed.envelope.tenantID)", "delivery": "\(deliveries)", "error": "\(error)",
+            ])
+            return (.failed, error)
+        }
+    }
+
+    /// After the retry's pause, re-claims the entry: Redis counts the delivery; if another
+    /// consumer took it over meanwhile, it is theirs now.
+    private func retry(_ entry: StreamEntry, stream: String, after pause: ConsumerStateMachine.Pause, control: RedisClient) async throws -> ConsumerStateMachine.EntryEvent {
+        guard await self.pause(for: pause.duration) else { return .stopping }
+        let reclaimed = try await control.execute(.xclaim(stream, group: configuration.group, consumer: configuration.consumer, minIdle: .zero, ids: [entry.id]))
+        guard !reclaimed.isEmpty else { return .takenOver }
+        return .reclaimed(deliveries: try await deliveryCount(stream, entry.id, control))
+    }
+
+    /// Carries out an action that ends the entry's handling (`nil` for one that does not).
+    private func conclude(_ action: ConsumerStateMachine.EntryAction, _ entry: StreamEntry, stream: String, error: (any Error)?,
+                          control: RedisClient) async throws -> Outcome? {
+        switch action {
+        case .acknowledge:
+            return .acknowledge
+        case .skip:
             state.withLock { $0.skipped += 1 }
             return .acknowledge
+        case .deadLetter(let reason, let attempts):
+            try await deadLetter(entry, fields: entry.fields ?? [], stream: stream, reason: reason, error: error.map { "\($0)" } ?? reason,
+                                 attempts: attempts, control: control)
+            return .deadLettered
+        case .leavePending:
+            return .leavePending
+        case .retry, .waitOutOutage, .attempt:
+            return nil
         }
-        var attempt = consumed
-        let timer = metrics.handlerTimer(consumed.envelope.type)
-        var outageFailures = 0
-        while true {
-            do {
-                let start = ContinuousClock.now
-                try await handler(attempt)
-                timer.record(since: start)
-                state.withLock { $0.handled += 1 }
-                metrics.handled.increment()
-                return .acknowledge
-            } catch where error.isDependencyOutage {
-                // Not the message's fault: the same attempt again once the dependency answers,
-                // no delivery used up (see the type's documentation).
-                outageFailures += 1
-                guard await waitOutOutage(error, stream: stream, entry: entry.id, failures: outageFailures) else { return .leavePending }
-            } catch {
-                state.withLock { $0.failedAttempts += 1 }
-                metrics.failed.increment()
-                logger.info("handler failed", metadata: [
-                    "stream": "\(stream)", "entry": "\(entry.id)", "type": "\(consumed.envelope.type)",
-                    "tenant": "\(consumed.envelope.tenantID)", "delivery": "\(attempt.deliveryCount)", "error": "\(error)",
-                ])
-                if attempt.deliveryCount >= configuration.maxDeliveries {
-                    try await deadLetter(entry, fields: fields, stream: stream, reason: "handler failed \(attempt.deliveryCount) times", error: "\(error)", attempts: attempt.deliveryCount, control: control)
-                    return .deadLettered
-                }
-                guard await pause(for: backoff(after: attempt.deliveryCount)) else { return .leavePending }
-                // Re-claiming the entry makes Redis count the delivery; if another consumer took
-                // it over meanwhile, it is theirs now.
-                let reclaimed = try await control.execute(.xclaim(stream, group: configuration.group, consumer: configuration.consumer, minIdle: .zero, ids: [entry.id]))
-                guard !reclaimed.isEmpty else { return .leavePending }
-                attempt.deliveryCount = try await deliveryCount(stream, entry.id, control)
-            }
-        }
-    }
-
-    /// One pause of a partition waiting for Redis or Postgres: counted and logged (the first and
-    /// every 50th), then a backoff; `false` when the consumer is stopping instead.
-    private func waitOutOutage(_ error: any Error, stream: String, entry: StreamEntryID?, failures: Int) async -> Bool {
-        state.withLock { $0.outageRetries += 1 }
-        metrics.outageRetries.increment()
-        if failures == 1 || failures % 50 == 0 {
-            logger.warning("Redis or Postgres unreachable; the partition waits with its entry pending", metadata: [
-                "stream": "\(stream)", "entry": "\(entry.map { "\($0)" } ?? "-")", "tries": "\(failures)", "error": "\(error)",
-            ])
-        }
-        return await waitingOnOutage { await pause(for: Self.outageBackoff.delay(afterFailures: failures)) }
-    }
-
-    private func backoff(after deliveries: Int) -> Duration {
-        RetryBackoff(initial: configuration.retryDelay, maximum: configuration.maxRetryDelay).delay(afterFailures: deliveries)
-    }
-
-    /// Deliveries of the entry as Redis counts them, less the re-reads an outage caused here.
-    private func deliveryCount(_ stream: String, _ id: StreamEntryID, _ control: RedisClient) async throws -> Int {
-        let rows = try await control.execute(.xpending(stream, group: configuration.group, from: id, to: id, count: 1))
-        let rereads = outageRereads.withLock { $0["\(stream) \(id)"] ?? 0 }
-        return max(1, (rows.first?.deliveryCount ?? 1) - rereads)
     }
 
     // MARK: Dead letters
@@ -585,13 +675,24 @@ public final class ConsumerGroupRunner: Service, Sendable {
         logger.warning("entry dead-lettered", metadata: ["stream": "\(stream)", "entry": "\(entry.id)", "reason": "\(reason)"])
     }
 
-    // MARK: Requeued dead letters
+    // MARK: Between reads: claims and requeues
+
+    /// Carries out housekeeping on `streams` (partitions held), with no read outstanding.
+    private func perform(_ work: ConsumerStateMachine.Housekeeping, on streams: [String], _ session: Session) async throws {
+        switch work {
+        case .claimIdle(let minIdle):
+            for stream in streams { try await claim(stream, idleAtLeast: minIdle, session) }
+        case .handleRequeued:
+            try await handleRequeued(in: streams, session)
+        }
+    }
 
     /// Handles what an operator requeued for this group (``DeadLetters/requeue(_:ids:maxRequeues:force:)``)
     /// on the partitions it holds: each partition's requeue stream, when it exists, own pending
     /// entries first (a crash mid-handling), then new ones. Called between reads, like the claims,
     /// so a requeued entry is never handled beside its partition's batch.
-    private func handleRequeued(in streams: [String], leases: PartitionLeases?, held: Set<String>, _ control: RedisClient) async throws {
+    private func handleRequeued(in streams: [String], _ session: Session) async throws {
+        let control = session.control
         let candidates = streams.map(configuration.retryStream(of:))
         guard !candidates.isEmpty else { return }
         let exists = try await control.send(candidates.map { RESPCommand("EXISTS", .string($0)) })
@@ -607,60 +708,47 @@ public final class ConsumerGroupRunner: Service, Sendable {
                 } catch let error as RedisError where error.serverCode == "NOGROUP" {
                     return  // deleted meanwhile; the next requeue creates it again
                 }
-                var handled: [(stream: String, ids: [StreamEntryID])] = []
-                do {
-                    try await handleRenewing(batches, fresh: fresh, leases: leases, held: held, control: control, handled: &handled)
-                } catch {
-                    try? await acknowledge(&handled, control)
-                    throw error
-                }
-                try await acknowledge(&handled, control)
+                try await handleAcknowledgingAtOnce(batches, fresh: fresh, session)
                 // Own pending entries are read once (those left pending stay so until the next pass).
                 if !fresh || !batches.contains(where: { $0.entries.count >= configuration.batchSize }) || Self.stopping { break }
             }
         }
     }
 
-    // MARK: Claims
-
-    /// A stream newly leased: whatever is still pending in it (a previous owner's unfinished work)
-    /// is older than anything new, so it is claimed and handled first, in order.
-    private func takeOver(_ stream: String, leases: PartitionLeases?, held: Set<String>, _ control: RedisClient) async throws {
-        try await claim(stream, idleAtLeast: .zero, leases: leases, held: held, control)
-    }
-
-    /// Entries pending longer than `claimIdle` at other (presumably dead) consumers.
-    private func claimAbandoned(in streams: [String], leases: PartitionLeases?, held: Set<String>, _ control: RedisClient) async throws {
-        for stream in streams { try await claim(stream, idleAtLeast: configuration.claimIdle, leases: leases, held: held, control) }
-    }
-
-    /// Claims (XAUTOCLAIM) and handles every entry of `stream` pending at least `minIdle`.
-    private func claim(_ stream: String, idleAtLeast minIdle: Duration, leases: PartitionLeases?, held: Set<String>, _ control: RedisClient) async throws {
+    /// Claims (XAUTOCLAIM) and handles every entry of `stream` pending at least `minIdle`: at zero,
+    /// a partition just leased (a previous owner's unfinished work, older than anything new); at
+    /// ``ConsumerConfiguration/claimIdle``, entries of other (presumably dead) consumers.
+    private func claim(_ stream: String, idleAtLeast minIdle: Duration, _ session: Session) async throws {
         var start = StreamEntryID.zero
         repeat {
             let result: AutoClaimResult
             do {
-                result = try await control.execute(.xautoclaim(stream, group: configuration.group, consumer: configuration.consumer,
-                                                                minIdle: minIdle, start: start, count: configuration.batchSize))
+                result = try await session.control.execute(.xautoclaim(stream, group: configuration.group, consumer: configuration.consumer,
+                                                                        minIdle: minIdle, start: start, count: configuration.batchSize))
             } catch let error as RedisError where error.serverCode == "NOGROUP" {
-                try await ensureGroups(control)
+                try await ensureGroups(session.control)
                 return
             }
             if !result.entries.isEmpty {
                 state.withLock { $0.claimed += result.entries.count }
                 metrics.claimed.increment(by: result.entries.count)
                 logger.info("claimed pending entries", metadata: ["stream": "\(stream)", "count": "\(result.entries.count)"])
-                var handled: [(stream: String, ids: [StreamEntryID])] = []
-                do {
-                    try await handleRenewing([StreamReadResult(stream: stream, entries: result.entries)], fresh: false, leases: leases, held: held,
-                                             control: control, handled: &handled)
-                } catch {
-                    try? await acknowledge(&handled, control)
-                    throw error
-                }
-                try await acknowledge(&handled, control)
+                try await handleAcknowledgingAtOnce([StreamReadResult(stream: stream, entries: result.entries)], fresh: false, session)
             }
             start = result.nextStart
         } while start != .zero
+    }
+
+    /// Handles entries read outside the reader (claims, requeues) and acknowledges them at once
+    /// (also those handled before a failure).
+    private func handleAcknowledgingAtOnce(_ batches: [StreamReadResult], fresh: Bool, _ session: Session) async throws {
+        var handled: [(stream: String, ids: [StreamEntryID])] = []
+        do {
+            try await handleRenewing(batches, fresh: fresh, session, handled: &handled)
+        } catch {
+            try? await session.control.acknowledge(group: configuration.group, handled)
+            throw error
+        }
+        try await session.control.acknowledge(group: configuration.group, handled)
     }
 }

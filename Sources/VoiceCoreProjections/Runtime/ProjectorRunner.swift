@@ -2,9 +2,9 @@ import Logging
 import Metrics
 import ServiceLifecycle
 import Synchronization
+import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
-import VoiceCoreRedis
 
 /// Runs projections: reads their streams through consumer groups and applies each batch to
 /// Postgres exactly once in effect.

@@ -3,14 +3,15 @@ import Glibc
 #endif
 import Logging
 import Metrics
+import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
-import VoiceCoreRedis
 import VoiceCoreTime
 
 /// One worker of a runner: owns some partitions (for every projection of the runner: advisory
-/// locks on its own Postgres connection), reads them once with its own Redis connection, and
-/// applies each batch to every projection in one transaction. Lives in one task.
+/// locks on its own Postgres connection), reads them once through its own bus reader
+/// (``StreamGroupReader``, NOACK, the next batch read ahead), and applies each batch to every
+/// projection in one transaction. Lives in one task.
 final class ProjectorWorker {
     private let runner: ProjectorRunner
     private let projections: [any Projection]
@@ -27,7 +28,7 @@ final class ProjectorWorker {
     private let categories: [StreamCategory]
 
     private var db: PostgresConnection?
-    private var redis: RedisClient?
+    private var reader: StreamGroupReader?
     /// Advisory lock spaces (first key): one per projection for partitions, one for live workers.
     private var partitionSpaces: [Int64] = []
     private var memberSpace: Int64 = 0
@@ -48,9 +49,7 @@ final class ProjectorWorker {
         self.configuration = runner.configuration
         self.consumer = "\(runner.configuration.instance)-\(index)".replacingOccurrences(of: " ", with: "_")
         self.group = runner.group
-        var redisConfiguration = redis
-        redisConfiguration.clientName = "vc-projector:\(consumer)"
-        self.redisConfiguration = redisConfiguration
+        self.redisConfiguration = redis
         var postgres = postgres
         postgres.applicationName = "voicecore projector \(consumer)"
         self.postgresConfiguration = postgres
@@ -78,47 +77,14 @@ final class ProjectorWorker {
             runner.setPartitions(of: consumer, 0)
         }
         logger.info("projector worker started", metadata: ["projections": "\(projections.map(\.name).joined(separator: ","))"])
-        // The next batch is read (without blocking) while this one is applied: Redis and the
-        // reply's parsing work while Postgres does. It is always awaited before the partitions
-        // change hands (a rebalance, a recovery, the end), so no read of this worker lands after
-        // another owner moved a group; entries it read for a partition given back are dropped,
-        // and the new owner, moving the group back to the checkpoint, is delivered them again.
-        var readAhead: Task<[StreamReadResult], any Error>?
         while !stop.isSet {
             do {
-                var ahead: [StreamReadResult] = []
-                if let task = readAhead {
-                    readAhead = nil
-                    ahead = try await task.value
-                }
-                if held.isEmpty || lastRebalance.map({ ContinuousClock.now - $0 >= configuration.rebalanceInterval }) ?? true {
-                    try await rebalance()
-                }
-                guard let redis, !held.isEmpty else {
-                    try? await Task.sleep(for: min(configuration.block, configuration.rebalanceInterval / 4))
-                    continue
-                }
-                let streams = held.keys.sorted().flatMap { held[$0] ?? [] }
-                let current = Set(streams)
-                var results = ahead.filter { current.contains($0.stream) && !$0.entries.isEmpty }
-                if results.isEmpty {
-                    results = try await redis.readGroup(
-                        group: group, consumer: consumer, streams: streams.map { ($0, GroupReadPosition.newEntries) },
-                        count: configuration.batchSize, block: configuration.block, noAck: true)
-                }
-                if results.contains(where: { !$0.entries.isEmpty }) {
-                    let group = self.group, consumer = self.consumer, batchSize = configuration.batchSize
-                    readAhead = Task {
-                        try await redis.readGroup(group: group, consumer: consumer, streams: streams.map { ($0, GroupReadPosition.newEntries) },
-                                                  count: batchSize, block: nil, noAck: true)
-                    }
-                    try await process(results, stop: stop)
-                }
+                try await readAndApply(stop: stop)
             } catch let error as RedisError {
-                await settle(&readAhead)
+                await reader?.dropReadAhead()
                 await recoverRedis(error, stop: stop)
             } catch let error as PostgresError where error.isConnectionFailure {
-                await settle(&readAhead)
+                await reader?.dropReadAhead()
                 await recoverPostgres(error, stop: stop)
             } catch is CancellationError {
                 break
@@ -127,14 +93,30 @@ final class ProjectorWorker {
             }
         }
         // What it read and did not commit is delivered again to the next owner (from the checkpoint).
-        await settle(&readAhead)
+        await reader?.dropReadAhead()
         logger.info("projector worker stopped", metadata: ["partitions": "\(held.count)"])
     }
 
-    /// Waits for a read ahead to finish (it does not block) and drops what it read.
-    private func settle(_ readAhead: inout Task<[StreamReadResult], any Error>?) async {
-        _ = try? await readAhead?.value
-        readAhead = nil
+    /// One turn: collects the batch read ahead, rebalances when due, then applies the next batch of
+    /// the partitions held. The next batch is read (without blocking) while this one is applied:
+    /// Redis and the reply's parsing work while Postgres does. It is always collected before the
+    /// partitions change hands (a rebalance, a recovery, the end), so no read of this worker lands
+    /// after another owner moved a group; entries it read for a partition given back are dropped,
+    /// and the new owner, moving the group back to the checkpoint, is delivered them again.
+    private func readAndApply(stop: StopSignal) async throws {
+        let ahead = try await reader?.collectReadAhead()
+        if held.isEmpty || lastRebalance.map({ ContinuousClock.now - $0 >= configuration.rebalanceInterval }) ?? true {
+            try await rebalance()
+        }
+        guard let reader, !held.isEmpty else {
+            try? await Task.sleep(for: min(configuration.block, configuration.rebalanceInterval / 4))
+            return
+        }
+        reader.own(held.keys.sorted().flatMap { held[$0] ?? [] })
+        let read = try await reader.read(continuing: ahead)
+        guard read.hasEntries else { return }
+        reader.startReadAhead(after: read)
+        try await process(read.batches, stop: stop)
     }
 
     private func connect() async throws {
@@ -143,7 +125,11 @@ final class ProjectorWorker {
         var configuration = postgresConfiguration
         configuration.reconnectsAutomatically = false
         db = try await PostgresConnection.connect(configuration, logger: logger)
-        redis = try await RedisClient.connect(redisConfiguration, logger: logger)
+        reader = try await StreamGroupReader.connect(
+            redisConfiguration, clientName: "vc-projector:\(consumer)",
+            configuration: StreamGroupReader.Configuration(group: group, consumer: consumer, batchSize: self.configuration.batchSize,
+                                                           block: self.configuration.block, noAck: true, readAheadAfter: 0),
+            logger: logger)
         try await prepareDatabase()
     }
 
@@ -289,22 +275,8 @@ final class ProjectorWorker {
     /// an earlier version (which acknowledged after commit) at or below the position are
     /// acknowledged here, so they do not linger in the group.
     private func position(_ streams: [String], checkpoints: [[String: StreamEntryID]]) async throws {
-        guard let redis else { return }
-        for stream in streams {
-            let checkpoint = groupPosition(stream, checkpoints)
-            let start: GroupStart = checkpoint.map { .after($0) } ?? .beginning
-            do {
-                try await redis.execute(.xgroupCreate(stream, group: group, start: start, makeStream: true))
-            } catch let error as RedisError where error.serverCode == "BUSYGROUP" {
-                try await redis.execute(.xgroupSetID(stream, group: group, start: start))
-            }
-            guard let checkpoint else { continue }
-            while true {
-                let done = try await redis.execute(.xpending(stream, group: group, from: .zero, to: checkpoint, count: 1000))
-                guard !done.isEmpty else { break }
-                _ = try await redis.execute(.xack(stream, group: group, ids: done.map(\.id)))
-            }
-        }
+        guard let reader else { return }
+        for stream in streams { try await reader.moveGroup(on: stream, after: groupPosition(stream, checkpoints)) }
     }
 
     // MARK: Batches
