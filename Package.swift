@@ -56,6 +56,8 @@ let package = Package(
                 "CHiredis",
                 "VoiceCoreExecutors",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .target(
@@ -180,7 +182,10 @@ let package = Package(
         // What several test targets need: servers of a test's own (killed and restarted by it).
         .target(name: "VoiceCoreTestSupport", dependencies: ["VoiceCoreRedis"], path: "Tests/VoiceCoreTestSupport"),
 
-        .testTarget(name: "VoiceCoreRedisTests", dependencies: ["VoiceCoreRedis", "VoiceCoreExecutors"]),
+        .testTarget(name: "VoiceCoreRedisTests", dependencies: [
+            "VoiceCoreRedis",
+            "VoiceCoreExecutors",
+            .product(name: "NIOCore", package: "swift-nio"),
         .testTarget(name: "VoiceCorePostgresTests", dependencies: ["VoiceCorePostgres"]),
         .testTarget(name: "VoiceCoreTimeTests", dependencies: ["VoiceCoreTime"]),
         .testTarget(name: "VoiceCoreBusTests", dependencies: [

@@ -38,9 +38,10 @@ public struct Edge: Sendable {
     let metrics: EdgeMetrics
     let limiter = RateLimiter()
     let logger: Logger
-    /// Publishing from the server's own event loops (``EdgeConfiguration/publishOnEventLoops``),
-    /// set by ``application(logger:onServerRunning:)``; nil: through ``publisher``.
-    var loopPublisher: EventLoopPublisher?
+    /// Publishing from the server's own event loops (``EdgeConfiguration/publishOnEventLoops``):
+    /// ``publisher``'s configuration over an `EventLoopRedisTransport` on those loops, set by
+    /// ``application(logger:onServerRunning:)``; nil: through ``publisher``.
+    var loopPublisher: Publisher?
     /// More of the process's readiness for `/ready`, beyond Redis answering the edge: `voicecore
     /// up` adds its consumers' and projectors' checks, so the one listener it has tells whether
     /// the whole platform keeps up. `/ready` lists them all (see ``ReadinessCheck``).
@@ -90,8 +91,13 @@ public struct Edge: Sendable {
     public func application(logger: Logger? = nil, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some Service {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
         var edge = self
-        if configuration.publishOnEventLoops {
-            edge.loopPublisher = EventLoopPublisher(group: group, publisher: publisher, redis: redis, metricsFactory: metrics.factory, logger: self.logger)
+        var loopTransport: EventLoopRedisTransport?
+        // A cluster needs routing per slot, and acknowledgement by replicas per node: both stay
+        // with the publisher's own client.
+        if configuration.publishOnEventLoops, !redis.isCluster, publisher.configuration.replicaAcknowledgement == nil {
+            let transport = EventLoopRedisTransport(group: group, configuration: redis.configuration, logger: self.logger)
+            edge.loopPublisher = Publisher(eventLoops: transport, configuration: publisher.configuration, logger: self.logger, metricsFactory: metrics.factory)
+            loopTransport = transport
         }
         let application = Application(
             router: edge.router(),
@@ -99,7 +105,7 @@ public struct Edge: Sendable {
             onServerRunning: onServerRunning,
             eventLoopGroupProvider: .shared(group),
             logger: logger ?? self.logger)
-        return EdgeServer(application: application, group: group, loopPublisher: edge.loopPublisher)
+        return EdgeServer(application: application, group: group, loopTransport: loopTransport)
     }
 
     // MARK: Operating routes
@@ -168,10 +174,8 @@ public struct Edge: Sendable {
         let start = ContinuousClock.now
         do {
             let outcome: DeduplicatedOutcome
-            if let loopPublisher, let published = try await loopPublisher.publish(envelope, category: M.category, kind: M.kind, deduplicationKey: deduplicationKey,
-                                                                                  window: configuration.deduplicationWindow) {
-                outcome = published
-            } else if let deduplicationKey {
+            let publisher = loopPublisher ?? self.publisher
+            if let deduplicationKey {
                 outcome = try await publisher.publish(envelope, category: M.category, kind: M.kind, deduplicationKey: deduplicationKey,
                                                       window: configuration.deduplicationWindow)
             } else {
@@ -227,7 +231,8 @@ public struct Edge: Sendable {
 struct EdgeServer<App: ApplicationProtocol>: Service {
     let application: App
     let group: MultiThreadedEventLoopGroup
-    let loopPublisher: EventLoopPublisher?
+    /// The loops' Redis connections, closed when the server stops.
+    let loopTransport: EventLoopRedisTransport?
 
     func run() async throws {
         let executor = EventLoopTaskExecutor(group: group)
@@ -235,11 +240,11 @@ struct EdgeServer<App: ApplicationProtocol>: Service {
             // Child tasks (one per connection) inherit the preference.
             try await withTaskExecutorPreference(executor) { try await application.run() }
         } catch {
-            await loopPublisher?.close()
+            await loopTransport?.close()
             try? await group.shutdownGracefully()
             throw error
         }
-        await loopPublisher?.close()
+        await loopTransport?.close()
         try await group.shutdownGracefully()
     }
 }

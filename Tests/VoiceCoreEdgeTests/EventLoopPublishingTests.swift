@@ -2,12 +2,14 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
 import Synchronization
 import Testing
 import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCoreRedis
+import VoiceCoreTime
 @testable import VoiceCoreEdge
 
 /// A redis-server of a test's own, to stop and start again (ports 23000–25999: see
@@ -60,183 +62,159 @@ struct TestError: Error, CustomStringConvertible {
 
 @Suite("The edge publishes from its event loops", .serialized)
 struct EventLoopPublishingTests {
-    private func configuration(_ url: String, commandTimeout: Duration = .seconds(10)) throws -> RedisConfiguration {
+    let tenant = Identifier.v7()
+
+    private func chunk(_ call: Identifier, _ sequence: Int) -> TranscriptChunk {
+        TranscriptChunk(callID: call, sequence: sequence, track: .inbound, text: "chunk \(sequence)", isFinal: true, confidence: 0.9,
+                        startOffsetMs: sequence * 1000, endOffsetMs: sequence * 1000 + 900)
+    }
+
+    private func envelope(_ call: Identifier, _ sequence: Int) -> EventEnvelope {
+        EventEnvelope(chunk(call, sequence), tenant: tenant, source: "/test")
+    }
+
+    private static func redisConfiguration(_ url: String) throws -> RedisConfiguration {
         var configuration = try RedisConfiguration(url: url)
-        configuration.commandTimeout = commandTimeout
+        configuration.commandTimeout = .seconds(10)
         return configuration
     }
 
-    /// Runs `body` with a connection on a loop of its own; closes both afterwards.
-    private func withConnection(_ configuration: RedisConfiguration, reconnectDelay: TimeAmount = .milliseconds(250),
-                                _ body: (EventLoopRedisConnection) async throws -> Void) async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let connection = EventLoopRedisConnection(loop: group.next(), configuration: configuration, reconnectDelay: reconnectDelay)
+    /// A publisher over a transport on `loops` loops of its own (its metrics in `registry`), and
+    /// an admin connection to look at what Redis holds; all closed afterwards.
+    private func withLoopPublisher(url: String = TestServers.redisURL, loops: Int = 2, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+                                   _ body: (Publisher, MultiThreadedEventLoopGroup, StreamNaming, RedisConnection) async throws -> Void) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
+        let transport = EventLoopRedisTransport(group: group, configuration: try Self.redisConfiguration(url), reconnectDelay: .milliseconds(100))
+        let naming = StreamNaming(partitions: 4, prefix: "t\(UUID().uuidString.prefix(8).lowercased())")
+        let publisher = Publisher(eventLoops: transport, configuration: PublisherConfiguration(source: "/test", naming: naming, replicaAcknowledgement: nil),
+                                  metricsFactory: PrometheusMetricsFactory(registry: registry))
+        let admin = try await RedisConnection.connect(try Self.redisConfiguration(url))
         var failure: (any Error)?
-        do { try await body(connection) } catch { failure = error }
-        try await connection.loop.submit { connection.close() }.get()
+        do { try await body(publisher, group, naming, admin) } catch { failure = error }
+        if let keys = try? await admin.scanAll(match: "\(naming.prefix):*"), !keys.isEmpty { _ = try? await admin.execute(.del(keys)) }
+        await transport.close()
         try await group.shutdownGracefully()
         if let failure { throw failure }
     }
 
-    /// Sends on the connection's loop.
-    private func send(_ connection: EventLoopRedisConnection, _ arguments: RESPArgument...) async throws -> RESPValue {
-        try await connection.loop.flatSubmit { connection.send(RESPCommand(arguments)) }.get()
+    private func entries(_ admin: RedisConnection, _ naming: StreamNaming) async throws -> [StreamEntry] {
+        var all: [StreamEntry] = []
+        for partition in 0..<naming.partitions { all += try await admin.execute(.xrange(naming.stream(.calls, kind: .event, partition: partition))) }
+        return all
     }
 
-    @Test func repliesComeBackInOrderOnTheLoopThatSentTheCommands() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let key = "test:loop-order:\(UUID().uuidString.prefix(8))"
-        let connections = try group.makeIterator().map { EventLoopRedisConnection(loop: $0, configuration: try configuration(TestServers.redisURL)) }
-        // Both loops push to one list: 400 commands each, the first 200 sent in one tick (one
-        // pipeline), the rest one tick each.
-        let results: [[(RESPValue, Bool)]] = try await withThrowingTaskGroup(of: [(RESPValue, Bool)].self) { tasks in
-            for (index, connection) in connections.enumerated() {
-                tasks.addTask {
-                    let loop = connection.loop
-                    var futures = try await loop.submit {
-                        (0..<200).map { i in connection.send(RESPCommand("RPUSH", .string(key), .string("\(index):\(i)"))).map { ($0, loop.inEventLoop) } }
-                    }.get()
-                    for i in 200..<400 {
-                        futures.append(try await loop.submit { connection.send(RESPCommand("RPUSH", .string(key), .string("\(index):\(i)"))) }.get()
-                            .map { ($0, loop.inEventLoop) })
+    @Test func eachPublishIsAcknowledgedOnTheLoopThatSentItAndCalledInOrder() async throws {
+        let registry = PrometheusCollectorRegistry()
+        try await withLoopPublisher(registry: registry) { publisher, group, naming, admin in
+            let calls = (0..<4).map { _ in Identifier.v7() }
+            // Each loop publishes its calls' chunks as its handlers would: concurrently, resumed on the loop.
+            typealias Published = (subject: String, events: [String], resumedOnLoop: Bool)
+            let published: [Published] = try await withThrowingTaskGroup(of: [Published].self) { tasks in
+                for (index, loop) in group.makeIterator().enumerated() {
+                    tasks.addTask {
+                        try await withTaskExecutorPreference(EventLoopTaskExecutor(group: loop)) {
+                            try await withThrowingTaskGroup(of: Published.self) { handlers in
+                                for (number, call) in calls.enumerated() where number % 2 == index {
+                                    handlers.addTask {
+                                        var result: Published = (envelope(call, 0).subject, [], true)
+                                        for sequence in 0..<50 {
+                                            let entry = try await publisher.publish(envelope(call, sequence), category: .calls, kind: .event)
+                                            result.events.append(entry.eventID.description)
+                                            result.resumedOnLoop = result.resumedOnLoop && loop.inEventLoop
+                                        }
+                                        return result
+                                    }
+                                }
+                                return try await handlers.reduce(into: []) { $0.append($1) }
+                            }
+                        }
                     }
-                    var replies: [(RESPValue, Bool)] = []
-                    for future in futures { replies.append(try await future.get()) }
-                    return replies
                 }
+                return try await tasks.reduce(into: []) { $0 += $1 }
             }
-            return try await tasks.reduce(into: []) { $0.append($1) }
-        }
-        for replies in results {
-            #expect(replies.count == 400)
-            #expect(replies.allSatisfy { $0.1 }, "every reply completes on the connection's loop")
-            let lengths = replies.compactMap { reply -> Int64? in if case .integer(let n) = reply.0 { return n } else { return nil } }
-            #expect(lengths.count == 400)
-            #expect(lengths == lengths.sorted(), "each command's reply is its own: the list grew in the order sent")
-        }
-        let admin = try await RedisConnection.connect(try configuration(TestServers.redisURL))
-        guard case .array(let items) = try await admin.send("LRANGE", .string(key), "0", "-1") else { throw TestError("LRANGE") }
-        let pushed = items.compactMap { item -> String? in if case .bulkString(let b) = item { return String(decoding: b, as: UTF8.self) } else { return nil } }
-        #expect(pushed.count == 800)
-        for index in 0..<2 {
-            #expect(pushed.filter { $0.hasPrefix("\(index):") } == (0..<400).map { "\(index):\($0)" }, "one loop's commands are applied in the order sent")
-        }
-        _ = try await admin.send("DEL", .string(key))
-        for connection in connections { try await connection.loop.submit { connection.close() }.get() }
-        try await group.shutdownGracefully()
-    }
-
-    @Test func commandsSentWhileConnectingGoOutOnceWhenTheConnectionOpens() async throws {
-        let key = "test:loop-connecting:\(UUID().uuidString.prefix(8))"
-        try await withConnection(try configuration(TestServers.redisURL)) { connection in
-            // The first command starts the connection; the other 99 queue behind it, over several ticks.
-            var futures = try await connection.loop.submit { [connection.send(RESPCommand("INCR", .string(key)))] }.get()
-            for _ in 1..<100 { futures.append(try await connection.loop.submit { connection.send(RESPCommand("INCR", .string(key))) }.get()) }
-            var replies: [RESPValue] = []
-            for future in futures { replies.append(try await future.get()) }
-            #expect(replies == (1...100).map { RESPValue.integer(Int64($0)) }, "each command applied once, in order")
-            #expect(try await send(connection, "GET", .string(key)) == .bulkString(Array("100".utf8)))
-            _ = try await send(connection, "DEL", .string(key))
-        }
-    }
-
-    @Test func aServerThatNeverAnswersFailsTheCommandAsATimeout() async throws {
-        // A socket that listens but never accepts: the kernel completes the connection, nobody reads.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        try #require(bound == 0 && listen(fd, 16) == 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        let port = Int(UInt16(bigEndian: address.sin_port))
-
-        try await withConnection(try configuration("redis://127.0.0.1:\(port)", commandTimeout: .milliseconds(300))) { connection in
-            let start = ContinuousClock.now
-            do {
-                _ = try await send(connection, "SET", "k", "v")
-                Issue.record("a command without a reply succeeded")
-            } catch let error as RedisError {
-                #expect(error.kind == .timeout, "\(error)")
-                #expect(error.message.contains("no reply"), "\(error)")
+            #expect(published.count == 4)
+            let resumedOnLoop = published.allSatisfy { $0.resumedOnLoop }
+            #expect(resumedOnLoop, "every publish resumes its caller on the loop that sent it")
+            let stored = try await entries(admin, naming)
+            #expect(stored.count == 200)
+            func field(_ name: String, _ entry: StreamEntry) -> String? {
+                entry.fields?.first { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
             }
-            #expect(ContinuousClock.now - start < .seconds(5))
+            for call in published {
+                #expect(stored.filter { field("subject", $0) == call.subject }.compactMap { field("id", $0) } == call.events,
+                        "one call's chunks in one partition, in the order published")
+            }
+            #expect(publisher.statistics.published == 200 && publisher.statistics.failed == 0)
+            var text: [UInt8] = []
+            registry.emit(into: &text)
+            #expect(String(decoding: text, as: UTF8.self).contains("voicecore_bus_published_total 200"))
         }
     }
 
-    @Test func theConnectionAuthenticatesAndSelectsItsDatabaseAndNeverTellsAWrongPassword() async throws {
-        let password = "pw-\(UUID().uuidString)"
-        let server = PrivateRedis(arguments: ["--requirepass", password])
-        try await server.start()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let good = EventLoopRedisConnection(loop: group.next(), configuration: try configuration("redis://:\(password)@127.0.0.1:\(server.port)/3"))
-        #expect(try await send(good, "SET", "greeting", "hello") == .simpleString("OK"))
-        let admin = try await RedisConnection.connect(try configuration("redis://:\(password)@127.0.0.1:\(server.port)/3"))
-        #expect(try await admin.send("GET", "greeting") == .bulkString(Array("hello".utf8)), "written to database 3")
-
-        let wrong = "wrong-\(UUID().uuidString)"
-        let bad = EventLoopRedisConnection(loop: group.next(), configuration: try configuration("redis://:\(wrong)@127.0.0.1:\(server.port)/3"))
-        var first: RedisError?
-        do { _ = try await send(bad, "SET", "greeting", "evil") } catch let error as RedisError { first = error }
-        let error = try #require(first, "a wrong password must fail the command")
-        #expect(error.message.contains("authentication failed"), "\(error)")
-        #expect(!error.description.contains(wrong) && !error.description.contains(password))
-        // Within the reconnect delay the next command fails at once, without a new connection.
-        let connectionsBefore = try await connectionsReceived(admin)
-        do {
-            _ = try await send(bad, "SET", "greeting", "evil")
-            Issue.record("a second command with a wrong password succeeded")
-        } catch let again as RedisError {
-            #expect(again.message.contains("authentication failed"))
-        }
-        #expect(try await connectionsReceived(admin) == connectionsBefore)
-        #expect(try await admin.send("GET", "greeting") == .bulkString(Array("hello".utf8)))
-        for connection in [good, bad] { try await connection.loop.submit { connection.close() }.get() }
-        try await group.shutdownGracefully()
-        try await server.stop()
-    }
-
-    private func connectionsReceived(_ admin: RedisConnection) async throws -> Int {
-        guard case .bulkString(let bytes) = try await admin.send("INFO", "stats") else { throw TestError("INFO") }
-        let line = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline).first { $0.hasPrefix("total_connections_received:") }
-        return Int(line?.split(separator: ":").last ?? "") ?? -1
-    }
-
-    @Test func aUnixSocketURLConnectsThroughTheSocketAndSelectsItsDatabase() async throws {
-        let socket = FileManager.default.temporaryDirectory.appendingPathComponent("vc-\(UUID().uuidString.prefix(8)).sock").path
-        let server = PrivateRedis(arguments: ["--unixsocket", socket, "--unixsocketperm", "700"])
-        try await server.start()
-        try await withConnection(try configuration("unix://\(socket)?db=2")) { connection in
-            #expect(try await send(connection, "SET", "over-the-socket", "yes") == .simpleString("OK"))
-            let admin = try await RedisConnection.connect(try configuration("redis://127.0.0.1:\(server.port)/2"))
-            #expect(try await admin.send("GET", "over-the-socket") == .bulkString(Array("yes".utf8)))
-            guard case .bulkString(let clients) = try await admin.send("CLIENT", "LIST") else { throw TestError("CLIENT LIST") }
-            #expect(String(decoding: clients, as: UTF8.self).contains("addr=\(socket)"), "one client came through the socket")
-        }
-        try await server.stop()
-    }
-
-    @Test func commandsFailWhileRedisIsDownAndTheConnectionComesBackWithIt() async throws {
+    @Test func deduplicatedPublishesOnTheLoopsPublishEachKeyOnceEvenWhenTheServerForgotTheScript() async throws {
         let server = PrivateRedis()
         try await server.start()
-        try await withConnection(try configuration(server.url), reconnectDelay: .milliseconds(100)) { connection in
-            #expect(try await send(connection, "SET", "k", "1") == .simpleString("OK"))
+        try await withLoopPublisher(url: server.url) { publisher, _, naming, admin in
+            let call = Identifier.v7()
+            // A new server does not know the script: the first call is answered NOSCRIPT and sent again with its source.
+            let first = try await publisher.publish(envelope(call, 0), category: .calls, kind: .event, deduplicationKey: "k1")
+            #expect(!first.isDuplicate)
+            try await admin.send("SCRIPT", "FLUSH")
+            let again = try await publisher.publish(envelope(call, 0), category: .calls, kind: .event, deduplicationKey: "k1")
+            #expect(again == .duplicate(first.entry))
+
+            try await admin.send("SCRIPT", "FLUSH")
+            let batch = (1..<6).map { envelope(call, $0) }
+            let keys = ["a", "b", "a", "k1", "c"]
+            let outcomes = try await publisher.publish(deduplicated: zip(batch, keys).map { ($0, .calls, .event, $1) }).map { try $0.get() }
+            #expect(outcomes.map(\.isDuplicate) == [false, false, true, true, false])
+            #expect(outcomes[2] == .duplicate(outcomes[0].entry) && outcomes[3] == .duplicate(first.entry))
+            let stored = try await entries(admin, naming).compactMap { $0.fields?.first { $0.name == "id" }.map { String(decoding: $0.value, as: UTF8.self) } }
+            #expect(stored == [first.entry.eventID.description] + [0, 1, 4].map { batch[$0].id.description }, "each key once, in order")
+            #expect(publisher.statistics.published == 4, "duplicates are not counted as published")
+        }
+        try await server.stop()
+    }
+
+    @Test func aPublishRedisRefusesFailsAloneAndLeavesNoKeySoTheRetryPublishes() async throws {
+        try await withLoopPublisher { publisher, _, naming, admin in
+            let call = Identifier.v7()
+            let stream = naming.stream(for: .calls, kind: .event, tenant: tenant, subject: envelope(call, 0).subject)
+            try await admin.send("SET", .string(stream), "not a stream")
+            await #expect(throws: RedisError.self) {
+                _ = try await publisher.publish(envelope(call, 0), category: .calls, kind: .event, deduplicationKey: "retry-me")
+            }
+            await #expect(throws: RedisError.self) {
+                _ = try await publisher.publish(envelope(call, 0), category: .calls, kind: .event)
+            }
+            #expect(publisher.statistics.failed == 2)
+            _ = try await admin.execute(.del([stream]))
+            let retried = try await publisher.publish(envelope(call, 0), category: .calls, kind: .event, deduplicationKey: "retry-me")
+            #expect(!retried.isDuplicate, "the failed publish left no deduplication key behind")
+            #expect(try await admin.execute(.xrange(stream)).count == 1)
+        }
+    }
+
+    @Test func publishesFailAsAnOutageWhileRedisIsDownAndSucceedOnceItIsBack() async throws {
+        let server = PrivateRedis()
+        try await server.start()
+        try await withLoopPublisher(url: server.url) { publisher, _, _, _ in
+            let call = Identifier.v7()
+            _ = try await publisher.publish(envelope(call, 0), category: .calls, kind: .event)
             try await server.stop()
             do {
-                _ = try await send(connection, "SET", "k", "2")
-                Issue.record("a command succeeded with Redis down")
+                _ = try await publisher.publish(envelope(call, 1), category: .calls, kind: .event, deduplicationKey: "during-outage")
+                Issue.record("a publish succeeded with Redis down")
             } catch let error as RedisError {
-                #expect(error.kind == .connection, "\(error)")
+                #expect(error.isOutage, "\(error)")
             }
             try await server.start()
-            var reply: RESPValue?
-            for _ in 0..<50 where reply == nil {
-                reply = try? await send(connection, "SET", "k", "3")
-                if reply == nil { try await Task.sleep(for: .milliseconds(50)) }
+            var published: DeduplicatedOutcome?
+            for _ in 0..<50 where published == nil {
+                published = try? await publisher.publish(envelope(call, 1), category: .calls, kind: .event, deduplicationKey: "during-outage")
+                if published == nil { try await Task.sleep(for: .milliseconds(50)) }
             }
-            #expect(reply == .simpleString("OK"), "the next command after Redis returned reconnects")
+            #expect(published?.isDuplicate == false, "the next publish after Redis returned reconnects and publishes")
         }
         try await server.stop()
     }

@@ -45,12 +45,12 @@ public enum BusMetricNames {
 }
 
 /// The publisher's metrics.
-package struct PublisherMetrics: Sendable {
-    package let published: Counter
-    package let failed: Counter
-    package let batch: Metrics.Timer
+struct PublisherMetrics: Sendable {
+    let published: Counter
+    let failed: Counter
+    let batch: Metrics.Timer
 
-    package init(factory: MetricsFactory) {
+    init(factory: any MetricsFactory) {
         published = Counter(label: BusMetricNames.published, factory: factory)
         failed = Counter(label: BusMetricNames.publishFailed, factory: factory)
         batch = Metrics.Timer(label: BusMetricNames.publishBatch, factory: factory)

@@ -22,12 +22,31 @@ import VoiceCoreTime
 /// A connection failure fails the publishes of the batch in flight (the caller cannot know whether
 /// Redis applied them, so it must treat them as not published: the edge answers 503, a consumer
 /// leaves its entry unacknowledged); the next batch reconnects first.
+///
+/// Two transports (``RedisTransport``), one publish path: over a ``RedisClient`` (hiredis on the
+/// connection's thread, single server or cluster) the publisher group-commits as above; over an
+/// ``EventLoopRedisTransport`` (code running on NIO event loops, like the edge's handlers) each
+/// publish goes straight to the current loop's connection, which already sends everything of one
+/// loop tick as one pipeline, so a second queue would only add a hop. Streams, the deduplication
+/// script, replies, errors and metrics are the same either way.
 public final class Publisher: Sendable {
     public let configuration: PublisherConfiguration
-    private let connection: RedisClient
+    private let transport: Transport
     private let logger: Logger
     private let metrics: PublisherMetrics
     private let state = Mutex(State())
+    /// Publishes over event loops, counted without the group commit's lock.
+    private let publishedOnLoops = Atomic<Int>(0)
+    private let failedOnLoops = Atomic<Int>(0)
+
+    /// Concrete cases rather than `any RedisTransport`: the hot paths call their transport with
+    /// static dispatch, and each keeps its own batching.
+    private enum Transport: Sendable {
+        /// Group commit on the client's connection thread.
+        case pipelined(RedisClient)
+        /// Each publish on the current loop's connection (which pipelines per loop tick).
+        case eventLoops(EventLoopRedisTransport)
+    }
 
     /// Counters since the publisher was made.
     public struct Statistics: Sendable, Hashable {
@@ -35,7 +54,8 @@ public final class Publisher: Sendable {
         public var published = 0
         /// Entries that failed (server error or connection failure).
         public var failed = 0
-        /// Pipelines sent (round trips).
+        /// Pipelines sent (round trips) by the group commit. A publisher over event loops leaves
+        /// pipelining to its loops' connections and counts none.
         public var batches = 0
     }
 
@@ -48,7 +68,7 @@ public final class Publisher: Sendable {
             switch completion {
             case .single(let continuation): continuation.resume(with: result)
             case .batch(let collector, let index): collector.complete(index, result)
-            case .deduplicated(let resume, _, let eventID):
+            case .deduplicated(let resume, let eventID):
                 resume(result.map { .published(PublishedEntry(stream: stream, entryID: $0, eventID: eventID)) })
             }
         }
@@ -57,9 +77,13 @@ public final class Publisher: Sendable {
     private enum Completion: Sendable {
         case single(CheckedContinuation<StreamEntryID, any Error>)
         case batch(BatchCollector<StreamEntryID>, Int)
-        /// A deduplicated publish (``Publisher/deduplicationScript``); `fallback` is the same call
-        /// as `EVAL` with the script's source, sent when the server answers `NOSCRIPT`.
-        case deduplicated(@Sendable (Result<DeduplicatedOutcome, any Error>) -> Void, fallback: RESPCommand, eventID: Identifier)
+        /// A deduplicated publish (an `EVALSHA` of ``Publisher/deduplicationScript``).
+        case deduplicated(@Sendable (Result<DeduplicatedOutcome, any Error>) -> Void, eventID: Identifier)
+
+        var isScript: Bool {
+            if case .deduplicated = self { return true }
+            return false
+        }
     }
 
     /// Collects the results of one batch publish and resumes its caller once all are in.
@@ -94,15 +118,33 @@ public final class Publisher: Sendable {
         self.init(connection: RedisClient(connection), configuration: configuration, logger: logger, metricsFactory: metricsFactory)
     }
 
+    /// A publisher that group-commits over `connection` (a single server or a cluster).
     public init(connection: RedisClient, configuration: PublisherConfiguration, logger: Logger = Logger(label: "voicecore.bus.publisher"),
-                metricsFactory: MetricsFactory = MetricsSystem.factory) {
-        self.connection = connection
+                metricsFactory: any MetricsFactory = MetricsSystem.factory) {
+        self.transport = .pipelined(connection)
         self.configuration = configuration
         self.logger = logger
         self.metrics = PublisherMetrics(factory: metricsFactory)
     }
 
-    public var statistics: Statistics { state.withLock { $0.statistics } }
+    /// A publisher for code that runs on `eventLoops`' loops: each publish goes out on the
+    /// current loop's connection and resumes its caller there (see the type's documentation).
+    /// The transport speaks to a single server; with ``PublisherConfiguration/replicaAcknowledgement``
+    /// every publish waits for its replicas on its own.
+    public init(eventLoops: EventLoopRedisTransport, configuration: PublisherConfiguration, logger: Logger = Logger(label: "voicecore.bus.publisher"),
+                metricsFactory: any MetricsFactory = MetricsSystem.factory) {
+        self.transport = .eventLoops(eventLoops)
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = PublisherMetrics(factory: metricsFactory)
+    }
+
+    public var statistics: Statistics {
+        var statistics = state.withLock { $0.statistics }
+        statistics.published += publishedOnLoops.load(ordering: .relaxed)
+        statistics.failed += failedOnLoops.load(ordering: .relaxed)
+        return statistics
+    }
 
     /// Publishes a message of this deployment's vocabulary.
     /// - Parameters:
@@ -121,6 +163,16 @@ public final class Publisher: Sendable {
     @discardableResult
     public func publish(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind) async throws -> PublishedEntry {
         let (stream, command) = xadd(envelope, category: category, kind: kind)
+        if case .eventLoops(let loops) = transport {
+            do {
+                let id = try Self.xaddOutcome(try await reply(to: command, over: loops, scriptSource: nil), stream: stream).get()
+                countOnLoops(published: 1)
+                return PublishedEntry(stream: stream, entryID: id, eventID: envelope.id)
+            } catch {
+                countOnLoops(failed: 1)
+                throw error
+            }
+        }
         let id = try await withCheckedThrowingContinuation { continuation in
             enqueue([Pending(command: command, stream: stream, completion: .single(continuation))])
         }
@@ -133,6 +185,16 @@ public final class Publisher: Sendable {
     public func publish(batch: [(envelope: EventEnvelope, category: StreamCategory, kind: MessageKind)]) async -> [Result<PublishedEntry, any Error>] {
         guard !batch.isEmpty else { return [] }
         let commands = batch.map { xadd($0.envelope, category: $0.category, kind: $0.kind) }
+        if case .eventLoops(let loops) = transport {
+            let replies = await loops.sendEach(commands.map(\.1), replicas: configuration.replicaAcknowledgement)
+            let results = zip(commands, zip(replies, batch)).map { command, item in
+                item.0.mapError { $0 as any Error }.flatMap { Self.xaddOutcome($0, stream: command.0) }
+                    .map { PublishedEntry(stream: command.0, entryID: $0, eventID: item.1.envelope.id) }
+            }
+            let published = results.count { (try? $0.get()) != nil }
+            countOnLoops(published: published, failed: results.count - published)
+            return results
+        }
         let ids = await withCheckedContinuation { continuation in
             let collector = BatchCollector<StreamEntryID>(count: batch.count, continuation: continuation)
             enqueue(commands.enumerated().map { index, command in
@@ -169,9 +231,19 @@ public final class Publisher: Sendable {
     ///   with the entry and event id of the first publish.
     public func publish(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind, deduplicationKey: String,
                         window: Duration = .seconds(86_400)) async throws -> DeduplicatedOutcome {
-        let (stream, evalsha, eval) = deduplicated(envelope, category: category, kind: kind, key: deduplicationKey, window: window)
+        let (stream, evalsha) = deduplicated(envelope, category: category, kind: kind, key: deduplicationKey, window: window)
+        if case .eventLoops(let loops) = transport {
+            do {
+                let outcome = try Self.deduplicatedOutcome(try await reply(to: evalsha, over: loops, scriptSource: Self.deduplicationScript), stream: stream).get()
+                if !outcome.isDuplicate { countOnLoops(published: 1) }
+                return outcome
+            } catch {
+                countOnLoops(failed: 1)
+                throw error
+            }
+        }
         return try await withCheckedThrowingContinuation { continuation in
-            enqueue([Pending(command: evalsha, stream: stream, completion: .deduplicated({ continuation.resume(with: $0) }, fallback: eval, eventID: envelope.id))])
+            enqueue([Pending(command: evalsha, stream: stream, completion: .deduplicated({ continuation.resume(with: $0) }, eventID: envelope.id))])
         }
     }
 
@@ -181,31 +253,67 @@ public final class Publisher: Sendable {
                         window: Duration = .seconds(86_400)) async -> [Result<DeduplicatedOutcome, any Error>] {
         guard !batch.isEmpty else { return [] }
         let commands = batch.map { deduplicated($0.envelope, category: $0.category, kind: $0.kind, key: $0.key, window: window) }
+        if case .eventLoops(let loops) = transport {
+            let replies = await loops.sendEach(commands.map(\.evalsha), replicas: configuration.replicaAcknowledgement) { _ in Self.deduplicationScript }
+            let results = zip(commands, replies).map { command, reply in
+                reply.mapError { $0 as any Error }.flatMap { Self.deduplicatedOutcome($0, stream: command.stream) }
+            }
+            let failed = results.count { (try? $0.get()) == nil }
+            countOnLoops(published: results.count { (try? $0.get())?.isDuplicate == false }, failed: failed)
+            return results
+        }
         return await withCheckedContinuation { continuation in
             let collector = BatchCollector<DeduplicatedOutcome>(count: batch.count, continuation: continuation)
             enqueue(commands.enumerated().map { index, command in
                 Pending(command: command.evalsha, stream: command.stream,
-                        completion: .deduplicated({ collector.complete(index, $0) }, fallback: command.eval, eventID: batch[index].envelope.id))
+                        completion: .deduplicated({ collector.complete(index, $0) }, eventID: batch[index].envelope.id))
             })
         }
     }
 
-    /// The stream, and the script call as EVALSHA and as EVAL (after NOSCRIPT).
-    package func deduplicated(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind, key deduplicationKey: String,
-                              window: Duration) -> (stream: String, evalsha: RESPCommand, eval: RESPCommand) {
+    /// The stream, and the script call as EVALSHA (sent as EVAL after NOSCRIPT: ``RedisTransport``).
+    private func deduplicated(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind, key deduplicationKey: String,
+                              window: Duration) -> (stream: String, evalsha: RESPCommand) {
         let (stream, xadd) = xadd(envelope, category: category, kind: kind)
         let key = "\(stream):dedup:\(envelope.tenantID):\(deduplicationKey)"
         let seconds = max(1, window.components.seconds)
-        var tail: [RESPArgument] = [.string(key), .string(stream), .string(String(seconds)), .string(envelope.id.description)]
-        tail.append(contentsOf: xadd.arguments.dropFirst(2))
-        return (stream, RESPCommand(["EVALSHA", .string(Self.deduplicationSHA1), "2"] + tail), RESPCommand(["EVAL", .string(Self.deduplicationScript), "2"] + tail))
+        var arguments: [RESPArgument] = ["EVALSHA", .string(Self.deduplicationSHA1), "2", .string(key), .string(stream), .string(String(seconds)),
+                                         .string(envelope.id.description)]
+        arguments.reserveCapacity(arguments.count + xadd.arguments.count - 2)
+        arguments.append(contentsOf: xadd.arguments.dropFirst(2))
+        return (stream, RESPCommand(arguments))
+    }
+
+    // MARK: Publishing on event loops
+
+    /// One publish over the event loops' transport: its reply, `NOSCRIPT` answered with the
+    /// script's source; with replica acknowledgement, the command and its `WAIT` as one pipeline.
+    private func reply(to command: RESPCommand, over loops: EventLoopRedisTransport, scriptSource: String?) async throws -> RESPValue {
+        guard let replicas = configuration.replicaAcknowledgement else {
+            return try await loops.reply(to: command, scriptSource: scriptSource)
+        }
+        let results = await loops.sendEach([command], replicas: replicas) { _ in scriptSource }
+        guard let result = results.first else { throw RedisError(kind: .unexpectedReply, message: "no reply to '\(command)'") }
+        return try result.get()
+    }
+
+    /// Counts publishes made over the event loops (a duplicate is neither published nor failed).
+    private func countOnLoops(published: Int = 0, failed: Int = 0) {
+        if published > 0 {
+            publishedOnLoops.add(published, ordering: .relaxed)
+            metrics.published.increment(by: published)
+        }
+        if failed > 0 {
+            failedOnLoops.add(failed, ordering: .relaxed)
+            metrics.failed.increment(by: failed)
+        }
     }
 
     // MARK: Group commit
 
     /// The stream of an envelope and the `XADD` that appends it (untrimmed: the
     /// ``RetentionTrimmer`` trims, below what every reader has processed).
-    package func xadd(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind) -> (String, RESPCommand) {
+    private func xadd(_ envelope: EventEnvelope, category: StreamCategory, kind: MessageKind) -> (String, RESPCommand) {
         let stream = configuration.naming.stream(for: category, kind: kind, tenant: envelope.tenantID, subject: envelope.subject)
         var arguments: [RESPArgument] = ["XADD", .string(stream)]
         arguments.reserveCapacity(32)
@@ -224,13 +332,13 @@ public final class Publisher: Sendable {
             state.flushing = true
             return true
         }
-        if startFlusher {
+        if startFlusher, case .pipelined(let connection) = transport {
             // The flusher runs on the connection's own thread: no hop per round trip.
-            Task(executorPreference: connection.taskExecutor) { await self.flush() }
+            Task(executorPreference: connection.taskExecutor) { await self.flush(over: connection) }
         }
     }
 
-    private func flush() async {
+    private func flush(over connection: RedisClient) async {
         while true {
             let batch: [Pending] = state.withLock { state in
                 if state.pending.count <= configuration.maxBatch {
@@ -244,11 +352,11 @@ public final class Publisher: Sendable {
                 return head
             }
             if batch.isEmpty { return }
-            await send(batch)
+            await send(batch, over: connection)
         }
     }
 
-    private func send(_ batch: [Pending]) async {
+    private func send(_ batch: [Pending], over connection: RedisClient) async {
         let start = ContinuousClock.now
         defer { metrics.batch.record(since: start) }
         do {
@@ -257,19 +365,10 @@ public final class Publisher: Sendable {
             var commands: [RESPCommand] = []
             commands.reserveCapacity(batch.count)
             for pending in batch { commands.append(pending.command) }
-            // One pipeline (one per node on a cluster), each ending with WAIT when configured.
-            var results = await connection.sendEach(commands, replicas: configuration.replicaAcknowledgement)
-            // Scripts the server does not know (restarted or flushed, or another cluster node): once more as EVAL.
-            let unknownScript = batch.indices.filter { index in
-                if case .deduplicated = batch[index].completion, case .success(.error(let message)) = results[index], message.hasPrefix("NOSCRIPT") { return true }
-                return false
-            }
-            if !unknownScript.isEmpty {
-                let retried = await connection.sendEach(unknownScript.map { index -> RESPCommand in
-                    guard case .deduplicated(_, let fallback, _) = batch[index].completion else { return batch[index].command }
-                    return fallback
-                }, replicas: configuration.replicaAcknowledgement)
-                for (index, result) in zip(unknownScript, retried) { results[index] = result }
+            // One pipeline (one per node on a cluster), each ending with WAIT when configured;
+            // scripts the server does not know (restarted or flushed, another cluster node) once more as EVAL.
+            let results = await connection.sendEach(commands, replicas: configuration.replicaAcknowledgement) { index in
+                batch[index].completion.isScript ? Self.deduplicationScript : nil
             }
             var published = 0
             var firstFailure: RedisError?
@@ -283,12 +382,12 @@ public final class Publisher: Sendable {
                     // for the whole retry window, or replicas did not confirm: not published.
                     firstFailure = firstFailure ?? error
                     switch pending.completion {
-                    case .deduplicated(let resume, _, _): resume(.failure(error))
+                    case .deduplicated(let resume, _): resume(.failure(error))
                     default: pending.resume(.failure(error))
                     }
                     continue
                 }
-                if case .deduplicated(let resume, _, _) = pending.completion {
+                if case .deduplicated(let resume, _) = pending.completion {
                     let outcome = Self.deduplicatedOutcome(reply, stream: pending.stream)
                     switch outcome {
                     case .success(let outcome):
@@ -330,7 +429,7 @@ public final class Publisher: Sendable {
 
 extension Publisher {
     /// Reads an `XADD`'s answer: the new entry's id.
-    package static func xaddOutcome(_ reply: RESPValue, stream: String) -> Result<StreamEntryID, any Error> {
+    static func xaddOutcome(_ reply: RESPValue, stream: String) -> Result<StreamEntryID, any Error> {
         switch reply {
         case .bulkString(let bytes):
             guard let id = StreamEntryID(ascii: bytes) else {
@@ -345,7 +444,7 @@ extension Publisher {
     }
 
     /// Reads the script's answer: `{1, "<entry id> <event id>"}` published, `{0, …}` a duplicate.
-    package static func deduplicatedOutcome(_ reply: RESPValue, stream: String) -> Result<DeduplicatedOutcome, any Error> {
+    static func deduplicatedOutcome(_ reply: RESPValue, stream: String) -> Result<DeduplicatedOutcome, any Error> {
         if case .error(let message) = reply { return .failure(RedisError.server(message)) }
         guard case .array(let items) = reply, items.count == 2, case .integer(let flag) = items[0], case .bulkString(let value) = items[1] else {
             return .failure(RedisError(kind: .unexpectedReply, message: "deduplicated publish to \(stream) returned \(reply)"))
@@ -385,7 +484,7 @@ public struct PublishedEntry: Sendable, Hashable {
     /// The envelope's `id` (UUIDv7).
     public var eventID: Identifier
 
-    package init(stream: String, entryID: StreamEntryID, eventID: Identifier) {
+    init(stream: String, entryID: StreamEntryID, eventID: Identifier) {
         self.stream = stream
         self.entryID = entryID
         self.eventID = eventID

@@ -203,14 +203,7 @@ public final class RedisClient: Sendable {
                 return Array(repeating: .failure(RedisError(kind: .connection, message: "\(error)")), count: commands.count)
             }
             guard let replicas else { return replies.map { .success($0) } }
-            let acknowledged = replies.last?.int ?? 0
-            return replies.prefix(commands.count).map { reply in
-                if acknowledged < replicas.replicas, !reply.isError {
-                    return .failure(RedisError(kind: .replication, message: "acknowledged by \(acknowledged) of \(replicas.replicas) replicas within \(replicas.timeout); a failover could lose it",
-                                               endpoint: connection.configuration.endpoint.description))
-                }
-                return .success(reply)
-            }
+            return replicas.judge(replies.map { .success($0) }, endpoint: connection.configuration.endpoint.description)
         case .cluster(let router):
             return await router.sendEach(commands, blockingFor: nil, replicas: replicas)
         }
@@ -328,4 +321,17 @@ public struct ReplicaAcknowledgement: Sendable, Hashable {
     }
 
     var command: RESPCommand { RESPCommand("WAIT", .integer(replicas), .integer(Int(timeout.milliseconds))) }
+
+    /// The results of a pipeline that ended with ``command``: the commands' own (the `WAIT` reply
+    /// dropped), each that replied without an error failing with ``RedisError/Kind/replication``
+    /// when fewer replicas than asked acknowledged.
+    func judge(_ replies: [Result<RESPValue, RedisError>], endpoint: String) -> [Result<RESPValue, RedisError>] {
+        guard let last = replies.last else { return [] }
+        let acknowledged = (try? last.get())?.int ?? 0
+        return replies.dropLast().map { result in
+            guard case .success(let reply) = result, acknowledged < replicas, !reply.isError else { return result }
+            return .failure(RedisError(kind: .replication, message: "acknowledged by \(acknowledged) of \(replicas) replicas within \(timeout); a failover could lose it",
+                                       endpoint: endpoint))
+        }
+    }
 }

@@ -215,7 +215,7 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
 extension RedisConfiguration {
     /// What a new connection sends before anything else: `AUTH`, `SELECT` and `CLIENT SETNAME`,
     /// as configured (none by default).
-    package var handshake: [RESPCommand] {
+    var handshake: [RESPCommand] {
         var commands: [RESPCommand] = []
         if let password {
             if let username {

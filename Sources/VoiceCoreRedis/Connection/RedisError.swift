@@ -93,7 +93,7 @@ extension RedisError: DependencyFailure {
 extension RedisError {
     /// A handshake command (``RedisConfiguration/handshake``) answered with an error. AUTH's
     /// arguments are never echoed; the server's message does not contain them.
-    package static func handshake(_ command: RESPCommand, failedWith message: String, endpoint: String) -> RedisError {
+    static func handshake(_ command: RESPCommand, failedWith message: String, endpoint: String) -> RedisError {
         let what = command.arguments.first == .string("AUTH") ? "authentication" : "\(command)"
         return RedisError(kind: .server, message: "\(what) failed: \(message)", serverCode: RedisError.server(message).serverCode, endpoint: endpoint)
     }

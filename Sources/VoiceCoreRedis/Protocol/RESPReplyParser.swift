@@ -5,10 +5,10 @@ import CHiredis
 /// For connections whose I/O is not hiredis' own (the edge's event-loop connections): feed what
 /// the socket delivered, then take replies until `next()` returns nil (a reply still incomplete
 /// waits for more bytes). Not thread-safe: one parser per connection, used on its thread.
-public final class RESPReplyParser {
+final class RESPReplyParser {
     private let reader: UnsafeMutablePointer<redisReader>
 
-    public init() {
+    init() {
         guard let reader = redisReaderCreate() else { fatalError("hiredis could not allocate a reply reader") }
         self.reader = reader
     }
@@ -16,7 +16,7 @@ public final class RESPReplyParser {
     deinit { redisReaderFree(reader) }
 
     /// Adds bytes read from the socket.
-    public func feed(_ bytes: UnsafeRawBufferPointer) throws(RedisError) {
+    func feed(_ bytes: UnsafeRawBufferPointer) throws(RedisError) {
         guard !bytes.isEmpty else { return }
         let fed = bytes.withMemoryRebound(to: CChar.self) { redisReaderFeed(reader, $0.baseAddress, $0.count) }
         guard fed == REDIS_OK else { throw RedisError(kind: .unexpectedReply, message: "hiredis could not take the bytes read: \(errorText)") }
@@ -25,7 +25,7 @@ public final class RESPReplyParser {
     /// The next complete reply, or nil until more bytes arrive.
     /// - Throws: ``RedisError`` of kind `unexpectedReply` when the bytes are not RESP (the
     ///   connection must be closed: its stream can no longer be trusted).
-    public func next() throws(RedisError) -> RESPValue? {
+    func next() throws(RedisError) -> RESPValue? {
         var raw: UnsafeMutableRawPointer?
         guard redisReaderGetReply(reader, &raw) == REDIS_OK else {
             throw RedisError(kind: .unexpectedReply, message: "malformed reply from Redis: \(errorText)")

@@ -1,12 +1,12 @@
 import Logging
 import NIOCore
 import NIOPosix
-import VoiceCoreRedis
 
 /// A connection to a single Redis server that lives on one NIO event loop: the edge's handlers
 /// send their commands on the loop that handles the request, and the replies resume them there.
+/// ``EventLoopRedisTransport`` holds one per loop.
 ///
-/// The bus's ``RedisConnection`` blocks in hiredis on a thread of its own. At the edge that cost a
+/// The ``RedisConnection`` blocks in hiredis on a thread of its own. At the edge that cost a
 /// thread hop each way per pipeline and kept a third thread runnable beside the two event loops
 /// on a 2-core machine: handlers waited in convoys and the machine idled at 12–14 % while
 /// callbacks queued. Here the socket is NIO's and the loop's own; hiredis still reads the
