@@ -44,7 +44,10 @@ let package = Package(
         .target(name: "VoiceCoreTime"),
 
         // The vocabulary: envelope, typed commands and events, registry, partitioning.
-        .target(name: "VoiceCoreEvents", dependencies: ["VoiceCoreTime"]),
+        .target(
+            name: "VoiceCoreEvents",
+            dependencies: ["VoiceCoreTime", .product(name: "Crypto", package: "swift-crypto")]
+        ),
 
         // A thread per connection for the blocking C clients (never the cooperative pool).
         .target(name: "VoiceCoreExecutors"),

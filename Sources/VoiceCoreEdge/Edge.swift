@@ -131,9 +131,10 @@ public struct Edge: Sendable {
     // MARK: Shared steps
 
     /// The request body, after checking its media type (415) and size (413).
-    func body(of request: Request, accepting mediaTypes: [String]) async throws -> (bytes: [UInt8], mediaType: String) {
-        let mediaType = request.headers[.contentType].map(Self.mediaType) ?? ""
-        guard mediaTypes.contains(mediaType) else { throw Problem.unsupportedMediaType(mediaTypes.joined(separator: " or ")) }
+    func body(of request: Request, accepting mediaTypes: [MediaType]) async throws -> (bytes: [UInt8], mediaType: MediaType) {
+        guard let mediaType = request.headers[.contentType].flatMap(Self.mediaType), mediaTypes.contains(where: mediaType.names) else {
+            throw Problem.unsupportedMediaType(mediaTypes.map(\.description).joined(separator: " or "))
+        }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
             throw Problem.tooLarge(configuration.maxBodyBytes)
         }
@@ -207,18 +208,13 @@ public struct Edge: Sendable {
         configuration.publicBaseURL ?? "http://" + (request.head.authority ?? "\(configuration.host):\(configuration.port)")
     }
 
-    /// The media type of a `Content-Type` value: before any parameter, without surrounding
-    /// blanks, lowercased.
-    static func mediaType(_ contentType: String) -> String {
-        let utf8 = contentType.utf8
-        let end = utf8.firstIndex(of: UInt8(ascii: ";")) ?? utf8.endIndex
-        var bytes = utf8[..<end].drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
-        while let last = bytes.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { bytes = bytes.dropLast() }
-        return String(decoding: bytes.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 | 0x20 : $0 }, as: UTF8.self)
+    /// The media type of a `Content-Type` value (``MediaType/init(contentType:)``).
+    static func mediaType(_ contentType: String) -> MediaType? {
+        MediaType(contentType: contentType)
     }
 
     static func json(_ status: HTTPResponse.Status, _ body: [UInt8]) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        Response(status: status, headers: [.contentType: MediaType.applicationJson.description], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     static func empty(_ status: HTTPResponse.Status = .ok) -> Response {

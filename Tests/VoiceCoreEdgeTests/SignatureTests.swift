@@ -1,7 +1,10 @@
 import Crypto
 import Foundation
 import Testing
+import VoiceCoreEvents
+import VoiceCoreTime
 @testable import VoiceCoreEdge
+@testable import VoiceCoreTenants
 
 @Suite("Webhook signatures and parsing (no server)")
 struct SignatureTests {
@@ -128,21 +131,81 @@ struct SignatureTests {
         #expect(form["Encoded"] == "Zoë")
     }
 
-    @Test func signaturesAreBase64AsFoundationWritesIt() {
-        var generator = SystemRandomNumberGenerator()
-        for length in 0...40 {
-            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            #expect(String(decoding: TwilioSignature.base64(bytes), as: UTF8.self) == Data(bytes).base64EncodedString(), "\(length) bytes")
+    @Test func telnyxFieldsKeepEveryValueAsText() throws {
+        let body = #"{"data":{"event_type":"call.initiated","id":"ev-1","occurred_at":"2026-11-24T10:00:00Z","record_type":"event","#
+            + #""payload":{"call_control_id":"v3:abc","from":"+14155550100","to":"+14155550199","client_state":null,"#
+            + #""custom_headers":[{"name":"X-A/B","value":"1"}],"is_final":false,"confidence":0.9,"count":3,"caf\u00e9":"cr\u00e8me \"br\u00fbl\u00e9e\"","#
+            + #""transcription_data":{"transcript":"hello","is_final":true}}},"meta":{"attempt":1}}"#
+        let webhook = try TelnyxMapping.parse(Array(body.utf8))
+        #expect(webhook.id == "ev-1" && webhook.eventType == "call.initiated")
+        #expect(webhook.fields["data.payload.from"] == "+14155550100")
+        #expect(webhook.fields["data.payload.client_state"] == "")
+        #expect(webhook.fields["data.payload.is_final"] == "false")
+        #expect(webhook.fields["data.payload.confidence"] == "0.9")
+        #expect(webhook.fields["data.payload.count"] == "3")
+        #expect(webhook.fields["data.payload.café"] == "crème \"brûlée\"")
+        #expect(webhook.fields["data.payload.transcription_data.is_final"] == "true")
+        #expect(webhook.fields["meta.attempt"] == "1")
+        // An array stays JSON: the same value JSONSerialization reads from it.
+        let array = try #require(webhook.fields["data.payload.custom_headers"])
+        #expect(try JSONSerialization.jsonObject(with: Data(array.utf8)) as? [[String: String]] == [["name": "X-A/B", "value": "1"]])
+        #expect(webhook.payload["transcription_data.transcript"] == "hello")
+        #expect(webhook.payload["call_control_id"] == "v3:abc")
+        #expect(webhook.fields.count == 16, "\(webhook.fields.keys.sorted())")
+        for refused in ["", "[]", #"{"data":1}"#, #"{"data":{"id":"x"},}"#, #"{"data":{"id":"x","event_type":"call.initiated"}}"#] {
+            #expect(throws: Problem.self, "\(refused)") { try TelnyxMapping.parse(Array(refused.utf8)) }
+        }
+    }
+
+    @Test func twilioJSONCallbacksAreReadAsParameters() throws {
+        let form = try TwilioMapping.flatJSON(Array(#"{"CallSid":"CA1","SequenceNumber":2,"Final":true,"Nested":{"b":"x/y","a":null},"Empty":null}"#.utf8))
+        #expect(form.parameters.map(\.name) == ["CallSid", "Empty", "Final", "Nested", "SequenceNumber"])
+        #expect(form["CallSid"] == "CA1" && form["SequenceNumber"] == "2" && form["Final"] == "true" && form["Empty"] == "")
+        #expect(try JSONSerialization.jsonObject(with: Data((form["Nested"] ?? "").utf8)) as? NSDictionary == ["a": NSNull(), "b": "x/y"] as NSDictionary)
+        #expect(throws: Problem.self) { try TwilioMapping.flatJSON(Array("[1]".utf8)) }
+    }
+
+    @Test func readinessAnswersNameEveryCheck() throws {
+        let ready = ReadinessAnswer.answer([("consumer:billing", .ready), ("projection:calls", .ready)])
+        #expect(ready.status == .ok && ready.mediaType.description == "application/json")
+        let readyBody = ready.body
+        #expect(try JSONSerialization.jsonObject(with: Data(readyBody)) as? NSDictionary == [
+            "status": "ready", "checks": [["name": "consumer:billing", "status": "ready"], ["name": "projection:calls", "status": "ready"]],
+        ] as NSDictionary)
+        let down = ReadinessAnswer.answer([("consumer:billing", .notReady("Redis is unreachable")), ("projection:calls", .ready)])
+        #expect(down.status == .serviceUnavailable && down.mediaType.description == "application/problem+json")
+        let downBody = down.body
+        #expect(try JSONSerialization.jsonObject(with: Data(downBody)) as? NSDictionary == [
+            "type": "about:blank", "title": "Not ready", "status": 503, "detail": "consumer:billing: Redis is unreachable",
+            "checks": [["name": "consumer:billing", "status": "not ready", "reason": "Redis is unreachable"], ["name": "projection:calls", "status": "ready"]],
+        ] as NSDictionary)
+    }
+
+    @Test func tenantSummariesAreWrittenAsTheyWereShown() throws {
+        for sid in ["AC123", nil] {
+            let summary = TenantSummary(id: Identifier("0193a1b2-7c4d-7e5f-8a9b-0c1d2e3f4a5b")!, name: "Bright \"Plumbing\" / Co", plan: "growth",
+                                        timeZone: "America/Chicago", twilioAccountSID: sid, hasTwilioAuthToken: true, hasTwilioSharedKey: false,
+                                        hasTelnyxPublicKey: sid == nil, requestsPerSecond: 50, activeAPIKeys: 2,
+                                        createdAt: Timestamp(rfc3339: "2026-11-24T10:00:00.123456Z")!)
+            let written = JSONObjectWriter.object { summary.writeJSON(to: &$0) }
+            var expected: [String: Any] = [
+                "tenant_id": "0193a1b2-7c4d-7e5f-8a9b-0c1d2e3f4a5b", "name": "Bright \"Plumbing\" / Co", "plan": "growth", "time_zone": "America/Chicago",
+                "twilio_auth_token_set": true, "twilio_shared_key_set": false, "telnyx_public_key_set": sid == nil, "requests_per_second": 50,
+                "active_api_keys": 2, "created_at": "2026-11-24T10:00:00.123456Z",
+            ]
+            expected["twilio_account_sid"] = sid
+            #expect(try JSONSerialization.jsonObject(with: Data(written)) as? NSDictionary == expected as NSDictionary)
+            #expect(try TenantSummary(json: JSONObject.parse(written)) == summary)
         }
     }
 
     @Test func mediaTypesAreReadWithoutParametersBlanksOrCase() {
-        #expect(Edge.mediaType("application/x-www-form-urlencoded") == "application/x-www-form-urlencoded")
-        #expect(Edge.mediaType(" Application/X-WWW-Form-URLEncoded ; charset=UTF-8") == "application/x-www-form-urlencoded")
-        #expect(Edge.mediaType("application/json;charset=utf-8") == "application/json")
-        #expect(Edge.mediaType("\ttext/plain\t") == "text/plain")
-        #expect(Edge.mediaType("") == "")
-        #expect(Edge.mediaType(";") == "")
+        #expect(Edge.mediaType("application/x-www-form-urlencoded")?.description == "application/x-www-form-urlencoded")
+        #expect(Edge.mediaType(" Application/X-WWW-Form-URLEncoded ; charset=UTF-8")?.description == "application/x-www-form-urlencoded")
+        #expect(Edge.mediaType("application/json;charset=utf-8")?.description == "application/json")
+        #expect(Edge.mediaType("\ttext/plain\t")?.description == "text/plain")
+        #expect(Edge.mediaType("") == nil)
+        #expect(Edge.mediaType(";") == nil)
     }
 
     @Test func twilioTimestamps() {

@@ -76,6 +76,16 @@ struct EnvelopeTests {
         }
     }
 
+    /// RFC 9562's example (appendix A.4) and names that end in the first or second hash block,
+    /// against Python's `uuid.uuid5`.
+    @Test func v5MatchesRFC9562AndPython() throws {
+        let dns = try #require(Identifier("6ba7b810-9dad-11d1-80b4-00c04fd430c8"))
+        #expect(Identifier.v5(namespace: dns, name: "www.example.com").description == "2ed6657d-e927-568b-95e1-2665a8aea6a2")
+        #expect(Identifier.v5(namespace: tenant, name: "").description == "adb2752b-1600-5ce5-8fa8-61cc3f7e322f")
+        let long = "twilio/CA" + String(repeating: "0123456789abcdef", count: 4) + "/é"
+        #expect(Identifier.v5(namespace: tenant, name: long).description == "673d75d7-3ac1-528d-b543-ea60be50649e")
+    }
+
     @Test func streamNamesShareAHashTagPerPartition() {
         let naming = StreamNaming(partitions: 16)
         #expect(naming.stream(.calls, kind: .event, partition: 7) == "vc:{p07}:calls")

@@ -33,21 +33,28 @@ extension Edge {
             } catch let error as TenantError {
                 throw Self.problem(error)
             }
-            var answer = provisioned.tenant.jsonObject
-            answer["api_key"] = provisioned.apiKey.plaintext
-            answer["webhooks"] = webhookURLs(provisioned.tenant.id, request: request)
-            return try Self.jsonObject(.created, answer)
+            let webhooks = webhookURLs(provisioned.tenant.id, request: request)
+            // The summary's fields with the new key and the URLs to configure, keys in sorted order.
+            return Self.json(.created, JSONObjectWriter.object { json in
+                json.field("api_key", provisioned.apiKey.plaintext)
+                provisioned.tenant.writeJSON(to: &json)
+                json.field("webhooks", webhooks)
+            })
         }
         admin.get("/tenants") { request, _ in
             try authorizeAdmin(request)
-            return try Self.jsonObject(.ok, ["tenants": try await directory.list().map(\.jsonObject)])
+            let tenants = try await directory.list()
+            return Self.json(.ok, JSONObjectWriter.object { $0.field("tenants", tenants) })
         }
         admin.post("/tenants/{tenant}/api-keys") { request, context in
             try authorizeAdmin(request)
             let tenant = try tenantID(context)
             do {
                 let key = try await directory.rotateAPIKey(of: tenant)
-                return try Self.jsonObject(.created, ["tenant_id": tenant.description, "api_key": key.plaintext])
+                return Self.json(.created, JSONObjectWriter.object { json in
+                    json.field("api_key", key.plaintext)
+                    json.field("tenant_id", tenant)
+                })
             } catch let error as TenantError {
                 throw Self.problem(error)
             }
@@ -100,11 +107,6 @@ extension Edge {
         case .conflict(let message): Problem(.conflict, "Conflict", detail: message)
         case .configuration, .undecryptable: Problem.unavailable("the tenant directory")
         }
-    }
-
-    static func jsonObject(_ status: HTTPResponse.Status, _ object: [String: Any]) throws -> Response {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-        return json(status, Array(data))
     }
 }
 

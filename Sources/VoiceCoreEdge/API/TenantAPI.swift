@@ -88,7 +88,7 @@ extension Edge {
 
     /// The request's JSON object body (415 not JSON, 413 too large, 400 malformed).
     func jsonBody(_ request: Request) async throws -> JSONObject {
-        let (bytes, _) = try await body(of: request, accepting: ["application/json"])
+        let (bytes, _) = try await body(of: request, accepting: [.applicationJson])
         do {
             return try JSONObject.parse(bytes, path: "body")
         } catch {

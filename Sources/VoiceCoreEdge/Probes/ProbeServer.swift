@@ -51,7 +51,7 @@ public struct ProbeServer: Sendable {
         let checks = checks
         let registry = registry
         router.get("/health") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/json"],
+            Response(status: .ok, headers: [.contentType: MediaType.applicationJson.description],
                      body: .init(byteBuffer: ByteBuffer(bytes: JSONObjectWriter.object { $0.field("status", "ok") })))
         }
         router.get("/ready") { _, _ in ReadinessAnswer.response(await ReadinessCheck.evaluateAll(checks)) }

@@ -39,7 +39,7 @@ public struct Problem: HTTPResponseError, Sendable {
             json.field("field", field)
         }
         var headers = self.headers
-        headers[.contentType] = "application/problem+json"
+        headers[.contentType] = MediaType.applicationProblemJSON.description
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 

@@ -12,7 +12,7 @@ extension Edge {
     func addTelnyxRoutes(to router: Router<BasicRequestContext>) {
         router.post("/webhooks/telnyx/{tenant}") { request, context in
             let tenant = try tenantID(context)
-            let (bytes, _) = try await body(of: request, accepting: ["application/json"])
+            let (bytes, _) = try await body(of: request, accepting: [.applicationJson])
             let credentials = try await credentials(of: tenant)
             do throws(TelnyxSignature.Failure) {
                 guard let key = credentials.telnyxPublicKey else { throw TelnyxSignature.Failure.noKey }
@@ -53,14 +53,17 @@ public enum TelnyxMapping {
     }
 
     public static func parse(_ bytes: [UInt8]) throws(Problem) -> Webhook {
-        guard let document = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+        let document: [String: JSONValue]
+        do {
+            document = try JSONValue.object(parsing: bytes)
+        } catch {
             throw Problem.malformed("body", "is not a JSON object")
         }
-        guard let data = document["data"] as? [String: Any] else { throw Problem.invalid("data", "is required") }
-        guard let id = data["id"] as? String, !id.isEmpty else { throw Problem.invalid("data.id", "is required") }
+        guard let data = document["data"]?.object else { throw Problem.invalid("data", "is required") }
+        guard let id = data["id"]?.string, !id.isEmpty else { throw Problem.invalid("data.id", "is required") }
         try storable { () throws(MessageDecodingError) in try Storable.check(id, "data.id", as: .identifier) }
-        guard let eventType = data["event_type"] as? String, !eventType.isEmpty else { throw Problem.invalid("data.event_type", "is required") }
-        guard let occurredText = data["occurred_at"] as? String else { throw Problem.invalid("data.occurred_at", "is required") }
+        guard let eventType = data["event_type"]?.string, !eventType.isEmpty else { throw Problem.invalid("data.event_type", "is required") }
+        guard let occurredText = data["occurred_at"]?.string else { throw Problem.invalid("data.occurred_at", "is required") }
         guard let occurredAt = Timestamp(rfc3339: occurredText) else { throw Problem.malformed("data.occurred_at", "is not an RFC 3339 time") }
         var fields: [String: String] = [:]
         flatten(document, prefix: "", into: &fields)
@@ -68,7 +71,7 @@ public enum TelnyxMapping {
         // cannot store (``Storable``).
         try storable { () throws(MessageDecodingError) in try Storable.check(fields: fields) }
         var payload: [String: String] = [:]
-        flatten(data["payload"] as? [String: Any] ?? [:], prefix: "", into: &payload)
+        flatten(data["payload"]?.object ?? [:], prefix: "", into: &payload)
         return Webhook(id: id, eventType: eventType, occurredAt: occurredAt, payload: payload, fields: fields)
     }
 
@@ -175,30 +178,16 @@ public enum TelnyxMapping {
         }
     }
 
-    static func flatten(_ object: [String: Any], prefix: String, into fields: inout [String: String]) {
+    /// Every member of `object` as text (``JSONValue/text``), nested objects' members named by
+    /// their path (`data.payload.from`).
+    static func flatten(_ object: [String: JSONValue], prefix: String, into fields: inout [String: String]) {
         for (key, value) in object {
             let name = prefix.isEmpty ? key : prefix + "." + key
-            if let nested = value as? [String: Any] {
+            if let nested = value.object {
                 flatten(nested, prefix: name, into: &fields)
             } else {
-                fields[name] = text(value)
+                fields[name] = value.text
             }
-        }
-    }
-
-    static func text(_ value: Any) -> String {
-        switch value {
-        case let string as String: return string
-        case is NSNull: return ""
-        case let number as NSNumber:
-            // JSONSerialization's booleans are NSNumbers of type char ("c").
-            if String(cString: number.objCType) == "c" { return number.boolValue ? "true" : "false" }
-            return number.stringValue
-        default:
-            if let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) {
-                return String(decoding: data, as: UTF8.self)
-            }
-            return "\(value)"
         }
     }
 }

@@ -13,8 +13,7 @@ import VoiceCoreTime
 /// initiated, ringing, answered, completed). The voice answer starts real-time transcription,
 /// whose callbacks arrive at `/webhooks/twilio/{tenant}/transcription`.
 extension Edge {
-    static let formMediaTypes = ["application/x-www-form-urlencoded"]
-    static let twilioMediaTypes = ["application/x-www-form-urlencoded", "application/json"]
+    static let twilioMediaTypes: [MediaType] = [.applicationUrlEncoded, .applicationJson]
 
     func addTwilioRoutes(to router: Router<BasicRequestContext>) {
         router.post("/webhooks/twilio/{tenant}/voice") { request, context in
@@ -58,7 +57,7 @@ extension Edge {
         let url = publicURL(of: request)
         let form: FormBody
         let signed: [(name: String, value: String)]
-        if mediaType == "application/json" {
+        if mediaType.names(.applicationJson) {
             // JSON bodies are signed through the URL's bodySHA256.
             guard TwilioSignature.verifyBodyHash(url: url, body: bytes) else {
                 metrics.signatureFailure("twilio", TwilioSignature.Failure.bodyHash.rawValue)
@@ -295,10 +294,13 @@ public enum TwilioMapping {
 
     /// A flat JSON object (Twilio's JSON callbacks) as parameters; nested values as JSON text.
     static func flatJSON(_ bytes: [UInt8]) throws(Problem) -> FormBody {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+        let object: [String: JSONValue]
+        do {
+            object = try JSONValue.object(parsing: bytes)
+        } catch {
             throw Problem.malformed("body", "is not a JSON object")
         }
-        return FormBody(parameters: object.keys.sorted().map { key in (key, TelnyxMapping.text(object[key] as Any)) })
+        return FormBody(parameters: object.keys.sorted().map { key in (key, object[key]?.text ?? "") })
     }
 
     /// Twilio's timestamps: RFC 2822 (`Mon, 16 Aug 2010 03:45:01 +0000`) in status callbacks,

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Synchronization
 import VoiceCoreTime
@@ -213,18 +214,22 @@ public struct Identifier: Sendable, Hashable, Comparable, Codable, CustomStringC
 
     /// A name-based UUIDv5 (RFC 9562: SHA-1 of namespace and name), reproducible in any language
     /// (`uuid.uuid5(namespace, name)` in Python).
+    ///
+    /// The edge derives a call id per webhook and consumers a usage id per event: swift-crypto's
+    /// SHA-1 hashes the namespace and the name's UTF-8 in place, without an input array.
     public static func v5(namespace: Identifier, name: String) -> Identifier {
-        var input = withUnsafeBytes(of: namespace.uuid.uuid) { Array($0) }
-        input.append(contentsOf: name.utf8)
-        var bytes = Array(SHA1.digest(input).prefix(16))
-        bytes[6] = 0x50 | (bytes[6] & 0x0f)
-        bytes[8] = 0x80 | (bytes[8] & 0x3f)
-        return Identifier(bytes: bytes)
-    }
-
-    private init(bytes: [UInt8]) {
-        uuid = UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-                           bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+        var hash = Insecure.SHA1()
+        withUnsafeBytes(of: namespace.uuid.uuid) { hash.update(bufferPointer: $0) }
+        var name = name
+        name.withUTF8 { hash.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        let digest = hash.finalize()
+        var uuid: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &uuid) { bytes in
+            digest.withUnsafeBytes { hashed in bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: hashed.prefix(16))) }
+            bytes[6] = 0x50 | (bytes[6] & 0x0f)
+            bytes[8] = 0x80 | (bytes[8] & 0x3f)
+        }
+        return Identifier(UUID(uuid: uuid))
     }
 }
 

@@ -89,7 +89,7 @@ public final class JSONObject {
         }
     }
 
-    private static func unescape(_ raw: UnsafeBufferPointer<UInt8>) -> String {
+    static func unescape(_ raw: UnsafeBufferPointer<UInt8>) -> String {
         // The scanner validated every escape, so this cannot fail.
         var out: [UInt8] = []
         out.reserveCapacity(raw.count)

@@ -180,27 +180,30 @@ public struct OpenAICompatibleIntentDetector: IntentDetector {
             {"intent": one of \(intents.map { "\"\($0)\"" }.joined(separator: ", ")), "confidence": a number from 0 to 1}. \
             Use "other" when the caller shows none of them.
             """
-        let body: [String: Any] = [
-            "model": model, "temperature": 0, "response_format": ["type": "json_object"],
-            "messages": [["role": "system", "content": system], ["role": "user", "content": utterance]],
-        ]
+        let body = JSONValue.object([
+            "model": .string(model), "temperature": .number("0"), "response_format": .object(["type": .string("json_object")]),
+            "messages": .array([
+                .object(["role": .string("system"), "content": .string(system)]), .object(["role": .string("user"), "content": .string(utterance)]),
+            ]),
+        ])
         var request = HTTPClientRequest(url: baseURL + "/chat/completions")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         if !apiKey.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
-        request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)))
+        request.body = .bytes(ByteBuffer(bytes: body.jsonText))
         let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout / .milliseconds(1))))
         let bytes = try await response.body.collect(upTo: 1 << 20)
         guard (200..<300).contains(Int(response.status.code)) else { throw Failure(description: "the AI provider answered \(response.status.code)") }
-        guard let object = try JSONSerialization.jsonObject(with: Data(buffer: bytes)) as? [String: Any],
-              let choices = object["choices"] as? [[String: Any]], let message = choices.first?["message"] as? [String: Any],
-              let content = message["content"] as? String,
-              let answer = try JSONSerialization.jsonObject(with: Data(content.utf8)) as? [String: Any],
-              let name = answer["intent"] as? String
+        guard let object = try? JSONValue.object(parsing: Array(buffer: bytes)),
+              case .array(let choices)? = object["choices"], let message = choices.first?.object?["message"]?.object,
+              let content = message["content"]?.string,
+              let answer = try? JSONValue.object(parsing: Array(content.utf8)),
+              let name = answer["intent"]?.string
         else { throw Failure(description: "the AI provider's answer is not the JSON asked for") }
         guard let intent = Intent(rawValue: name.lowercased()) else { throw Failure(description: "the AI provider named an unknown intent") }
         if intent == .other { return nil }
-        let confidence = (answer["confidence"] as? Double) ?? (answer["confidence"] as? NSNumber)?.doubleValue ?? 0.5
+        var confidence = 0.5
+        if case .number(let literal)? = answer["confidence"], let value = Double(literal) { confidence = value }
         return IntentMatch(intent: intent, confidence: confidence, matchedPhrase: nil)
     }
 }

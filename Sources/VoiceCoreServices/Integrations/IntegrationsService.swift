@@ -195,25 +195,30 @@ public final class WebhookDeliverer: Service, Sendable {
         return mac.map { String(format: "%02x", $0) }.joined()
     }
 
+    /// The body posted to a webhook (compact JSON, keys sorted): the event with its `data`, or
+    /// Slack's `text`. An event whose data is not a JSON object is sent with an empty one.
     static func body(_ job: WebhookJob, format: OutboundWebhook.Format) -> [UInt8] {
-        let data = (try? JSONSerialization.jsonObject(with: Data(job.data))) ?? [:]
-        let object: [String: Any]
+        let data = (try? JSONValue.object(parsing: job.data)) ?? [:]
         switch format {
         case .json:
-            object = ["id": job.eventID.description, "type": job.eventType, "tenant_id": job.tenantID.description, "time": job.eventTime.rfc3339, "data": data]
+            return JSONValue.object([
+                "id": .string(job.eventID.description), "type": .string(job.eventType), "tenant_id": .string(job.tenantID.description),
+                "time": .string(job.eventTime.rfc3339), "data": .object(data),
+            ]).jsonText
         case .slack:
-            object = ["text": slackText(job.eventType, data as? [String: Any] ?? [:])]
+            return JSONValue.object(["text": .string(slackText(job.eventType, data))]).jsonText
         }
-        return Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data())
     }
 
-    static func slackText(_ type: String, _ data: [String: Any]) -> String {
+    static func slackText(_ type: String, _ data: [String: JSONValue]) -> String {
         switch type {
         case LeadCreated.type:
-            let who = [data["name"], data["phone"], data["email"]].compactMap { $0 as? String }.joined(separator: ", ")
-            return "New lead (\(data["intent"] as? String ?? "other")): \(who.isEmpty ? "no contact details" : who)"
+            let who = [data["name"], data["phone"], data["email"]].compactMap { $0?.string }.joined(separator: ", ")
+            return "New lead (\(data["intent"]?.string ?? "other")): \(who.isEmpty ? "no contact details" : who)"
         case CallEnded.type:
-            return "Call ended: \(data["status"] as? String ?? "?"), \(data["duration_seconds"] as? Int ?? 0) s"
+            var seconds = 0
+            if case .number(let literal)? = data["duration_seconds"], let value = Int(literal) { seconds = value }
+            return "Call ended: \(data["status"]?.string ?? "?"), \(seconds) s"
         default:
             return type
         }

@@ -18,13 +18,18 @@ public struct WebhookJob: Sendable, Hashable {
     public var attempts: Int
     public var lastError: String?
 
+    /// The job as stored in the queue's hash; keys in sorted order.
     var json: [UInt8] {
-        var object: [String: Any] = [
-            "tenant": tenantID.description, "webhook": webhookID.description, "event_id": eventID.description, "event_type": eventType,
-            "event_time": eventTime.rfc3339, "data": String(decoding: data, as: UTF8.self), "attempts": attempts,
-        ]
-        object["last_error"] = lastError
-        return Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data())
+        JSONObjectWriter.object { object in
+            object.field("attempts", attempts)
+            object.field("data", String(decoding: data, as: UTF8.self))
+            object.field("event_id", eventID)
+            object.field("event_time", eventTime)
+            object.field("event_type", eventType)
+            object.field("last_error", lastError)
+            object.field("tenant", tenantID)
+            object.field("webhook", webhookID)
+        }
     }
 
     init(id: Identifier, tenantID: Identifier, webhookID: Identifier, eventID: Identifier, eventType: String, eventTime: Timestamp, data: [UInt8],
@@ -40,14 +45,15 @@ public struct WebhookJob: Sendable, Hashable {
         self.lastError = lastError
     }
 
+    /// A stored job; nil when it is not one (a job without its attempts counts none).
     init?(id: Identifier, json: [UInt8]) {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(json)) as? [String: Any],
-              let tenant = (object["tenant"] as? String).flatMap(Identifier.init), let webhook = (object["webhook"] as? String).flatMap(Identifier.init),
-              let event = (object["event_id"] as? String).flatMap(Identifier.init), let type = object["event_type"] as? String,
-              let time = (object["event_time"] as? String).flatMap(Timestamp.init(rfc3339:)), let data = object["data"] as? String
+        guard let object = try? JSONObject.parse(json),
+              let tenant = try? object.identifier("tenant"), let webhook = try? object.identifier("webhook"),
+              let event = try? object.identifier("event_id"), let type = try? object.string("event_type"),
+              let time = try? object.timestamp("event_time"), let data = try? object.string("data")
         else { return nil }
         self.init(id: id, tenantID: tenant, webhookID: webhook, eventID: event, eventType: type, eventTime: time, data: Array(data.utf8),
-                  attempts: object["attempts"] as? Int ?? 0, lastError: object["last_error"] as? String)
+                  attempts: (try? object.optionalInt("attempts")) ?? 0, lastError: try? object.optionalString("last_error"))
     }
 }
 
