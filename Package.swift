@@ -229,6 +229,20 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // The CLI as processes: `voicecore up`, the probes of its long-running commands, the
+        // platform's processes through Redis and Postgres outages (they run .build/debug/voicecore).
+        .testTarget(name: "VoiceCoreCLITests", dependencies: [
+            "VoiceCoreTestSupport",
+            "VoiceCoreBus",
+            "VoiceCoreEvents",
+            "VoiceCorePostgres",
+            "VoiceCoreProjections",
+            "VoiceCoreRedis",
+            "VoiceCoreServices",
+            "VoiceCoreTenants",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents", "VoiceCoreExecutors"], exclude: ["Fixtures"]),
     ]
 )

@@ -6,6 +6,7 @@ import Testing
 import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreServices
+import VoiceCoreTestSupport
 import VoiceCoreTime
 
 /// One contact per phone and per e-mail, whichever path names it first (a contact written through

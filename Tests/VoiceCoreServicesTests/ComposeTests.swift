@@ -3,6 +3,7 @@ import Testing
 import VoiceCoreExecutors
 import VoiceCoreRedis
 import VoiceCoreServices
+import VoiceCoreTestSupport
 
 /// compose/docker-compose.yml is checked, not run (no Docker engine here): it must be valid
 /// under the Compose specification's JSON Schema and run every service.

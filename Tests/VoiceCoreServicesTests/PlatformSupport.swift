@@ -14,13 +14,8 @@ import VoiceCoreProjections
 import VoiceCoreRedis
 import VoiceCoreServices
 import VoiceCoreTenants
+import VoiceCoreTestSupport
 import VoiceCoreTime
-
-enum TestServers {
-    static var redisURL: String { ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:16379/1" }
-    static var databaseURL: String { ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgres://voicecore:voicecore@127.0.0.1:15432/voicecore_test" }
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-}
 
 /// The whole platform on real servers, isolated: a migrated schema and a stream prefix of its
 /// own, a tenant with Twilio credentials, and on `run` the edge (real HTTP on a free port), every
@@ -132,11 +127,6 @@ final class PlatformFixture: @unchecked Sendable {
         }
         return lines
     }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// A local HTTP receiver (Hummingbird on a free port) that records what it was sent and answers

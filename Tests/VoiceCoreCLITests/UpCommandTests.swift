@@ -3,6 +3,7 @@ import Foundation
 import Testing
 import VoiceCorePostgres
 import VoiceCoreRedis
+import VoiceCoreTestSupport
 
 /// The README's first command, as processes: `voicecore up` on an empty deployment, then
 /// `voicecore demo` against it, then SIGTERM.
