@@ -16,20 +16,19 @@ public final class RedisScript: Sendable {
         self.source = source
     }
 
-    /// Runs the script on the node of its keys. A node that does not know the script yet (a
-    /// restarted server, or another cluster node than the one that loaded it) gets it with `EVAL`,
-    /// which also caches it there.
-    public func run(on client: RedisClient, keys: [String], arguments: [RESPArgument]) async throws -> RESPValue {
+    /// Runs the script on the node of its keys, over either transport. A node that does not know
+    /// the script yet (a restarted server, or another cluster node than the one that loaded it)
+    /// gets it with `EVAL`, which also caches it there (``RedisTransport/reply(to:scriptSource:)``).
+    /// - Throws: ``RedisError``: the script's error reply, or a connection failure.
+    public func run(on client: some RedisTransport, keys: [String], arguments: [RESPArgument]) async throws -> RESPValue {
         var sha = sha1.withLock { $0 }
         if sha == nil {
             let loaded = try await client.execute(.scriptLoad(source))
             sha1.withLock { $0 = loaded }
             sha = loaded
         }
-        do {
-            return try await client.execute(.evalsha(sha ?? "", keys: keys, arguments: arguments))
-        } catch let error as RedisError where error.serverCode == "NOSCRIPT" {
-            return try await client.execute(.raw(["EVAL", .string(source), .integer(keys.count)] + keys.map { .string($0) } + arguments))
-        }
+        let reply = try await client.reply(to: RedisCommand.evalsha(sha ?? "", keys: keys, arguments: arguments).command, scriptSource: source)
+        if case .error(let message) = reply { throw RedisError.server(message, endpoint: client.configuration.endpoint.description) }
+        return reply
     }
 }
