@@ -93,7 +93,6 @@ let package = Package(
             dependencies: [
                 "VoiceCorePostgres",
                 "VoiceCoreExecutors",
-                "VoiceCoreRedis",
                 "VoiceCoreBus",
                 "VoiceCoreEvents",
                 "VoiceCoreTime",
@@ -144,7 +143,6 @@ let package = Package(
             dependencies: [
                 "VoiceCoreBus",
                 "VoiceCoreEvents",
-                "VoiceCoreRedis",
                 "VoiceCoreTenants",
                 "VoiceCoreTime",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,12 +1,12 @@
 import Logging
 import ServiceLifecycle
+import UnixSignals
 import VoiceCoreBus
 import VoiceCoreEvents
-import VoiceCoreRedis
 
 // BEGIN team consumer example
 /// A team's own consumer: counts finished calls per tenant. Imports VoiceCoreBus and
-/// VoiceCoreEvents (and VoiceCoreRedis for the connection settings), nothing else of ours.
+/// VoiceCoreEvents, nothing else of ours (the bus provides the connection settings).
 func runCallCounter(redisURL: String, prefix: String = "vc", onCount: @escaping @Sendable (Identifier, Int) -> Void) async throws {
     let naming = StreamNaming(partitions: 16, prefix: prefix)
     let counts = CallCounts()

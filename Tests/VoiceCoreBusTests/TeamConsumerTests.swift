@@ -37,6 +37,14 @@ struct TeamConsumerTests {
         _ = try await redis.execute(.del(StreamNaming(partitions: 16, prefix: prefix).streams(.calls, kind: .event)))
     }
 
+    @Test func theSwiftExampleImportsTheBusAndTheEventsOnly() throws {
+        let example = try String(contentsOf: Self.root.appendingPathComponent("Tests/VoiceCoreBusTests/TeamConsumerExample.swift"), encoding: .utf8)
+        let ours = example.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { $0.hasPrefix("import") || $0.hasPrefix("@") && $0.contains("import") }
+            .filter { $0.contains("VoiceCore") }
+        #expect(ours == ["import VoiceCoreBus", "import VoiceCoreEvents"])
+    }
+
     @Test func theBusGuideShowsTheCompiledSwiftExample() throws {
         let example = try String(contentsOf: Self.root.appendingPathComponent("Tests/VoiceCoreBusTests/TeamConsumerExample.swift"), encoding: .utf8)
         let guide = try String(contentsOf: Self.root.appendingPathComponent("docs/bus.md"), encoding: .utf8)

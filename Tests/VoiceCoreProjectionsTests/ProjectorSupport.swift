@@ -65,7 +65,7 @@ final class ProjectorFixture: @unchecked Sendable {
     }
 
     func status(_ projections: [any Projection] = StandardProjections.all) async throws -> [ProjectionStatus] {
-        try await ProjectionStatus.read(projections, naming: naming, redis: RedisClient(redis), db: db)
+        try await ProjectionStatus.read(projections, naming: naming, streams: StreamInspector(connection: BusConnection(RedisClient(redis))), db: db)
     }
 
     /// Waits until every projection has checkpointed everything published.

@@ -374,7 +374,7 @@ struct ProjectorTests {
                                      postgres: try PostgresConfiguration(url: fixture.databaseURL), configuration: fixture.configuration(instance: "gauges"))
         let readiness = ProjectorReadiness(runner: runner, naming: fixture.naming, redis: try RedisConfiguration(url: TestRedis.url),
                                            postgres: try PostgresConfiguration(url: fixture.databaseURL), factory: metrics)
-        try await readiness.sample(redis: RedisClient(fixture.redis), db: fixture.db, at: .now)
+        try await readiness.sample(streams: StreamInspector(connection: BusConnection(RedisClient(fixture.redis))), db: fixture.db, at: .now)
         #expect(try metrics.expectGauge(ProjectorMetricNames.gap, [("projection", "billing")]).lastValue == Double(usage))
         #expect(try metrics.expectGauge(ProjectorMetricNames.oldestUnprojected, [("projection", "billing")]).lastValue ?? 0 >= 0.3)
         let running = try fixture.runner(projections: [BillingProjection()])

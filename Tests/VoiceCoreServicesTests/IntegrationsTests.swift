@@ -59,7 +59,7 @@ struct IntegrationsTests {
                 try await fixture.publisher.publish(envelope, category: .crm, kind: .event)
 
                 // The failing receiver: each lead attempted 3 times, then recorded as failed.
-                let queue = WebhookQueue(connection: fixture.redis, prefix: fixture.prefix)
+                let queue = WebhookQueue(connection: BusConnection(fixture.redis), prefix: fixture.prefix)
                 try await fixture.eventually("the failed deliveries to be recorded", timeout: .seconds(20)) {
                     try await fixture.redis.execute(.xlen(queue.failuresStream)) == 10
                 }

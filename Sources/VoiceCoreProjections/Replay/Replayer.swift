@@ -1,8 +1,8 @@
 import Foundation
 import Logging
+import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
-import VoiceCoreRedis
 import VoiceCoreTime
 
 /// What `voicecore replay` does.

@@ -1,6 +1,6 @@
+import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
-import VoiceCoreRedis
 
 /// A read model kept in Postgres from event streams.
 ///

@@ -2,7 +2,6 @@ import Logging
 import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
-import VoiceCoreRedis
 
 /// The projector's checkpoints as reader progress, so the ``RetentionTrimmer`` never trims an
 /// event a projection has not committed.

@@ -1,7 +1,7 @@
 import Metrics
+import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
-import VoiceCoreRedis
 import VoiceCoreTime
 
 /// Where a projection stands: its checkpoints against the heads of its streams.
@@ -28,10 +28,11 @@ public struct ProjectionStatus: Sendable, Hashable {
     public var gapIsLowerBound: Bool { streams.contains(where: \.gapIsLowerBound) }
     public var oldestUnprojectedSeconds: Double? { streams.compactMap(\.oldestUnprojectedSeconds).max() }
 
-    /// Reads the status of each projection. `countCap` bounds how many entries are counted one by
-    /// one on a stream whose group cannot say its lag (then the gap is a lower bound).
+    /// Reads the status of each projection: its checkpoints from `db`, where its streams stand
+    /// from `streams` (the bus's ``StreamInspector``). `countCap` bounds how many entries are counted
+    /// one by one on a stream whose group cannot say its lag (then the gap is a lower bound).
     public static func read(
-        _ projections: [any Projection], naming: StreamNaming, redis: RedisClient, db: PostgresConnection, countCap: Int = 10_000
+        _ projections: [any Projection], naming: StreamNaming, streams inspector: StreamInspector, db: PostgresConnection, countCap: Int = 10_000
     ) async throws -> [ProjectionStatus] {
         let rows = try await db.query("SELECT projection, stream, last_entry_id FROM projection_checkpoints")
         var checkpoints: [String: [String: StreamEntryID]] = [:]
@@ -51,24 +52,20 @@ public struct ProjectionStatus: Sendable, Hashable {
                 for stream in naming.streams(category, kind: .event) {
                     let checkpoint = checkpoints[projection.name]?[stream]
                     var status = StreamStatus(stream: stream, checkpoint: checkpoint, head: nil, gap: 0, gapIsLowerBound: false, oldestUnprojectedSeconds: nil)
-                    let info: StreamInfo
-                    do {
-                        info = try await redis.execute(.xinfoStream(stream))
-                    } catch let error as RedisError where error.kind == .server {
+                    guard let head = try await inspector.head(of: stream) else {
                         streams.append(status)  // no such stream yet
                         continue
                     }
-                    status.head = info.lastGeneratedID
-                    if let head = info.lastGeneratedID, info.length > 0, checkpoint.map({ head > $0 }) ?? true {
-                        let first = try await redis.execute(.xrange(stream, from: checkpoint?.successor ?? .zero, count: 1)).first
-                        if let first {
-                            status.oldestUnprojectedSeconds = Double(nowMilliseconds &- min(nowMilliseconds, first.id.milliseconds)) / 1000
+                    status.head = head.lastGeneratedID
+                    if let last = head.lastGeneratedID, head.length > 0, checkpoint.map({ last > $0 }) ?? true {
+                        if let first = try await inspector.firstEntryID(of: stream, after: checkpoint) {
+                            status.oldestUnprojectedSeconds = Double(nowMilliseconds &- min(nowMilliseconds, first.milliseconds)) / 1000
                             // The groups reading for this projection (projector:a+b+…) whose lag Redis knows;
                             // the most advanced one is the one applying it (others are left from earlier runs).
                             // Its lag counts entries not yet delivered; those delivered after the checkpoint
                             // (being applied, not committed: projectors read with NOACK, so they are not
                             // pending) are counted here.
-                            let groups = try await redis.execute(.xinfoGroups(stream)).compactMap { info -> (lag: Int, delivered: StreamEntryID?)? in
+                            let groups = try await inspector.groups(of: stream).compactMap { info -> (lag: Int, delivered: StreamEntryID?)? in
                                 guard info.name.hasPrefix("projector:"),
                                       info.name.dropFirst("projector:".count).split(separator: "+").contains(Substring(projection.name)),
                                       let lag = info.lag else { return nil }
@@ -77,12 +74,12 @@ public struct ProjectionStatus: Sendable, Hashable {
                             if let group = groups.min(by: { $0.lag < $1.lag }) {
                                 var inFlight = (count: 0, capped: false)
                                 if let delivered = group.delivered, checkpoint.map({ delivered > $0 }) ?? true {
-                                    inFlight = try await Self.count(stream, after: checkpoint, through: delivered, cap: countCap, redis: redis)
+                                    inFlight = try await inspector.count(stream, after: checkpoint, through: delivered, cap: countCap)
                                 }
                                 status.gap = group.lag + inFlight.count
                                 status.gapIsLowerBound = inFlight.capped
                             } else {
-                                let counted = try await Self.count(stream, after: checkpoint, through: nil, cap: countCap, redis: redis)
+                                let counted = try await inspector.count(stream, after: checkpoint, through: nil, cap: countCap)
                                 status.gap = counted.count
                                 status.gapIsLowerBound = counted.capped
                             }
@@ -96,23 +93,8 @@ public struct ProjectionStatus: Sendable, Hashable {
         return result
     }
 
-    /// Entries of `stream` after `after` up to and including `through` (the end when nil), counted
-    /// page by page up to `cap`.
-    private static func count(_ stream: String, after: StreamEntryID?, through: StreamEntryID?, cap: Int, redis: RedisClient) async throws -> (count: Int, capped: Bool) {
-        var counted = 0
-        var from = after?.successor ?? .zero
-        while counted < cap {
-            let want = min(1000, cap - counted)
-            let page = try await redis.execute(.xrange(stream, from: from, to: through, count: want))
-            counted += page.count
-            guard page.count == want, let last = page.last else { return (counted, false) }
-            from = last.id.successor
-        }
-        return (counted, true)
-    }
-
     /// Records the gap and age as gauges (``ProjectorMetricNames``).
-    public func recordMetrics(factory: MetricsFactory = MetricsSystem.factory) {
+    public func recordMetrics(factory: any MetricsFactory = MetricsSystem.factory) {
         let dimensions = [("projection", projection)]
         Gauge(label: ProjectorMetricNames.gap, dimensions: dimensions, factory: factory).record(gap)
         Gauge(label: ProjectorMetricNames.oldestUnprojected, dimensions: dimensions, factory: factory).record(oldestUnprojectedSeconds ?? 0)

@@ -6,7 +6,6 @@ import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCoreExecutors
 import VoiceCorePostgres
-import VoiceCoreRedis
 
 /// The readiness of a projector runner, and the projection-gap gauges: samples every projection's
 /// ``ProjectionStatus`` each `interval`, records its gap and the age of its oldest unprojected
@@ -36,7 +35,7 @@ public final class ProjectorReadiness: Service, Sendable {
     private let redis: RedisConfiguration
     private let postgres: PostgresConfiguration
     private let interval: Duration
-    private let factory: MetricsFactory
+    private let factory: any MetricsFactory
     private let logger: Logger
     private let state: Mutex<Sample>
 
@@ -44,12 +43,10 @@ public final class ProjectorReadiness: Service, Sendable {
     ///   - interval: how often the projections' status is read (a few commands per stream).
     ///   - stallLimit: how long a growing gap may go with nothing applied.
     public init(runner: ProjectorRunner, naming: StreamNaming, redis: RedisConfiguration, postgres: PostgresConfiguration,
-                interval: Duration = .seconds(5), stallLimit: Duration = .seconds(30), factory: MetricsFactory = MetricsSystem.factory,
+                interval: Duration = .seconds(5), stallLimit: Duration = .seconds(30), factory: any MetricsFactory = MetricsSystem.factory,
                 logger: Logger = Logger(label: "voicecore.projector.readiness")) {
         self.runner = runner
         self.naming = naming
-        var redis = redis
-        redis.clientName = "vc-readiness:projector"
         self.redis = redis
         self.postgres = postgres
         self.interval = interval
@@ -79,14 +76,14 @@ public final class ProjectorReadiness: Service, Sendable {
 
     public func run() async throws {
         let (redis, postgres, logger) = (self.redis, self.postgres, self.logger)
-        var redisClient = LazyConnection { try await RedisClient.connect(redis, logger: logger) }
+        var redisConnection = LazyConnection { try await BusConnection.connect(redis, name: "vc-readiness:projector", logger: logger) }
         var db = LazyConnection { try await PostgresConnection.connect(postgres, logger: logger) }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var failure: String?
             do {
-                let client = try await redisClient.get()
+                let client = try await redisConnection.get()
                 do {
-                    try await sample(redis: client, db: try await db.get(), at: .now)
+                    try await sample(streams: StreamInspector(connection: client), db: try await db.get(), at: .now)
                 } catch let error as PostgresError where error.sqlState == "42P01" {
                     failure = "the read-model tables are missing: run `voicecore migrate up`"
                 } catch let error as PostgresError {
@@ -107,14 +104,14 @@ public final class ProjectorReadiness: Service, Sendable {
             // A graceful shutdown ends the wait: the process's drain bound is not spent here.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
         }
-        await redisClient.current?.close()
+        await redisConnection.current?.close()
         await db.current?.close()
     }
 
     /// Reads every projection's status once, records the gauges and the runner's progress
     /// (public for tests and one-shot use).
-    public func sample(redis: RedisClient, db: PostgresConnection, at now: ContinuousClock.Instant) async throws {
-        let statuses = try await ProjectionStatus.read(runner.projections, naming: naming, redis: redis, db: db)
+    public func sample(streams: StreamInspector, db: PostgresConnection, at now: ContinuousClock.Instant) async throws {
+        let statuses = try await ProjectionStatus.read(runner.projections, naming: naming, streams: streams, db: db)
         for status in statuses { status.recordMetrics(factory: factory) }
         let statistics = runner.statistics
         state.withLock { sample in

@@ -1,7 +1,6 @@
 import Logging
 import VoiceCoreBus
 import VoiceCoreEvents
-import VoiceCoreRedis
 import VoiceCoreTime
 
 /// The AI service (group `ai`): listens to calls as they are transcribed.

@@ -1,7 +1,6 @@
 import Logging
 import VoiceCoreBus
 import VoiceCoreEvents
-import VoiceCoreRedis
 import VoiceCoreTime
 
 /// The billing service (group `billing`): meters usage as ``UsageRecorded`` events.

@@ -1,7 +1,6 @@
 import Logging
 import VoiceCoreBus
 import VoiceCoreEvents
-import VoiceCoreRedis
 import VoiceCoreTime
 
 /// The CRM service (group `crm`): leads, contacts and the interactions with them.

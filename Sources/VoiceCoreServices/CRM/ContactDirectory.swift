@@ -1,10 +1,11 @@
+import VoiceCoreBus
 import VoiceCoreEvents
-import VoiceCoreRedis
 import VoiceCoreTime
 
 /// Which contact a phone number or an e-mail address belongs to, per tenant: the one place the CRM
 /// service decides contact identity, so a caller, a lead and a contact written through the tenant
-/// API that share a phone (or an e-mail) are one contact, whichever arrives first.
+/// API that share a phone (or an e-mail) are one contact, whichever arrives first. It is the bus's
+/// ``ClaimIndex`` with two kinds, `p` (phone) and `e` (e-mail, lower-case), looked up in that order.
 ///
 /// ## Why an index in Redis, and why one hash per tenant
 /// A deterministic id (derived from the phone) cannot do it alone: `PUT /v1/contacts/{id}` names
@@ -52,11 +53,15 @@ final class ContactDirectory: Sendable {
         var refused: [String]
     }
 
-    private let connection: RedisClient
+    private let index: ClaimIndex
     private let prefix: String
 
-    init(connection: RedisClient, prefix: String) {
-        self.connection = connection
+    /// The claim kinds, in the order a contact is looked up by: phone first, else e-mail.
+    private static let phone = ClaimIndex.Kind("p")
+    private static let email = ClaimIndex.Kind("e")
+
+    init(connection: BusConnection, prefix: String) {
+        self.index = ClaimIndex(connection: connection)
         self.prefix = prefix
     }
 
@@ -68,7 +73,8 @@ final class ContactDirectory: Sendable {
     /// claimed for the contact when it has none of that kind yet; the contact's existing phone or
     /// e-mail is not replaced by a lead or a call.
     func resolve(tenant: Identifier, phone: String?, email: String?, proposed: Identifier, fallback: Identifier) async throws -> Contact {
-        try await run(tenant: tenant, mode: "touch", requested: nil, phone: phone, email: email, proposed: proposed, fallback: fallback)
+        try contact(try await index.resolve(in: key(tenant: tenant), values: Self.values(phone: phone, email: email),
+                                            proposed: proposed.description, fallback: fallback.description))
     }
 
     /// The contact the tenant API's update of `requested` applies to: `requested` itself when it
@@ -76,86 +82,20 @@ final class ContactDirectory: Sendable {
     /// has the phone (else the e-mail), remembered for `requested` from then on. The update's phone
     /// and e-mail become the contact's unless another contact has claimed them (see `refused`).
     func update(tenant: Identifier, requested: Identifier, phone: String?, email: String?) async throws -> Contact {
-        try await run(tenant: tenant, mode: "update", requested: requested, phone: phone, email: email, proposed: requested, fallback: requested)
+        try contact(try await index.update(in: key(tenant: tenant), owner: requested.description, values: Self.values(phone: phone, email: email)))
     }
 
-    private func run(tenant: Identifier, mode: String, requested: Identifier?, phone: String?, email: String?,
-                     proposed: Identifier, fallback: Identifier) async throws -> Contact {
-        let reply = try await Self.script.run(
-            on: connection, keys: [key(tenant: tenant)],
-            arguments: [.string(mode), .string(requested?.description ?? ""), .string(proposed.description), .string(fallback.description),
-                        .string(phone ?? ""), .string(email?.lowercased() ?? "")])
-        guard let items = reply.array, items.count == 5,
-              let id = items[0].string.flatMap(Identifier.init), let micros = items[3].string.flatMap({ Int64($0) })
-        else { throw RedisError(kind: .unexpectedReply, message: "the contact directory answered \(reply)") }
-        let text = { (value: RESPValue) in value.string.flatMap { $0.isEmpty ? nil : $0 } }
-        return Contact(id: id, phone: text(items[1]), email: text(items[2]), revision: Timestamp(microsecondsSinceEpoch: micros),
-                       refused: (text(items[4]) ?? "").split(separator: ",").map(String.init))
+    /// E-mail addresses are claimed lower-case; an empty detail is none.
+    private static func values(phone: String?, email: String?) -> [ClaimIndex.Value] {
+        [ClaimIndex.Value(Self.phone, phone.flatMap { $0.isEmpty ? nil : $0 }),
+         ClaimIndex.Value(Self.email, email.flatMap { $0.isEmpty ? nil : $0.lowercased() })]
     }
 
-    /// ARGV: mode (`touch` | `update`), requested id (update), proposed id, fallback id (when the
-    /// proposed id is already another contact's), phone, e-mail (lower-case); empty = none.
-    /// Returns {contact, phone, email, revision µs, refused kinds comma-separated}.
-    private static let script = RedisScript("""
-        local index = KEYS[1]
-        local mode, requested, proposed, fallback, phone, email = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-        local function get(field)
-          local value = redis.call('HGET', index, field)
-          if value == false then return nil end
-          return value
-        end
-        local function owner(kind, value)
-          if value == '' then return nil end
-          return get(kind .. ':' .. value)
-        end
-
-        local contact
-        if mode == 'update' then
-          contact = get('a:' .. requested) or requested
-          if get('c:' .. contact) == nil then
-            local existing = owner('p', phone) or owner('e', email)
-            if existing ~= nil and existing ~= contact then
-              redis.call('HSET', index, 'a:' .. requested, existing)
-              contact = existing
-            end
-          end
-        else
-          contact = owner('p', phone) or owner('e', email)
-          if contact == nil then
-            contact = proposed
-            if get('c:' .. proposed) ~= nil then contact = fallback end
-          end
-        end
-
-        local refused = {}
-        local function take(kind, value, current)
-          if value == '' then return current end
-          local holder = get(kind .. ':' .. value)
-          if holder == contact then
-            if mode == 'update' or current == nil then return value end
-            return current
-          end
-          if holder ~= nil then
-            if mode == 'update' then table.insert(refused, kind == 'p' and 'phone' or 'email') end
-            return current
-          end
-          if mode == 'update' or current == nil then
-            redis.call('HSET', index, kind .. ':' .. value, contact)
-            return value
-          end
-          return current
-        end
-        local newPhone = take('p', phone, get('cp:' .. contact))
-        local newEmail = take('e', email, get('ce:' .. contact))
-
-        local time = redis.call('TIME')
-        local revision = tonumber(time[1]) * 1000000 + tonumber(time[2])
-        local previous = tonumber(get('c:' .. contact) or '0')
-        if previous >= revision then revision = previous + 1 end
-        local text = string.format('%d', revision)
-        redis.call('HSET', index, 'c:' .. contact, text)
-        if newPhone ~= nil then redis.call('HSET', index, 'cp:' .. contact, newPhone) end
-        if newEmail ~= nil then redis.call('HSET', index, 'ce:' .. contact, newEmail) end
-        return {contact, newPhone or '', newEmail or '', text, table.concat(refused, ',')}
-        """)
+    private func contact(_ resolution: ClaimIndex.Resolution) throws -> Contact {
+        guard let id = Identifier(resolution.owner), resolution.values.count == 2 else {
+            throw RedisError(kind: .unexpectedReply, message: "the contact directory answered an owner that is not a contact id: \(resolution.owner)")
+        }
+        return Contact(id: id, phone: resolution.values[0], email: resolution.values[1], revision: resolution.revision,
+                       refused: resolution.refused.map { $0 == Self.phone ? "phone" : "email" })
+    }
 }

@@ -1,7 +1,6 @@
 import Logging
 import VoiceCoreBus
 import VoiceCoreEvents
-import VoiceCoreRedis
 import VoiceCoreTime
 
 /// The call lifecycle service (group `calls`): turns the edge's provider-neutral call commands

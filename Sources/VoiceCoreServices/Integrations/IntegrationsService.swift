@@ -7,7 +7,6 @@ import NIOFoundationCompat
 import ServiceLifecycle
 import VoiceCoreBus
 import VoiceCoreEvents
-import VoiceCoreRedis
 import VoiceCoreTenants
 import VoiceCoreTime
 

@@ -1,6 +1,6 @@
 import Foundation
+import VoiceCoreBus
 import VoiceCoreEvents
-import VoiceCoreRedis
 import VoiceCoreTime
 
 /// One outbound webhook delivery waiting in ``WebhookQueue``.
@@ -57,7 +57,9 @@ public struct WebhookJob: Sendable, Hashable {
     }
 }
 
-/// Outbound webhook deliveries, durable in Redis, scheduled by time.
+/// Outbound webhook deliveries, durable in Redis, scheduled by time: the bus's
+/// ``ScheduledJobQueue`` named `integrations`, one job per webhook and event (``WebhookJob``, as
+/// JSON).
 ///
 /// Keys (one hash tag, so every script runs in one Redis Cluster slot): `<prefix>:{integrations}:due`
 /// (sorted set: job id → when it may next be attempted, Unix ms), `…:jobs` (hash: job id → job),
@@ -69,75 +71,32 @@ public struct WebhookJob: Sendable, Hashable {
 /// dedupe by `X-VoiceCore-Delivery`).
 public struct WebhookQueue: Sendable {
     public let prefix: String
-    let connection: RedisClient
+    private let queue: ScheduledJobQueue
 
-    public init(connection: RedisClient, prefix: String) {
-        self.connection = connection
+    public init(connection: BusConnection, prefix: String) {
         self.prefix = prefix
+        self.queue = ScheduledJobQueue(connection: connection, prefix: prefix, name: "integrations", failures: "webhook-failures")
     }
 
-    var dueKey: String { "\(prefix):{integrations}:due" }
-    var jobsKey: String { "\(prefix):{integrations}:jobs" }
-    func doneKey(_ id: Identifier) -> String { "\(prefix):{integrations}:done:\(id)" }
     /// Jobs that failed every attempt.
-    public var failuresStream: String { "\(prefix):{integrations}:webhook-failures" }
-
-    static let enqueueScript = RedisScript("""
-        if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-        if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
-        redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-        return 1
-        """)
-
-    static let claimScript = RedisScript("""
-        local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-        local out = {}
-        for _, id in ipairs(ids) do
-          local job = redis.call('HGET', KEYS[2], id)
-          if job then
-            redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
-            table.insert(out, id)
-            table.insert(out, job)
-          else
-            redis.call('ZREM', KEYS[1], id)
-          end
-        end
-        return out
-        """)
+    public var failuresStream: String { queue.failuresStream }
 
     /// Adds a job unless it is queued already or was delivered within the last day.
     @discardableResult
     public func enqueue(_ job: WebhookJob, at time: Timestamp = .now) async throws -> Bool {
-        let reply = try await Self.enqueueScript.run(
-            on: connection, keys: [dueKey, jobsKey, doneKey(job.id)],
-            arguments: [.string(job.id.description), .bytes(job.json), .string(String(time.millisecondsSinceEpoch))])
-        return reply.int == 1
+        try await queue.enqueue(id: job.id.description, payload: job.json, at: time)
     }
 
     /// Takes up to `limit` jobs that are due, leasing them for `lease`.
     public func claim(limit: Int, lease: Duration, now: Timestamp = .now) async throws -> [WebhookJob] {
-        let reply = try await Self.claimScript.run(
-            on: connection, keys: [dueKey, jobsKey],
-            arguments: [.string(String(now.millisecondsSinceEpoch)), .string(String(Int64(lease / .milliseconds(1)))), .string(String(limit))])
-        let items = reply.array ?? []
-        var jobs: [WebhookJob] = []
-        var index = 0
-        while index + 1 < items.count {
-            if let id = items[index].string.flatMap(Identifier.init), let bytes = items[index + 1].bytes, let job = WebhookJob(id: id, json: bytes) {
-                jobs.append(job)
-            }
-            index += 2
+        try await queue.claim(limit: limit, lease: lease, now: now).compactMap { job in
+            Identifier(job.id).flatMap { WebhookJob(id: $0, json: job.payload) }
         }
-        return jobs
     }
 
     /// The job was delivered.
     public func complete(_ job: WebhookJob) async throws {
-        try check(try await connection.send([
-            RESPCommand(["ZREM", .string(dueKey), .string(job.id.description)]),
-            RESPCommand(["HDEL", .string(jobsKey), .string(job.id.description)]),
-            RESPCommand(["SET", .string(doneKey(job.id)), "1", "EX", "86400"]),
-        ]))
+        try await queue.complete(id: job.id.description)
     }
 
     /// The attempt failed: try again at `retryAt`, or, with no attempt left, record the job in
@@ -148,28 +107,20 @@ public struct WebhookQueue: Sendable {
         job.lastError = error
         let id = job.id.description
         if let retryAt {
-            try check(try await connection.send([
-                RESPCommand(["HSET", .string(jobsKey), .string(id), .bytes(job.json)]),
-                RESPCommand(["ZADD", .string(dueKey), .string(String(retryAt.millisecondsSinceEpoch)), .string(id)]),
-            ]))
+            try await queue.reschedule(id: id, payload: job.json, at: retryAt)
         } else {
-            try check(try await connection.send([
-                RESPCommand(["XADD", .string(failuresStream), "MAXLEN", "~", "100000", "*", "delivery", .string(id),
-                             "tenantid", .string(job.tenantID.description), "webhook", .string(job.webhookID.description),
-                             "event_id", .string(job.eventID.description), "event_type", .string(job.eventType),
-                             "attempts", .string(String(job.attempts)), "last_error", .string(error), "data", .bytes(job.data)]),
-                RESPCommand(["ZREM", .string(dueKey), .string(id)]),
-                RESPCommand(["HDEL", .string(jobsKey), .string(id)]),
-            ]))
+            let text: [(name: String, value: String)] = [
+                ("delivery", id), ("tenantid", job.tenantID.description), ("webhook", job.webhookID.description),
+                ("event_id", job.eventID.description), ("event_type", job.eventType), ("attempts", String(job.attempts)), ("last_error", error),
+            ]
+            var record: [(name: String, value: [UInt8])] = text.map { (name: $0.name, value: Array($0.value.utf8)) }
+            record.append((name: "data", value: job.data))
+            try await queue.abandon(id: id, record: record)
         }
     }
 
     /// Jobs waiting (due now or later).
     public func pending() async throws -> Int {
-        try await connection.send("ZCARD", .string(dueKey)).int ?? 0
-    }
-
-    private func check(_ replies: [RESPValue]) throws {
-        for reply in replies { if case .error(let message) = reply { throw RedisError.server(message) } }
+        try await queue.pending()
     }
 }

@@ -137,7 +137,7 @@ struct ProjectionsCommand: AsyncParsableCommand {
         let db = try await PostgresConnection.connect(try connections.postgresConfiguration())
         let statuses: [ProjectionStatus]
         do {
-            statuses = try await ProjectionStatus.read(StandardProjections.all, naming: StreamNaming(partitions: partitions, prefix: prefix), redis: redis, db: db)
+            statuses = try await ProjectionStatus.read(StandardProjections.all, naming: StreamNaming(partitions: partitions, prefix: prefix), streams: StreamInspector(connection: BusConnection(redis)), db: db)
         } catch let error as PostgresError where error.sqlState == "42P01" {
             throw CommandFailure("the read-model tables are missing: run `voicecore migrate up` first")
         }

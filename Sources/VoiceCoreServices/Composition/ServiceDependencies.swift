@@ -1,0 +1,44 @@
+import Logging
+import VoiceCoreBus
+import VoiceCoreEvents
+
+/// What every service is built from: where the streams are, how to publish, where to keep state,
+/// what to know about tenants.
+public struct ServiceDependencies: Sendable {
+    public var redis: RedisConfiguration
+    public var naming: StreamNaming
+    public var tenants: TenantProfiles
+    /// This process's name within each consumer group (stable across restarts).
+    public var instance: String
+    public var logger: Logger
+
+    public init(redis: RedisConfiguration, naming: StreamNaming, tenants: TenantProfiles, instance: String, logger: Logger = Logger(label: "voicecore.services")) {
+        self.redis = redis
+        self.naming = naming
+        self.tenants = tenants
+        self.instance = instance
+        self.logger = logger
+    }
+
+    func consumer(_ group: String, streams: [String], readInterval: Duration? = nil) -> ConsumerConfiguration {
+        ConsumerConfiguration(group: group, streams: streams, consumer: "\(instance)-\(group)", readInterval: readInterval)
+    }
+
+    /// How often services that no caller waits on (billing, CRM) read a busy
+    /// stream: they skip most of the call stream's entries (transcript chunks above all), and
+    /// reading them every 50 ms instead of at every entry spares Redis most of their reads.
+    static let backgroundReadInterval: Duration = .milliseconds(50)
+
+    /// The service's publisher (its own connection, source `/services/<group>`), deduplicating.
+    func emitter(_ group: String) async throws -> Emitter {
+        Emitter(publisher: Publisher(connection: try await connect("\(group)-publisher"),
+                                     configuration: PublisherConfiguration(source: "/services/\(group)", naming: naming)))
+    }
+
+    /// A connection of the service's own, named `vc-service:<role>:<instance>` in `CLIENT LIST`.
+    func connect(_ role: String) async throws -> BusConnection {
+        // Redis refuses spaces in a client name.
+        let name = String("vc-service:\(role):\(instance)".map { $0 == " " ? "_" : $0 })
+        return try await BusConnection.connect(redis, name: name, logger: logger)
+    }
+}
