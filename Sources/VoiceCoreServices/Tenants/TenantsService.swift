@@ -1,7 +1,6 @@
 import Logging
 import VoiceCoreBus
 import VoiceCoreEvents
-import VoiceCoreRedis
 import VoiceCoreTenants
 import VoiceCoreTime
 
