@@ -242,5 +242,17 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents", "VoiceCoreExecutors"], exclude: ["Fixtures"]),
+        .testTarget(name: "VoiceCoreTenantsTests", dependencies: [
+            "VoiceCoreTenants",
+            "VoiceCoreTestSupport",
+            "VoiceCoreBus",
+            "VoiceCoreEvents",
+            "VoiceCorePostgres",
+            "VoiceCoreProjections",
+            "VoiceCoreRedis",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
     ]
 )

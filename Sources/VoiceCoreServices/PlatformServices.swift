@@ -37,7 +37,7 @@ public enum PlatformServices {
             case AIService.group: services.append(try await AIService.runner(dependencies, detector: detector))
             case CRMService.group: services.append(try await CRMService.runner(dependencies))
             case BillingService.group: services.append(try await BillingService.runner(dependencies))
-            case TenantsService.group: services.append(try await TenantsService.runner(dependencies, directory: directory))
+            case TenantsService.group: services.append(contentsOf: try await TenantsService.services(dependencies, directory: directory))
             default: services.append(contentsOf: try await IntegrationsService.services(dependencies, delivery: delivery, client: client))
             }
         }

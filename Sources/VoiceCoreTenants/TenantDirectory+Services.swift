@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreTime
@@ -63,14 +64,27 @@ extension TenantDirectory {
                              timeZone: try row.decode(String.self, "time_zone"), aiSettings: settings, webhooks: webhooks)
     }
 
-    /// Stores the tenant's AI settings (the tenants service, on a ChangeSettings command).
-    public func setAISettings(_ settings: AISettings, of tenant: Identifier) async throws {
+    /// Stores the tenant's AI settings and, in the same transaction, the `TenantSettingsChanged`
+    /// that announces them (the outbox); then relays it with `publisher` (the tenants service, on
+    /// a ChangeSettings command). Safe to repeat: a command handled again stores the same
+    /// settings, and its announcement, written again under the same deduplication key, reaches
+    /// the stream once. Returns whether the announcement was on its stream when this returned.
+    @discardableResult
+    public func setAISettings(_ settings: AISettings, of tenant: Identifier, announcing announcement: OutboxMessage,
+                              publisher: Publisher?) async throws -> Bool {
         let id = tenant.uuid
         let json = PostgresJSON(rawJSON: JSONObjectWriter.object { settings.writeJSON(to: &$0) })
         let updated = try await retryingOnce { db in
-            try db.query("UPDATE tenant_directory SET ai_settings = \(json)::jsonb, updated_at = now() WHERE tenant_id = \(id)").affectedRows
+            try db.withTransaction { db -> Int in
+                // The UPDATE locks the tenant's row before the outbox entry is added, so this
+                // tenant's announcements are relayed in the order their changes committed.
+                let updated = try db.query("UPDATE tenant_directory SET ai_settings = \(json)::jsonb, updated_at = now() WHERE tenant_id = \(id)").affectedRows
+                if updated == 1 { try TenantOutbox.write(announcement, in: db) }
+                return updated
+            }
         }
         guard updated == 1 else { throw TenantError.unknownTenant(tenant.description) }
+        return await relayAfterCommit(publisher)
     }
 
     /// Adds an outbound webhook and returns it with its new signing secret (shown once).

@@ -69,6 +69,9 @@ extension TenantSummary {
 public struct ProvisionedTenant: Sendable {
     public var tenant: TenantSummary
     public var apiKey: APIKey
+    /// Whether `TenantProvisioned` was on its stream when provisioning returned. When not (Redis
+    /// unreachable, or no publisher given) it waits in the outbox for a running ``OutboxRelay``.
+    public var announced: Bool
 }
 
 /// What the edge needs to verify a tenant's requests, with secrets opened. Keep it in memory only.
@@ -106,9 +109,14 @@ public struct CredentialChange: Sendable {
 /// The tenant directory in Postgres (`tenant_directory`, `tenant_api_keys`; migration 0003): the
 /// system of record for who may call the edge.
 ///
-/// Provisioning also publishes `TenantProvisioned`, from which the `tenants` read model is built.
-/// Nothing here logs or returns a secret: summaries say which credentials are set, and an API key
-/// exists in clear only in the ``ProvisionedTenant`` or rotation answer.
+/// Provisioning announces `TenantProvisioned`, and a settings change `TenantSettingsChanged`, from
+/// which the `tenants` read model is built. Each event is written to the directory's outbox
+/// (``outbox``, migration 0008) in the same transaction as the change, never published beside it:
+/// an ``OutboxRelay`` publishes it, right after the commit when a publisher is given, and otherwise
+/// (a crash, Redis unreachable) from the relay service that `voicecore up`, `voicecore consume
+/// tenants` and an edge with the admin API run. Nothing here logs or returns a secret: summaries
+/// say which credentials are set, and an API key exists in clear only in the
+/// ``ProvisionedTenant`` or rotation answer.
 public final class TenantDirectory: Sendable {
     private let db: PostgresConnection
     let secrets: SecretBox
@@ -120,10 +128,19 @@ public final class TenantDirectory: Sendable {
         self.logger = logger
     }
 
-    /// Checks that the directory's tables exist (migration 0003), with an error saying what to do.
+    /// The events the directory announced that wait to be published (an ``OutboxRelay``'s source).
+    public var outbox: TenantOutbox { TenantOutbox(connection: db) }
+
+    /// The CloudEvents `source` of what the directory announces when no publisher names one.
+    static let source = "/tenants"
+
+    /// Checks that the directory's tables exist (migrations 0003 and 0008), with an error saying what to do.
     public func checkSchema() async throws {
         do {
-            _ = try await retryingOnce { db in try db.query("SELECT 1 FROM tenant_directory LIMIT 1") }
+            _ = try await retryingOnce { db in
+                try db.query("SELECT 1 FROM tenant_directory LIMIT 1")
+                try db.query("SELECT 1 FROM tenant_outbox LIMIT 1")
+            }
         } catch let error as PostgresError where error.sqlState == "42P01" {
             throw TenantError.configuration("the tenant directory's tables are missing: run `voicecore migrate up` first")
         }
@@ -131,8 +148,11 @@ public final class TenantDirectory: Sendable {
 
     // MARK: Provisioning
 
-    /// Stores a tenant with a first API key, then publishes `TenantProvisioned`. When the publish
-    /// fails the tenant is removed again and the error thrown, so a retry starts clean.
+    /// Stores a tenant with a first API key and, in the same transaction, the `TenantProvisioned`
+    /// that announces it (the outbox); then relays it with `publisher`, so it is normally on its
+    /// stream before this returns. When that publish fails, or `publisher` is nil, the tenant is
+    /// provisioned all the same and the event waits in the outbox for the relay service
+    /// (``ProvisionedTenant/announced`` says which).
     public func provision(_ new: NewTenant, publisher: Publisher?) async throws -> ProvisionedTenant {
         let name = new.name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !name.isEmpty else { throw TenantError.invalid(field: "name", reason: "must not be empty") }
@@ -144,35 +164,44 @@ public final class TenantDirectory: Sendable {
         let telnyxKey = try new.telnyxPublicKey.map { PostgresBytes(try Self.ed25519PublicKey($0)) }
         let key = APIKey.generate()
         let now = Timestamp.now
+        let event = TenantProvisioned(tenantID: new.id, name: name, plan: new.plan, timeZone: new.timeZone, provisionedAt: now)
+        let announcement = OutboxMessage(EventEnvelope(event, tenant: new.id, source: publisher?.configuration.source ?? Self.source, time: now),
+                                         category: TenantProvisioned.category, kind: TenantProvisioned.kind)
         // Not retried after a lost connection: the insert may have committed. (A connection lost
         // earlier reconnects by itself first.)
         do {
-        try await db.withConnection { db in
-            try db.withTransaction { db in
-                try db.query("""
-                    INSERT INTO tenant_directory (tenant_id, name, plan, time_zone, twilio_account_sid, twilio_auth_token, twilio_shared_key,
-                                                  telnyx_public_key, requests_per_second, created_at, updated_at)
-                    VALUES (\(tenant), \(name), \(new.plan.rawValue), \(new.timeZone), \(new.twilioAccountSID), \(authToken), \(sharedKey),
-                            \(telnyxKey), \(new.requestsPerSecond), \(now), \(now))
-                    """)
-                try db.query("INSERT INTO tenant_api_keys (key_id, tenant_id, secret_sha256) VALUES (\(key.keyID), \(tenant), \(PostgresBytes(key.secretDigest)))")
+            try await db.withConnection { db in
+                try db.withTransaction { db in
+                    try db.query("""
+                        INSERT INTO tenant_directory (tenant_id, name, plan, time_zone, twilio_account_sid, twilio_auth_token, twilio_shared_key,
+                                                      telnyx_public_key, requests_per_second, created_at, updated_at)
+                        VALUES (\(tenant), \(name), \(new.plan.rawValue), \(new.timeZone), \(new.twilioAccountSID), \(authToken), \(sharedKey),
+                                \(telnyxKey), \(new.requestsPerSecond), \(now), \(now))
+                        """)
+                    try db.query("INSERT INTO tenant_api_keys (key_id, tenant_id, secret_sha256) VALUES (\(key.keyID), \(tenant), \(PostgresBytes(key.secretDigest)))")
+                    try TenantOutbox.write(announcement, in: db)
+                }
             }
-        }
         } catch let error as PostgresError where error.isUniqueViolation {
             throw TenantError.conflict("a tenant with id \(new.id) exists already")
         }
-        if let publisher {
-            do {
-                try await publisher.publish(TenantProvisioned(tenantID: new.id, name: name, plan: new.plan, timeZone: new.timeZone, provisionedAt: now), tenant: new.id)
-            } catch {
-                logger.warning("TenantProvisioned not published: removing the tenant again", metadata: ["tenant": "\(new.id)", "error": "\(error)"])
-                _ = try? await retryingOnce { db in try db.query("DELETE FROM tenant_directory WHERE tenant_id = \(tenant)") }
-                throw error
-            }
-        }
-        logger.info("tenant provisioned", metadata: ["tenant": "\(new.id)", "api_key": "\(key)"])
+        let announced = await relayAfterCommit(publisher)
+        logger.info("tenant provisioned", metadata: ["tenant": "\(new.id)", "api_key": "\(key)", "announced": "\(announced)"])
         guard let summary = try await summary(of: new.id) else { throw TenantError.unknownTenant(new.id.description) }
-        return ProvisionedTenant(tenant: summary, apiKey: key)
+        return ProvisionedTenant(tenant: summary, apiKey: key, announced: announced)
+    }
+
+    /// Publishes what the outbox holds right after a commit. A failure is no error of the write:
+    /// the event is committed in the outbox, and the relay service publishes it later.
+    func relayAfterCommit(_ publisher: Publisher?) async -> Bool {
+        guard let publisher else { return false }
+        do {
+            try await OutboxRelay(source: outbox, publisher: publisher, logger: logger).relayPending()
+            return true
+        } catch {
+            logger.info("event left in the outbox for the relay service", metadata: ["error": "\(error)"])
+            return false
+        }
     }
 
     // MARK: Reading

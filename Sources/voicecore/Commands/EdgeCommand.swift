@@ -83,8 +83,12 @@ struct EdgeCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "voicecore.edge")
         let edge = try await Edge.connect(connections: connections, options: self.edge, registry: registry, logger: logger)
-        let serviceGroup = ServiceGroup(
-            configuration: .stoppingWithinDrainBound([.init(service: edge.application())], logger: logger))
+        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: edge.application())]
+        // The admin API provisions tenants: relay the directory's announcements (and what a crashed writer left).
+        if edge.configuration.adminKey != nil {
+            members.append(.init(service: try await TenantsCommand.outboxRelay(connections, naming: self.edge.naming, logger: logger)))
+        }
+        let serviceGroup = ServiceGroup(configuration: .stoppingWithinDrainBound(members, logger: logger))
         let configuration = edge.configuration
         logger.info("edge listening", metadata: ["address": "\(configuration.host):\(configuration.port)", "public_url": "\(configuration.publicBaseURL ?? "(from Host)")",
                                                  "admin_api": "\(configuration.adminKey == nil ? "off" : "on")"])

@@ -43,6 +43,15 @@ struct TenantsCommand: AsyncParsableCommand {
         return directory
     }
 
+    /// The tenant directory's outbox relay, on connections of its own: publishes the events the
+    /// directory announced that are not on their streams yet (what a crashed writer left).
+    static func outboxRelay(_ connections: ConnectionOptions, naming: StreamNaming, logger: Logger) async throws -> OutboxRelay {
+        let outbox = TenantOutbox(connection: try await PostgresConnection.connect(try connections.postgresConfiguration()))
+        let redis = try await RedisClient.connect(try connections.redisConfiguration())
+        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/tenants", naming: naming))
+        return OutboxRelay(source: outbox, publisher: publisher, logger: logger)
+    }
+
     /// A tenant's provider credentials, as `add` takes them and `rotate` replaces them.
     struct CredentialOptions: ParsableArguments {
         @Option(help: "Twilio account SID (callbacks from other accounts are refused).")
@@ -116,6 +125,9 @@ struct TenantsCommand: AsyncParsableCommand {
                     publisher: publisher)
             } catch let error as TenantError {
                 throw CommandFailure(error.description)
+            }
+            if !provisioned.announced {
+                FileHandle.standardError.write(Data("note: TenantProvisioned is not published yet (Redis did not take it); it waits in the tenant outbox, and a running `voicecore up`, `voicecore consume tenants` or edge with the admin API publishes it\n".utf8))
             }
             let base = publicURL ?? EdgeOptions.publicURLFromEnvironment ?? "http://127.0.0.1:8080"
             let tenant = provisioned.tenant.id
