@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Metrics
 import ServiceLifecycle
@@ -53,20 +54,20 @@ import VoiceCoreTime
 /// ```
 public final class ConsumerGroupRunner: Service, Sendable {
     public let configuration: ConsumerConfiguration
-    private let redisConfiguration: RedisConfiguration
-    private let handlers: MessageHandlers
-    private let registry: MessageRegistry
-    private let logger: Logger
-    private let metrics: ConsumerMetrics
-    private let state = Mutex(Statistics())
+    let redisConfiguration: RedisConfiguration
+    let handlers: MessageHandlers
+    let registry: MessageRegistry
+    let logger: Logger
+    let metrics: ConsumerMetrics
+    let state = Mutex(Statistics())
     /// Deliveries Redis counted only because this process read its own pending entries again
     /// after an outage (`XREADGROUP … 0` counts one per entry it returns): not the entries' fault,
     /// so they do not count toward a dead letter. By "<stream> <id>", dropped once an entry is
     /// acknowledged or dead-lettered. (A restart's re-read does count: a message that crashes
     /// the process must reach its dead letter.)
-    private let outageRereads = Mutex<[String: Int]>([:])
+    let outageRereads = Mutex<[String: Int]>([:])
     /// The consumer's decisions (ack, retry, dead letter, outage wait, claims), as a value.
-    private let decisions: ConsumerStateMachine
+    let decisions: ConsumerStateMachine
 
     /// Counters since the runner started.
     public struct Statistics: Sendable, Hashable {
@@ -92,7 +93,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
     public init(
         redis: RedisConfiguration, configuration: ConsumerConfiguration, handlers: MessageHandlers,
         registry: MessageRegistry = .standard, logger: Logger = Logger(label: "voicecore.bus.consumer"),
-        metricsFactory: MetricsFactory = MetricsSystem.factory
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) {
         self.metrics = ConsumerMetrics(group: configuration.group, factory: metricsFactory)
         self.decisions = ConsumerStateMachine(configuration: configuration)
@@ -110,7 +111,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     /// What one run holds between reads: the reader, the control connection (acknowledgements
     /// outside a read, claims, dead letters, leases) and the partitions leased.
-    private final class Session {
+    final class Session {
         let reader: StreamGroupReader
         let control: RedisClient
         let leases: PartitionLeases?
@@ -152,7 +153,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
         logger.info("consumer stopped", metadata: ["handled": "\(statistics.handled)"])
     }
 
-    private func clientName(_ role: String) -> String {
+    func clientName(_ role: String) -> String {
         "vc-consumer:\(configuration.group):\(configuration.consumer):\(role)".replacingOccurrences(of: " ", with: "_")
     }
 
@@ -161,7 +162,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
     /// extra read would only cost round trips).
     static let inlineEntries = 64
 
-    private var readerConfiguration: StreamGroupReader.Configuration {
+    var readerConfiguration: StreamGroupReader.Configuration {
         StreamGroupReader.Configuration(group: configuration.group, consumer: configuration.consumer, batchSize: configuration.batchSize,
                                         block: configuration.block, readInterval: configuration.readInterval, readAheadAfter: Self.inlineEntries)
     }
@@ -170,7 +171,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     /// Reads and handles until a graceful shutdown, then handles what was read ahead and sends the
     /// last acknowledgements.
-    private func consume(_ session: Session, until stopping: borrowing Mutex<Bool>) async throws {
+    func consume(_ session: Session, until stopping: borrowing Mutex<Bool>) async throws {
         // Own pending entries first: they were delivered before a restart and never acked.
         session.reader.readOwnPendingAgain(of: configuration.streams, afterOutage: false)
         while !stopping.withLock({ $0 }) && !Task.isCancelled {
@@ -183,7 +184,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
     /// The next read to handle: the one read ahead when it has entries, else a read of the
     /// partitions held (after the lease check, when one is due). `nil` after a failure the
     /// consumer recovered from, or while it holds no partition.
-    private func nextRead(_ session: Session) async throws -> StreamGroupReader.Read? {
+    func nextRead(_ session: Session) async throws -> StreamGroupReader.Read? {
         let reader = session.reader
         do {
             if let ahead = try await reader.collectReadAhead(), ahead.hasEntries {
@@ -227,7 +228,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
     /// With leases, every third of their lifetime and with no read outstanding: acknowledges what
     /// was handled, renews, takes free partitions up to a fair share or gives extras back, and
     /// takes over what is pending in the partitions acquired.
-    private func checkLeasesIfDue(_ session: Session) async throws {
+    func checkLeasesIfDue(_ session: Session) async throws {
         guard let leases = session.leases, decisions.leaseCheckDue(session.schedule, at: .now) else { return }
         session.schedule.lastLeaseCheck = .now
         // Acknowledge before a partition may change hands, so its next holder does not take over
@@ -243,7 +244,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     /// Handles a read (its successor read ahead meanwhile when it is large), then the
     /// housekeeping due. After a failure, recovers and reads the own pending entries again.
-    private func handle(_ read: StreamGroupReader.Read, _ session: Session) async throws {
+    func handle(_ read: StreamGroupReader.Read, _ session: Session) async throws {
         do {
             session.reader.startReadAhead(after: read, unlessLeaseCheckDue: decisions.leaseCheckDue(session.schedule, at: .now))
             try await handleAcknowledgingWithNextRead(read.batches, fresh: !read.ownPending, session)
@@ -260,7 +261,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
     }
 
     /// Handles `batches`; what was handled (also before a failure) is acknowledged with the next read.
-    private func handleAcknowledgingWithNextRead(_ batches: [StreamReadResult], fresh: Bool, _ session: Session) async throws {
+    func handleAcknowledgingWithNextRead(_ batches: [StreamReadResult], fresh: Bool, _ session: Session) async throws {
         var handled: [(stream: String, ids: [StreamEntryID])] = []
         defer { session.reader.acknowledgeWithNextRead(handled) }
         try await handleRenewing(batches, fresh: fresh, session, handled: &handled)
@@ -268,7 +269,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     /// At shutdown: entries read ahead are delivered already, so they are handled too (the
     /// consumer stops with nothing of its own pending), and the last acknowledgements are sent.
-    private func finish(_ session: Session) async {
+    func finish(_ session: Session) async {
         if let ahead = try? await session.reader.collectReadAhead() {
             do {
                 try await handleAcknowledgingWithNextRead(ahead.batches, fresh: true, session)
@@ -286,7 +287,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     /// Handles a read; with leases, renews them meanwhile (a batch may outlast the lease TTL), so
     /// no other member takes a partition in the middle of it.
-    private func handleRenewing(_ batches: [StreamReadResult], fresh: Bool, _ session: Session,
+    func handleRenewing(_ batches: [StreamReadResult], fresh: Bool, _ session: Session,
                                 handled: inout [(stream: String, ids: [StreamEntryID])]) async throws {
         guard let leases = session.leases else {
             try await handle(batches, fresh: fresh, control: session.control, handled: &handled)
@@ -300,7 +301,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     // MARK: Groups and recovery
 
-    private func ensureGroups(_ control: RedisClient) async throws {
+    func ensureGroups(_ control: RedisClient) async throws {
         for stream in configuration.streams {
             do {
                 try await control.execute(.xgroupCreate(stream, group: configuration.group, start: configuration.start, makeStream: true))
@@ -313,7 +314,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     /// Recovers from a failed read, acknowledgement or batch; the next reads return the own
     /// pending entries first.
-    private func recoverReadingPendingAgain(from error: any Error, _ session: Session) async throws {
+    func recoverReadingPendingAgain(from error: any Error, _ session: Session) async throws {
         let afterOutage = try await recover(from: error, session)
         session.reader.readOwnPendingAgain(of: configuration.streams, afterOutage: afterOutage)
     }
@@ -323,7 +324,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
     /// once on shutdown.
     /// - Returns: whether it waited out an outage (the pending entries read next are re-reads).
     @discardableResult
-    private func recover(from error: any Error, _ session: Session) async throws -> Bool {
+    func recover(from error: any Error, _ session: Session) async throws -> Bool {
         switch decisions.recovery(from: Self.readFailure(error)) {
         case .createGroups:
             logger.warning("consumer group missing; creating it again", metadata: ["error": "\((error as? RedisError)?.message ?? "\(error)")"])
@@ -363,7 +364,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
     static var stopping: Bool { Task.isShuttingDownGracefully || Task.isCancelled }
 
     /// Sleeps; `false` when a graceful shutdown (or cancellation) came first, at once.
-    private func pause(for delay: Duration) async -> Bool {
+    func pause(for delay: Duration) async -> Bool {
         if Self.stopping { return false }
         do {
             try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
@@ -374,7 +375,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
     }
 
     /// Counts `body` as a wait for a dependency (``Statistics/waitingOnOutage``, the gauge).
-    private func waitingOnOutage<T>(_ body: () async throws -> T) async rethrows -> T {
+    func waitingOnOutage<T>(_ body: () async throws -> T) async rethrows -> T {
         let waiting = state.withLock { $0.waitingOnOutage += 1; return $0.waitingOnOutage }
         metrics.waitingOnOutage.record(waiting)
         defer {
@@ -386,7 +387,7 @@ public final class ConsumerGroupRunner: Service, Sendable {
 
     /// One pause of a partition waiting for Redis or Postgres: counted and logged (when `log`),
     /// then the pause; `false` when the consumer is stopping instead.
-    private func waitOutOutage(_ error: any Error, stream: String, entry: StreamEntryID?, pause: ConsumerStateMachine.Pause, log: Bool) async -> Bool {
+    func waitOutOutage(_ error: any Error, stream: String, entry: StreamEntryID?, pause: ConsumerStateMachine.Pause, log: Bool) async -> Bool {
         state.withLock { $0.outageRetries += 1 }
         metrics.outageRetries.increment()
         if log {
@@ -400,355 +401,16 @@ public final class ConsumerGroupRunner: Service, Sendable {
     // MARK: Outage re-reads
 
     /// Counts the own pending entries read again because of an outage (see `outageRereads`).
-    private func noteOutageRereads(_ batches: [StreamReadResult]) {
+    func noteOutageRereads(_ batches: [StreamReadResult]) {
         outageRereads.withLock { rereads in
             for batch in batches { for entry in batch.entries { rereads["\(batch.stream) \(entry.id)", default: 0] += 1 } }
         }
     }
 
     /// Deliveries of the entry as Redis counts them, less the re-reads an outage caused here.
-    private func deliveryCount(_ stream: String, _ id: StreamEntryID, _ control: RedisClient) async throws -> Int {
+    func deliveryCount(_ stream: String, _ id: StreamEntryID, _ control: RedisClient) async throws -> Int {
         let rows = try await control.execute(.xpending(stream, group: configuration.group, from: id, to: id, count: 1))
         let rereads = outageRereads.withLock { $0["\(stream) \(id)"] ?? 0 }
         return ConsumerStateMachine.deliveries(new: false, countedByRedis: rows.first?.deliveryCount, rereadsAfterOutage: rereads)
-    }
-
-    // MARK: Handling a read
-
-    private enum Outcome {
-        case acknowledge
-        case deadLettered
-        /// Left pending (shutting down mid-retry, or the entry was taken over): not acked here.
-        case leavePending
-    }
-
-    /// What a partition's batch came to: the entries to acknowledge, and the failure that ended it.
-    private struct PartitionOutcome: Sendable {
-        var stream: String
-        var acknowledged: [StreamEntryID]
-        var failure: (any Error)?
-    }
-
-    /// How far a partition's batch got. `settled`: dead-lettered or taken over by another
-    /// consumer, which stays so even when a batch scope's failure makes the batch run again.
-    private final class PartitionProgress: Sendable {
-        private let state = Mutex<(done: Int, acknowledged: [StreamEntryID], settled: Set<StreamEntryID>)>((0, [], []))
-
-        var done: Int { state.withLock { $0.done } }
-        var acknowledged: [StreamEntryID] { state.withLock { $0.acknowledged } }
-        func isSettled(_ id: StreamEntryID) -> Bool { state.withLock { $0.settled.contains(id) } }
-        func passSettled() { state.withLock { $0.done += 1 } }
-
-        func record(_ id: StreamEntryID, _ outcome: Outcome) {
-            state.withLock {
-                $0.done += 1
-                switch outcome {
-                case .acknowledge: $0.acknowledged.append(id)
-                case .deadLettered, .leavePending: $0.settled.insert(id)
-                }
-            }
-        }
-
-        /// A batch scope failed and applied none of its effects: its entries are all handled again.
-        func restart() { state.withLock { $0.done = 0; $0.acknowledged = [] } }
-    }
-
-    /// Handles each stream's entries in order, the streams concurrently, and adds what was handled
-    /// to `handled`. The acknowledgements are not sent here: they go out ahead of the next read in
-    /// its round trip (one round trip per batch instead of two, and none per stream). A stream
-    /// whose handling failed still has the entries handled before the failure acknowledged, unless
-    /// a batch scope failed (it applied none of its batch's effects); the failure is rethrown.
-    private func handle(_ batches: [StreamReadResult], fresh: Bool, control: RedisClient,
-                        handled: inout [(stream: String, ids: [StreamEntryID])]) async throws {
-        guard batches.contains(where: { !$0.entries.isEmpty }) else { return }
-        // A small read is handled where the loop runs (the reader's thread: no thread hop, the
-        // lowest latency); a large one on the shared pool, so partitions use every core.
-        let entries = batches.reduce(0) { $0 + $1.entries.count }
-        let executor: (any TaskExecutor)? = entries > Self.inlineEntries ? globalConcurrentExecutor : nil
-        let outcomes = await withTaskGroup(of: PartitionOutcome.self) { group in
-            for batch in batches where !batch.entries.isEmpty {
-                group.addTask(executorPreference: executor) { await self.handlePartition(batch, fresh: fresh, control: control) }
-            }
-            var outcomes: [PartitionOutcome] = []
-            for await outcome in group { outcomes.append(outcome) }
-            return outcomes
-        }
-        for outcome in outcomes where !outcome.acknowledged.isEmpty { handled.append((outcome.stream, outcome.acknowledged)) }
-        if !outageRereads.withLock({ $0.isEmpty }) {
-            outageRereads.withLock { rereads in
-                for outcome in outcomes { for id in outcome.acknowledged { rereads.removeValue(forKey: "\(outcome.stream) \(id)") } }
-            }
-        }
-        if let failure = outcomes.first(where: { $0.failure != nil })?.failure { throw failure }
-    }
-
-    /// One partition's batch, inside the batch scope when there is one. Redis or Postgres out (the
-    /// batch's publishes or writes, a delivery count): the partition waits for it, its entries
-    /// pending, and goes on where it stopped; no delivery is used up.
-    private func handlePartition(_ batch: StreamReadResult, fresh: Bool, control: RedisClient) async -> PartitionOutcome {
-        let progress = PartitionProgress()
-        let scope = handlers.batchScope
-        // A requeued entry is its origin partition's: the scope is the origin's.
-        let partition = configuration.origin(ofRetryStream: batch.stream) ?? batch.stream
-        var decision = ConsumerStateMachine.Batch(scoped: scope != nil)
-        while true {
-            do {
-                if let scope {
-                    try await scope(partition) { try await self.handleEntries(of: batch, fresh: fresh, control: control, progress: progress) }
-                } else {
-                    try await handleEntries(of: batch, fresh: fresh, control: control, progress: progress)
-                }
-                return PartitionOutcome(stream: batch.stream, acknowledged: progress.acknowledged, failure: nil)
-            } catch {
-                switch decisions.next(&decision, afterFailure: error.isDependencyOutage) {
-                case .fail(let restart):
-                    if restart { progress.restart() }
-                    return PartitionOutcome(stream: batch.stream, acknowledged: progress.acknowledged, failure: error)
-                case .waitOutOutage(let pause, let log, let restart):
-                    if restart { progress.restart() }
-                    let resume = await waitOutOutage(error, stream: batch.stream, entry: batch.entries.first?.id, pause: pause, log: log)
-                    guard resume else { return PartitionOutcome(stream: batch.stream, acknowledged: progress.acknowledged, failure: nil) }
-                }
-            }
-        }
-    }
-
-    /// The batch's entries not done yet, in order.
-    private func handleEntries(of batch: StreamReadResult, fresh: Bool, control: RedisClient, progress: PartitionProgress) async throws {
-        for entry in batch.entries.dropFirst(progress.done) {
-            if progress.isSettled(entry.id) {
-                progress.passSettled()
-                continue
-            }
-            let deliveries = fresh ? 1 : try await deliveryCount(batch.stream, entry.id, control)
-            let outcome = try await process(entry, stream: batch.stream, deliveries: deliveries, control: control)
-            if case .leavePending = outcome, Self.stopping { return }
-            progress.record(entry.id, outcome)
-        }
-    }
-
-    // MARK: Handling an entry
-
-    /// An entry ready for its handler.
-    private struct PreparedMessage {
-        var consumed: ConsumedMessage
-        var handler: MessageHandlers.Handler
-        var timer: Metrics.Timer
-    }
-
-    private enum Preparation {
-        case ready(PreparedMessage)
-        /// Not for a handler: deleted, of a type not handled, or undecodable (with the error).
-        case refused(ConsumerStateMachine.EntryEvent, (any Error)?)
-    }
-
-    /// Handles one entry as the state machine decides: attempts, retries, outage waits, then an
-    /// acknowledgement, a dead letter, or left pending.
-    private func process(_ entry: StreamEntry, stream: String, deliveries: Int, control: RedisClient) async throws -> Outcome {
-        var delivery = ConsumerStateMachine.Entry(deliveries: deliveries)
-        let message: PreparedMessage
-        switch prepare(entry, stream: stream, deliveries: deliveries) {
-        case .ready(let prepared):
-            message = prepared
-        case .refused(let event, let error):
-            return try await conclude(decisions.next(&delivery, after: event), entry, stream: stream, error: error, control: control) ?? .leavePending
-        }
-        var (event, error) = await attempt(message, deliveries: delivery.deliveries, stream: stream)
-        while true {
-            let action = decisions.next(&delivery, after: event)
-            if let outcome = try await conclude(action, entry, stream: stream, error: error, control: control) { return outcome }
-            switch action {
-            case .retry(let pause):
-                event = try await retry(entry, stream: stream, after: pause, control: control)
-            case .waitOutOutage(let pause, let log):
-                guard await waitOutOutage(error ?? CancellationError(), stream: stream, entry: entry.id, pause: pause, log: log) else {
-                    event = .stopping
-                    continue
-                }
-                (event, error) = await attempt(message, deliveries: delivery.deliveries, stream: stream)
-            case .attempt:
-                (event, error) = await attempt(message, deliveries: delivery.deliveries, stream: stream)
-            case .acknowledge, .skip, .deadLetter, .leavePending:
-                continue  // concluded above
-            }
-        }
-    }
-
-    private func prepare(_ entry: StreamEntry, stream: String, deliveries: Int) -> Preparation {
-        // Deleted (trimmed) while pending: nothing to handle.
-        guard let fields = entry.fields else { return .refused(.deleted, nil) }
-        // A type this consumer does not handle is skipped before anything is decoded: most
-        // consumers read streams that carry many types (every call event), and decoding the ones
-        // they ignore was most of their work.
-        if let type = fields.first(where: { $0.name == "type" })?.value, !handlers.handles(type) { return .refused(.notHandled, nil) }
-        let consumed: ConsumedMessage
-        do {
-            let envelope = try EventEnvelope(fields: fields.map { EnvelopeField(name: $0.name, value: $0.value) })
-            // A requeued entry is its origin's (its partition's state, its stream name), read elsewhere.
-            consumed = ConsumedMessage(stream: configuration.origin(ofRetryStream: stream) ?? stream, entryID: entry.id, envelope: envelope,
-                                       decoded: try registry.decode(envelope), deliveryCount: deliveries)
-        } catch {
-            return .refused(.undecodable, error)
-        }
-        guard let handler = handlers.handler(for: consumed.envelope.type) else { return .refused(.notHandled, nil) }
-        return .ready(PreparedMessage(consumed: consumed, handler: handler, timer: metrics.handlerTimer(consumed.envelope.type)))
-    }
-
-    /// One call of the handler: what happened, and the error it threw.
-    private func attempt(_ message: PreparedMessage, deliveries: Int, stream: String) async -> (ConsumerStateMachine.EntryEvent, (any Error)?) {
-        var consumed = message.consumed
-        consumed.deliveryCount = deliveries
-        do {
-            let start = ContinuousClock.now
-            try await message.handler(consumed)
-            message.timer.record(since: start)
-            state.withLock { $0.handled += 1 }
-            metrics.handled.increment()
-            return (.handled, nil)
-        } catch where error.isDependencyOutage {
-            return (.outage, error)
-        } catch {
-            state.withLock { $0.failedAttempts += 1 }
-            metrics.failed.increment()
-            logger.info("handler failed", metadata: [
-                "stream": "\(stream)", "entry": "\(consumed.entryID)", "type": "\(consumed.envelope.type)",
-                "tenant": "\(consumed.envelope.tenantID)", "delivery": "\(deliveries)", "error": "\(error)",
-            ])
-            return (.failed, error)
-        }
-    }
-
-    /// After the retry's pause, re-claims the entry: Redis counts the delivery; if another
-    /// consumer took it over meanwhile, it is theirs now.
-    private func retry(_ entry: StreamEntry, stream: String, after pause: ConsumerStateMachine.Pause, control: RedisClient) async throws -> ConsumerStateMachine.EntryEvent {
-        guard await self.pause(for: pause.duration) else { return .stopping }
-        let reclaimed = try await control.execute(.xclaim(stream, group: configuration.group, consumer: configuration.consumer, minIdle: .zero, ids: [entry.id]))
-        guard !reclaimed.isEmpty else { return .takenOver }
-        return .reclaimed(deliveries: try await deliveryCount(stream, entry.id, control))
-    }
-
-    /// Carries out an action that ends the entry's handling (`nil` for one that does not).
-    private func conclude(_ action: ConsumerStateMachine.EntryAction, _ entry: StreamEntry, stream: String, error: (any Error)?,
-                          control: RedisClient) async throws -> Outcome? {
-        switch action {
-        case .acknowledge:
-            return .acknowledge
-        case .skip:
-            state.withLock { $0.skipped += 1 }
-            return .acknowledge
-        case .deadLetter(let reason, let attempts):
-            try await deadLetter(entry, fields: entry.fields ?? [], stream: stream, reason: reason, error: error.map { "\($0)" } ?? reason,
-                                 attempts: attempts, control: control)
-            return .deadLettered
-        case .leavePending:
-            return .leavePending
-        case .retry, .waitOutOutage, .attempt:
-            return nil
-        }
-    }
-
-    // MARK: Dead letters
-
-    private static let deadLetterScript = RedisScript("""
-        local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
-        redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-        return id
-        """)
-
-    /// Moves an entry to its origin's dead-letter stream and acknowledges it where it was read (its
-    /// origin, or the group's requeue stream, whose entries name their origin id).
-    private func deadLetter(_ entry: StreamEntry, fields: [StreamField], stream: String, reason: String, error: String, attempts: Int, control: RedisClient) async throws {
-        var arguments: [RESPArgument] = [.string(configuration.group), .string(entry.id.description)]
-        let origin = configuration.origin(ofRetryStream: stream) ?? stream
-        let originID = origin == stream ? entry.id.description : entry[DeadLetters.originIDField] ?? entry.id.description
-        let metadata: [(String, String)] = [
-            ("dlq.reason", reason), ("dlq.error", String(error.prefix(2000))), ("dlq.attempts", String(attempts)),
-            ("dlq.origin_stream", origin), ("dlq.origin_id", originID), ("dlq.group", configuration.group),
-            ("dlq.consumer", configuration.consumer), ("dlq.time", Timestamp.now.rfc3339),
-        ]
-        for (name, value) in metadata { arguments += [.string(name), .string(value)] }
-        for field in fields where field.name != DeadLetters.originIDField { arguments += [.string(field.name), .bytes(field.value)] }
-        _ = try await Self.deadLetterScript.run(on: control, keys: [stream, configuration.deadLetterStream(of: origin)], arguments: arguments)
-        _ = outageRereads.withLock { $0.removeValue(forKey: "\(stream) \(entry.id)") }
-        state.withLock { $0.deadLettered += 1 }
-        metrics.deadLettered.increment()
-        logger.warning("entry dead-lettered", metadata: ["stream": "\(stream)", "entry": "\(entry.id)", "reason": "\(reason)"])
-    }
-
-    // MARK: Between reads: claims and requeues
-
-    /// Carries out housekeeping on `streams` (partitions held), with no read outstanding.
-    private func perform(_ work: ConsumerStateMachine.Housekeeping, on streams: [String], _ session: Session) async throws {
-        switch work {
-        case .claimIdle(let minIdle):
-            for stream in streams { try await claim(stream, idleAtLeast: minIdle, session) }
-        case .handleRequeued:
-            try await handleRequeued(in: streams, session)
-        }
-    }
-
-    /// Handles what an operator requeued for this group (``DeadLetters/requeue(_:ids:maxRequeues:force:)``)
-    /// on the partitions it holds: each partition's requeue stream, when it exists, own pending
-    /// entries first (a crash mid-handling), then new ones. Called between reads, like the claims,
-    /// so a requeued entry is never handled beside its partition's batch.
-    private func handleRequeued(in streams: [String], _ session: Session) async throws {
-        let control = session.control
-        let candidates = streams.map(configuration.retryStream(of:))
-        guard !candidates.isEmpty else { return }
-        let exists = try await control.send(candidates.map { RESPCommand("EXISTS", .string($0)) })
-        let present = zip(candidates, exists).filter { $0.1.int == 1 }.map(\.0)
-        guard !present.isEmpty else { return }
-        for fresh in [false, true] {
-            while true {
-                let position: GroupReadPosition = fresh ? .newEntries : .pending(after: .zero)
-                let batches: [StreamReadResult]
-                do {
-                    batches = try await control.readGroup(group: configuration.group, consumer: configuration.consumer,
-                                                          streams: present.map { ($0, position) }, count: configuration.batchSize, block: nil)
-                } catch let error as RedisError where error.serverCode == "NOGROUP" {
-                    return  // deleted meanwhile; the next requeue creates it again
-                }
-                try await handleAcknowledgingAtOnce(batches, fresh: fresh, session)
-                // Own pending entries are read once (those left pending stay so until the next pass).
-                if !fresh || !batches.contains(where: { $0.entries.count >= configuration.batchSize }) || Self.stopping { break }
-            }
-        }
-    }
-
-    /// Claims (XAUTOCLAIM) and handles every entry of `stream` pending at least `minIdle`: at zero,
-    /// a partition just leased (a previous owner's unfinished work, older than anything new); at
-    /// ``ConsumerConfiguration/claimIdle``, entries of other (presumably dead) consumers.
-    private func claim(_ stream: String, idleAtLeast minIdle: Duration, _ session: Session) async throws {
-        var start = StreamEntryID.zero
-        repeat {
-            let result: AutoClaimResult
-            do {
-                result = try await session.control.execute(.xautoclaim(stream, group: configuration.group, consumer: configuration.consumer,
-                                                                        minIdle: minIdle, start: start, count: configuration.batchSize))
-            } catch let error as RedisError where error.serverCode == "NOGROUP" {
-                try await ensureGroups(session.control)
-                return
-            }
-            if !result.entries.isEmpty {
-                state.withLock { $0.claimed += result.entries.count }
-                metrics.claimed.increment(by: result.entries.count)
-                logger.info("claimed pending entries", metadata: ["stream": "\(stream)", "count": "\(result.entries.count)"])
-                try await handleAcknowledgingAtOnce([StreamReadResult(stream: stream, entries: result.entries)], fresh: false, session)
-            }
-            start = result.nextStart
-        } while start != .zero
-    }
-
-    /// Handles entries read outside the reader (claims, requeues) and acknowledges them at once
-    /// (also those handled before a failure).
-    private func handleAcknowledgingAtOnce(_ batches: [StreamReadResult], fresh: Bool, _ session: Session) async throws {
-        var handled: [(stream: String, ids: [StreamEntryID])] = []
-        do {
-            try await handleRenewing(batches, fresh: fresh, session, handled: &handled)
-        } catch {
-            try? await session.control.acknowledge(group: configuration.group, handled)
-            throw error
-        }
-        try await session.control.acknowledge(group: configuration.group, handled)
     }
 }

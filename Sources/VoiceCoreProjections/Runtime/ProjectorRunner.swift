@@ -62,7 +62,7 @@ public final class ProjectorRunner: Service, Sendable {
     private let postgresConfiguration: PostgresConfiguration
     private let registry: MessageRegistry
     private let logger: Logger
-    private let metricsFactory: MetricsFactory
+    private let metricsFactory: any MetricsFactory
     private let counters: Mutex<[String: Statistics]>
     /// Batches committed by all workers (for ``ProjectorConfiguration/crashPoint``).
     private let committed = Mutex(0)
@@ -96,7 +96,7 @@ public final class ProjectorRunner: Service, Sendable {
     public init(
         projections: [any Projection], redis: RedisConfiguration, postgres: PostgresConfiguration,
         configuration: ProjectorConfiguration, registry: MessageRegistry = .standard,
-        logger: Logger = Logger(label: "voicecore.projector"), metricsFactory: MetricsFactory = MetricsSystem.factory
+        logger: Logger = Logger(label: "voicecore.projector"), metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) {
         self.projections = projections
         self.configuration = configuration
@@ -198,9 +198,9 @@ struct ProjectorMetrics: Sendable {
     let failed: Counter
     let batch: Metrics.Timer
     let projection: String
-    let factory: MetricsFactory
+    let factory: any MetricsFactory
 
-    init(projection: String, factory: MetricsFactory) {
+    init(projection: String, factory: any MetricsFactory) {
         let dimensions = [("projection", projection)]
         self.projection = projection
         self.factory = factory
