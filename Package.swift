@@ -82,6 +82,7 @@ let package = Package(
                 "VoiceCoreExecutors",
                 "VoiceCoreTime",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
@@ -122,7 +123,6 @@ let package = Package(
                 "VoiceCoreBus",
                 "VoiceCoreExecutors",
                 "VoiceCoreEvents",
-                "VoiceCoreRedis",
                 "VoiceCoreTenants",
                 "VoiceCoreTime",
                 .product(name: "Hummingbird", package: "hummingbird"),

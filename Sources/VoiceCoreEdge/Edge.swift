@@ -8,7 +8,6 @@ import Prometheus
 import ServiceLifecycle
 import VoiceCoreBus
 import VoiceCoreEvents
-import VoiceCoreRedis
 import VoiceCoreTenants
 import VoiceCoreTime
 
@@ -31,7 +30,6 @@ import VoiceCoreTime
 public struct Edge: Sendable {
     public let configuration: EdgeConfiguration
     let publisher: Publisher
-    let redis: RedisClient
     let tenants: TenantCache
     let directory: TenantDirectory?
     let registry: PrometheusCollectorRegistry?
@@ -39,7 +37,7 @@ public struct Edge: Sendable {
     let limiter = RateLimiter()
     let logger: Logger
     /// Publishing from the server's own event loops (``EdgeConfiguration/publishOnEventLoops``):
-    /// ``publisher``'s configuration over an `EventLoopRedisTransport` on those loops, set by
+    /// ``publisher`` moved onto those loops (`Publisher.onEventLoops(of:)`), set by
     /// ``application(logger:onServerRunning:)``; nil: through ``publisher``.
     var loopPublisher: Publisher?
     /// More of the process's readiness for `/ready`, beyond Redis answering the edge: `voicecore
@@ -48,17 +46,16 @@ public struct Edge: Sendable {
     public var readinessChecks: [ReadinessCheck] = []
 
     /// - Parameters:
-    ///   - publisher: publishes the commands (its `source` is ignored: each route sets its own).
-    ///   - redis: the connection `/ready` pings (the publisher's, so ready means publishable).
+    ///   - publisher: publishes the commands (its `source` is ignored: each route sets its own);
+    ///     `/ready` pings its connection, so ready means publishable.
     ///   - lookup: where tenants and API keys are found (the ``TenantDirectory``, cached here).
     ///   - directory: provisions tenants for the admin API; nil leaves the admin API out.
     ///   - registry: rendered at `/metrics`; nil answers 404 there.
-    public init(configuration: EdgeConfiguration, publisher: Publisher, redis: RedisClient, lookup: any TenantLookup,
+    public init(configuration: EdgeConfiguration, publisher: Publisher, lookup: any TenantLookup,
                 directory: TenantDirectory? = nil, registry: PrometheusCollectorRegistry? = nil,
                 metricsFactory: any MetricsFactory = MetricsSystem.factory, logger: Logger = Logger(label: "voicecore.edge")) {
         self.configuration = configuration
         self.publisher = publisher
-        self.redis = redis
         self.tenants = TenantCache(lookup: lookup, ttl: configuration.tenantCacheTTL)
         self.directory = directory
         self.registry = registry
@@ -91,13 +88,10 @@ public struct Edge: Sendable {
     public func application(logger: Logger? = nil, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some Service {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
         var edge = self
-        var loopTransport: EventLoopRedisTransport?
         // A cluster needs routing per slot, and acknowledgement by replicas per node: both stay
-        // with the publisher's own client.
-        if configuration.publishOnEventLoops, !redis.isCluster, publisher.configuration.replicaAcknowledgement == nil {
-            let transport = EventLoopRedisTransport(group: group, configuration: redis.configuration, logger: self.logger)
-            edge.loopPublisher = Publisher(eventLoops: transport, configuration: publisher.configuration, logger: self.logger, metricsFactory: metrics.factory)
-            loopTransport = transport
+        // with the publisher's own client (`onEventLoops` answers nil).
+        if configuration.publishOnEventLoops {
+            edge.loopPublisher = publisher.onEventLoops(of: group, logger: self.logger, metricsFactory: metrics.factory)
         }
         let application = Application(
             router: edge.router(),
@@ -105,7 +99,7 @@ public struct Edge: Sendable {
             onServerRunning: onServerRunning,
             eventLoopGroupProvider: .shared(group),
             logger: logger ?? self.logger)
-        return EdgeServer(application: application, group: group, loopTransport: loopTransport)
+        return EdgeServer(application: application, group: group, loopPublisher: edge.loopPublisher)
     }
 
     // MARK: Operating routes
@@ -113,7 +107,7 @@ public struct Edge: Sendable {
     private func ready() async throws -> Response {
         do {
             // A broken connection reconnects by itself at this command.
-            _ = try await redis.execute(.ping())
+            try await publisher.ping()
         } catch {
             throw Problem.unavailable("Redis")
         }
@@ -227,8 +221,8 @@ public struct Edge: Sendable {
 struct EdgeServer<App: ApplicationProtocol>: Service {
     let application: App
     let group: MultiThreadedEventLoopGroup
-    /// The loops' Redis connections, closed when the server stops.
-    let loopTransport: EventLoopRedisTransport?
+    /// The publisher on the loops' own Redis connections, closed when the server stops.
+    let loopPublisher: Publisher?
 
     func run() async throws {
         let executor = EventLoopTaskExecutor(group: group)
@@ -236,11 +230,11 @@ struct EdgeServer<App: ApplicationProtocol>: Service {
             // Child tasks (one per connection) inherit the preference.
             try await withTaskExecutorPreference(executor) { try await application.run() }
         } catch {
-            await loopTransport?.close()
+            await loopPublisher?.close()
             try? await group.shutdownGracefully()
             throw error
         }
-        await loopTransport?.close()
+        await loopPublisher?.close()
         try await group.shutdownGracefully()
     }
 }

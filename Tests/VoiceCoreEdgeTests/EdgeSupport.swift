@@ -60,7 +60,7 @@ final class EdgeFixture: @unchecked Sendable {
         tenant = provisioned.tenant.id
         apiKey = provisioned.apiKey.plaintext
         edge = Edge(configuration: EdgeConfiguration(publicBaseURL: Self.publicBase, tenantCacheTTL: .zero, adminKey: Self.adminKey),
-                    publisher: publisher, redis: redis, lookup: directory, directory: directory, registry: registry,
+                    publisher: publisher, lookup: directory, directory: directory, registry: registry,
                     metricsFactory: registry.map { PrometheusMetricsFactory(registry: $0) } ?? MetricsSystem.factory)
     }
 

@@ -224,7 +224,7 @@ struct EventLoopPublishingTests {
         try await server.start()
         let fixture = try await EdgeFixture(requestsPerSecond: 1000, redisURL: server.url)
         let edge = Edge(configuration: EdgeConfiguration(host: "127.0.0.1", port: 0, publicBaseURL: EdgeFixture.publicBase, tenantCacheTTL: .zero),
-                        publisher: fixture.publisher, redis: fixture.redis, lookup: fixture.directory)
+                        publisher: fixture.publisher, lookup: fixture.directory)
         let port = Mutex<Int?>(nil)
         let services = ServiceGroup(services: [edge.application(onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } })],
                                     logger: Logger(label: "test.edge"))

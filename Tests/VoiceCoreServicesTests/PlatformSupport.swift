@@ -68,7 +68,7 @@ final class PlatformFixture: @unchecked Sendable {
         let edgeRedis = try await RedisClient.connect(redisConfiguration)
         let edgePublisher = Publisher(connection: edgeRedis, configuration: PublisherConfiguration(source: "/edge", naming: naming))
         let edge = Edge(configuration: EdgeConfiguration(host: "127.0.0.1", port: 0, tenantCacheTTL: .zero),
-                        publisher: edgePublisher, redis: edgeRedis, lookup: directory, directory: directory, registry: nil)
+                        publisher: edgePublisher, lookup: directory, directory: directory, registry: nil)
         var services: [any Service] = [ServiceBundle(try await PlatformServices.make(names, dependencies: dependencies, directory: directory, delivery: delivery))]
         if projectors {
             services.append(ProjectorRunner(projections: StandardProjections.all, redis: redisConfiguration, postgres: postgres,

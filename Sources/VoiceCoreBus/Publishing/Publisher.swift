@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import NIOCore
 import Synchronization
 import VoiceCoreEvents
 import VoiceCoreRedis
@@ -137,6 +138,37 @@ public final class Publisher: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.metrics = PublisherMetrics(factory: metricsFactory)
+    }
+
+    /// A publisher with this one's configuration that publishes from `group`'s event loops — for
+    /// code that runs on them, as the HTTP edge's handlers do: each publish goes out on the current
+    /// loop's own connection and resumes its caller there, with no thread in between. Close it with
+    /// ``close()`` after the loops' last publish.
+    ///
+    /// Nil when this publisher needs its own client: on a Redis Cluster (routing per slot) and
+    /// with ``PublisherConfiguration/replicaAcknowledgement`` (acknowledgement per node); publish
+    /// through this publisher then.
+    public func onEventLoops(of group: any EventLoopGroup, logger: Logger? = nil,
+                             metricsFactory: any MetricsFactory = MetricsSystem.factory) -> Publisher? {
+        guard case .pipelined(let client) = transport, !client.isCluster, configuration.replicaAcknowledgement == nil else { return nil }
+        let logger = logger ?? self.logger
+        let loops = EventLoopRedisTransport(group: group, configuration: client.configuration, logger: logger)
+        return Publisher(eventLoops: loops, configuration: configuration, logger: logger, metricsFactory: metricsFactory)
+    }
+
+    /// Closes the loops' connections of a publisher made by ``onEventLoops(of:logger:metricsFactory:)``;
+    /// a publisher over a `RedisClient` leaves closing to the client's owner.
+    public func close() async {
+        if case .eventLoops(let loops) = transport { await loops.close() }
+    }
+
+    /// Whether Redis answers this publisher's connection: throws when it does not (a broken
+    /// connection reconnects by itself at this command). What a readiness probe asks.
+    public func ping() async throws {
+        switch transport {
+        case .pipelined(let client): _ = try await client.execute(.ping())
+        case .eventLoops(let loops): _ = try await loops.execute(.ping())
+        }
     }
 
     public var statistics: Statistics {

@@ -102,7 +102,7 @@ extension Edge {
         let directory = try await TenantsCommand.directory(connections)
         let redis = try await RedisClient.connect(try connections.redisConfiguration())
         let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/edge", naming: options.naming))
-        return Edge(configuration: try options.configuration(), publisher: publisher, redis: redis, lookup: directory, directory: directory,
+        return Edge(configuration: try options.configuration(), publisher: publisher, lookup: directory, directory: directory,
                     registry: registry, logger: logger)
     }
 }
