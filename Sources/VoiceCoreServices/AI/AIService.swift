@@ -1,6 +1,7 @@
 import Logging
 import VoiceCoreBus
 import VoiceCoreEvents
+import VoiceCoreTenants
 import VoiceCoreTime
 
 /// The AI service (group `ai`): listens to calls as they are transcribed.

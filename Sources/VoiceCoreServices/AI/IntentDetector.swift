@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOFoundationCompat
+import NIOHTTP1
 import VoiceCoreEvents
 
 /// An intent found in what a caller said.

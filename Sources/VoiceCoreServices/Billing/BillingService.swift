@@ -1,6 +1,7 @@
 import Logging
 import VoiceCoreBus
 import VoiceCoreEvents
+import VoiceCoreTenants
 import VoiceCoreTime
 
 /// The billing service (group `billing`): meters usage as ``UsageRecorded`` events.

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOFoundationCompat
+import NIOHTTP1
 import ServiceLifecycle
 import VoiceCoreBus
 import VoiceCoreEvents
