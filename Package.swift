@@ -155,6 +155,38 @@ let package = Package(
             ]
         ),
 
+        // Simulated traffic and load: call workloads, signed provider webhooks, the load client, CPU
+        // accounting. For loadgen, bench, demo and tests; no product module imports it.
+        .target(
+            name: "VoiceCoreSimulation",
+            dependencies: [
+                "VoiceCoreEvents",
+                "VoiceCoreTime",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+
+        // The benchmarks behind `voicecore bench`: each measures a part beside a reference run.
+        .target(
+            name: "VoiceCoreBenchmarks",
+            dependencies: [
+                "VoiceCoreSimulation",
+                "VoiceCoreBus",
+                "VoiceCoreEvents",
+                "VoiceCoreExecutors",
+                "VoiceCorePostgres",
+                "VoiceCoreProjections",
+                "VoiceCoreRedis",
+                "VoiceCoreTenants",
+                "VoiceCoreTime",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // The CLI: composition only.
         .executableTarget(
             name: "voicecore",
@@ -169,6 +201,8 @@ let package = Package(
                 "VoiceCoreTenants",
                 "VoiceCoreEdge",
                 "VoiceCoreServices",
+                "VoiceCoreSimulation",
+                "VoiceCoreBenchmarks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -187,6 +221,8 @@ let package = Package(
             "VoiceCoreRedis",
             "VoiceCoreExecutors",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "VoiceCorePostgresTests", dependencies: ["VoiceCorePostgres"]),
         .testTarget(name: "VoiceCoreTimeTests", dependencies: ["VoiceCoreTime"]),
         .testTarget(name: "VoiceCoreBusTests", dependencies: [
@@ -198,12 +234,14 @@ let package = Package(
         ]),
         .testTarget(name: "VoiceCoreProjectionsTests", dependencies: [
             "VoiceCoreProjections",
+            "VoiceCoreSimulation",
             "VoiceCoreBus",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "MetricsTestKit", package: "swift-metrics"),
         ]),
         .testTarget(name: "VoiceCoreEdgeTests", dependencies: [
             "VoiceCoreEdge",
+            "VoiceCoreSimulation",
             "VoiceCoreTenants",
             "VoiceCoreBus",
             "VoiceCoreProjections",
@@ -215,6 +253,7 @@ let package = Package(
         ]),
         .testTarget(name: "VoiceCoreServicesTests", dependencies: [
             "VoiceCoreServices",
+            "VoiceCoreSimulation",
             "VoiceCoreTestSupport",
             "VoiceCoreEdge",
             "VoiceCoreTenants",
@@ -241,7 +280,14 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents", "VoiceCoreExecutors"], exclude: ["Fixtures"]),
+        .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents", "VoiceCoreExecutors", "VoiceCoreSimulation"], exclude: ["Fixtures"]),
+        .testTarget(name: "VoiceCoreSimulationTests", dependencies: [
+            "VoiceCoreSimulation",
+            "VoiceCoreEdge",
+            "VoiceCoreEvents",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "VoiceCoreTenantsTests", dependencies: [
             "VoiceCoreTenants",
             "VoiceCoreTestSupport",

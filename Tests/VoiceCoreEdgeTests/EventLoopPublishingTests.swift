@@ -11,6 +11,7 @@ import VoiceCoreEvents
 import VoiceCoreRedis
 import VoiceCoreTime
 @testable import VoiceCoreEdge
+import VoiceCoreSimulation
 
 /// A redis-server of a test's own, to stop and start again (ports 23000–25999: see
 /// EdgeTests.redisUnreachableAnswers503WithRetryAfter).

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VoiceCoreSimulation
 import VoiceCoreTime
 @testable import VoiceCoreEvents
 

@@ -7,6 +7,7 @@ import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreRedis
 @testable import VoiceCoreProjections
+import VoiceCoreSimulation
 
 enum TestRedis {
     static var url: String { ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:16379/1" }

@@ -5,6 +5,7 @@ import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreRedis
+import VoiceCoreSimulation
 import VoiceCoreTime
 @testable import VoiceCoreProjections
 

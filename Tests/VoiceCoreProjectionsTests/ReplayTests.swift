@@ -4,6 +4,7 @@ import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
 @testable import VoiceCoreProjections
+import VoiceCoreSimulation
 
 /// `voicecore replay` against real Redis and Postgres.
 @Suite("Replay", .serialized)

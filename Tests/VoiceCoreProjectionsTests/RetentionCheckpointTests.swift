@@ -5,6 +5,7 @@ import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreRedis
 @testable import VoiceCoreProjections
+import VoiceCoreSimulation
 
 /// The projector reads with NOACK, so only its checkpoints say what it applied: the retention
 /// trimmer must keep everything after them.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VoiceCoreEvents
 @testable import VoiceCoreServices
+import VoiceCoreSimulation
 
 /// The AI service reads ASCII utterances byte by byte and any other text by `Character`; both
 /// paths must answer the same.

@@ -13,6 +13,7 @@ import VoiceCorePostgres
 import VoiceCoreProjections
 import VoiceCoreRedis
 import VoiceCoreServices
+import VoiceCoreSimulation
 import VoiceCoreTenants
 import VoiceCoreTestSupport
 import VoiceCoreTime

@@ -7,6 +7,7 @@ import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreRedis
 import VoiceCoreServices
+import VoiceCoreSimulation
 import VoiceCoreTenants
 import VoiceCoreTime
 

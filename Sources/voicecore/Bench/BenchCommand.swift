@@ -1,4 +1,5 @@
 import ArgumentParser
+import VoiceCoreBenchmarks
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,23 +10,12 @@ struct BenchCommand: AsyncParsableCommand {
     )
 }
 
-/// Runs `body` and returns the elapsed seconds.
-func measure(_ body: () async throws -> Void) async rethrows -> Double {
-    let clock = ContinuousClock()
-    let start = clock.now
-    try await body()
-    let elapsed = clock.now - start
-    let (seconds, attoseconds) = elapsed.components
-    return Double(seconds) + Double(attoseconds) / 1e18
-}
-
-func formatRate(_ value: Double) -> String {
-    let rounded = Int(value.rounded())
-    var digits = Array(String(rounded))
-    var index = digits.count - 3
-    while index > 0 {
-        digits.insert(",", at: index)
-        index -= 3
+extension ConnectionOptions {
+    /// The servers `bench` measures against (each configuration made when the benchmark first
+    /// needs it); the report goes to stdout a line at a time.
+    func benchmarkServers() -> BenchmarkServers {
+        let options = self
+        return BenchmarkServers(redisURL: resolvedRedisURL, databaseURL: resolvedDatabaseURL,
+                                redis: { try options.redisConfiguration() }, postgres: { try options.postgresConfiguration() }, report: { say($0) })
     }
-    return String(digits)
 }

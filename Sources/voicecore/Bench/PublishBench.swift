@@ -1,9 +1,5 @@
 import ArgumentParser
-import Foundation
-import VoiceCoreBus
-import VoiceCoreEvents
-import VoiceCoreRedis
-import VoiceCoreTime
+import VoiceCoreBenchmarks
 
 struct PublishBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -32,57 +28,6 @@ struct PublishBench: AsyncParsableCommand {
     var waitReplicas = 0
 
     func run() async throws {
-        let configuration = try connections.redisConfiguration()
-        let redis = try await RedisClient.connect(configuration)
-        let naming = StreamNaming(partitions: 16, prefix: "bench")
-        let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(
-            source: "/bench", naming: naming,
-            replicaAcknowledgement: waitReplicas > 0 ? ReplicaAcknowledgement(replicas: waitReplicas, timeout: .milliseconds(500)) : nil))
-        let tenant = Identifier.v7()
-        let calls = (0..<1000).map { CallID.derive(tenant: tenant, provider: .twilio, providerCallID: "CA\($0)") }
-        func chunk(_ i: Int) -> TranscriptChunk {
-            TranscriptChunk(callID: calls[i % calls.count], sequence: i / calls.count, track: .inbound,
-                            text: "Hi, I'd like to book an appointment for Tuesday, my number is +14155550123.",
-                            isFinal: true, confidence: 0.93, startOffsetMs: 12_340, endOffsetMs: 15_870, language: "en-US")
-        }
-        let sample = EventEnvelope(chunk(0), tenant: tenant, source: "/bench").fields
-        let entryBytes = sample.reduce(0) { $0 + $1.name.utf8.count + $1.value.count }
-        for stream in naming.streams(.calls, kind: .event) { _ = try await redis.execute(.del([stream])) }
-
-        let perTask = count / concurrency
-        let total = perTask * concurrency
-        let cpu = MachineCPU.now()
-        let seconds = try await measure {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for t in 0..<concurrency {
-                    group.addTask {
-                        for k in 0..<perTask { try await publisher.publish(chunk(t * perTask + k), tenant: tenant) }
-                    }
-                }
-                try await group.waitForAll()
-            }
-        }
-        let share = MachineCPU.share(since: cpu)
-        var length = 0
-        for stream in naming.streams(.calls, kind: .event) { length += try await redis.execute(.xlen(stream)) }
-        guard length == total else { throw ValidationError("expected \(total) entries, found \(length)") }
-        for stream in naming.streams(.calls, kind: .event) { _ = try await redis.execute(.del([stream])) }
-        let statistics = publisher.statistics
-        let target = redis.isCluster ? "a Redis Cluster of \(redis.masters.count) masters (one connection per master)" : "one connection"
-        print("Publisher: \(total) TranscriptChunk events (\(entryBytes) bytes of fields each), \(concurrency) concurrent publishers, \(target)\(waitReplicas > 0 ? ", WAIT \(waitReplicas)" : "")")
-        print("published  \(formatRate(Double(total) / seconds)) events/s  (\(statistics.batches) pipelines, \(String(format: "%.1f", Double(total) / Double(max(1, statistics.batches)))) entries each)")
-        if let share { print("  " + share) }
-
-        if compare, !redis.isCluster, case .tcp(let host, let port) = configuration.endpoint {
-            var fieldArguments: [String] = []
-            for field in sample { fieldArguments += [field.name, field.string] }
-            for clients in [1, 50] {
-                if let rate = try await RedisBenchmarkTool.run(host: host, port: port, clients: clients, pipeline: 64, requests: total, database: configuration.database,
-                                                         password: configuration.password, arguments: ["xadd", "bench:rb", "*"] + fieldArguments) {
-                    print("redis-benchmark -c \(clients) -P 64 xadd (same fields)  \(formatRate(rate)) req/s")
-                }
-            }
-            _ = try await redis.execute(.del(["bench:rb"]))
-        }
+        try await PublishBenchmark(count: count, concurrency: concurrency, compare: compare, waitReplicas: waitReplicas).run(on: connections.benchmarkServers())
     }
 }

@@ -1,12 +1,10 @@
 import ArgumentParser
 import Foundation
-import NIOCore
-import Synchronization
-import VoiceCoreEdge
 import VoiceCoreEvents
 import VoiceCoreExecutors
 import VoiceCorePostgres
 import VoiceCoreRedis
+import VoiceCoreSimulation
 import VoiceCoreTenants
 import VoiceCoreTime
 
@@ -105,7 +103,8 @@ struct LoadgenCommand: AsyncParsableCommand {
                   edge: String) async throws {
         let db = try await PostgresConnection.connect(try connections.postgresConfiguration())
         let stats = LoadStatistics()
-        let sid = account
+        let load = CallLoad(tenant: tenantID, accountSID: account, authToken: authToken, publicBase: base, host: target.authority, pathPrefix: target.pathPrefix,
+                            calls: calls, rate: rate, callSeconds: callSeconds)
         say("loadgen: \(calls) calls at \(rate)/s, \(callSeconds) s each, one segment per second, against \(edge) (tenant \(tenantID))")
         let started = ContinuousClock.now
         let startedWall = Timestamp.now
@@ -113,26 +112,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         // For the CPU account; without Redis (another machine, refused) the account leaves it out.
         let redis = try? await RedisClient.connect(try connections.redisConfiguration())
         let account = CPUAccount.now(redisInfo: try? await redis?.execute(.info()))
-        try await withThrowingDiscardingTaskGroup { group in
-            for index in 0..<calls {
-                let due = started + .seconds(Double(index) / rate)
-                group.addTask {
-                    try? await Task.sleep(until: due)
-                    await Self.playCall(index: index, tenant: tenantID, account: sid, token: authToken, publicBase: base, target: target,
-                                        seconds: callSeconds, client: client, stats: stats)
-                }
-            }
-            group.addTask {
-                var last = stats.snapshot
-                while last.finishedCalls < calls {
-                    try await Task.sleep(for: .seconds(5))
-                    let now = stats.snapshot
-                    say(String(format: "  %5.0f s: %7.0f webhooks/s accepted, %d calls active, %d errors", (ContinuousClock.now - started) / .seconds(1),
-                                 Double(now.accepted - last.accepted) / 5, now.startedCalls - now.finishedCalls, now.errors))
-                    last = now
-                }
-            }
-        }
+        try await load.play(through: client, statistics: stats, started: started) { say($0) }
         let elapsed = (ContinuousClock.now - started) / .seconds(1)
         let totals = stats.snapshot
         say("loadgen: sent \(totals.accepted + totals.errors) webhooks in \(String(format: "%.1f", elapsed)) s: \(totals.accepted) accepted (\(String(format: "%.0f", Double(totals.accepted) / elapsed))/s), \(totals.errors) failed")
@@ -144,7 +124,7 @@ struct LoadgenCommand: AsyncParsableCommand {
             for line in lines { say("  " + line) }
         }
         await redis?.close()
-        say("  HTTP latency         \(Self.describe(stats.httpLatencies))")
+        say("  HTTP latency         \(LoadStatistics.describe(stats.httpLatencies))")
 
         // Drain: every accepted segment and call of this run must reach the read models.
         let drainDeadline = ContinuousClock.now + .seconds(drainSeconds)
@@ -206,118 +186,12 @@ struct LoadgenCommand: AsyncParsableCommand {
         if missingCommitTimes {
             say("  (no commit times: start Postgres with track_commit_timestamp=on, as tools/dev-env does, to measure segments and call starts end to end)")
         }
-        say("  end to end (segment) \(Self.describe(segmentLatencies))")
-        say("  end to end (call)    \(Self.describe(callLatencies))")
+        say("  end to end (segment) \(LoadStatistics.describe(segmentLatencies))")
+        say("  end to end (call)    \(LoadStatistics.describe(callLatencies))")
         let lostSegments = max(0, totals.acceptedSegments - transcripts)
         let lostCalls = max(0, totals.completedCalls - ended)
         say("  read models: \(transcripts) of \(totals.acceptedSegments) accepted segments, \(ended) of \(totals.completedCalls) completed calls; lost: \(lostSegments + lostCalls)")
         await db.close()
         if lostSegments + lostCalls > 0 { throw CommandFailure("\(lostSegments) segments and \(lostCalls) calls did not reach the read models within \(drainSeconds) s") }
-    }
-
-    static let lines = [
-        "Hi, I'm calling about booking an appointment for next week.",
-        "Could you tell me your pricing for a new customer?",
-        "My invoice from last month looks wrong, I was charged twice.",
-        "The app stopped working after the update, can you help with that?",
-        "You can reach me at 415 555 0142 any time after noon.",
-        "Thanks, that's great, I appreciate it.",
-    ]
-
-    static func playCall(index: Int, tenant: Identifier, account: String, token: String, publicBase: String, target: EdgeTarget, seconds: Int,
-                         client: WebhookLoadClient, stats: LoadStatistics) async {
-        let callStart = Timestamp.now
-        let utterances = (0..<seconds).map { TwilioCallSimulation.Utterance(.inbound, lines[($0 + index) % lines.count], at: $0 + 1) }
-        let call = TwilioCallSimulation(tenant: tenant, accountSID: account, authToken: token, publicBase: publicBase,
-                                        from: String(format: "+1415%07d", index % 10_000_000), to: "+14155559876", rangAt: callStart,
-                                        ringSeconds: 0, utterances: utterances, durationSeconds: seconds + 1)
-        // Signed one by one as they are sent (see `UnsignedWebhook`).
-        let hooks = call.unsignedWebhooks.filter { !($0.kind == .transcription && $0["Final"] == "false") }
-        stats.callStarted(call.callID)
-        let clock = ContinuousClock.now
-        var segment = 0
-        for unsigned in hooks {
-            if unsigned.kind == .transcription {
-                segment += 1
-                try? await Task.sleep(until: clock + .seconds(segment))
-            } else if unsigned["CallStatus"] == "completed" {
-                try? await Task.sleep(until: clock + .seconds(seconds + 1))
-            }
-            let hook = unsigned.signed()
-            let sent = ContinuousClock.now
-            do {
-                let status = try await client.send(WebhookLoadClient.Request(hook, host: target.authority, pathPrefix: target.pathPrefix), timeout: .seconds(30))
-                guard (200..<300).contains(status) else { stats.failed(); continue }
-                let accepted = ContinuousClock.now
-                let acceptedWall = Timestamp.now.microsecondsSinceEpoch
-                stats.accepted(hook.kind, latency: accepted - sent, completed: hook.body.contains("CallStatus=completed"))
-                switch hook.kind {
-                case .voice: stats.callAccepted(call.callID, at: acceptedWall)
-                case .transcription:
-                    let sequence = (try? FormBody(parsing: Array(hook.body.utf8)))?["SequenceId"].flatMap(Int.init) ?? 0
-                    stats.segmentAccepted(SegmentKey(call: call.callID, sequence: sequence), at: acceptedWall)
-                case .status: break
-                }
-            } catch {
-                stats.failed()
-            }
-        }
-        stats.callFinished()
-    }
-}
-
-struct SegmentKey: Hashable, Sendable {
-    var call: Identifier
-    var sequence: Int
-}
-
-/// Counters of a load run.
-final class LoadStatistics: Sendable {
-    struct Snapshot {
-        var accepted = 0
-        var acceptedSegments = 0
-        var completedCalls = 0
-        var errors = 0
-        var startedCalls = 0
-        var finishedCalls = 0
-    }
-
-    private let state = Mutex((Snapshot(), [Duration]()))
-    private let calls = Mutex<[Identifier]>([])
-    private let segments = Mutex<[SegmentKey: Int64]>([:])
-    private let callStarts = Mutex<[Identifier: Int64]>([:])
-
-    var snapshot: Snapshot { state.withLock { $0.0 } }
-    var httpLatencies: [Duration] { state.withLock { $0.1 } }
-    var callIDs: [Identifier] { calls.withLock { $0 } }
-    /// When the edge accepted each segment (Unix µs).
-    var segmentAcceptance: [SegmentKey: Int64] { segments.withLock { $0 } }
-    /// When the edge accepted each call's incoming-call webhook (Unix µs).
-    var callAcceptance: [Identifier: Int64] { callStarts.withLock { $0 } }
-
-    func segmentAccepted(_ key: SegmentKey, at micros: Int64) { segments.withLock { $0[key] = micros } }
-    func callAccepted(_ call: Identifier, at micros: Int64) { callStarts.withLock { $0[call] = micros } }
-    func callStarted(_ id: Identifier) {
-        calls.withLock { $0.append(id) }
-        state.withLock { $0.0.startedCalls += 1 }
-    }
-    func callFinished() { state.withLock { $0.0.finishedCalls += 1 } }
-    func failed() { state.withLock { $0.0.errors += 1 } }
-    func accepted(_ kind: SimulatedWebhook.Kind, latency: Duration, completed: Bool) {
-        state.withLock {
-            $0.0.accepted += 1
-            if kind == .transcription { $0.0.acceptedSegments += 1 }
-            if completed { $0.0.completedCalls += 1 }
-            if $0.1.count < 2_000_000 { $0.1.append(latency) }
-        }
-    }
-}
-
-extension LoadgenCommand {
-    static func describe(_ samples: [Duration]) -> String {
-        guard !samples.isEmpty else { return "no samples" }
-        let sorted = samples.sorted()
-        func ms(_ q: Double) -> String { String(format: "%.1f ms", sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] / .milliseconds(1)) }
-        return "p50 \(ms(0.5))  p99 \(ms(0.99))  max \(ms(1.0))  (\(sorted.count) samples)"
     }
 }

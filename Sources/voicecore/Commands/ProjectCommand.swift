@@ -142,24 +142,9 @@ struct ProjectionsCommand: AsyncParsableCommand {
             throw CommandFailure("the read-model tables are missing: run `voicecore migrate up` first")
         }
         if json {
-            let objects: [[String: Any]] = statuses.map { status in
-                var object: [String: Any] = [
-                    "projection": status.projection, "gap": status.gap, "gap_is_lower_bound": status.gapIsLowerBound, "failures": status.failures,
-                ]
-                object["oldest_unprojected_seconds"] = status.oldestUnprojectedSeconds
-                if streams {
-                    object["streams"] = status.streams.map { stream -> [String: Any] in
-                        var item: [String: Any] = ["stream": stream.stream, "gap": stream.gap]
-                        item["checkpoint"] = stream.checkpoint?.description
-                        item["head"] = stream.head?.description
-                        item["oldest_unprojected_seconds"] = stream.oldestUnprojectedSeconds
-                        return item
-                    }
-                }
-                return object
-            }
-            let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-            print(String(decoding: data, as: UTF8.self))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(statuses.map { ProjectionStatusListing($0, streams: streams) }), as: UTF8.self))
             return
         }
         func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count) }
@@ -173,5 +158,44 @@ struct ProjectionsCommand: AsyncParsableCommand {
                 }
             }
         }
+    }
+}
+
+/// A projection's status as `projections --json` prints it; each stream's only with `--streams`,
+/// a value that is not known left out.
+struct ProjectionStatusListing: Encodable {
+    struct Stream: Encodable {
+        var stream: String
+        var gap: Int
+        var checkpoint: String?
+        var head: String?
+        var oldestUnprojectedSeconds: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case stream, gap, checkpoint, head, oldestUnprojectedSeconds = "oldest_unprojected_seconds"
+        }
+    }
+
+    var projection: String
+    var gap: Int
+    var gapIsLowerBound: Bool
+    var failures: Int
+    var oldestUnprojectedSeconds: Double?
+    var streams: [Stream]?
+
+    enum CodingKeys: String, CodingKey {
+        case projection, gap, gapIsLowerBound = "gap_is_lower_bound", failures, oldestUnprojectedSeconds = "oldest_unprojected_seconds", streams
+    }
+
+    init(_ status: ProjectionStatus, streams: Bool) {
+        projection = status.projection
+        gap = status.gap
+        gapIsLowerBound = status.gapIsLowerBound
+        failures = status.failures
+        oldestUnprojectedSeconds = status.oldestUnprojectedSeconds
+        self.streams = streams ? status.streams.map { stream in
+            Stream(stream: stream.stream, gap: stream.gap, checkpoint: stream.checkpoint?.description, head: stream.head?.description,
+                   oldestUnprojectedSeconds: stream.oldestUnprojectedSeconds)
+        } : nil
     }
 }

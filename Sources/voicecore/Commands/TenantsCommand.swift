@@ -154,8 +154,9 @@ struct TenantsCommand: AsyncParsableCommand {
         func run() async throws {
             let tenants = try await TenantsCommand.directory(connections).list()
             if json {
-                let data = try JSONSerialization.data(withJSONObject: tenants.map(\.jsonObject), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-                print(String(decoding: data, as: UTF8.self))
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try encoder.encode(tenants.map(TenantListing.init)), as: UTF8.self))
                 return
             }
             func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count) }
@@ -242,5 +243,41 @@ struct TenantsCommand: AsyncParsableCommand {
                 throw CommandFailure(error.description)
             }
         }
+    }
+}
+
+/// A tenant as `tenants list --json` prints it (and the admin API answers): which credentials are
+/// set, never their values; `twilio_account_sid` only when there is one.
+struct TenantListing: Encodable {
+    var tenantID: String
+    var name: String
+    var plan: String
+    var timeZone: String
+    var twilioAccountSID: String?
+    var twilioAuthTokenSet: Bool
+    var twilioSharedKeySet: Bool
+    var telnyxPublicKeySet: Bool
+    var requestsPerSecond: Int
+    var activeAPIKeys: Int
+    var createdAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case tenantID = "tenant_id", name, plan, timeZone = "time_zone", twilioAccountSID = "twilio_account_sid"
+        case twilioAuthTokenSet = "twilio_auth_token_set", twilioSharedKeySet = "twilio_shared_key_set", telnyxPublicKeySet = "telnyx_public_key_set"
+        case requestsPerSecond = "requests_per_second", activeAPIKeys = "active_api_keys", createdAt = "created_at"
+    }
+
+    init(_ tenant: TenantSummary) {
+        tenantID = tenant.id.description
+        name = tenant.name
+        plan = tenant.plan
+        timeZone = tenant.timeZone
+        twilioAccountSID = tenant.twilioAccountSID
+        twilioAuthTokenSet = tenant.hasTwilioAuthToken
+        twilioSharedKeySet = tenant.hasTwilioSharedKey
+        telnyxPublicKeySet = tenant.hasTelnyxPublicKey
+        requestsPerSecond = tenant.requestsPerSecond
+        activeAPIKeys = tenant.activeAPIKeys
+        createdAt = tenant.createdAt.rfc3339
     }
 }

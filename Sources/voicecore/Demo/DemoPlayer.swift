@@ -4,6 +4,7 @@ import NIOCore
 import VoiceCoreEdge
 import VoiceCoreEvents
 import VoiceCorePostgres
+import VoiceCoreSimulation
 import VoiceCoreTenants
 import VoiceCoreTime
 

@@ -4,6 +4,7 @@ import VoiceCoreTime
 
 /// One signed webhook request as Twilio would send it.
 public struct SimulatedWebhook: Sendable, Hashable {
+    /// Which of the tenant's webhook URLs it goes to.
     public enum Kind: String, Sendable, Hashable { case voice, status, transcription }
 
     public var kind: Kind
@@ -13,6 +14,13 @@ public struct SimulatedWebhook: Sendable, Hashable {
     public var body: String
     /// `X-Twilio-Signature`.
     public var signature: String
+
+    public init(kind: Kind, path: String, body: String, signature: String) {
+        self.kind = kind
+        self.path = path
+        self.body = body
+        self.signature = signature
+    }
 
     /// The headers Twilio sends it with.
     public var headers: [(name: String, value: String)] {
@@ -36,8 +44,8 @@ public struct UnsignedWebhook: Sendable {
 
     /// The request as Twilio sends it, signed with the tenant's auth token.
     public func signed() -> SimulatedWebhook {
-        SimulatedWebhook(kind: kind, path: path, body: FormBody(parameters: parameters).encoded,
-                         signature: TwilioSignature.sign(url: url, parameters: parameters, key: Array(authToken.utf8)))
+        SimulatedWebhook(kind: kind, path: path, body: TwilioRequestSigner.formBody(parameters),
+                         signature: TwilioRequestSigner(authToken: authToken).signature(url: url, parameters: parameters))
     }
 }
 
@@ -49,6 +57,7 @@ public struct UnsignedWebhook: Sendable {
 ///
 /// Used by `voicecore demo`, `voicecore loadgen` and the end-to-end tests.
 public struct TwilioCallSimulation: Sendable {
+    /// One thing said on the call, transcribed.
     public struct Utterance: Sendable, Hashable {
         public var track: TranscriptTrack
         public var text: String

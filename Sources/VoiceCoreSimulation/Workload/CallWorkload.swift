@@ -1,3 +1,5 @@
+import Foundation
+import VoiceCoreEvents
 import VoiceCoreTime
 
 /// Realistic event traffic of a receptionist platform, for tests, benchmarks and load: each call
@@ -8,6 +10,7 @@ import VoiceCoreTime
 ///
 /// Deterministic for a seed (contents and order; event ids are fresh UUIDv7s).
 public struct CallWorkload: Sendable {
+    /// One event to publish and the category of stream it goes to.
     public struct Item: Sendable {
         public var envelope: EventEnvelope
         public var category: StreamCategory
@@ -30,11 +33,15 @@ public struct CallWorkload: Sendable {
     public init(seed: UInt64, tenants: Int = 3, start: Timestamp = Timestamp(microsecondsSinceEpoch: 1_790_000_000_000_000)) {
         var random = SplitMix64(seed: seed)
         self.tenants = (0..<max(1, tenants)).map { _ in
-            Identifier.v5(namespace: Identifier(literal: "6ba7b811-9dad-11d1-80b4-00c04fd430c8"), name: "tenant-\(random.next())")
+            Identifier.v5(namespace: Self.tenantNamespace, name: "tenant-\(random.next())")
         }
         self.random = random
         self.start = start
     }
+
+    /// The namespace of the workload's tenant ids: RFC 4122's URL namespace
+    /// (6ba7b811-9dad-11d1-80b4-00c04fd430c8), so a seed names the same tenants everywhere.
+    static let tenantNamespace = Identifier(UUID(uuid: (0x6B, 0xA7, 0xB8, 0x11, 0x9D, 0xAD, 0x11, 0xD1, 0x80, 0xB4, 0x00, 0xC0, 0x4F, 0xD4, 0x30, 0xC8)))
 
     /// TenantProvisioned for every tenant: publish these first.
     public func provisioning() -> [Item] {
@@ -135,18 +142,5 @@ public struct CallWorkload: Sendable {
 
     private mutating func chance(_ probability: Double) -> Bool {
         Double(random.next() % 1_000_000) / 1_000_000 < probability
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood): a small seeded generator for reproducible samples.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

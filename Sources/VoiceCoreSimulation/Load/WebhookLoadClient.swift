@@ -16,6 +16,7 @@ import Synchronization
 /// `Content-Length` or chunked encoding; a response with neither, or one that is not HTTP/1.x,
 /// closes its connection with an error.
 public final class WebhookLoadClient: Sendable {
+    /// Why a request got no status: no connection, a broken one, no answer in time, or an answer that is not HTTP/1.x.
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
     }
@@ -43,10 +44,10 @@ public final class WebhookLoadClient: Sendable {
     }
 
     private struct State {
-        var idle: [Channel] = []
+        var idle: [any Channel] = []
         var open = 0
         /// Requests waiting for a connection: resumed with one to reuse, or nil to open their own.
-        var waiters: [CheckedContinuation<Channel?, Never>] = []
+        var waiters: [CheckedContinuation<(any Channel)?, Never>] = []
         var closed = false
     }
 
@@ -80,7 +81,7 @@ public final class WebhookLoadClient: Sendable {
 
     /// Closes every idle connection; requests in flight finish on theirs, which are then closed.
     public func shutdown() async {
-        let idle = state.withLock { state -> [Channel] in
+        let idle = state.withLock { state -> [any Channel] in
             state.closed = true
             defer { state.idle = [] }
             return state.idle
@@ -91,13 +92,13 @@ public final class WebhookLoadClient: Sendable {
     // MARK: Connections
 
     private enum Acquired {
-        case reuse(Channel)
+        case reuse(any Channel)
         case connect
         case wait
     }
 
     /// A connection for one request: an open one, a new one, or one handed over by a request done with it.
-    private func acquire() async throws -> Channel {
+    private func acquire() async throws -> any Channel {
         let channel = try await takeConnection()
         // The server may have closed it while it was idle.
         guard channel.isActive else {
@@ -107,7 +108,7 @@ public final class WebhookLoadClient: Sendable {
         return channel
     }
 
-    private func takeConnection() async throws -> Channel {
+    private func takeConnection() async throws -> any Channel {
         let acquired = state.withLock { state -> Acquired in
             if let channel = state.idle.popLast() { return .reuse(channel) }
             if state.open < maximumConnections {
@@ -122,7 +123,7 @@ public final class WebhookLoadClient: Sendable {
         case .connect:
             return try await connect()
         case .wait:
-            let handedOver = await withCheckedContinuation { (continuation: CheckedContinuation<Channel?, Never>) in
+            let handedOver = await withCheckedContinuation { (continuation: CheckedContinuation<(any Channel)?, Never>) in
                 state.withLock { state in
                     // A connection may have come free between the two locks.
                     if let channel = state.idle.popLast() {
@@ -141,7 +142,7 @@ public final class WebhookLoadClient: Sendable {
     }
 
     /// Opens a connection whose slot was taken in `state.open`; gives the slot back on failure.
-    private func connect() async throws -> Channel {
+    private func connect() async throws -> any Channel {
         do {
             return try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -159,10 +160,10 @@ public final class WebhookLoadClient: Sendable {
 
     /// A request is done with its connection: to a waiting request, else idle (closed when the
     /// server closed it or the client is shut down).
-    private func release(_ channel: Channel) {
+    private func release(_ channel: any Channel) {
         guard channel.isActive else { return discard(channel) }
         enum Next {
-            case handOver(CheckedContinuation<Channel?, Never>)
+            case handOver(CheckedContinuation<(any Channel)?, Never>)
             case keep
             case close
         }
@@ -179,14 +180,14 @@ public final class WebhookLoadClient: Sendable {
         }
     }
 
-    private func discard(_ channel: Channel) {
+    private func discard(_ channel: any Channel) {
         channel.close(promise: nil)
         freeSlot()
     }
 
     /// A connection is gone: a waiting request may open its own in its place.
     private func freeSlot() {
-        let next = state.withLock { state -> CheckedContinuation<Channel?, Never>? in
+        let next = state.withLock { state -> CheckedContinuation<(any Channel)?, Never>? in
             if !state.waiters.isEmpty { return state.waiters.removeFirst() }  // keeps the slot
             state.open -= 1
             return nil
@@ -194,7 +195,7 @@ public final class WebhookLoadClient: Sendable {
         next?.resume(returning: nil)
     }
 
-    private func exchange(_ request: Request, on channel: Channel, timeout: TimeAmount) async throws -> Int {
+    private func exchange(_ request: Request, on channel: any Channel, timeout: TimeAmount) async throws -> Int {
         let response = channel.eventLoop.makePromise(of: Int.self)
         let deadline = channel.eventLoop.scheduleTask(in: timeout) {
             response.fail(Failure(description: "no response within \(timeout)"))
@@ -254,12 +255,12 @@ private final class ResponseHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
         fail(error)
         context.close(promise: nil)
     }
 
-    private func fail(_ error: Error) {
+    private func fail(_ error: any Error) {
         while let promise = waiting.popFirst() { promise.fail(error) }
     }
 }
