@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VoiceCoreEvents
 import VoiceCoreSimulation
+import VoiceCoreTime
 
 /// The call workload that tests, `bench project` and `bench replay` feed the platform.
 @Suite("The call workload")

@@ -130,12 +130,12 @@ final class OneResponseServer: Sendable {
         let value = Mutex(0)
     }
 
-    let channel: Channel
+    let channel: any Channel
     private let accepted: Counter
     var port: Int { channel.localAddress!.port! }
     var connections: Int { accepted.value.withLock { $0 } }
 
-    private init(channel: Channel, accepted: Counter) {
+    private init(channel: any Channel, accepted: Counter) {
         self.channel = channel
         self.accepted = accepted
     }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Synchronization
 import VoiceCoreEvents
 import VoiceCoreTime

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import NIOCore
+import NIOHTTP1
 
 extension SimulatedWebhook {
     /// The POST Twilio would make, to the edge at `base` (for a few requests, as the demo plays
