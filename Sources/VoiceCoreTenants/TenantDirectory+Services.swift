@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Logging
 import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres

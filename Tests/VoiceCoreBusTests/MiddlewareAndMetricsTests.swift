@@ -6,6 +6,7 @@ import Synchronization
 import Testing
 import VoiceCoreEvents
 import VoiceCoreRedis
+import VoiceCoreTime
 @testable import VoiceCoreBus
 
 @Suite("Middleware, correlation and metrics")

@@ -13,6 +13,7 @@ import VoiceCorePostgres
 import VoiceCoreProjections
 import VoiceCoreRedis
 import VoiceCoreTenants
+import VoiceCoreTime
 @testable import VoiceCoreEdge
 
 enum TestServers {

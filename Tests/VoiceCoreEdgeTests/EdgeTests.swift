@@ -10,6 +10,7 @@ import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreRedis
 import VoiceCoreTenants
+import VoiceCoreTime
 @testable import VoiceCoreEdge
 
 private func data(_ envelope: EventEnvelope) -> [String: Any] {

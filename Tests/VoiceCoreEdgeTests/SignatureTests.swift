@@ -1,6 +1,9 @@
 import Crypto
 import Foundation
+import HTTPTypes
+import Hummingbird
 import Testing
+import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCoreTime
 @testable import VoiceCoreEdge

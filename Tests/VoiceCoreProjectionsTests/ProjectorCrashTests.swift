@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VoiceCoreEvents
 @testable import VoiceCoreProjections
+import VoiceCorePostgres
 import VoiceCoreSimulation
 
 /// `voicecore project` run as a real process and killed with SIGKILL.

@@ -1,11 +1,14 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOFoundationEssentialsCompat
 import NIOHTTP1
 import Testing
+import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreServices
+import VoiceCoreTenants
 import VoiceCoreTestSupport
 import VoiceCoreTime
 

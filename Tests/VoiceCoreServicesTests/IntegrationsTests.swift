@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Hummingbird
+import Synchronization
 import Testing
 import VoiceCoreBus
 import VoiceCoreEvents

@@ -8,6 +8,7 @@ import VoiceCorePostgres
 import VoiceCoreRedis
 import VoiceCoreTenants
 import VoiceCoreTestSupport
+import VoiceCoreTime
 
 /// The outbox as a relay reads it, except that removing never happens: the state a relay leaves
 /// when it dies right after its publishes were acknowledged.

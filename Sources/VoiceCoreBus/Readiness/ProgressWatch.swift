@@ -14,6 +14,8 @@
 /// watch.observe(backlog: lag, processed: runner.statistics.handled, at: .now)
 /// if case .notReady(let reason) = watch.readiness(at: .now) { logger.warning("\(reason)") }
 /// ```
+import Logging
+
 public struct ProgressWatch: Sendable, Hashable {
     /// How long a growing backlog may go without anything processed.
     public var stallLimit: Duration

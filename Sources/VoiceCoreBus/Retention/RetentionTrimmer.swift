@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import ServiceLifecycle
 import Synchronization
+import VoiceCoreEvents
 import VoiceCoreRedis
 import VoiceCoreTime
 

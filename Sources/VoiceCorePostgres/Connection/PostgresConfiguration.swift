@@ -6,6 +6,8 @@
 /// through to `PQconnectdbParams`.
 ///
 /// `description` never shows the password.
+import Foundation
+
 public struct PostgresConfiguration: Sendable, Hashable, CustomStringConvertible {
     /// The connection URL as given (it may contain a password: never log it; log `description`).
     public var url: String

@@ -11,6 +11,8 @@
 /// Identifiers (table or column names chosen by code) go through `\(identifier: name)`, which
 /// quotes them. Raw SQL assembled at run time needs the explicitly named
 /// ``init(unsafeSQL:binds:)``.
+import Foundation
+
 public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolation, CustomStringConvertible {
     /// The SQL text, with `$1`, `$2`, … where values go.
     public private(set) var sql: String

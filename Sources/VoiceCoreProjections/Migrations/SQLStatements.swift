@@ -1,6 +1,8 @@
 /// Splits a SQL script into statements at top-level semicolons, respecting quotes ('…', "…"),
 /// dollar-quoted bodies ($$…$$, $tag$…$tag$), line comments (--) and nested block comments.
 /// Each statement comes with the line it starts on (1-based, its first non-blank character).
+import Foundation
+
 enum SQLStatements {
     struct Statement: Equatable {
         var text: String

@@ -6,6 +6,7 @@ import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreRedis
 import VoiceCoreTenants
+import VoiceCoreTime
 
 struct TenantsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

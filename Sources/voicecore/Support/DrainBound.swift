@@ -1,5 +1,6 @@
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 extension ServiceGroupConfiguration {
     /// How long a graceful shutdown may take before what still runs is cancelled: consumers stop
