@@ -114,6 +114,32 @@ struct ConsumerGroupRunnerTests {
         _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
     }
 
+    @Test("batches slower than the claim idle time are handled once each: the consumer never claims back its own entries")
+    func slowBatchesAreNotClaimedBackByTheirOwnConsumer() async throws {
+        let (redis, naming, publisher) = try await fixture(partitions: 1)
+        let call = Identifier.v7()
+        let batch = (0..<300).map { (EventEnvelope(chunk(call, $0), tenant: tenant, source: "/test"), StreamCategory.calls, MessageKind.event) }
+        for result in await publisher.publish(batch: batch) { _ = try result.get() }
+        let recorder = Recorder()
+        var handlers = MessageHandlers()
+        handlers.on(TranscriptChunk.self) { _, chunk in
+            // A batch of 100 takes over 500 ms: longer than claimIdle, as a batch waiting out an
+            // outage does. Its entries, and those read ahead meanwhile, are idle that long.
+            try await Task.sleep(for: .milliseconds(5))
+            recorder.record("seq", chunk.sequence)
+        }
+        var settings = configuration(naming)
+        settings.batchSize = 100
+        settings.claimIdle = .milliseconds(200)
+        let consumer = try RunningConsumer.start(settings, handlers)
+        try await eventually("300 entries are handled") { recorder.count >= 300 }
+        try await eventually("nothing is pending") { try await pending(redis, naming) == 0 }
+        try await consumer.stop()
+        #expect(recorder.all["seq"] == Array(0..<300), "each entry once, in order")
+        #expect(consumer.runner.statistics.claimed == 0)
+        _ = try await redis.execute(.del(naming.streams(.calls, kind: .event)))
+    }
+
     @Test("a shutdown while reading ahead handles and acknowledges what was read, in order, and reads no more")
     func aShutdownWhileReadingAheadLeavesNothingPending() async throws {
         let (redis, naming, publisher) = try await fixture(partitions: 1)

@@ -134,6 +134,16 @@ struct ConsumerStateMachineTests {
         #expect(machine.housekeeping(&schedule, at: start + .seconds(10)) == [.claimIdle(atLeast: .seconds(30)), .handleRequeued])
     }
 
+    @Test("claims wait while a read is outstanding (they would take back entries read ahead) and come right after")
+    func housekeepingWaitsForNoReadOutstanding() {
+        let start = ContinuousClock.now
+        var schedule = ConsumerStateMachine.Schedule(startedAt: start)
+        #expect(machine.housekeepingDue(schedule, at: start + .seconds(5)))
+        #expect(machine.housekeeping(&schedule, at: start + .seconds(5), readOutstanding: true).isEmpty)
+        #expect(machine.housekeeping(&schedule, at: start + .seconds(6)) == [.claimIdle(atLeast: .seconds(30)), .handleRequeued])
+        #expect(!machine.housekeepingDue(schedule, at: start + .seconds(7)))
+    }
+
     @Test("a partition just leased has everything pending in it claimed, however idle")
     func takeOverClaimsEverything() {
         #expect(machine.takeOver == .claimIdle(atLeast: .zero))

@@ -246,9 +246,18 @@ public final class ConsumerGroupRunner: Service, Sendable {
     /// housekeeping due. After a failure, recovers and reads the own pending entries again.
     func handle(_ read: StreamGroupReader.Read, _ session: Session) async throws {
         do {
-            session.reader.startReadAhead(after: read, unlessLeaseCheckDue: decisions.leaseCheckDue(session.schedule, at: .now))
+            // No read ahead when the lease check or the claims are due: both run with no read
+            // outstanding, right after this batch.
+            let due = decisions.leaseCheckDue(session.schedule, at: .now) || decisions.housekeepingDue(session.schedule, at: .now)
+            session.reader.startReadAhead(after: read, unless: due)
             try await handleAcknowledgingWithNextRead(read.batches, fresh: !read.ownPending, session)
-            for work in decisions.housekeeping(&session.schedule, at: .now) {
+            let work = decisions.housekeeping(&session.schedule, at: .now, readOutstanding: session.reader.isReadingAhead)
+            if !work.isEmpty {
+                // The batch just handled is acknowledged first: a claim of idle entries would
+                // otherwise take its entries back (after an outage they are idle long enough).
+                try await session.reader.flushAcknowledgements(on: session.control)
+            }
+            for work in work {
                 try await perform(work, on: configuration.streams.filter { session.held.contains($0) }, session)
             }
         } catch {

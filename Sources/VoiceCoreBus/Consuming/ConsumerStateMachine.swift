@@ -227,10 +227,21 @@ public struct ConsumerStateMachine: Sendable, Hashable {
     }
 
     /// The housekeeping due at `now` after a batch (claims, then requeues, every ``claimInterval``).
-    public func housekeeping(_ schedule: inout Schedule, at now: ContinuousClock.Instant) -> [Housekeeping] {
-        guard now - schedule.lastClaim >= claimInterval else { return [] }
+    ///
+    /// Nothing is due while a read is outstanding (`readOutstanding`): XAUTOCLAIM takes entries
+    /// idle long enough whoever holds them, this consumer included, so an entry read ahead while
+    /// the batch before it waited out an outage would be claimed — delivered again, its delivery
+    /// count raised — by its own consumer. The work waits for the next moment with none.
+    public func housekeeping(_ schedule: inout Schedule, at now: ContinuousClock.Instant, readOutstanding: Bool = false) -> [Housekeeping] {
+        guard !readOutstanding, housekeepingDue(schedule, at: now) else { return [] }
         schedule.lastClaim = now
         return [.claimIdle(atLeast: claimIdle), .handleRequeued]
+    }
+
+    /// Whether claims and requeues are due at `now` (every `claimInterval`): no read ahead is
+    /// started then, so that they run right after the batch in hand.
+    public func housekeepingDue(_ schedule: Schedule, at now: ContinuousClock.Instant) -> Bool {
+        now - schedule.lastClaim >= claimInterval
     }
 
     /// The claim of a partition just leased: whatever is pending there, however idle, is older

@@ -19,7 +19,7 @@ import VoiceCoreRedis
 /// - NOACK (``Configuration/noAck``): entries delivered are not added to the pending list, for a
 ///   reader whose progress lives elsewhere (the projector's checkpoints): no XACK afterwards, and
 ///   Redis writes no `XCLAIM` per entry to its AOF.
-/// - Read-ahead (``startReadAhead(after:unlessLeaseCheckDue:)``): after a read of more than
+/// - Read-ahead (``startReadAhead(after:unless:)``): after a read of more than
 ///   ``Configuration/readAheadAfter`` new entries, the next read is sent (not blocking) before the
 ///   batch is handled, so Redis builds the next reply while the handlers run. The caller collects it
 ///   (``collectReadAhead()``) before its partitions change hands, so no read lands after another
@@ -206,8 +206,8 @@ public final class StreamGroupReader {
     /// handled. Not after own pending entries, and not when a lease check is due: partitions change
     /// hands only with no read outstanding. Entries are still handled batch after batch, so each
     /// partition keeps its order.
-    public func startReadAhead(after read: Read, unlessLeaseCheckDue leaseCheckDue: Bool = false) {
-        guard !leaseCheckDue, !read.ownPending, read.entryCount > configuration.readAheadAfter else { return }
+    public func startReadAhead(after read: Read, unless somethingDue: Bool = false) {
+        guard !somethingDue, !read.ownPending, read.entryCount > configuration.readAheadAfter else { return }
         let acknowledged = unacknowledged
         unacknowledged = []
         let connection = self.connection, configuration = self.configuration
@@ -220,6 +220,9 @@ public final class StreamGroupReader {
     }
 
     /// Waits for the read ahead, if one is outstanding; `nil` when none is.
+    /// Whether a read ahead is outstanding (started, not yet collected or dropped).
+    public var isReadingAhead: Bool { readAhead != nil }
+
     public func collectReadAhead() async throws -> Read? {
         guard let task = readAhead else { return nil }
         readAhead = nil
