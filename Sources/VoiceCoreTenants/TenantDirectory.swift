@@ -50,21 +50,6 @@ public struct TenantSummary: Sendable, Hashable {
     public var createdAt: Timestamp
 }
 
-extension TenantSummary {
-    /// The summary as a JSON object (for `JSONSerialization`), as the admin API and
-    /// `voicecore tenants list --json` show it.
-    public var jsonObject: [String: Any] {
-        var object: [String: Any] = [
-            "tenant_id": id.description, "name": name, "plan": plan, "time_zone": timeZone,
-            "twilio_auth_token_set": hasTwilioAuthToken, "twilio_shared_key_set": hasTwilioSharedKey,
-            "telnyx_public_key_set": hasTelnyxPublicKey, "requests_per_second": requestsPerSecond,
-            "active_api_keys": activeAPIKeys, "created_at": createdAt.rfc3339,
-        ]
-        object["twilio_account_sid"] = twilioAccountSID
-        return object
-    }
-}
-
 /// A tenant just provisioned, with its first API key: the only time the key is shown.
 public struct ProvisionedTenant: Sendable {
     public var tenant: TenantSummary

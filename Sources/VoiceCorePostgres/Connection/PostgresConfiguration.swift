@@ -26,7 +26,7 @@ public struct PostgresConfiguration: Sendable, Hashable, CustomStringConvertible
     /// Whether a lost connection is replaced by itself at the next statement outside a
     /// transaction (see ``PostgresConnection``). Off for a holder whose session state matters
     /// beyond one statement, such as the projector's advisory locks: a new session would not hold
-    /// them, so that holder notices the loss and recovers with ``PostgresConnection/reconnect(maxAttempts:initialBackoff:)``.
+    /// them, so that holder notices the loss and recovers with ``PostgresConnection/reconnect(maxAttempts:)``.
     public var reconnectsAutomatically = true
 
     public init(url: String, applicationName: String = "voicecore", connectTimeoutSeconds: Int = 5) throws {

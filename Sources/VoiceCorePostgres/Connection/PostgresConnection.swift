@@ -42,7 +42,7 @@ public actor PostgresConnection {
     /// one policy of both clients; see ``ReconnectSchedule``).
     private var schedule = ReconnectSchedule(initial: .milliseconds(100), maximum: .seconds(2))
     private var lastConnectError: PostgresError?
-    /// Set by ``close()``: nothing reconnects until ``reconnect(maxAttempts:initialBackoff:)``.
+    /// Set by ``close()``: nothing reconnects until ``reconnect(maxAttempts:)``.
     private var closedByOwner = false
     /// Inside `withTransaction(deferringWrites: true)`: statements whose results nobody reads
     /// (``write(_:file:line:)``), the transaction's `BEGIN` first, not yet sent. They go out in one
@@ -89,20 +89,27 @@ public actor PostgresConnection {
         return connection
     }
 
-    /// Closes the connection and connects again, retrying with exponential backoff and jitter.
-    public func reconnect(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(100)) async throws {
+    /// Closes the connection and connects again: up to `maxAttempts` attempts, spaced by the
+    /// connection's ``ReconnectSchedule`` (the one reconnect policy of both clients). A refused
+    /// password is not retried.
+    public func reconnect(maxAttempts: Int = 5) async throws {
         closeConnection()
         closedByOwner = false
         schedule.succeeded()
-        var backoff = initialBackoff
-        for attempt in 1...max(1, maxAttempts) {
+        var attempt = 1
+        while true {
+            if let wait = schedule.wait(at: .now) { try await Task.sleep(for: wait) }
             do {
                 try open()
+                schedule.succeeded()
+                lastConnectError = nil
                 return
-            } catch let error as PostgresError where error.code == .connection && !error.isAuthenticationFailure && attempt < maxAttempts {
+            } catch let error as PostgresError {
+                schedule.failed(at: .now)
+                lastConnectError = error
+                guard error.code == .connection, !error.isAuthenticationFailure, attempt < maxAttempts else { throw error }
                 logger.info("Postgres reconnect failed; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error.message)"])
-                try await Task.sleep(for: backoff * Double.random(in: 0.8...1.2))
-                backoff *= 2
+                attempt += 1
             }
         }
     }

@@ -112,12 +112,12 @@ public final class RedisClient: Sendable {
         }
     }
 
-    /// A single server: connects again (see ``RedisConnection/reconnect(maxAttempts:initialBackoff:)``).
+    /// A single server: connects again (see ``RedisConnection/reconnect(maxAttempts:)``).
     /// A cluster: reads the slot map again; throws a connection error when no node answers.
-    public func reconnect(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(50)) async throws {
+    public func reconnect(maxAttempts: Int = 5) async throws {
         switch mode {
         case .single(let connection):
-            try await connection.reconnect(maxAttempts: maxAttempts, initialBackoff: initialBackoff)
+            try await connection.reconnect(maxAttempts: maxAttempts)
         case .cluster(let router):
             guard await router.refresh(force: true) else {
                 throw RedisError(kind: .connection, message: "no node of the Redis Cluster answered (seeds: \(configuration.seeds.map(\.description).joined(separator: ",")))")

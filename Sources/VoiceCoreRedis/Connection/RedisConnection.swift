@@ -23,7 +23,7 @@ import VoiceCoreExecutors
 /// ``RedisError/Kind/connection`` saying when the next attempt is due. Every holder of a
 /// connection (publishers, state stores, queues, readers) recovers this way, with no code of its
 /// own. Only ``close()`` stops it: a closed connection fails with
-/// ``RedisError/Kind/connectionClosed`` until ``reconnect(maxAttempts:initialBackoff:)``.
+/// ``RedisError/Kind/connectionClosed`` until ``reconnect(maxAttempts:)``.
 public actor RedisConnection {
     public nonisolated let configuration: RedisConfiguration
     private let logger: Logger
@@ -46,7 +46,7 @@ public actor RedisConnection {
     private var schedule = ReconnectSchedule()
     /// The last failed attempt's error, repeated (with the wait) until the next attempt.
     private var lastConnectError: RedisError?
-    /// Set by ``close()``: the owner closed it; nothing reconnects until ``reconnect(maxAttempts:initialBackoff:)``.
+    /// Set by ``close()``: the owner closed it; nothing reconnects until ``reconnect(maxAttempts:)``.
     private var closedByOwner = false
 
     /// `true` while the connection is usable.
@@ -91,32 +91,33 @@ public actor RedisConnection {
         return connection
     }
 
-    /// Closes the broken or open connection and connects again, retrying with exponential
-    /// backoff (doubling from `initialBackoff`, with jitter) up to `maxAttempts` times.
-    public func reconnect(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(50)) async throws {
+    /// Closes the broken or open connection and connects again: up to `maxAttempts` attempts,
+    /// spaced by the connection's ``ReconnectSchedule`` (the one reconnect policy of both clients).
+    public func reconnect(maxAttempts: Int = 5) async throws {
         closeContext()
         closedByOwner = false
         schedule.succeeded()
-        var backoff = initialBackoff
         var attempt = 1
         while true {
+            if let wait = schedule.wait(at: .now) { try await Task.sleep(for: wait) }
             do {
                 try open()
+                schedule.succeeded()
+                lastConnectError = nil
                 logger.info("reconnected to Redis", metadata: ["redis.endpoint": "\(configuration.endpoint)", "attempt": "\(attempt)"])
                 return
-            } catch let error as RedisError where error.kind == .connection || error.kind == .timeout {
-                guard attempt < maxAttempts else { throw error }
+            } catch let error as RedisError {
+                schedule.failed(at: .now)
+                lastConnectError = error
+                guard error.kind == .connection || error.kind == .timeout, attempt < maxAttempts else { throw error }
                 logger.info("Redis reconnect failed; retrying", metadata: ["redis.endpoint": "\(configuration.endpoint)", "attempt": "\(attempt)", "error": "\(error.message)"])
-                let jitter = Double.random(in: 0.8...1.2)
-                try await Task.sleep(for: backoff * jitter)
-                backoff *= 2
                 attempt += 1
             }
         }
     }
 
     /// Connects again when the connection is closed (once, no retries); does nothing while it is
-    /// open. A caller that shares the connection uses this instead of ``reconnect(maxAttempts:initialBackoff:)``
+    /// open. A caller that shares the connection uses this instead of ``reconnect(maxAttempts:)``
     /// so that two of them never replace each other's fresh connection.
     public func reconnectIfClosed() throws {
         guard context == nil else { return }
