@@ -66,10 +66,10 @@ final class ConsumerMetrics: Sendable {
     let outageRetries: Counter
     let waitingOnOutage: Gauge
     private let group: String
-    private let factory: MetricsFactory
+    private let factory: any MetricsFactory
     private let timers = Mutex<[String: Metrics.Timer]>([:])
 
-    init(group: String, factory: MetricsFactory) {
+    init(group: String, factory: any MetricsFactory) {
         self.group = group
         self.factory = factory
         handled = Counter(label: BusMetricNames.handled, dimensions: [("group", group)], factory: factory)

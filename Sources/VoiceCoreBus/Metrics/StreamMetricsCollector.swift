@@ -9,11 +9,11 @@ public final class StreamMetricsCollector: Service, Sendable {
     private let redis: RedisConfiguration
     private let prefix: String
     private let interval: Duration
-    private let factory: MetricsFactory
+    private let factory: any MetricsFactory
     private let logger: Logger
 
     public init(redis: RedisConfiguration, prefix: String = "vc", interval: Duration = .seconds(10),
-                factory: MetricsFactory = MetricsSystem.factory, logger: Logger = Logger(label: "voicecore.bus.metrics")) {
+                factory: any MetricsFactory = MetricsSystem.factory, logger: Logger = Logger(label: "voicecore.bus.metrics")) {
         self.redis = redis
         self.prefix = prefix
         self.interval = interval

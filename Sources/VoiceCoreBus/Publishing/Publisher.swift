@@ -115,7 +115,7 @@ public final class Publisher: Sendable {
 
     /// A publisher on a single server's connection.
     public convenience init(connection: RedisConnection, configuration: PublisherConfiguration, logger: Logger = Logger(label: "voicecore.bus.publisher"),
-                            metricsFactory: MetricsFactory = MetricsSystem.factory) {
+                            metricsFactory: any MetricsFactory = MetricsSystem.factory) {
         self.init(connection: RedisClient(connection), configuration: configuration, logger: logger, metricsFactory: metricsFactory)
     }
 
@@ -391,71 +391,61 @@ public final class Publisher: Sendable {
     private func send(_ batch: [Pending], over connection: RedisClient) async {
         let start = ContinuousClock.now
         defer { metrics.batch.record(since: start) }
-        do {
-            // A broken connection reconnects by itself at this send (RedisConnection), on the
-            // clients' shared backoff: while Redis is down the batch fails at once.
-            var commands: [RESPCommand] = []
-            commands.reserveCapacity(batch.count)
-            for pending in batch { commands.append(pending.command) }
-            // One pipeline (one per node on a cluster), each ending with WAIT when configured;
-            // scripts the server does not know (restarted or flushed, another cluster node) once more as EVAL.
-            let results = await connection.sendEach(commands, replicas: configuration.replicaAcknowledgement) { index in
-                batch[index].completion.isScript ? Self.deduplicationScript : nil
-            }
-            var published = 0
-            var firstFailure: RedisError?
-            for (pending, result) in zip(batch, results) {
-                let reply: RESPValue
-                switch result {
-                case .success(let value):
-                    reply = value
-                case .failure(let error):
-                    // The connection failed after sending (outcome unknown), the node was unreachable
-                    // for the whole retry window, or replicas did not confirm: not published.
-                    firstFailure = firstFailure ?? error
-                    switch pending.completion {
-                    case .deduplicated(let resume, _): resume(.failure(error))
-                    default: pending.resume(.failure(error))
-                    }
-                    continue
-                }
-                if case .deduplicated(let resume, _) = pending.completion {
-                    let outcome = Self.deduplicatedOutcome(reply, stream: pending.stream)
-                    switch outcome {
-                    case .success(let outcome):
-                        if case .published = outcome { published += 1 }
-                    case .failure(let error):
-                        logger.warning("deduplicated XADD failed", metadata: ["stream": "\(pending.stream)", "error": "\(error)"])
-                    }
-                    resume(outcome)
-                    continue
-                }
-                let outcome = Self.xaddOutcome(reply, stream: pending.stream)
-                switch outcome {
-                case .success: published += 1
-                case .failure(let error): logger.warning("XADD failed", metadata: ["stream": "\(pending.stream)", "error": "\(error)"])
-                }
-                pending.resume(outcome)
-            }
-            if let firstFailure {
-                logger.warning("publishes failed", metadata: ["entries": "\(batch.count - published)", "error": "\(firstFailure)"])
-            }
-            state.withLock {
-                $0.statistics.batches += 1
-                $0.statistics.published += published
-                $0.statistics.failed += batch.count - published
-            }
-            metrics.published.increment(by: published)
-            if published < batch.count { metrics.failed.increment(by: batch.count - published) }
-        } catch {
-            logger.warning("publish batch failed", metadata: ["entries": "\(batch.count)", "error": "\(error)"])
-            state.withLock {
-                $0.statistics.batches += 1
-                $0.statistics.failed += batch.count
-            }
-            metrics.failed.increment(by: batch.count)
-            for pending in batch { pending.resume(.failure(error)) }
+        // A broken connection reconnects by itself at this send (RedisConnection), on the
+        // clients' shared backoff: while Redis is down the batch fails at once.
+        var commands: [RESPCommand] = []
+        commands.reserveCapacity(batch.count)
+        for pending in batch { commands.append(pending.command) }
+        // One pipeline (one per node on a cluster), each ending with WAIT when configured;
+        // scripts the server does not know (restarted or flushed, another cluster node) once more as EVAL.
+        let results = await connection.sendEach(commands, replicas: configuration.replicaAcknowledgement) { index in
+            batch[index].completion.isScript ? Self.deduplicationScript : nil
         }
+        var published = 0
+        var firstFailure: RedisError?
+        for (pending, result) in zip(batch, results) {
+            let reply: RESPValue
+            switch result {
+            case .success(let value):
+                reply = value
+            case .failure(let error):
+                // The connection failed after sending (outcome unknown), the node was unreachable
+                // for the whole retry window, or replicas did not confirm: not published.
+                firstFailure = firstFailure ?? error
+                switch pending.completion {
+                case .deduplicated(let resume, _): resume(.failure(error))
+                default: pending.resume(.failure(error))
+                }
+                continue
+            }
+            if case .deduplicated(let resume, _) = pending.completion {
+                let outcome = Self.deduplicatedOutcome(reply, stream: pending.stream)
+                switch outcome {
+                case .success(let outcome):
+                    if case .published = outcome { published += 1 }
+                case .failure(let error):
+                    logger.warning("deduplicated XADD failed", metadata: ["stream": "\(pending.stream)", "error": "\(error)"])
+                }
+                resume(outcome)
+                continue
+            }
+            let outcome = Self.xaddOutcome(reply, stream: pending.stream)
+            switch outcome {
+            case .success: published += 1
+            case .failure(let error): logger.warning("XADD failed", metadata: ["stream": "\(pending.stream)", "error": "\(error)"])
+            }
+            pending.resume(outcome)
+        }
+        if let firstFailure {
+            logger.warning("publishes failed", metadata: ["entries": "\(batch.count - published)", "error": "\(firstFailure)"])
+        }
+        state.withLock {
+            $0.statistics.batches += 1
+            $0.statistics.published += published
+            $0.statistics.failed += batch.count - published
+        }
+        metrics.published.increment(by: published)
+        if published < batch.count { metrics.failed.increment(by: batch.count - published) }
     }
 }
 

@@ -44,7 +44,7 @@ public final class RetentionTrimmer: Service, Sendable {
     public let configuration: RetentionConfiguration
     private let redis: RedisConfiguration
     private let readers: [any ReaderProgressSource]
-    private let factory: MetricsFactory
+    private let factory: any MetricsFactory
     private let logger: Logger
     private let instance = UUID().uuidString
     /// Groups reported abandoned by this process (warned once, again after they come back).
@@ -52,7 +52,7 @@ public final class RetentionTrimmer: Service, Sendable {
     private let trimmedCounter: Counter
 
     public init(redis: RedisConfiguration, configuration: RetentionConfiguration, readers: [any ReaderProgressSource] = [],
-                factory: MetricsFactory = MetricsSystem.factory, logger: Logger = Logger(label: "voicecore.bus.retention")) {
+                factory: any MetricsFactory = MetricsSystem.factory, logger: Logger = Logger(label: "voicecore.bus.retention")) {
         self.redis = redis
         self.configuration = configuration
         self.readers = readers

@@ -144,7 +144,7 @@ public struct Identifier: Sendable, Hashable, Comparable, Codable, CustomStringC
         withUnsafeBytes(of: lhs.uuid.uuid) { l in withUnsafeBytes(of: rhs.uuid.uuid) { r in l.lexicographicallyPrecedes(r) } }
     }
 
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         let text = try container.decode(String.self)
         guard let parsed = Identifier(text) else {
@@ -153,7 +153,7 @@ public struct Identifier: Sendable, Hashable, Comparable, Codable, CustomStringC
         self = parsed
     }
 
-    public func encode(to encoder: Encoder) throws {
+    public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
     }

@@ -427,7 +427,7 @@ public actor PostgresConnection {
             }
             guard sent == 1 else { throw self.connectionFailure(query: statement, file: file, line: line) }
         }
-        var bodyError: Error?
+        var bodyError: (any Error)?
         do {
             try write(send)
         } catch {
@@ -441,7 +441,7 @@ public actor PostgresConnection {
         let ended = bodyError == nil ? PQputCopyEnd(conn, nil) : PQputCopyEnd(conn, "aborted by the client")
         guard ended == 1 else { throw connectionFailure(query: statement, file: file, line: line) }
         var copied = 0
-        var serverError: Error?
+        var serverError: (any Error)?
         while let result = PQgetResult(conn) {
             do {
                 copied = try consume(result, query: statement, file: file, line: line).affectedRows
