@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VoiceCoreBus
 import VoiceCoreEvents
 @testable import VoiceCoreProjections
 import VoiceCorePostgres
