@@ -223,6 +223,7 @@ let package = Package(
         .testTarget(name: "VoiceCoreRedisTests", dependencies: [
             "VoiceCoreRedis",
             "VoiceCoreExecutors",
+            "VoiceCoreTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -245,6 +246,7 @@ let package = Package(
         .testTarget(name: "VoiceCoreEdgeTests", dependencies: [
             "VoiceCoreEdge",
             "VoiceCoreSimulation",
+            "VoiceCoreTestSupport",
             "VoiceCoreTenants",
             "VoiceCoreBus",
             "VoiceCoreProjections",

@@ -13,48 +13,12 @@ import VoiceCoreRedis
 import VoiceCoreTime
 @testable import VoiceCoreEdge
 import VoiceCoreSimulation
+import VoiceCoreTestSupport
 
 /// A redis-server of a test's own, to stop and start again (ports 23000–25999: see
 /// EdgeTests.redisUnreachableAnswers503WithRetryAfter).
-final class PrivateRedis: @unchecked Sendable {
-    let port = Int.random(in: 23_000..<26_000)
-    let arguments: [String]
-    private let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edge-redis-\(UUID().uuidString)")
-    private var process: Process?
-
-    init(arguments: [String] = []) { self.arguments = arguments }
-
-    var url: String { "redis://127.0.0.1:\(port)" }
-
-    func start() async throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        server.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path] + arguments
-        server.standardOutput = FileHandle.nullDevice
-        try server.run()
-        process = server
-        for _ in 0..<100 {
-            if (try? await RedisConnection.connect(try RedisConfiguration(url: url))) != nil { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw TestError("redis-server on \(port) did not start")
-    }
-
-    /// Kills the server (an outage, not a shutdown) and waits until its port refuses connections.
-    func stop() async throws {
-        guard let process else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        self.process = nil
-        for _ in 0..<100 {
-            if (try? await RedisConnection.connect(try RedisConfiguration(url: url))) == nil { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw TestError("redis-server on \(port) still accepts connections")
-    }
-
-    deinit { if let process { kill(process.processIdentifier, SIGKILL) } }
+func privateRedis() -> RestartableRedis {
+    RestartableRedis(ports: 23_000..<26_000, appendOnly: false)
 }
 
 struct TestError: Error, CustomStringConvertible {
@@ -154,7 +118,7 @@ struct EventLoopPublishingTests {
     }
 
     @Test func deduplicatedPublishesOnTheLoopsPublishEachKeyOnceEvenWhenTheServerForgotTheScript() async throws {
-        let server = PrivateRedis()
+        let server = privateRedis()
         try await server.start()
         try await withLoopPublisher(url: server.url) { publisher, _, naming, admin in
             let call = Identifier.v7()
@@ -198,7 +162,7 @@ struct EventLoopPublishingTests {
     }
 
     @Test func publishesFailAsAnOutageWhileRedisIsDownAndSucceedOnceItIsBack() async throws {
-        let server = PrivateRedis()
+        let server = privateRedis()
         try await server.start()
         try await withLoopPublisher(url: server.url) { publisher, _, _, _ in
             let call = Identifier.v7()
@@ -222,7 +186,7 @@ struct EventLoopPublishingTests {
     }
 
     @Test func theServingEdgePublishesOnceAnswers503WithoutRedisAndRecovers() async throws {
-        let server = PrivateRedis()
+        let server = privateRedis()
         try await server.start()
         let fixture = try await EdgeFixture(requestsPerSecond: 1000, redisURL: server.url)
         let edge = Edge(configuration: EdgeConfiguration(host: "127.0.0.1", port: 0, publicBaseURL: EdgeFixture.publicBase, tenantCacheTTL: .zero),

@@ -12,6 +12,7 @@ import Testing
 import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCoreRedis
+import VoiceCoreTestSupport
 @testable import VoiceCoreEdge
 
 /// The probe listener of `consume` and `project`, in process, with real consumer group runners
@@ -45,7 +46,7 @@ struct ProbeServerTests {
 
     @Test("/ready: 200 when the consumer is caught up, 503 naming it while its Redis is down, 200 again once Redis is back; /health stays 200")
     func readinessFollowsARedisOutage() async throws {
-        let redisServer = PrivateRedis()
+        let redisServer = privateRedis()
         try await redisServer.start()
         defer { Task { try? await redisServer.stop() } }
         let redis = try RedisConfiguration(url: redisServer.url)

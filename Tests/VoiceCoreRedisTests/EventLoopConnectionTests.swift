@@ -3,48 +3,12 @@ import NIOCore
 import NIOPosix
 import Testing
 @testable import VoiceCoreRedis
+import VoiceCoreTestSupport
 
 /// A redis-server of a test's own, to stop and start again (ports 26000–26999, apart from the
 /// edge tests' 23000–25999 and the bus tests' own).
-final class LoopTestRedis: @unchecked Sendable {
-    let port = Int.random(in: 26_000..<27_000)
-    let arguments: [String]
-    private let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loop-redis-\(UUID().uuidString)")
-    private var process: Process?
-
-    init(arguments: [String] = []) { self.arguments = arguments }
-
-    var url: String { "redis://127.0.0.1:\(port)" }
-
-    func start() async throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        server.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path] + arguments
-        server.standardOutput = FileHandle.nullDevice
-        try server.run()
-        process = server
-        for _ in 0..<100 {
-            if (try? await RedisConnection.connect(try RedisConfiguration(url: url))) != nil { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw TestError("redis-server on \(port) did not start")
-    }
-
-    /// Kills the server (an outage, not a shutdown) and waits until its port refuses connections.
-    func stop() async throws {
-        guard let process else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        self.process = nil
-        for _ in 0..<100 {
-            if (try? await RedisConnection.connect(try RedisConfiguration(url: url))) == nil { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw TestError("redis-server on \(port) still accepts connections")
-    }
-
-    deinit { if let process { kill(process.processIdentifier, SIGKILL) } }
+func loopTestRedis(arguments: [String] = []) -> RestartableRedis {
+    RestartableRedis(ports: 26_000..<27_000, appendOnly: false, arguments: arguments)
 }
 
 struct TestError: Error, CustomStringConvertible {
@@ -162,7 +126,7 @@ struct EventLoopConnectionTests {
 
     @Test func theConnectionAuthenticatesAndSelectsItsDatabaseAndNeverTellsAWrongPassword() async throws {
         let password = "pw-\(UUID().uuidString)"
-        let server = LoopTestRedis(arguments: ["--requirepass", password])
+        let server = loopTestRedis(arguments: ["--requirepass", password])
         try await server.start()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let good = EventLoopRedisConnection(loop: group.next(), configuration: try configuration("redis://:\(password)@127.0.0.1:\(server.port)/3"))
@@ -200,7 +164,7 @@ struct EventLoopConnectionTests {
 
     @Test func aUnixSocketURLConnectsThroughTheSocketAndSelectsItsDatabase() async throws {
         let socket = FileManager.default.temporaryDirectory.appendingPathComponent("vc-\(UUID().uuidString.prefix(8)).sock").path
-        let server = LoopTestRedis(arguments: ["--unixsocket", socket, "--unixsocketperm", "700"])
+        let server = loopTestRedis(arguments: ["--unixsocket", socket, "--unixsocketperm", "700"])
         try await server.start()
         try await withConnection(try configuration("unix://\(socket)?db=2")) { connection in
             #expect(try await send(connection, "SET", "over-the-socket", "yes") == .simpleString("OK"))
@@ -213,7 +177,7 @@ struct EventLoopConnectionTests {
     }
 
     @Test func commandsFailWhileRedisIsDownAndTheConnectionComesBackWithIt() async throws {
-        let server = LoopTestRedis()
+        let server = loopTestRedis()
         try await server.start()
         try await withConnection(try configuration(server.url), reconnectDelay: .milliseconds(100)) { connection in
             #expect(try await send(connection, "SET", "k", "1") == .simpleString("OK"))

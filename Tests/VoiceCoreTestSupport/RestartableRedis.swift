@@ -13,9 +13,17 @@ public final class RestartableRedis: @unchecked Sendable {
     public let directory: URL
     private var process: Process?
 
-    public init() {
-        // Apart from the other suites' test ports and below the ephemeral range.
-        port = Int.random(in: 15_000..<16_000)
+    /// Whether the server keeps an AOF (as deployed; a restart then finds its data again).
+    public let appendOnly: Bool
+    /// More `redis-server` arguments (`--requirepass`, `--unixsocket`, …).
+    public let arguments: [String]
+
+    /// - Parameter ports: where the port is drawn from; suites that run at the same time use
+    ///   ranges apart (the default is apart from the other suites' and below the ephemeral range).
+    public init(ports: Range<Int> = 15_000..<16_000, appendOnly: Bool = true, arguments: [String] = []) {
+        port = Int.random(in: ports)
+        self.appendOnly = appendOnly
+        self.arguments = arguments
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("vc-redis-\(UUID().uuidString.prefix(8))")
     }
 
@@ -27,15 +35,20 @@ public final class RestartableRedis: @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        server.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-                            "--dir", directory.path]
+        server.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--dir", directory.path]
+            + (appendOnly ? ["--appendonly", "yes", "--appendfsync", "everysec"] : ["--appendonly", "no"]) + arguments
         server.standardOutput = FileHandle.nullDevice
         try server.run()
         process = server
         for _ in 0..<200 {
-            if let connection = try? await RedisConnection.connect(try configuration), (try? await connection.send("PING")) != nil {
-                await connection.close()
-                return
+            if let connection = try? await RedisConnection.connect(try configuration) {
+                defer { Task { await connection.close() } }
+                do {
+                    _ = try await connection.send("PING")
+                    return
+                } catch let error as RedisError where error.serverCode == "NOAUTH" {
+                    return  // serving; the test's own connections authenticate
+                } catch {}
             }
             try await Task.sleep(for: .milliseconds(25))
         }
@@ -48,6 +61,16 @@ public final class RestartableRedis: @unchecked Sendable {
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         self.process = nil
+    }
+
+    /// SIGKILL, then waits until the port refuses connections: an outage, not a shutdown.
+    public func stop() async throws {
+        kill()
+        for _ in 0..<100 {
+            if (try? await RedisConnection.connect(try configuration)) == nil { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestServerError(description: "redis-server on port \(port) still accepts connections")
     }
 
     deinit {
