@@ -364,6 +364,7 @@ struct EdgeTests {
             #expect(created.status == .created)
             let key = try #require(created.json["api_key"] as? String)
             let tenant = try #require((created.json["tenant_id"] as? String).flatMap(Identifier.init))
+            #expect(created.json["announced"] as? Bool == true, "Redis answered: TenantProvisioned is on its stream")
             #expect((created.json["webhooks"] as? [String: String])?["twilio_status"] == "https://edge.example.com/webhooks/twilio/\(tenant)/status")
             #expect(!created.text.contains(token))
             let list = try await client.execute(uri: "/admin/tenants", method: .get, headers: admin)

@@ -34,8 +34,11 @@ extension Edge {
                 throw Self.problem(error)
             }
             let webhooks = webhookURLs(provisioned.tenant.id, request: request)
-            // The summary's fields with the new key and the URLs to configure, keys in sorted order.
+            // The summary's fields with the new key and the URLs to configure; `announced` says
+            // whether TenantProvisioned is on its stream already (false: Redis did not take it,
+            // and the outbox relay publishes it once Redis answers — the tenant exists either way).
             return Self.json(.created, JSONObjectWriter.object { json in
+                json.field("announced", provisioned.announced)
                 json.field("api_key", provisioned.apiKey.plaintext)
                 provisioned.tenant.writeJSON(to: &json)
                 json.field("webhooks", webhooks)
