@@ -11,39 +11,10 @@ import VoiceCoreTestSupport
 /// `voicecore demo` against it, then SIGTERM.
 @Suite("voicecore up and demo, as processes", .serialized)
 struct UpCommandTests {
-    static var binary: URL { TestServers.root.appendingPathComponent(".build/debug/voicecore") }
+    static var binary: URL { VoiceCoreProcess.binary }
 
-    /// A process with its output collected into a file (read at the end).
-    final class Child: @unchecked Sendable {
-        let process = Process()
-        let output: URL
-
-        init(_ arguments: [String], environment: [String: String]) throws {
-            output = FileManager.default.temporaryDirectory.appendingPathComponent("voicecore-\(UUID().uuidString).log")
-            _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-            let handle = try FileHandle(forWritingTo: output)
-            process.executableURL = UpCommandTests.binary
-            process.arguments = arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-            process.standardOutput = handle
-            process.standardError = handle
-            try process.run()
-        }
-
-        var text: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
-
-        func waitForExit(within limit: Duration) async throws -> Int32? {
-            let deadline = ContinuousClock.now + limit
-            while process.isRunning {
-                guard ContinuousClock.now < deadline else {
-                    kill(process.processIdentifier, SIGKILL)
-                    return nil
-                }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            return process.terminationStatus
-        }
-    }
+    /// The CLI as a process, its output collected into a file (read at the end).
+    typealias Child = VoiceCoreProcess
 
     /// A port the child process can bind. Taken below Linux's ephemeral range (32768–60999):
     /// a port the kernel handed out for `bind(0)` and released could be given to another test's

@@ -11,7 +11,7 @@ import VoiceCoreTestSupport
 /// publish hangs (its Redis is stopped): the relay publishes TenantProvisioned afterwards, once.
 @Suite("A tenants add killed between commit and publish", .serialized)
 struct ProvisionCrashTests {
-    static var binary: URL { TestServers.root.appendingPathComponent(".build/debug/voicecore") }
+    static var binary: URL { VoiceCoreProcess.binary }
 
     /// What becomes of the hanging publish the killed process sent.
     enum AfterTheKill {
@@ -102,29 +102,5 @@ struct ProvisionCrashTests {
     }
 
     /// The CLI as a process, its output collected into a file.
-    final class Child: @unchecked Sendable {
-        let process = Process()
-        let output: URL
-
-        init(_ arguments: [String], environment: [String: String]) throws {
-            output = FileManager.default.temporaryDirectory.appendingPathComponent("voicecore-\(UUID().uuidString).log")
-            _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-            let handle = try FileHandle(forWritingTo: output)
-            process.executableURL = ProvisionCrashTests.binary
-            process.arguments = arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-            process.standardOutput = handle
-            process.standardError = handle
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-        }
-
-        var text: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
-
-        func kill() {
-            guard process.isRunning else { return }
-            Foundation.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-    }
+    typealias Child = VoiceCoreProcess
 }
