@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "VoiceCoreBus", targets: ["VoiceCoreBus"]),
         .library(name: "VoiceCoreProjections", targets: ["VoiceCoreProjections"]),
         .library(name: "VoiceCoreTenants", targets: ["VoiceCoreTenants"]),
+        .library(name: "VoiceCoreQueries", targets: ["VoiceCoreQueries"]),
         .library(name: "VoiceCoreEdge", targets: ["VoiceCoreEdge"]),
         .library(name: "VoiceCoreServices", targets: ["VoiceCoreServices"]),
         .executable(name: "voicecore", targets: ["voicecore"]),
@@ -116,11 +117,25 @@ let package = Package(
             ]
         ),
 
+        // The read side: tenant-scoped, read-only queries over the read models (row-level security
+        // decides what a tenant sees), on a bounded pool of Postgres connections.
+        .target(
+            name: "VoiceCoreQueries",
+            dependencies: [
+                "VoiceCorePostgres",
+                "VoiceCoreEvents",
+                "VoiceCoreExecutors",
+                "VoiceCoreTime",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // The HTTP edge: verified telephony webhooks and the tenant command API.
         .target(
             name: "VoiceCoreEdge",
             dependencies: [
                 "VoiceCoreBus",
+                "VoiceCoreQueries",
                 "VoiceCoreExecutors",
                 "VoiceCoreEvents",
                 "VoiceCoreTenants",
@@ -181,6 +196,7 @@ let package = Package(
                 "VoiceCoreExecutors",
                 "VoiceCorePostgres",
                 "VoiceCoreProjections",
+                "VoiceCoreQueries",
                 "VoiceCoreRedis",
                 "VoiceCoreTenants",
                 "VoiceCoreTime",
@@ -201,6 +217,7 @@ let package = Package(
                 "VoiceCoreProjections",
                 "VoiceCoreExecutors",
                 "VoiceCoreTenants",
+                "VoiceCoreQueries",
                 "VoiceCoreEdge",
                 "VoiceCoreServices",
                 "VoiceCoreSimulation",
@@ -229,6 +246,14 @@ let package = Package(
         ]),
         .testTarget(name: "VoiceCorePostgresTests", dependencies: ["VoiceCorePostgres"]),
         .testTarget(name: "VoiceCoreTimeTests", dependencies: ["VoiceCoreTime"]),
+        .testTarget(name: "VoiceCoreQueriesTests", dependencies: [
+            "VoiceCoreQueries",
+            "VoiceCorePostgres",
+            "VoiceCoreProjections",
+            "VoiceCoreEvents",
+            "VoiceCoreTime",
+            "VoiceCoreTestSupport",
+        ]),
         .testTarget(name: "VoiceCoreBusTests", dependencies: [
             "VoiceCoreBus",
             "VoiceCoreTestSupport",
@@ -250,6 +275,8 @@ let package = Package(
             "VoiceCoreTenants",
             "VoiceCoreBus",
             "VoiceCoreProjections",
+            "VoiceCoreQueries",
+            "VoiceCorePostgres",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -282,6 +309,7 @@ let package = Package(
             "VoiceCoreRedis",
             "VoiceCoreServices",
             "VoiceCoreTenants",
+            "VoiceCoreQueries",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

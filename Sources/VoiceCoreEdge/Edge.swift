@@ -8,6 +8,7 @@ import Prometheus
 import ServiceLifecycle
 import VoiceCoreBus
 import VoiceCoreEvents
+import VoiceCoreQueries
 import VoiceCoreTenants
 import VoiceCoreTime
 
@@ -32,6 +33,8 @@ public struct Edge: Sendable {
     let publisher: Publisher
     let tenants: TenantCache
     let directory: TenantDirectory?
+    /// The read API's tenant-scoped reads of the read models; nil leaves the read routes out.
+    let reads: TenantReads?
     let registry: PrometheusCollectorRegistry?
     let metrics: EdgeMetrics
     let limiter = RateLimiter()
@@ -50,14 +53,16 @@ public struct Edge: Sendable {
     ///     `/ready` pings its connection, so ready means publishable.
     ///   - lookup: where tenants and API keys are found (the ``TenantDirectory``, cached here).
     ///   - directory: provisions tenants for the admin API; nil leaves the admin API out.
+    ///   - reads: the read API's tenant-scoped reads (``TenantReads``); nil leaves the read routes out.
     ///   - registry: rendered at `/metrics`; nil answers 404 there.
     public init(configuration: EdgeConfiguration, publisher: Publisher, lookup: any TenantLookup,
-                directory: TenantDirectory? = nil, registry: PrometheusCollectorRegistry? = nil,
+                directory: TenantDirectory? = nil, reads: TenantReads? = nil, registry: PrometheusCollectorRegistry? = nil,
                 metricsFactory: any MetricsFactory = MetricsSystem.factory, logger: Logger = Logger(label: "voicecore.edge")) {
         self.configuration = configuration
         self.publisher = publisher
         self.tenants = TenantCache(lookup: lookup, ttl: configuration.tenantCacheTTL)
         self.directory = directory
+        self.reads = reads
         self.registry = registry
         self.metrics = EdgeMetrics(factory: metricsFactory)
         self.logger = logger
@@ -75,6 +80,7 @@ public struct Edge: Sendable {
         addTwilioRoutes(to: router)
         addTelnyxRoutes(to: router)
         addTenantAPIRoutes(to: router)
+        addReadRoutes(to: router)
         if configuration.adminKey != nil, directory != nil { addAdminRoutes(to: router) }
         return router
     }

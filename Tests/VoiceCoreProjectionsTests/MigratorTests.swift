@@ -106,7 +106,7 @@ struct MigratorTests {
         try await schema.drop(db)
     }
 
-    @Test func aTenantSessionSeesAndWritesOnlyItsOwnRows() async throws {
+    @Test func aTenantSessionSeesOnlyItsOwnRowsAndWritesNothing() async throws {
         let schema = TestSchema()
         let owner = try await schema.create()
         try await Migrator(connection: owner, directory: TestSchema.migrations).up()
@@ -132,7 +132,13 @@ struct MigratorTests {
                 VALUES (\(b), \(UUID()), 'twilio', 'CA2', 'inbound', '+14155550123', '+18005551212', 'ringing')
                 """)
         } throws: { ($0 as? PostgresError)?.sqlState == "42501" }
-        #expect(try await session.query("UPDATE call_sessions SET status = 'completed' WHERE tenant_id = \(b)").affectedRows == 0)
+        // The tenant role only reads (migration 0009): a write of its own rows is refused too.
+        for write in ["UPDATE call_sessions SET status = 'completed'", "DELETE FROM call_sessions", "DELETE FROM audit_logs",
+                      "UPDATE billing_usage SET quantity = 0", "TRUNCATE event_log"] {
+            await #expect(Comment(rawValue: write)) {
+                try await session.query(PostgresQuery(unsafeSQL: write))
+            } throws: { ($0 as? PostgresError)?.sqlState == "42501" }
+        }
         try await session.query("SELECT set_config('app.tenant_id', \(b.uuidString), false)")
         #expect(try await session.query("SELECT count(*) AS n FROM call_sessions")[0].decode(Int.self, "n") == 1)
         try await schema.drop(owner)

@@ -97,7 +97,7 @@ extension Edge {
         ]
     }
 
-    private func authorizeAdmin(_ request: Request) throws {
+    func authorizeAdmin(_ request: Request) throws {
         guard let expected = configuration.adminKey, let header = request.headers[.authorization], header.hasPrefix("Bearer "),
               constantTimeEquals(Array(header.dropFirst("Bearer ".count).utf8), Array(expected.utf8))
         else { throw Problem(.unauthorized, "Unauthorized", detail: "send the admin key as `Authorization: Bearer …`", headers: [.wwwAuthenticate: "Bearer"]) }

@@ -66,7 +66,7 @@ extension Edge {
     }
 
     /// The tenant of the request's API key (401), within its rate limit (429).
-    private func authenticatedTenant(_ request: Request) async throws -> Identifier {
+    func authenticatedTenant(_ request: Request) async throws -> Identifier {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
               let key = APIKey(header.dropFirst("Bearer ".count).drop { $0 == " " })
         else { throw Problem.unauthorized }
