@@ -11,6 +11,7 @@ import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreProjections
+import VoiceCoreQueries
 import VoiceCoreRedis
 import VoiceCoreTenants
 import VoiceCoreTime
@@ -41,12 +42,16 @@ final class EdgeFixture: @unchecked Sendable {
     let twilioToken = "tok_\(UUID().uuidString)"
     let twilioSharedKey = "shared_\(UUID().uuidString)"
     let telnyxKey = Curve25519.Signing.PrivateKey()
+    /// The read API's reads, over a pool on this fixture's schema.
+    let reads: TenantReads
     let edge: Edge
 
     init(requestsPerSecond: Int = 50, redisURL: String = TestServers.redisURL, registry: PrometheusCollectorRegistry? = nil) async throws {
         naming = StreamNaming(partitions: 4, prefix: prefix)
         let separator = TestServers.databaseURL.contains("?") ? "&" : "?"
-        db = try await PostgresConnection.connect(try PostgresConfiguration(url: TestServers.databaseURL + separator + "options=-c%20search_path%3D\(schemaName)"))
+        let schemaURL = TestServers.databaseURL + separator + "options=-c%20search_path%3D\(schemaName)"
+        db = try await PostgresConnection.connect(try PostgresConfiguration(url: schemaURL))
+        reads = TenantReads(pool: PostgresPool(configuration: try PostgresConfiguration(url: schemaURL), size: 4))
         try await db.query("CREATE SCHEMA \(identifier: schemaName)")
         _ = try await Migrator(connection: db, directory: TestServers.root.appendingPathComponent("database/migrations")).up()
         redis = try await RedisClient.connect(try RedisConfiguration(url: redisURL))
@@ -61,11 +66,12 @@ final class EdgeFixture: @unchecked Sendable {
         tenant = provisioned.tenant.id
         apiKey = provisioned.apiKey.plaintext
         edge = Edge(configuration: EdgeConfiguration(publicBaseURL: Self.publicBase, tenantCacheTTL: .zero, adminKey: Self.adminKey),
-                    publisher: publisher, lookup: directory, directory: directory, registry: registry,
+                    publisher: publisher, lookup: directory, directory: directory, reads: reads, registry: registry,
                     metricsFactory: registry.map { PrometheusMetricsFactory(registry: $0) } ?? MetricsSystem.factory)
     }
 
     func drop() async throws {
+        await reads.pool.close()
         try await db.query("DROP SCHEMA \(identifier: schemaName) CASCADE")
     }
 

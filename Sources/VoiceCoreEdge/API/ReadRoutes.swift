@@ -4,5 +4,6 @@ import Hummingbird
 extension Edge {
     func addReadRoutes(to router: Router<BasicRequestContext>) {
         guard reads != nil else { return }
+        addCallReadRoutes(to: router)
     }
 }

@@ -8,7 +8,7 @@ import VoiceCorePostgres
 /// Counting is exactly once per call and per lead, whatever the stream delivers twice: a call is
 /// counted on the day its first CallEnded ends it (`call_analytics.counted_day` is set once), a
 /// lead once per lead id (`business_metrics_leads`). The strongest intent of a call wins; the
-/// latest summary sets sentiment and word count. Days are UTC days: a tenant's time zone lives in
+/// latest summary sets sentiment, word count and the summary itself (text, key sentences, time). Days are UTC days: a tenant's time zone lives in
 /// another stream, whose progress must not change what a replay computes.
 public struct AnalyticsProjection: Projection {
     public init() {}
@@ -39,11 +39,14 @@ public struct AnalyticsProjection: Projection {
         let calls = perCall.values
         if !calls.isEmpty {
             try db.write("""
-                INSERT INTO call_analytics AS a (tenant_id, call_id, intent, intent_confidence, sentiment, sentiment_score, word_count)
+                INSERT INTO call_analytics AS a (tenant_id, call_id, intent, intent_confidence, sentiment, sentiment_score, word_count,
+                                                 summary, key_sentences, summarized_at)
                 SELECT * FROM unnest(\(calls.map(\.tenant))::uuid[], \(calls.map(\.call))::uuid[],
                                      \(calls.map { $0.intent?.intent.rawValue })::text[], \(calls.map { $0.intent?.confidence })::float8[],
                                      \(calls.map { $0.summary?.sentiment.rawValue })::text[], \(calls.map { $0.summary?.sentimentScore })::float8[],
-                                     \(calls.map { $0.summary?.wordCount })::int8[])
+                                     \(calls.map { $0.summary?.wordCount })::int8[], \(calls.map { $0.summary?.summary })::text[],
+                                     \(try calls.map { try $0.summary.map { try PostgresJSON($0.keySentences) } })::jsonb[],
+                                     \(calls.map { $0.summary?.summarizedAt })::timestamptz[])
                 ORDER BY 1, 2
                 ON CONFLICT (tenant_id, call_id) DO UPDATE SET
                   intent = CASE WHEN EXCLUDED.intent_confidence > a.intent_confidence OR a.intent_confidence IS NULL
@@ -53,6 +56,9 @@ public struct AnalyticsProjection: Projection {
                   sentiment = CASE WHEN EXCLUDED.sentiment IS NOT NULL THEN EXCLUDED.sentiment ELSE a.sentiment END,
                   sentiment_score = CASE WHEN EXCLUDED.sentiment IS NOT NULL THEN EXCLUDED.sentiment_score ELSE a.sentiment_score END,
                   word_count = CASE WHEN EXCLUDED.sentiment IS NOT NULL THEN EXCLUDED.word_count ELSE a.word_count END,
+                  summary = CASE WHEN EXCLUDED.sentiment IS NOT NULL THEN EXCLUDED.summary ELSE a.summary END,
+                  key_sentences = CASE WHEN EXCLUDED.sentiment IS NOT NULL THEN EXCLUDED.key_sentences ELSE a.key_sentences END,
+                  summarized_at = CASE WHEN EXCLUDED.sentiment IS NOT NULL THEN EXCLUDED.summarized_at ELSE a.summarized_at END,
                   updated_at = now()
                 WHERE EXCLUDED.intent_confidence > a.intent_confidence OR (a.intent_confidence IS NULL AND EXCLUDED.intent_confidence IS NOT NULL)
                    OR EXCLUDED.sentiment IS NOT NULL

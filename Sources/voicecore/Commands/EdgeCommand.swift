@@ -10,6 +10,7 @@ import VoiceCoreBus
 import VoiceCoreEdge
 import VoiceCoreEvents
 import VoiceCorePostgres
+import VoiceCoreQueries
 import VoiceCoreRedis
 import VoiceCoreTenants
 
@@ -64,7 +65,9 @@ struct EdgeCommand: AsyncParsableCommand {
         abstract: "Run the HTTP edge: verify telephony webhooks and tenant API calls, publish them as commands.",
         discussion: """
             Routes: POST /webhooks/twilio/<tenant>/{voice,status,transcription}, POST \
-            /webhooks/telnyx/<tenant>, the tenant API under /v1 (Bearer API key), the admin API \
+            /webhooks/telnyx/<tenant>, the tenant API under /v1 (Bearer API key: commands, and \
+            reads such as GET /v1/calls through a pool of --read-pool-size Postgres connections, \
+            each statement bounded by --read-statement-timeout-ms), the admin API \
             under /admin (Bearer $VOICECORE_ADMIN_KEY; absent without it), GET /health, /ready, \
             /metrics. schemas/openapi.yaml documents them all.
 
@@ -77,13 +80,15 @@ struct EdgeCommand: AsyncParsableCommand {
 
     @OptionGroup var connections: ConnectionOptions
     @OptionGroup var edge: EdgeOptions
+    @OptionGroup var reads: ReadOptions
 
     func run() async throws {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "voicecore.edge")
-        let edge = try await Edge.connect(connections: connections, options: self.edge, registry: registry, logger: logger)
-        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: edge.application())]
+        let reads = try self.reads.tenantReads(connections, logger: logger)
+        let edge = try await Edge.connect(connections: connections, options: self.edge, reads: reads, registry: registry, logger: logger)
+        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReadPoolClosing(pool: reads.pool)), .init(service: edge.application())]
         // The admin API provisions tenants: relay the directory's announcements (and what a crashed writer left).
         if edge.configuration.adminKey != nil {
             members.append(.init(service: try await TenantsCommand.outboxRelay(connections, naming: self.edge.naming, logger: logger)))
@@ -97,12 +102,13 @@ struct EdgeCommand: AsyncParsableCommand {
 }
 
 extension Edge {
-    /// The edge with its connections: Redis for publishing, Postgres for the tenant directory.
-    static func connect(connections: ConnectionOptions, options: EdgeOptions, registry: PrometheusCollectorRegistry?, logger: Logger) async throws -> Edge {
+    /// The edge with its connections: Redis for publishing, Postgres for the tenant directory,
+    /// and `reads` (a pool of their own) for the read API.
+    static func connect(connections: ConnectionOptions, options: EdgeOptions, reads: TenantReads, registry: PrometheusCollectorRegistry?, logger: Logger) async throws -> Edge {
         let directory = try await TenantsCommand.directory(connections)
         let redis = try await RedisClient.connect(try connections.redisConfiguration())
         let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/edge", naming: options.naming))
         return Edge(configuration: try options.configuration(), publisher: publisher, lookup: directory, directory: directory,
-                    registry: registry, logger: logger)
+                    reads: reads, registry: registry, logger: logger)
     }
 }

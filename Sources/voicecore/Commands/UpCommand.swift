@@ -9,6 +9,7 @@ import VoiceCoreEdge
 import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreProjections
+import VoiceCoreQueries
 import VoiceCoreRedis
 import VoiceCoreServices
 import VoiceCoreTenants
@@ -32,12 +33,16 @@ struct UpCommand: AsyncParsableCommand {
             Postgres does not answer, or its backlog grew while it processed nothing for 30 s); \
             GET /metrics includes the services' and projectors' metrics, every stream's group lag, \
             pending entries, oldest pending age and dead-letter depth, and the projection gaps.
+
+            The tenant API's reads (GET /v1/calls, …) run through a Postgres pool of their own \
+            (--read-pool-size, --read-statement-timeout-ms, --read-acquire-timeout-ms).
             """
     )
 
     @OptionGroup var connections: ConnectionOptions
     @OptionGroup var edge: EdgeOptions
     @OptionGroup var service: ServiceOptions
+    @OptionGroup var reads: ReadOptions
 
     @Option(help: "The migrations directory.")
     var migrations = "database/migrations"
@@ -64,7 +69,8 @@ struct UpCommand: AsyncParsableCommand {
             try await DemoTenant.provision(directory: directory, connections: connections, naming: edge.naming, publicBase: base)
         }
 
-        var edgeService = try await Edge.connect(connections: connections, options: edge, registry: registry, logger: Logger(label: "voicecore.edge"))
+        let reads = try self.reads.tenantReads(connections, logger: logger)
+        var edgeService = try await Edge.connect(connections: connections, options: edge, reads: reads, registry: registry, logger: Logger(label: "voicecore.edge"))
         let naming = edge.naming
         let services = try await PlatformServices.make(
             [], dependencies: try service.dependencies(connections, naming: naming, directory: directory, logger: Logger(label: "voicecore.services")),
@@ -80,7 +86,7 @@ struct UpCommand: AsyncParsableCommand {
         let projectorReadiness = ProjectorReadiness(runner: projectors, naming: naming, redis: try connections.redisConfiguration(),
                                                     postgres: try connections.postgresConfiguration(), logger: logger)
         edgeService.readinessChecks = consumerReadiness.checks + projectorReadiness.checks
-        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: edgeService.application())]
+        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReadPoolClosing(pool: reads.pool)), .init(service: edgeService.application())]
         members.append(.init(service: ServiceBundle(services)))
         members += [.init(service: projectors), .init(service: projectorReadiness), .init(service: consumerReadiness),
                     .init(service: CancelledAtShutdown(StreamMetricsCollector(redis: try connections.redisConfiguration(), prefix: edge.prefix, logger: logger)))]
