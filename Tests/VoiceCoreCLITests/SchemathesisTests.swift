@@ -20,11 +20,13 @@ import VoiceCoreTestSupport
 ///   rows and are checked against their schemas), half random (404);
 /// - the admin API with the admin key; `{tenant}` is half the time a real tenant: the played one
 ///   for reads, the demo tenant `up` provisions for the routes that change a tenant (rotating the
-///   played tenant's key or its rate limit would turn the rest of the run into 401s and 429s);
-/// - Twilio webhooks: most of those to the played tenant are signed as Twilio signs them (the hook
-///   in Tests/Schemathesis/twilio_signing.py), so their fields reach the parsing and validation
-///   behind the signature; unsigned ones and Telnyx's (Ed25519, not signed here) stop at 403 —
-///   still checked never to 5xx and to answer as documented;
+///   played tenant's key or its rate limit would turn the rest of the run into 401s and 429s; the
+///   hooks in Tests/Schemathesis/voicecore_hooks.py redirect such a request, whatever phase
+///   learned the played tenant's id);
+/// - Twilio webhooks: most of those to the played tenant are signed as Twilio signs them (the
+///   same hooks), so their fields reach the parsing and validation behind the signature; unsigned
+///   ones and Telnyx's (Ed25519, not signed here) stop at 403 — still checked never to 5xx and to
+///   answer as documented;
 /// - `/health`, `/ready`, `/metrics`.
 /// An endless Server-Sent Events stream (`/v1/events`) is read for at most 1 s a request
 /// (schemathesis reads an event stream until its request timeout, then checks what arrived).
@@ -121,8 +123,9 @@ struct SchemathesisTests {
                          "--generation-database", "none"]
         if let seed = ProcessInfo.processInfo.environment["VOICECORE_SCHEMATHESIS_SEED"] { arguments += ["--seed", seed] }
         let run = try ChildProcess(python, arguments, directory: work, environment: [
-            "SCHEMATHESIS_HOOKS": "twilio_signing", "PYTHONPATH": TestServers.root.appendingPathComponent("Tests/Schemathesis").path,
-            "VOICECORE_ST_PUBLIC_URL": base, "VOICECORE_ST_TENANT": tenant, "VOICECORE_ST_TWILIO_TOKEN": twilioToken,
+            "SCHEMATHESIS_HOOKS": "voicecore_hooks", "PYTHONPATH": TestServers.root.appendingPathComponent("Tests/Schemathesis").path,
+            "VOICECORE_ST_PUBLIC_URL": base, "VOICECORE_ST_TENANT": tenant, "VOICECORE_ST_SPARE_TENANT": spareTenant,
+            "VOICECORE_ST_TWILIO_TOKEN": twilioToken,
         ])
         let status = try await run.waitForExit(within: .seconds(600))
         let output = run.text
@@ -132,6 +135,10 @@ struct SchemathesisTests {
         }
         let report = Self.report(output)
         #expect(up.process.isRunning, "voicecore up died during the run:\n\(up.text.suffix(3000))")
+        // The played tenant's key still works: the tenant API was exercised with it to the end
+        // (not answered 401 from the moment a generated request rotated it).
+        let stillServed = try await Self.send(.GET, base + "/v1/calls?limit=1", key: apiKey, json: nil)
+        #expect(stillServed.status == 200, "the played tenant's API key after the run: \(stillServed.status) \(stillServed.body)")
         #expect(status == 0, "schemathesis found failures (seed in the summary; reproduce each with its curl line):\n\(report)")
         let generated = output.firstMatch(of: /(\d+) generated/).flatMap { Int($0.1) }
         #expect((generated ?? 0) >= 1_000, "at least 1,000 generated cases per run, got \(generated.map(String.init) ?? "none"):\n\(report)")
@@ -218,12 +225,14 @@ struct SchemathesisTests {
         }
     }
 
-    static func send(_ method: HTTPMethod, _ url: String, key: String, json: String) async throws -> (status: Int, body: String) {
+    static func send(_ method: HTTPMethod, _ url: String, key: String, json: String?) async throws -> (status: Int, body: String) {
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(key)")
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(string: json))
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: json))
+        }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
         let body = try await response.body.collect(upTo: 1 << 20)
         return (Int(response.status.code), String(buffer: body))

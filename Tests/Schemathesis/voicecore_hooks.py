@@ -1,14 +1,19 @@
-"""Schemathesis hooks for the VoiceCore edge: sign part of the generated Twilio webhooks.
+"""Schemathesis hooks for the VoiceCore edge, run before each generated request is sent.
 
-Loaded by Tests/VoiceCoreCLITests/SchemathesisTests.swift (SCHEMATHESIS_HOOKS=twilio_signing).
-Unsigned, every generated Twilio webhook stops at the signature check (403); signed like Twilio
-signs (HMAC-SHA1 of the public URL followed by the form parameters sorted by name, keyed by the
-tenant's auth token; a JSON body through `bodySHA256` in the URL), the generated fields reach the
-parsing and validation behind it. Only requests to the provisioned tenant are signed (others are
-404 or 403 anyway), and only some of them, so the refusals stay covered too.
+Loaded by Tests/VoiceCoreCLITests/SchemathesisTests.swift (SCHEMATHESIS_HOOKS=voicecore_hooks).
 
-Environment: VOICECORE_ST_PUBLIC_URL (the edge's VOICECORE_PUBLIC_URL), VOICECORE_ST_TENANT,
-VOICECORE_ST_TWILIO_TOKEN.
+- The played tenant keeps its API key and rate limit: schemathesis learns tenant ids from the
+  answers (`GET /admin/tenants`) and sends them to every route with a `{tenant}`, so a request
+  that would rotate the played tenant's key or change its settings is sent to the spare tenant
+  instead (else the rest of the run's tenant API requests would all be 401 or 429).
+- Part of the Twilio webhooks to the played tenant are signed. Unsigned, every generated Twilio
+  webhook stops at the signature check (403); signed like Twilio signs (HMAC-SHA1 of the public
+  URL followed by the form parameters sorted by name, keyed by the tenant's auth token; a JSON
+  body through `bodySHA256` in the URL), the generated fields reach the parsing and validation
+  behind it. Only some are signed, so the refusals stay covered too.
+
+Environment: VOICECORE_ST_PUBLIC_URL (the edge's VOICECORE_PUBLIC_URL), VOICECORE_ST_TENANT (the
+played tenant), VOICECORE_ST_SPARE_TENANT, VOICECORE_ST_TWILIO_TOKEN (the played tenant's).
 """
 
 import base64
@@ -22,6 +27,7 @@ import schemathesis
 
 PUBLIC_URL = os.environ["VOICECORE_ST_PUBLIC_URL"].rstrip("/")
 TENANT = os.environ["VOICECORE_ST_TENANT"]
+SPARE_TENANT = os.environ["VOICECORE_ST_SPARE_TENANT"]
 TOKEN = os.environ["VOICECORE_ST_TWILIO_TOKEN"].encode()
 # The share of the tenant's Twilio webhooks that are signed.
 SIGNED_SHARE = 0.7
@@ -34,11 +40,21 @@ def _header(headers, name):
     return None
 
 
+# The routes that change a tenant: its settings, credentials, rate limit or API keys.
+CHANGING_A_TENANT = {("PATCH", "/admin/tenants/{tenant}"), ("POST", "/admin/tenants/{tenant}/api-keys")}
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
     path = case.operation.path
-    if not path.startswith("/webhooks/twilio/") or (case.path_parameters or {}).get("tenant") != TENANT:
+    if (case.method.upper(), path) in CHANGING_A_TENANT and (case.path_parameters or {}).get("tenant") == TENANT:
+        case.path_parameters = {**case.path_parameters, "tenant": SPARE_TENANT}
         return
+    if path.startswith("/webhooks/twilio/") and (case.path_parameters or {}).get("tenant") == TENANT:
+        _sign(case)
+
+
+def _sign(case):
     # Decided by the request's content, not by `random` (Hypothesis seeds that one per test, so
     # every case would get the same answer): the same case is signed again when replayed.
     digest = hashlib.sha256(repr((case.headers, case.query, case.body)).encode("utf-8", "surrogatepass")).digest()
