@@ -157,6 +157,12 @@ public final class TenantDirectory: Sendable {
         do {
             try await db.withConnection { db in
                 try db.withTransaction { db in
+                    // Postgres counts the tenant's business days in this zone (migration 0011): a
+                    // name Foundation takes but Postgres does not list is refused here, e.g.
+                    // `US/Pacific-New` (unknown to Postgres) or `GMT+5` (a POSIX offset to Postgres, UTC-5).
+                    guard try db.query("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = \(new.timeZone)) AS known")[0].decode(Bool.self, "known") else {
+                        throw TenantError.invalid(field: "time_zone", reason: "is not an IANA time zone (e.g. Europe/Berlin)")
+                    }
                     try db.query("""
                         INSERT INTO tenant_directory (tenant_id, name, plan, time_zone, twilio_account_sid, twilio_auth_token, twilio_shared_key,
                                                       telnyx_public_key, requests_per_second, created_at, updated_at)

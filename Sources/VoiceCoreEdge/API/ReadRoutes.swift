@@ -4,6 +4,7 @@ import Hummingbird
 extension Edge {
     func addReadRoutes(to router: Router<BasicRequestContext>) {
         guard reads != nil else { return }
+        addAnalyticsReadRoutes(to: router)
         addCallReadRoutes(to: router)
     }
 }

@@ -2,14 +2,22 @@ import VoiceCoreEvents
 import VoiceCorePostgres
 
 /// analytics → `call_analytics` (per call: duration, outcome, intent, sentiment, word count) and
-/// `business_metrics` (per tenant × UTC day: calls, answered, missed, handle time, leads, and the
-/// generated average handle time and conversion rate).
+/// `business_metrics` (per tenant × day in the tenant's time zone: calls, answered, missed, handle
+/// time, leads, and the generated average handle time and conversion rate).
 ///
 /// Counting is exactly once per call and per lead, whatever the stream delivers twice: a call is
 /// counted on the day its first CallEnded ends it (`call_analytics.counted_day` is set once), a
 /// lead once per lead id (`business_metrics_leads`). The strongest intent of a call wins; the
-/// latest summary sets sentiment, word count and the summary itself (text, key sentences, time). Days are UTC days: a tenant's time zone lives in
-/// another stream, whose progress must not change what a replay computes.
+/// latest summary sets sentiment, word count and the summary itself (text, key sentences, time).
+///
+/// Days are the tenant's days: a call counts on the local date its first CallEnded ends it, a lead
+/// on the local date it was created, in the zone of the tenant's row in `tenant_directory`
+/// (`effective_time_zone`, migration 0011; UTC for a tenant without a row or with a zone Postgres
+/// does not know). The directory, not the `tenants` read model, because the zone must not depend
+/// on how far another stream's projection has come: the directory row is committed before the
+/// edge accepts any of the tenant's calls, nothing changes its zone afterwards, and replay reads
+/// the same live table (it rebuilds only this projection's tables), so a replay counts every
+/// call on the day the live projection did.
 public struct AnalyticsProjection: Projection {
     public init() {}
     public var name: String { "analytics" }
@@ -81,9 +89,17 @@ public struct AnalyticsProjection: Projection {
                                        \(ended.map(\.message.durationSeconds))::int8[], \(ended.map(\.message.status.rawValue))::text[],
                                        \(ended.map(\.message.answered))::bool[], \(ended.map(\.message.endedAt))::timestamptz[])
                          AS u(tenant_id, call_id, duration_seconds, outcome, answered, ended_at)),
+                created AS (
+                  SELECT * FROM unnest(\(leads.map(\.event.tenantID))::uuid[], \(leads.map(\.message.leadID))::uuid[],
+                                       \(leads.map(\.message.createdAt))::timestamptz[]) AS u(tenant_id, lead_id, created_at)),
+                zones AS MATERIALIZED (
+                  SELECT t.tenant_id, effective_time_zone(d.time_zone) AS zone
+                  FROM (SELECT tenant_id FROM ended UNION SELECT tenant_id FROM created) t
+                  LEFT JOIN tenant_directory d USING (tenant_id)),
                 counted AS (
                   INSERT INTO call_analytics AS a (tenant_id, call_id, duration_seconds, outcome, counted_day)
-                  SELECT tenant_id, call_id, duration_seconds, outcome, (ended_at AT TIME ZONE 'UTC')::date FROM ended ORDER BY 1, 2
+                  SELECT e.tenant_id, e.call_id, e.duration_seconds, e.outcome, (e.ended_at AT TIME ZONE z.zone)::date
+                  FROM ended e JOIN zones z USING (tenant_id) ORDER BY 1, 2
                   ON CONFLICT (tenant_id, call_id) DO UPDATE SET
                     duration_seconds = EXCLUDED.duration_seconds, outcome = EXCLUDED.outcome,
                     counted_day = EXCLUDED.counted_day, updated_at = now()
@@ -91,9 +107,8 @@ public struct AnalyticsProjection: Projection {
                   RETURNING tenant_id, call_id, counted_day),
                 new_leads AS (
                   INSERT INTO business_metrics_leads (tenant_id, lead_id, day)
-                  SELECT u.tenant_id, u.lead_id, (u.created_at AT TIME ZONE 'UTC')::date
-                  FROM unnest(\(leads.map(\.event.tenantID))::uuid[], \(leads.map(\.message.leadID))::uuid[],
-                              \(leads.map(\.message.createdAt))::timestamptz[]) AS u(tenant_id, lead_id, created_at)
+                  SELECT c.tenant_id, c.lead_id, (c.created_at AT TIME ZONE z.zone)::date
+                  FROM created c JOIN zones z USING (tenant_id)
                   ON CONFLICT (tenant_id, lead_id) DO NOTHING
                   RETURNING tenant_id, day),
                 deltas (tenant_id, day, calls, answered, missed, handle_seconds, leads) AS (
