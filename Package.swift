@@ -248,6 +248,7 @@ let package = Package(
         .testTarget(name: "VoiceCoreTimeTests", dependencies: ["VoiceCoreTime"]),
         .testTarget(name: "VoiceCoreQueriesTests", dependencies: [
             "VoiceCoreQueries",
+            "VoiceCoreBenchmarks",
             "VoiceCorePostgres",
             "VoiceCoreProjections",
             "VoiceCoreEvents",

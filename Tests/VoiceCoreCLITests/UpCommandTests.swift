@@ -38,6 +38,27 @@ struct UpCommandTests {
         throw TestFailure("no free port between 28000 and 32000")
     }
 
+    /// Runs a command line as a shell would (the demo prints it for one) and returns its standard output.
+    static func shell(_ line: String) async throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", line]
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("voicecore-shell-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: output) }
+        process.standardOutput = try FileHandle(forWritingTo: output)
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while process.isRunning {
+            guard ContinuousClock.now < deadline else {
+                process.terminate()
+                throw TestFailure("`\(line)` did not finish within 20 s")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return try String(contentsOf: output, encoding: .utf8)
+    }
+
     @Test("a prepared-statement count that is not a number stops up at once and says which variable and what it takes")
     func badPreparedStatementCountIsRefused() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build voicecore first (tools/test does)")
@@ -50,7 +71,7 @@ struct UpCommandTests {
         #expect(up.text.contains("VOICECORE_PG_PREPARED_STATEMENTS must be a whole number, 0 or more (got \"lots\")"), "\(up.text)")
     }
 
-    @Test("up provisions a demo tenant and runs everything; demo's call and loadgen's calls come out as rows; SIGTERM stops it cleanly")
+    @Test("up provisions a demo tenant and runs everything; demo's call comes out as rows and its printed curl commands read it back; loadgen's calls come out as rows; SIGTERM stops it cleanly")
     func upAndDemo() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build voicecore first (tools/test does)")
         let schema = "u_\(UUID().uuidString.prefix(8).lowercased())"
@@ -67,9 +88,13 @@ struct UpCommandTests {
             }
         }
         let port = try Self.freePort()
+        // Where up stores the demo tenant's API key, and demo reads it from (as tools/dev-env sets it).
+        let keyFile = FileManager.default.temporaryDirectory.appendingPathComponent("voicecore-demo-key-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: keyFile) }
         let environment = [
             "VOICECORE_MASTER_KEY": Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString(),
             "REDIS_URL": TestServers.redisURL, "DATABASE_URL": databaseURL, "VOICECORE_PUBLIC_URL": "", "VOICECORE_LOG_LEVEL": "warning",
+            "VOICECORE_DEMO_API_KEY_FILE": keyFile.path, "VOICECORE_API_KEY": "",
         ]
         let up = try Child(["up", "--port", String(port), "--prefix", prefix, "--partitions", "4", "--instance", "uptest",
                             "--migrations", TestServers.root.appendingPathComponent("database/migrations").path], environment: environment)
@@ -95,6 +120,25 @@ struct UpCommandTests {
             #expect(lines.contains { $0.contains("completed") && $0.contains("+14155550123") && $0.contains("21") }, "the call session")
             #expect(lines.contains { $0.contains("Maria Lopez") && $0.contains("+14155550199") && $0.contains("appointment") }, "the lead")
             #expect(lines.contains { $0.contains("call_minutes") && $0.contains("minute") }, "the billing")
+
+            // The demo ends with the curl commands that read its call back with the tenant's API key
+            // (the one up printed and stored), and they work.
+            let stored = try String(contentsOf: keyFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(!stored.isEmpty && up.text.contains("API key            \(stored)"), "up stores the key it printed:\n\(up.text)")
+            #expect(output.contains("Read it back through the tenant API (both answered 200):"), "\(output)")
+            let curls = lines.map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.hasPrefix("curl ") }
+            try #require(curls.count == 3, "three curl commands:\n\(output)")
+            #expect(curls.allSatisfy { $0.contains("'Authorization: Bearer \(stored)'") }, "\(curls)")
+            let callID = try #require(curls[1].firstMatch(of: /\/v1\/calls\/([0-9a-f-]{36})'/).map { String($0.1) }, "\(curls[1])")
+            #expect(curls[0].hasSuffix("'http://127.0.0.1:\(port)/v1/calls?limit=5'"), "\(curls[0])")
+            let list = try await Self.shell(curls[0])
+            #expect(list.contains(#""items":["#) && list.contains(#""\#(callID)""#), "GET /v1/calls lists the demo call:\n\(list)")
+            let detail = try await Self.shell(curls[1])
+            #expect(detail.contains(#""\#(callID)""#) && detail.contains("Maria Lopez") && detail.contains("book an appointment"),
+                    "GET /v1/calls/<id> is the call whole, its lead and transcript:\n\(detail)")
+            // The live feed: a stream that stays open (curl stops it after 2 s), answered 200.
+            let events = try await Self.shell(curls[2].replacingOccurrences(of: "   # ", with: " --max-time 2 -o /dev/null -w '%{http_code}' # "))
+            #expect(events.hasPrefix("200"), "GET /v1/events answers 200 with the stream:\n\(events)\n\(curls[2])")
 
             // The load generator against the same edge: every webhook accepted, every segment and
             // call in the read models, latencies measured for each.

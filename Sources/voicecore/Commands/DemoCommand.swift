@@ -12,6 +12,8 @@ struct DemoCommand: AsyncParsableCommand {
             and real-time transcription of both tracks — signed with the tenant's Twilio auth \
             token, then waits for the services and projectors and prints the call's rows: \
             call_sessions, transcripts, leads, call_analytics, business_metrics, billing_usage. \
+            Then, with the tenant's API key, reads the call back through the tenant API and prints \
+            the curl commands that do it (GET /v1/calls?limit=5, GET /v1/calls/<id>, GET /v1/events). \
             Needs a running `voicecore up` (or edge, services and projectors) and \
             VOICECORE_MASTER_KEY (to read the tenant's auth token).
             """
@@ -28,6 +30,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "The tenant (default: the first with Twilio credentials).")
     var tenant: String?
 
+    @Option(name: .customLong("api-key"), help: "The tenant's API key, to read the call back (default: $VOICECORE_API_KEY, else the file $VOICECORE_DEMO_API_KEY_FILE, where `voicecore up` stores the demo tenant's).")
+    var apiKey: String?
+
     func run() async throws {
         var id: Identifier?
         if let tenant {
@@ -35,6 +40,6 @@ struct DemoCommand: AsyncParsableCommand {
             id = parsed
         }
         let base = publicURL ?? EdgeOptions.publicURLFromEnvironment ?? edgeURL
-        try await DemoPlayer(connections: connections, edgeURL: edgeURL, publicBase: base).run(tenant: id)
+        try await DemoPlayer(connections: connections, edgeURL: edgeURL, publicBase: base, apiKey: apiKey).run(tenant: id)
     }
 }

@@ -65,8 +65,10 @@ struct UpCommand: AsyncParsableCommand {
         let configuration = try edge.configuration()
         let directory = try await TenantsCommand.directory(connections)
         let base = configuration.publicBaseURL ?? "http://\(configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host):\(configuration.port)"
+        // The demo tenant's API key, known only when this run provisions it (the demo call reads its call back with it).
+        var demoAPIKey: String?
         if try await directory.list().isEmpty {
-            try await DemoTenant.provision(directory: directory, connections: connections, naming: edge.naming, publicBase: base)
+            demoAPIKey = try await DemoTenant.provision(directory: directory, connections: connections, naming: edge.naming, publicBase: base)
         }
 
         let reads = try self.reads.tenantReads(connections, logger: logger)
@@ -94,7 +96,8 @@ struct UpCommand: AsyncParsableCommand {
         members.append(.init(service: try RetentionTrimmer.holdingBackForProjections(
             naming: naming, redis: try connections.redisConfiguration(), postgres: try connections.postgresConfiguration(), logger: logger)))
         if demo {
-            members.append(.init(service: DemoService(connections: connections, edgeURL: "http://127.0.0.1:\(configuration.port)", publicBase: base),
+            members.append(.init(service: DemoService(connections: connections, edgeURL: "http://127.0.0.1:\(configuration.port)", publicBase: base,
+                                                      apiKey: demoAPIKey),
                                  successTerminationBehavior: .ignore))
         }
         logger.info("voicecore up", metadata: ["edge": "\(configuration.host):\(configuration.port)", "services": "\(PlatformServices.all.map(\.name))",
@@ -106,7 +109,11 @@ struct UpCommand: AsyncParsableCommand {
 /// The tenant `voicecore up` creates on an empty directory, with Twilio test credentials so
 /// `voicecore demo` can sign callbacks like Twilio.
 enum DemoTenant {
-    static func provision(directory: TenantDirectory, connections: ConnectionOptions, naming: StreamNaming, publicBase: String) async throws {
+    /// Provisions the demo tenant and returns its API key. With `VOICECORE_DEMO_API_KEY_FILE` set
+    /// (tools/dev-env sets it to .local/demo-api.key) the key is also written there, readable by
+    /// this user only, so `tools/demo` and the README's curl line can read calls with it.
+    @discardableResult
+    static func provision(directory: TenantDirectory, connections: ConnectionOptions, naming: StreamNaming, publicBase: String) async throws -> String {
         let redis = try await RedisClient.connect(try connections.redisConfiguration())
         let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/cli/up", naming: naming))
         let hex = { (count: Int) in (0..<count).map { _ in String(format: "%x", Int.random(in: 0..<16)) }.joined() }
@@ -122,6 +129,12 @@ enum DemoTenant {
               Telnyx webhook URL \(publicBase)/webhooks/telnyx/\(id)
             Its Twilio credentials are test values: `voicecore demo` signs calls with them.
             """)
+        let key = provisioned.apiKey.plaintext
+        if let path = ProcessInfo.processInfo.environment[DemoAPIKey.fileVariable], !path.isEmpty {
+            try DemoAPIKey.store(key, at: path)
+            say("  (API key stored in \(path) for tools/demo)")
+        }
+        return key
     }
 }
 
@@ -130,11 +143,13 @@ struct DemoService: Service {
     let connections: ConnectionOptions
     let edgeURL: String
     let publicBase: String
+    /// The tenant's API key, when known, for reading the call back.
+    let apiKey: String?
 
     func run() async throws {
         try await Task.sleep(for: .seconds(1))
         do {
-            try await DemoPlayer(connections: connections, edgeURL: edgeURL, publicBase: publicBase).run(tenant: nil)
+            try await DemoPlayer(connections: connections, edgeURL: edgeURL, publicBase: publicBase, apiKey: apiKey).run(tenant: nil)
         } catch {
             Logger(label: "voicecore.demo").error("demo call failed", metadata: ["error": "\(error)"])
         }

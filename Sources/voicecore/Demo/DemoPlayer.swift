@@ -14,6 +14,8 @@ struct DemoPlayer {
     let connections: ConnectionOptions
     let edgeURL: String
     let publicBase: String
+    /// The tenant's API key, for reading the call back (see ``DemoAPIKey``).
+    var apiKey: String? = nil
 
     func run(tenant: Identifier?) async throws {
         let twilio = try await TwilioTenant.find(tenant, in: try await TenantsCommand.directory(connections))
@@ -35,6 +37,43 @@ struct DemoPlayer {
             }
         }
         try await showRows(tenant: chosen, callID: call.callID)
+        try await showReads(tenant: chosen, callID: call.callID, base: base)
+    }
+
+    /// Reads the call back through the tenant API (when the tenant's API key is known) and prints
+    /// the curl commands that do the same: the newest calls, this call whole, the live events.
+    func showReads(tenant: Identifier, callID: Identifier, base: String) async throws {
+        let known = DemoAPIKey.resolve(apiKey)
+        let list = "\(base)/v1/calls?limit=5"
+        let detail = "\(base)/v1/calls/\(callID)"
+        if let known {
+            // The list shows the newest calls (others may be newer than this one); the detail is this call.
+            for (url, what, expected) in [(list, "the newest calls", "\"items\""), (detail, "the call", callID.description)] {
+                var request = HTTPClientRequest(url: url)
+                request.headers.add(name: "Authorization", value: "Bearer \(known.key)")
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                let body = String(buffer: try await response.body.collect(upTo: 4 << 20))
+                guard response.status.code == 200, body.contains(expected) else {
+                    let hint = switch response.status.code {
+                    case 401: "the API key from \(known.source) is not accepted: is it tenant \(tenant)'s current key?"
+                    case 404 where url == detail: "the API key from \(known.source) belongs to another tenant than \(tenant)"
+                    case 200: "the answer does not hold \(what)"
+                    default: "is the edge this build's `voicecore up`, with its read API?"
+                    }
+                    throw CommandFailure("GET \(url.dropFirst(base.count)) (\(what)) answered \(response.status.code): \(hint)\n\(body.prefix(600))")
+                }
+            }
+        }
+        // Single quotes keep the shell from reading the key; without one, the variable is expanded.
+        let header = known.map { "'Authorization: Bearer \($0.key)'" } ?? "\"Authorization: Bearer $VOICECORE_API_KEY\""
+        say("\nRead it back through the tenant API\(known == nil ? "" : " (both answered 200)"):")
+        say("  curl -s -H \(header) '\(list)'")
+        say("  curl -s -H \(header) '\(detail)'")
+        say("  curl -sN -H \(header) '\(base)/v1/events'   # the tenant's events as they happen (Ctrl-C stops)")
+        if known == nil {
+            say("Set VOICECORE_API_KEY to tenant \(tenant)'s API key first (`voicecore up` printed it when it provisioned the tenant; "
+                + "`voicecore tenants rotate \(tenant) --api-key` issues a new one and revokes the old).")
+        }
     }
 
     static func transcript(_ data: String?) -> String {
