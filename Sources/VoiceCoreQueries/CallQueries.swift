@@ -96,7 +96,7 @@ public enum CallQueries {
               FROM transcripts t WHERE t.tenant_id = s.tenant_id AND t.call_id = s.call_id), '[]'::json),
           'lead', s.lead,
           'interaction', (
-              SELECT json_build_object('interaction_id', i.interaction_id, 'contact_id', i.contact_id, 'channel', i.channel,
+              SELECT json_build_object('interaction_id', i.interaction_id, 'contact_id', i.contact_id, 'call_id', i.call_id, 'channel', i.channel,
                                        'summary', i.summary, 'duration_seconds', i.duration_seconds, 'occurred_at', i.occurred_at)
               FROM interactions i WHERE i.tenant_id = s.tenant_id AND i.call_id = s.call_id
               ORDER BY i.occurred_at, i.interaction_id LIMIT 1),
@@ -113,7 +113,7 @@ public enum CallQueries {
           FROM call_sessions c
           LEFT JOIN call_analytics a ON a.tenant_id = c.tenant_id AND a.call_id = c.call_id
           LEFT JOIN LATERAL (
-            SELECT json_build_object('lead_id', l.lead_id, 'contact_id', l.contact_id, 'name', l.name, 'phone', l.phone,
+            SELECT json_build_object('lead_id', l.lead_id, 'call_id', l.call_id, 'contact_id', l.contact_id, 'name', l.name, 'phone', l.phone,
                                      'email', l.email, 'intent', l.intent, 'source', l.source, 'notes', l.notes,
                                      'created_at', l.created_at) AS lead
             FROM leads l WHERE l.tenant_id = c.tenant_id AND l.call_id = c.call_id

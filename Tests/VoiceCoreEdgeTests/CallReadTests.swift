@@ -230,6 +230,7 @@ struct CallReadTests {
             let lead = call["lead"] as? [String: Any] ?? [:]
             #expect(lead["name"] as? String == "Ada Lovelace" && lead["source"] as? String == "call" && lead["phone"] as? String == "+14155550111")
             let interaction = call["interaction"] as? [String: Any] ?? [:]
+            #expect(lead["call_id"] as? String == seeded.rich.description && interaction["call_id"] as? String == seeded.rich.description)
             #expect(interaction["channel"] as? String == "call" && interaction["summary"] as? String == "Inbound call, completed, 28 s")
             let usage = call["usage_items"] as? [[String: Any]] ?? []
             #expect(Set(usage.compactMap { $0["meter"] as? String }) == ["call_minutes", "ai_requests"])
@@ -307,6 +308,80 @@ struct CallReadTests {
                 #expect(refused.json["items"] == nil)
             }
         }
+        try await fixture.drop()
+    }
+
+    /// Every kind of answer of the calls routes, with the richest and the barest call, validates
+    /// against its schema in `schemas/openapi.yaml` (JSON Schema 2020-12 by `jsonschema` from PyPI,
+    /// in the venv `tools/test` makes): clients generate code from that document, and schemathesis
+    /// checks what it happens to generate, not a call with a transcript, a lead and usage.
+    @Test func answersValidateAgainstTheOpenAPIDocument() async throws {
+        let fixture = try await EdgeFixture()
+        let seeded = try await SeededCalls(fixture: fixture)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("call-answers-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let key = fixture.apiKey
+        let answers: [(schema: String, uri: String, key: String, status: HTTPResponse.Status)] = [
+            ("CallPage", "/v1/calls?limit=3", key, .ok), ("CallPage", "/v1/calls?limit=200", key, .ok),
+            ("CallPage", "/v1/calls?intent=billing", key, .ok),
+            ("CallDetail", "/v1/calls/\(seeded.rich)", key, .ok), ("CallDetail", "/v1/calls/\(seeded.calls[5].id)", key, .ok),
+            ("CallDetail", "/v1/calls/\(seeded.calls[8].id)", key, .ok),
+            ("CallDetail", "/admin/tenants/\(fixture.tenant)/calls/\(seeded.rich)", EdgeFixture.adminKey, .ok),
+            ("Problem", "/v1/calls?limit=201", key, .badRequest), ("Problem", "/v1/calls/\(seeded.foreign)", key, .notFound),
+            ("Problem", "/v1/calls", "nope", .unauthorized),
+        ]
+        try await fixture.test { client in
+            for (index, answer) in answers.enumerated() {
+                let response = try await client.execute(uri: answer.uri, method: .get, headers: Self.bearer(answer.key))
+                #expect(response.status == answer.status, "\(answer.uri)")
+                try Data(response.text.utf8).write(to: directory.appendingPathComponent("\(index)-\(answer.schema).json"))
+            }
+        }
+        let script = """
+            import json, os, sys, yaml
+            from jsonschema import Draft202012Validator
+            from referencing import Registry, Resource
+            from referencing.jsonschema import DRAFT202012
+            document = yaml.safe_load(open(sys.argv[1]))
+            registry = Registry().with_resource("urn:openapi", Resource.from_contents(document, default_specification=DRAFT202012))
+            failed = 0
+            for name in sorted(os.listdir(sys.argv[2])):
+                schema = {"$ref": "urn:openapi#/components/schemas/" + name.split("-", 1)[1][:-5]}
+                validator = Draft202012Validator(schema, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
+                for error in validator.iter_errors(json.load(open(os.path.join(sys.argv[2], name)))):
+                    failed += 1
+                    print(name, list(error.absolute_path), error.message[:300])
+            print("checked", len(os.listdir(sys.argv[2])), "answers")
+            sys.exit(1 if failed else 0)
+            """
+        let python = ProcessInfo.processInfo.environment["VOICECORE_PYTHON"] ?? "python3"
+        let document = TestServers.root.appendingPathComponent("schemas/openapi.yaml").path
+        // Waited for on a thread of its own, not one of the cooperative pool's.
+        let (status, output) = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int32, String), any Error>) in
+            Thread {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                process.arguments = [python, "-c", script, document, directory.path]
+                let pipe = Pipe()
+                process.standardOutput = pipe
+                process.standardError = pipe
+                do {
+                    try process.run()
+                } catch {
+                    continuation.resume(throwing: error)
+                    return
+                }
+                let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                process.waitUntilExit()
+                continuation.resume(returning: (process.terminationStatus, output))
+            }.start()
+        }
+        if output.contains("No module named") {
+            Issue.record("jsonschema or PyYAML is not installed: run the tests with `tools/test` (VOICECORE_PYTHON), or pip install jsonschema pyyaml")
+        }
+        #expect(status == 0, "answers that do not match schemas/openapi.yaml:\n\(output)")
+        #expect(output.contains("checked \(answers.count) answers"), "\(output)")
+        try? FileManager.default.removeItem(at: directory)
         try await fixture.drop()
     }
 
