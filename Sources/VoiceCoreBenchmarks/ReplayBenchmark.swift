@@ -56,7 +56,7 @@ public struct ReplayBenchmark: Sendable {
         var totalEvents = 0
         var totalTime = Duration.zero
         let cpu = MachineCPU.now()
-        for projection in StandardProjections.all where projection.name != "archive" {
+        for projection in StandardProjections.all where projection.isReplayable {
             let replayer = Replayer(projection: projection, postgres: postgres)
             let replayed = try await replayer.run(ReplayOptions(mode: .rebuild, batchSize: batchSize)) { _ in rss.sample() }
             rss.sample()

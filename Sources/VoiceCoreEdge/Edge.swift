@@ -72,6 +72,7 @@ public struct Edge: Sendable {
     public func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: EventLoopAffinityMiddleware())
+        router.add(middleware: RequestIDMiddleware())
         router.add(middleware: RequestMetricsMiddleware(factory: metrics.factory))
         router.add(middleware: UnexpectedErrorMiddleware(logger: logger))
         router.get("/health") { _, _ in Self.json(.ok, JSONObjectWriter.object { $0.field("status", "ok") }) }
@@ -168,10 +169,11 @@ public struct Edge: Sendable {
         return found
     }
 
-    /// Publishes a command; with an idempotency key, once per key. Any failure is a 503: the
-    /// command may not have been stored, so the sender must retry.
-    func publish<M: Message>(_ command: M, tenant: Identifier, source: String, deduplicationKey: String?, metricSource: String) async throws -> DeduplicatedOutcome {
-        let envelope = EventEnvelope(command, tenant: tenant, source: source)
+    /// Publishes a command (with `id`, else a new one); with an idempotency key, once per key.
+    /// Any failure is a 503: the command may not have been stored, so the sender must retry.
+    func publish<M: Message>(_ command: M, tenant: Identifier, source: String, id: Identifier? = nil, deduplicationKey: String?,
+                             metricSource: String) async throws -> DeduplicatedOutcome {
+        let envelope = EventEnvelope(command, tenant: tenant, source: source, id: id)
         let start = ContinuousClock.now
         do {
             let outcome: DeduplicatedOutcome

@@ -21,6 +21,11 @@ public struct NewTenant: Sendable {
     /// The tenant command API's rate limit.
     public var requestsPerSecond: Int
 
+    /// The provider credentials given (the rate limit left out: every tenant has one).
+    var credentials: CredentialChange {
+        CredentialChange(twilioAccountSID: twilioAccountSID, twilioAuthToken: twilioAuthToken, twilioSharedKey: twilioSharedKey, telnyxPublicKey: telnyxPublicKey)
+    }
+
     public init(id: Identifier = .v7(), name: String, plan: Plan = .starter, timeZone: String = "UTC", twilioAccountSID: String? = nil,
                 twilioAuthToken: String? = nil, twilioSharedKey: String? = nil, telnyxPublicKey: String? = nil, requestsPerSecond: Int = 50) {
         self.id = id
@@ -89,6 +94,12 @@ public struct CredentialChange: Sendable {
     public var isEmpty: Bool {
         twilioAccountSID == nil && twilioAuthToken == nil && twilioSharedKey == nil && telnyxPublicKey == nil && requestsPerSecond == nil
     }
+
+    /// The names of the values given (for the audit trail: which ones, never what they are).
+    var named: [String] {
+        [("twilio_account_sid", twilioAccountSID != nil), ("twilio_auth_token", twilioAuthToken != nil), ("twilio_shared_key", twilioSharedKey != nil),
+         ("telnyx_public_key", telnyxPublicKey != nil), ("requests_per_second", requestsPerSecond != nil)].filter(\.1).map(\.0)
+    }
 }
 
 /// The tenant directory in Postgres (`tenant_directory`, `tenant_api_keys`; migration 0003): the
@@ -138,7 +149,10 @@ public final class TenantDirectory: Sendable {
     /// stream before this returns. When that publish fails, or `publisher` is nil, the tenant is
     /// provisioned all the same and the event waits in the outbox for the relay service
     /// (``ProvisionedTenant/announced`` says which).
-    public func provision(_ new: NewTenant, publisher: Publisher?) async throws -> ProvisionedTenant {
+    ///
+    /// The same transaction records the change in the audit trail under `request` (one row,
+    /// ``AuditAction/tenantProvision``); a refused provisioning records nothing.
+    public func provision(_ new: NewTenant, publisher: Publisher?, request: AuditedRequest = .platformOperator()) async throws -> ProvisionedTenant {
         let name = new.name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !name.isEmpty else { throw TenantError.invalid(field: "name", reason: "must not be empty") }
         guard TimeZone(identifier: new.timeZone) != nil else { throw TenantError.invalid(field: "time_zone", reason: "is not an IANA time zone (e.g. Europe/Berlin)") }
@@ -152,6 +166,13 @@ public final class TenantDirectory: Sendable {
         let event = TenantProvisioned(tenantID: new.id, name: name, plan: new.plan, timeZone: new.timeZone, provisionedAt: now)
         let announcement = OutboxMessage(EventEnvelope(event, tenant: new.id, source: publisher?.configuration.source ?? Self.source, time: now),
                                          category: TenantProvisioned.category, kind: TenantProvisioned.kind)
+        let audit = AuditEntry(request, tenant: new.id, action: .tenantProvision, target: "tenants/\(new.id)", at: now, details: JSONObjectWriter.object { json in
+            json.field("plan", new.plan)
+            json.field("time_zone", new.timeZone)
+            json.field("requests_per_second", new.requestsPerSecond)
+            json.field("credentials", new.credentials.named)
+            json.field("api_key_id", key.keyID)
+        })
         // Not retried after a lost connection: the insert may have committed. (A connection lost
         // earlier reconnects by itself first.)
         do {
@@ -171,6 +192,7 @@ public final class TenantDirectory: Sendable {
                         """)
                     try db.query("INSERT INTO tenant_api_keys (key_id, tenant_id, secret_sha256) VALUES (\(key.keyID), \(tenant), \(PostgresBytes(key.secretDigest)))")
                     try TenantOutbox.write(announcement, in: db)
+                    try AuditTrail.write([audit], in: db)
                 }
             }
         } catch let error as PostgresError where error.isUniqueViolation {
@@ -257,15 +279,25 @@ public final class TenantDirectory: Sendable {
 
     // MARK: Rotation
 
-    /// Issues a new API key and revokes every other key of the tenant.
-    public func rotateAPIKey(of tenant: Identifier) async throws -> APIKey {
+    /// Issues a new API key and revokes every other key of the tenant; records the rotation in
+    /// the audit trail under `request`, in the same transaction (nothing for an unknown tenant).
+    public func rotateAPIKey(of tenant: Identifier, request: AuditedRequest = .platformOperator()) async throws -> APIKey {
         let id = tenant.uuid
         let key = APIKey.generate()
         let found = try await retryingOnce { db in
             try db.withTransaction { db -> Bool in
                 guard try db.query("SELECT 1 FROM tenant_directory WHERE tenant_id = \(id) FOR UPDATE").count == 1 else { return false }
-                try db.query("UPDATE tenant_api_keys SET revoked_at = now() WHERE tenant_id = \(id) AND revoked_at IS NULL")
+                // Run again after a lost connection whose first run had committed: the rotation is
+                // recorded under this request id, and `key` is the tenant's key already.
+                if try db.query("SELECT 1 FROM audit_logs WHERE request_id = \(request.requestID.uuid)").count == 1 { return true }
+                let revoked = try db.query("""
+                    UPDATE tenant_api_keys SET revoked_at = now() WHERE tenant_id = \(id) AND revoked_at IS NULL RETURNING key_id
+                    """).map { try $0.decode(String.self, "key_id") }.sorted()
                 try db.query("INSERT INTO tenant_api_keys (key_id, tenant_id, secret_sha256) VALUES (\(key.keyID), \(id), \(PostgresBytes(key.secretDigest)))")
+                try AuditTrail.write([AuditEntry(request, tenant: tenant, action: .apiKeyRotate, target: "api-keys/\(key.keyID)", details: JSONObjectWriter.object { json in
+                    json.field("api_key_id", key.keyID)
+                    json.field("revoked_api_key_ids", revoked)
+                })], in: db)
                 return true
             }
         }
@@ -274,8 +306,10 @@ public final class TenantDirectory: Sendable {
         return key
     }
 
-    /// Replaces the given credentials; the others stay.
-    public func update(_ tenant: Identifier, _ change: CredentialChange) async throws {
+    /// Replaces the given credentials; the others stay. Records the change (which credentials,
+    /// never their values) in the audit trail under `request`, in the same transaction (nothing
+    /// for an unknown tenant).
+    public func update(_ tenant: Identifier, _ change: CredentialChange, request: AuditedRequest = .platformOperator()) async throws {
         let id = tenant.uuid
         if let rate = change.requestsPerSecond, rate <= 0 { throw TenantError.invalid(field: "requests_per_second", reason: "must be positive") }
         let authToken = try change.twilioAuthToken.map { PostgresBytes(try secrets.seal(Array($0.utf8), tenant: id, field: "twilio_auth_token")) }
@@ -283,8 +317,13 @@ public final class TenantDirectory: Sendable {
         let telnyxKey = try change.telnyxPublicKey.map { PostgresBytes(try Self.ed25519PublicKey($0)) }
         let sid = change.twilioAccountSID
         let rate = change.requestsPerSecond
+        let audit = AuditEntry(request, tenant: tenant, action: .credentialsChange, target: "tenants/\(tenant)", details: JSONObjectWriter.object { json in
+            json.field("changed", change.named)
+        })
+        // Safe to run again after a lost connection: the same values, and the audit row once per request id.
         let updated = try await retryingOnce { db in
-            try db.query("""
+            try db.withTransaction { db -> Int in
+                let updated = try db.query("""
                 UPDATE tenant_directory SET
                   twilio_account_sid = COALESCE(\(sid), twilio_account_sid),
                   twilio_auth_token = COALESCE(\(authToken), twilio_auth_token),
@@ -294,9 +333,12 @@ public final class TenantDirectory: Sendable {
                   updated_at = now()
                 WHERE tenant_id = \(id)
                 """).affectedRows
+                if updated == 1 { try AuditTrail.write([audit], in: db) }
+                return updated
+            }
         }
         guard updated == 1 else { throw TenantError.unknownTenant(tenant.description) }
-        logger.info("tenant credentials changed", metadata: ["tenant": "\(tenant)"])
+        logger.info("tenant credentials changed", metadata: ["tenant": "\(tenant)", "request": "\(request.requestID)"])
     }
 
     // MARK: Helpers

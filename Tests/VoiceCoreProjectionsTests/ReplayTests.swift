@@ -9,7 +9,7 @@ import VoiceCoreSimulation
 /// `voicecore replay` against real Redis and Postgres.
 @Suite("Replay", .serialized)
 struct ReplayTests {
-    static let replayed = StandardProjections.all.filter { $0.name != "archive" }
+    static let replayed = StandardProjections.all.filter(\.isReplayable)
 
     /// Every row of the tables as text, per table (columns stamped at write time left out).
     static func snapshot(_ db: PostgresConnection, tables: [String], tenant: Identifier? = nil, excludingTenant: Identifier? = nil) async throws -> [String: [String]] {

@@ -8,6 +8,9 @@ import VoiceCoreTenants
 /// The admin API (`/admin`, `Authorization: Bearer $VOICECORE_ADMIN_KEY`): provision tenants,
 /// list them, rotate API keys and change provider credentials. Present only when an admin key is
 /// configured. Secrets go in; the only secret that ever comes out is a new API key, once.
+///
+/// Each change is recorded in the audit trail in its own transaction, with actor `admin` and the
+/// request's id (``RequestID``, answered in `X-Request-Id`); a refused change records nothing.
 extension Edge {
     func addAdminRoutes(to router: Router<BasicRequestContext>) {
         guard let directory else { return }
@@ -29,7 +32,7 @@ extension Edge {
             }
             let provisioned: ProvisionedTenant
             do {
-                provisioned = try await directory.provision(new, publisher: publisher)
+                provisioned = try await directory.provision(new, publisher: publisher, request: Self.adminRequest)
             } catch let error as TenantError {
                 throw Self.problem(error)
             }
@@ -53,7 +56,7 @@ extension Edge {
             try authorizeAdmin(request)
             let tenant = try tenantID(context)
             do {
-                let key = try await directory.rotateAPIKey(of: tenant)
+                let key = try await directory.rotateAPIKey(of: tenant, request: Self.adminRequest)
                 return Self.json(.created, JSONObjectWriter.object { json in
                     json.field("api_key", key.plaintext)
                     json.field("tenant_id", tenant)
@@ -78,13 +81,16 @@ extension Edge {
             }
             guard !change.isEmpty else { throw Problem.invalid("body", "names no credential to change") }
             do {
-                try await directory.update(tenant, change)
+                try await directory.update(tenant, change, request: Self.adminRequest)
             } catch let error as TenantError {
                 throw Self.problem(error)
             }
             return Self.empty(.noContent)
         }
     }
+
+    /// The request being handled, as the admin's, for the audit trail.
+    static var adminRequest: AuditedRequest { AuditedRequest(actor: .admin, requestID: RequestID.ofCurrentRequest) }
 
     /// The URLs to configure at the providers for a tenant.
     func webhookURLs(_ tenant: Identifier, request: Request) -> [String: String] {

@@ -5,6 +5,7 @@ extension Edge {
     func addReadRoutes(to router: Router<BasicRequestContext>) {
         guard reads != nil else { return }
         addAnalyticsReadRoutes(to: router)
+        addAuditReadRoutes(to: router)
         addCallReadRoutes(to: router)
     }
 }

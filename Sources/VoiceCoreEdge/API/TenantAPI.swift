@@ -10,11 +10,15 @@ import VoiceCoreTenants
 /// (including what the platform can store, ``Storable``, through each command's `validate()`),
 /// published as a command and answered `202 Accepted` with the command's id — the services
 /// decide what happens. An `Idempotency-Key` header makes a retried request publish once.
+///
+/// Each command's id is the request's id (``RequestID``, answered in `X-Request-Id`), and its
+/// CloudEvents `source` names the API key that asked, `/edge/api/keys/<key id>` (the key's public
+/// id, never the key): the `audit` projection records the command in the audit trail from them.
 extension Edge {
     func addTenantAPIRoutes(to router: Router<BasicRequestContext>) {
         let api = router.group("/v1")
         api.post("/leads") { request, _ in
-            let tenant = try await authenticatedTenant(request)
+            let (tenant, keyID) = try await authenticatedKey(request)
             let body = try await jsonBody(request)
             let key = try idempotencyKey(request)
             let lead: CreateLead
@@ -30,11 +34,12 @@ extension Edge {
             } catch {
                 throw Problem.decoding(Self.inBody(error))
             }
-            let outcome = try await publish(lead, tenant: tenant, source: "/edge/api", deduplicationKey: key, metricSource: "api")
+            let outcome = try await publish(lead, tenant: tenant, source: AuditActor.tenantAPISource(keyID: keyID), id: RequestID.ofCurrentRequest,
+                                            deduplicationKey: key, metricSource: "api")
             return accepted(outcome, extra: { $0.field("lead_id", lead.leadID) })
         }
         api.put("/contacts/{contact}") { request, context in
-            let tenant = try await authenticatedTenant(request)
+            let (tenant, keyID) = try await authenticatedKey(request)
             guard let contact = context.parameters.get("contact").flatMap(Identifier.init) else {
                 throw Problem.malformed("contact", "must be a UUID (the contact_id of ContactUpserted)")
             }
@@ -47,11 +52,12 @@ extension Edge {
             } catch {
                 throw Problem.decoding(Self.inBody(error))
             }
-            let outcome = try await publish(update, tenant: tenant, source: "/edge/api", deduplicationKey: try idempotencyKey(request), metricSource: "api")
+            let outcome = try await publish(update, tenant: tenant, source: AuditActor.tenantAPISource(keyID: keyID), id: RequestID.ofCurrentRequest,
+                                            deduplicationKey: try idempotencyKey(request), metricSource: "api")
             return accepted(outcome, extra: { $0.field("contact_id", contact) })
         }
         api.put("/settings") { request, _ in
-            let tenant = try await authenticatedTenant(request)
+            let (tenant, keyID) = try await authenticatedKey(request)
             let body = try await jsonBody(request)
             let change: ChangeSettings
             do throws(MessageDecodingError) {
@@ -60,13 +66,20 @@ extension Edge {
             } catch {
                 throw Problem.decoding(Self.inBody(error))
             }
-            let outcome = try await publish(change, tenant: tenant, source: "/edge/api", deduplicationKey: try idempotencyKey(request), metricSource: "api")
+            let outcome = try await publish(change, tenant: tenant, source: AuditActor.tenantAPISource(keyID: keyID), id: RequestID.ofCurrentRequest,
+                                            deduplicationKey: try idempotencyKey(request), metricSource: "api")
             return accepted(outcome, extra: { _ in })
         }
     }
 
     /// The tenant of the request's API key (401), within its rate limit (429).
     func authenticatedTenant(_ request: Request) async throws -> Identifier {
+        try await authenticatedKey(request).tenant
+    }
+
+    /// The tenant of the request's API key and the key's public id (401), within the tenant's
+    /// rate limit (429).
+    func authenticatedKey(_ request: Request) async throws -> (tenant: Identifier, keyID: String) {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
               let key = APIKey(header.dropFirst("Bearer ".count).drop { $0 == " " })
         else { throw Problem.unauthorized }
@@ -84,7 +97,7 @@ extension Edge {
             throw Problem(.tooManyRequests, "Too many requests", detail: "this tenant may send \(credentials.requestsPerSecond) requests per second",
                           headers: [.retryAfter: String(seconds)])
         }
-        return tenant
+        return (tenant, key.keyID)
     }
 
     /// The request's JSON object body (415 not JSON, 413 too large, 400 malformed).

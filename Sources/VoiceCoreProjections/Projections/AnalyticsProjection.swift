@@ -133,7 +133,7 @@ public struct AnalyticsProjection: Projection {
 public enum StandardProjections {
     public static let all: [any Projection] = [
         ArchiveProjection(), TenantsProjection(), CallsProjection(), TranscriptsProjection(),
-        CRMProjection(), AnalyticsProjection(), BillingProjection(),
+        CRMProjection(), AnalyticsProjection(), BillingProjection(), AuditProjection(),
     ]
 
     /// The projections named, or all of them; an unknown name is an error naming the known ones.

@@ -89,7 +89,9 @@ public struct ReplayError: Error, CustomStringConvertible, Sendable {
 ///
 /// 1. Takes a Postgres advisory lock per schema and projection (a second replay of the same
 ///    projection is refused; a killed one releases it with its connection).
-/// 2. Creates shadow tables (`replay_<projection>.<table>`, `LIKE` the live ones) and runs the
+/// 2. Creates shadow tables (`replay_<projection>_<schema hash>.<table>`, `LIKE` the live ones:
+///    one shadow schema per live schema, so replays of two schemas of one database never drop
+///    each other's) and runs the
 ///    projection's own `apply` against them, with the shadow schema first on the `search_path`,
 ///    over every archived event of its types in stream order (a cursor: memory stays bounded).
 ///    Old event versions are upcast by the registry on the way.
@@ -119,6 +121,10 @@ public final class Replayer: Sendable {
         guard projection.name != "archive" else {
             throw ReplayError("the archive is what replays read from; it cannot be rebuilt from itself")
         }
+        guard projection.isReplayable else {
+            // Checked before anything is touched: no shadow schema, no lock, no swap.
+            throw ReplayError("\(projection.name) records commands as they were asked for; it is not derived from the archive (which holds events) and is never rebuilt or truncated")
+        }
         if options.mode == .rebuild && (options.from != nil || options.to != nil) {
             throw ReplayError("--from and --to only go with --verify or --dry-run: a rebuild replaces whole tables (or a tenant's rows), so it reads the whole archive")
         }
@@ -133,7 +139,7 @@ public final class Replayer: Sendable {
             Task { await writer.close(); await reader.close() }
         }
         let live = try await writer.query("SELECT current_schema() AS s")[0].decode(String.self, "s")
-        let shadow = "replay_\(projection.name)"
+        let shadow = "replay_\(projection.name)_" + String(StreamNaming.fnv1a32(Array(live.utf8)), radix: 16)
         let lockName = "voicecore.replay.\(live).\(projection.name)"
         guard try await writer.query("SELECT pg_try_advisory_lock(hashtext(\(lockName))) AS ok")[0].decode(Bool.self, "ok") else {
             throw ReplayError("a replay of \(projection.name) is already running against schema \(live); wait for it, or stop it (Ctrl-C) and run again")

@@ -18,8 +18,13 @@ public protocol Projection: Sendable {
     var name: String { get }
     /// One line for `voicecore projections` and `--help`.
     var summary: String { get }
-    /// The categories whose event streams this projection reads.
+    /// The categories whose streams this projection reads (their event streams, or their command
+    /// streams: ``kind``).
     var categories: [StreamCategory] { get }
+    /// Which streams of its categories the projection reads: events (the read models), or the
+    /// commands asked for (the audit trail). A projection of commands is not derived from the
+    /// archive, which holds events: replay refuses it (``isReplayable``).
+    var kind: MessageKind { get }
     /// The event types applied; `nil` means every entry, known or not (the archive). Entries of
     /// other types are passed over (their checkpoint still advances).
     var eventTypes: Set<String>? { get }
@@ -30,6 +35,14 @@ public protocol Projection: Sendable {
 }
 
 extension Projection {
+    /// Event streams: every read model.
+    public var kind: MessageKind { .event }
+
+    /// Whether `voicecore replay` can rebuild it from the archive (`event_log`): a projection of
+    /// events other than the archive itself. A projection of commands records what was asked for
+    /// (the audit trail) and is never truncated or rebuilt.
+    public var isReplayable: Bool { kind == .event && name != "archive" }
+
     /// Applies a batch; when the database refuses it (a constraint, a bad value), rolls it back
     /// and applies it event by event, so one bad event does not hold up the rest. Returns the
     /// events refused, with the error. Errors that end the transaction (the connection is gone, a

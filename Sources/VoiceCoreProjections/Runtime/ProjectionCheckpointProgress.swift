@@ -21,7 +21,7 @@ import VoiceCorePostgres
 public actor ProjectionCheckpointProgress: ReaderProgressSource {
     private let postgres: PostgresConfiguration
     private let logger: Logger
-    /// The event streams each known projection reads.
+    /// The streams each known projection reads.
     private let streamsRead: [String: Set<String>]
     private var connection: PostgresConnection?
 
@@ -33,7 +33,7 @@ public actor ProjectionCheckpointProgress: ReaderProgressSource {
         self.logger = logger
         var streamsRead: [String: Set<String>] = [:]
         for projection in projections {
-            streamsRead[projection.name] = Set(projection.categories.flatMap { naming.streams($0, kind: .event) })
+            streamsRead[projection.name] = Set(projection.categories.flatMap { naming.streams($0, kind: projection.kind) })
         }
         self.streamsRead = streamsRead
     }

@@ -49,7 +49,7 @@ public struct ProjectionStatus: Sendable, Hashable {
         for projection in projections {
             var streams: [StreamStatus] = []
             for category in projection.categories {
-                for stream in naming.streams(category, kind: .event) {
+                for stream in naming.streams(category, kind: projection.kind) {
                     let checkpoint = checkpoints[projection.name]?[stream]
                     var status = StreamStatus(stream: stream, checkpoint: checkpoint, head: nil, gap: 0, gapIsLowerBound: false, oldestUnprojectedSeconds: nil)
                     guard let head = try await inspector.head(of: stream) else {

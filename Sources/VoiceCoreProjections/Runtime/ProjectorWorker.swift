@@ -24,9 +24,15 @@ final class ProjectorWorker {
     private var logger: Logger
     let consumer: String
     let group: String
-    /// Category of each stream name, and which projections read a category.
-    private let readers: [StreamCategory: [Int]]
-    private let categories: [StreamCategory]
+    /// A category's event or command streams (``Projection/kind``).
+    struct StreamSource: Hashable {
+        var category: StreamCategory
+        var kind: MessageKind
+    }
+
+    /// Which projections read each source, and the sources read, in a fixed order.
+    private let readers: [StreamSource: [Int]]
+    private let sources: [StreamSource]
 
     private var db: PostgresConnection?
     private var reader: StreamGroupReader?
@@ -36,7 +42,7 @@ final class ProjectorWorker {
     private var memberSlot: Int?
     /// Owned partitions and their streams.
     private var held: [Int: [String]] = [:]
-    private var streamCategory: [String: StreamCategory] = [:]
+    private var streamSource: [String: StreamSource] = [:]
     /// Checkpoint per projection (index) and stream.
     private var checkpoints: [[String: StreamEntryID]]
     private var lastRebalance: ContinuousClock.Instant?
@@ -56,12 +62,14 @@ final class ProjectorWorker {
         self.postgresConfiguration = postgres
         self.registry = registry
         self.metrics = metrics
-        var readers: [StreamCategory: [Int]] = [:]
+        var readers: [StreamSource: [Int]] = [:]
         for (index, projection) in runner.projections.enumerated() {
-            for category in projection.categories { readers[category, default: []].append(index) }
+            for category in projection.categories { readers[StreamSource(category: category, kind: projection.kind), default: []].append(index) }
         }
         self.readers = readers
-        self.categories = StreamCategory.allCases.filter { readers[$0] != nil }
+        self.sources = [MessageKind.event, .command].flatMap { kind in
+            StreamCategory.allCases.map { StreamSource(category: $0, kind: kind) }.filter { readers[$0] != nil }
+        }
         self.checkpoints = Array(repeating: [:], count: runner.projections.count)
         var logger = logger
         logger[metadataKey: "worker"] = "\(consumer)"
@@ -234,10 +242,10 @@ final class ProjectorWorker {
     private func take(_ partition: Int) async throws {
         guard let db else { return }
         var streams: [String] = []
-        for category in categories {
-            let stream = configuration.naming.stream(category, kind: .event, partition: partition)
+        for source in sources {
+            let stream = configuration.naming.stream(source.category, kind: source.kind, partition: partition)
             streams.append(stream)
-            streamCategory[stream] = category
+            streamSource[stream] = source
         }
         let names = projections.map(\.name)
         let rows = try await db.query("""
@@ -262,7 +270,7 @@ final class ProjectorWorker {
     /// Where the group must deliver from on a stream: after the least checkpoint of the
     /// projections reading it (from the start when one of them has none).
     private func groupPosition(_ stream: String, _ checkpoints: [[String: StreamEntryID]]) -> StreamEntryID? {
-        guard let category = streamCategory[stream], let indices = readers[category] else { return nil }
+        guard let source = streamSource[stream], let indices = readers[source] else { return nil }
         var least: StreamEntryID?
         for index in indices {
             guard let checkpoint = checkpoints[index][stream] else { return nil }
@@ -306,7 +314,7 @@ final class ProjectorWorker {
         let wantsAll = projections.map { $0.eventTypes == nil }
         let types = projections.map(\.eventTypes)
         for result in results where !result.entries.isEmpty {
-            guard let category = streamCategory[result.stream], let indices = readers[category] else { continue }
+            guard let source = streamSource[result.stream], let indices = readers[source] else { continue }
             for entry in result.entries {
                 // The projections that have not applied this entry yet.
                 var due: [Int] = []

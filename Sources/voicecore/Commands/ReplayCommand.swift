@@ -13,7 +13,7 @@ struct ReplayCommand: AsyncParsableCommand {
         discussion: """
             Replays every archived event of the projection's types (event_log, in stream order, \
             old versions upcast) through the projection's own code into shadow tables \
-            (schema replay_<projection>), then swaps them in: in one transaction it pauses the \
+            (schema replay_<projection>_<hash of the live schema>), then swaps them in: in one transaction it pauses the \
             live projector at its next checkpoint, applies what was archived meanwhile, and \
             replaces the live rows. The checkpoints stay, so the live projector continues with no \
             gap and no double count. Webhooks, services and the other projections never stop.
@@ -25,7 +25,7 @@ struct ReplayCommand: AsyncParsableCommand {
             projection is refused while one runs. Needs the archive projection in the same \
             projector as the one replayed (the default).
 
-            Projections: \(StandardProjections.all.filter { $0.name != "archive" }.map(\.name).joined(separator: ", ")).
+            Projections: \(StandardProjections.all.filter(\.isReplayable).map(\.name).joined(separator: ", ")).
             """
     )
 
