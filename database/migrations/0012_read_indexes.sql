@@ -25,3 +25,23 @@ CREATE INDEX billing_usage_items_call ON billing_usage_items (tenant_id, call_id
 ALTER TABLE call_analytics ADD COLUMN summary text;
 ALTER TABLE call_analytics ADD COLUMN key_sentences jsonb;
 ALTER TABLE call_analytics ADD COLUMN summarized_at timestamptz;
+
+-- CRM (VoiceCoreQueries/CRMQueries.swift) ---------------------------------------------------
+
+-- GET /v1/leads: newest first by creation, tie-broken by id, paged by keyset; `from`/`to` are a
+-- range of the same index. `intent` and `source` (a handful of values each) filter that walk.
+CREATE INDEX leads_recent ON leads (tenant_id, created_at DESC, lead_id DESC);
+-- A contact's leads (`contact_id`, and the contact's detail), in the same order.
+CREATE INDEX leads_contact ON leads (tenant_id, contact_id, created_at DESC, lead_id DESC) WHERE contact_id IS NOT NULL;
+-- GET /v1/contacts: most recently seen first, tie-broken by id (phone and e-mail searches use the
+-- unique indexes of 0001).
+CREATE INDEX crm_contacts_recent ON crm_contacts (tenant_id, last_seen_at DESC, contact_id DESC);
+-- A contact's interactions, newest first.
+CREATE INDEX interactions_contact ON interactions (tenant_id, contact_id, occurred_at DESC, interaction_id DESC);
+-- Contacts by e-mail without regard to case. Under row-level security only leakproof
+-- expressions over a row may be index conditions, and lower() is not leakproof, so the unique
+-- index on lower(email) (0001) cannot serve `lower(email) = lower($1)` for the tenant role (it
+-- would read every contact of the tenant): the lower-cased e-mail is a column of its own,
+-- compared with = (leakproof).
+ALTER TABLE crm_contacts ADD COLUMN email_key text GENERATED ALWAYS AS (lower(email)) STORED;
+CREATE INDEX crm_contacts_email_key ON crm_contacts (tenant_id, email_key) WHERE email_key IS NOT NULL;

@@ -7,5 +7,6 @@ extension Edge {
         addAnalyticsReadRoutes(to: router)
         addAuditReadRoutes(to: router)
         addCallReadRoutes(to: router)
+        addCRMReadRoutes(to: router)
     }
 }
