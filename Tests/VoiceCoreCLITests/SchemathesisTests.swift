@@ -78,6 +78,8 @@ struct SchemathesisTests {
             "VOICECORE_MASTER_KEY": Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString(),
             "VOICECORE_ADMIN_KEY": adminKey, "REDIS_URL": TestServers.redisURL, "DATABASE_URL": databaseURL,
             "VOICECORE_PUBLIC_URL": base, "VOICECORE_LOG_LEVEL": "warning",
+            // Neither `up` nor `demo` touches a developer's stored demo key or uses theirs.
+            "VOICECORE_DEMO_API_KEY_FILE": "", "VOICECORE_API_KEY": "",
         ]
         let up = try VoiceCoreProcess(["up", "--port", String(port), "--prefix", prefix, "--partitions", "4", "--instance", "schemathesis",
                                        "--migrations", TestServers.root.appendingPathComponent("database/migrations").path], environment: environment)
@@ -101,9 +103,10 @@ struct SchemathesisTests {
         let apiKey = try #require(answer?["api_key"] as? String, "\(provisioned.body)")
 
         // Two calls played into it the way Twilio would (the demo waits until their rows are in
-        // the read models), so reads have rows to answer and lists have a second page.
+        // the read models and reads the call back with the key), so reads have rows to answer
+        // and lists have a second page.
         for _ in 0..<2 {
-            let demo = try VoiceCoreProcess(["demo", "--edge-url", base, "--tenant", tenant], environment: environment)
+            let demo = try VoiceCoreProcess(["demo", "--edge-url", base, "--tenant", tenant, "--api-key", apiKey], environment: environment)
             let status = try await demo.waitForExit(within: .seconds(90))
             #expect(status == 0 && !demo.text.contains("Not every row arrived"), "\(demo.text)")
         }
