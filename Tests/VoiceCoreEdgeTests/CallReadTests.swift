@@ -9,6 +9,7 @@ import VoiceCorePostgres
 import VoiceCoreProjections
 import VoiceCoreQueries
 import VoiceCoreRedis
+import VoiceCoreTenants
 import VoiceCoreTime
 @testable import VoiceCoreEdge
 
@@ -290,8 +291,12 @@ struct CallReadTests {
     @Test func theAdminMirrorReadsAnyTenantWithTheAdminKeyOnly() async throws {
         let fixture = try await EdgeFixture()
         let seeded = try await SeededCalls(fixture: fixture)
+        // The admin reads tenants of the directory: the other tenant is provisioned there too.
+        _ = try await fixture.directory.provision(NewTenant(id: seeded.other, name: "Other Dental"), publisher: fixture.publisher)
         try await fixture.test { client in
             let admin = "/admin/tenants/\(fixture.tenant)/calls"
+            let unknown = try await client.execute(uri: "/admin/tenants/\(UUID())/calls", method: .get, headers: Self.bearer(EdgeFixture.adminKey))
+            #expect(unknown.status == .notFound, "a tenant the directory does not know is a 404, not an empty list")
             let paged = try await Self.allPages(client, "limit=4", key: EdgeFixture.adminKey, base: admin)
             #expect(paged.ids == seeded.newestFirst.map(\.id.description))
             let other = try await client.execute(uri: "/admin/tenants/\(seeded.other)/calls", method: .get, headers: Self.bearer(EdgeFixture.adminKey))

@@ -46,6 +46,8 @@ extension Edge {
         router.get(RouterPath("/admin/tenants/{tenant}").appendingPath(path)) { request, context in
             try authorizeAdmin(request)
             let tenant = try tenantID(context)
+            // A tenant the directory does not know is a 404, not an empty answer.
+            _ = try await credentials(of: tenant)
             let query = try QueryParameters(request.uri.queryParameters, allowed: parameters)
             return try await Self.answeringReads {
                 try await handler(ReadRequest(tenant: tenant, query: query, request: request, context: context, reads: reads))
