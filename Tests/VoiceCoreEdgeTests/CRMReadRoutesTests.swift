@@ -9,6 +9,7 @@ import VoiceCorePostgres
 import VoiceCoreProjections
 import VoiceCoreQueries
 import VoiceCoreRedis
+import VoiceCoreTenants
 import VoiceCoreTime
 @testable import VoiceCoreEdge
 
@@ -353,6 +354,8 @@ struct CRMReadRoutesTests {
         let seeder = Seeder(fixture)
         let theirs = contact("Their Contact", phone: "+14155550301", email: "their@example.com", seen: 1)
         let theirLead = LeadCreated(leadID: .v7(), name: "Their Lead", intent: .complaint, source: .api, createdAt: at(minutes: 1))
+        // The operator reads tenants the directory knows.
+        _ = try await fixture.directory.provision(NewTenant(id: Self.otherTenant, name: "Other Dental"), publisher: fixture.publisher)
         try await seeder.project([theirs, theirLead], tenant: Self.otherTenant)
         try await seeder.project([LeadCreated(leadID: .v7(), name: "Our Lead", intent: .sales, source: .api, createdAt: at(minutes: 2))])
         let admin = EdgeFixture.adminKey
