@@ -47,6 +47,8 @@ public struct Edge: Sendable {
     /// up` adds its consumers' and projectors' checks, so the one listener it has tells whether
     /// the whole platform keeps up. `/ready` lists them all (see ``ReadinessCheck``).
     public var readinessChecks: [ReadinessCheck] = []
+    /// The live event feed (`GET /v1/events`), also run as a service; nil: its routes answer 503.
+    public var eventFeed: EventFeed?
 
     /// - Parameters:
     ///   - publisher: publishes the commands (its `source` is ignored: each route sets its own);
@@ -82,6 +84,7 @@ public struct Edge: Sendable {
         addTelnyxRoutes(to: router)
         addTenantAPIRoutes(to: router)
         addReadRoutes(to: router)
+        addEventFeedRoutes(to: router)
         if configuration.adminKey != nil, directory != nil { addAdminRoutes(to: router) }
         return router
     }

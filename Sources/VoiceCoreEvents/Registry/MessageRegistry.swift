@@ -32,6 +32,9 @@ public struct MessageRegistry: Sendable {
         ReportCallProgress.self, ReportTranscriptSegment.self, CreateLead.self, UpdateContact.self, ChangeSettings.self,
     ]
 
+    /// The type names of every event of the platform (commands excluded): what an event stream carries.
+    public static let eventTypes: [String] = currentTypes.filter { $0.kind == .event }.map { $0.type }
+
     /// The current types and the older versions the standard registry upcasts.
     static let standardTypes: [any Message.Type] = currentTypes + [TranscriptChunkV1.self]
 

@@ -81,18 +81,23 @@ struct EdgeCommand: AsyncParsableCommand {
     @OptionGroup var connections: ConnectionOptions
     @OptionGroup var edge: EdgeOptions
     @OptionGroup var reads: ReadOptions
+    @OptionGroup var feed: EventFeedOptions
 
     func run() async throws {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "voicecore.edge")
         let reads = try self.reads.tenantReads(connections, logger: logger)
-        let edge = try await Edge.connect(connections: connections, options: self.edge, reads: reads, registry: registry, logger: logger)
+        var edge = try await Edge.connect(connections: connections, options: self.edge, reads: reads, registry: registry, logger: logger)
+        let feed = try await self.feed.eventFeed(connections, naming: self.edge.naming, logger: logger)
+        edge.eventFeed = feed
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReadPoolClosing(pool: reads.pool)), .init(service: edge.application())]
         // The admin API provisions tenants: relay the directory's announcements (and what a crashed writer left).
         if edge.configuration.adminKey != nil {
             members.append(.init(service: try await TenantsCommand.outboxRelay(connections, naming: self.edge.naming, logger: logger)))
         }
+        // After the server: shutdown runs backwards, so the feed ends its open streams and the server drains.
+        members.append(.init(service: feed))
         let serviceGroup = ServiceGroup(configuration: .stoppingWithinDrainBound(members, logger: logger))
         let configuration = edge.configuration
         logger.info("edge listening", metadata: ["address": "\(configuration.host):\(configuration.port)", "public_url": "\(configuration.publicBaseURL ?? "(from Host)")",

@@ -42,6 +42,7 @@ struct UpCommand: AsyncParsableCommand {
     @OptionGroup var connections: ConnectionOptions
     @OptionGroup var edge: EdgeOptions
     @OptionGroup var service: ServiceOptions
+    @OptionGroup var feed: EventFeedOptions
     @OptionGroup var reads: ReadOptions
 
     @Option(help: "The migrations directory.")
@@ -88,6 +89,8 @@ struct UpCommand: AsyncParsableCommand {
         let projectorReadiness = ProjectorReadiness(runner: projectors, naming: naming, redis: try connections.redisConfiguration(),
                                                     postgres: try connections.postgresConfiguration(), logger: logger)
         edgeService.readinessChecks = consumerReadiness.checks + projectorReadiness.checks
+        let feed = try await self.feed.eventFeed(connections, naming: naming, logger: logger)
+        edgeService.eventFeed = feed
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReadPoolClosing(pool: reads.pool)), .init(service: edgeService.application())]
         members.append(.init(service: ServiceBundle(services)))
         members += [.init(service: projectors), .init(service: projectorReadiness), .init(service: consumerReadiness),
@@ -95,6 +98,8 @@ struct UpCommand: AsyncParsableCommand {
         // Trims the streams to their retention, never below what a group or a projection has not processed.
         members.append(.init(service: try RetentionTrimmer.holdingBackForProjections(
             naming: naming, redis: try connections.redisConfiguration(), postgres: try connections.postgresConfiguration(), logger: logger)))
+        // Last: shutdown runs backwards, so the feed ends its open streams before the server drains.
+        members.append(.init(service: feed))
         if demo {
             members.append(.init(service: DemoService(connections: connections, edgeURL: "http://127.0.0.1:\(configuration.port)", publicBase: base,
                                                       apiKey: demoAPIKey),

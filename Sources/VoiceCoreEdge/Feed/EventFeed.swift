@@ -1,0 +1,162 @@
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+import VoiceCoreBus
+import VoiceCoreEvents
+
+/// The live event feed of one edge process: one ``StreamTail`` reads every event stream, and each
+/// event is fanned out to the open `GET /v1/events` connections of its tenant. No connection reads
+/// Redis for the live feed; only a resume (`Last-Event-ID`) reads what it missed, once.
+///
+/// - Order and resume: frames carry the tail's ``TailPosition`` as their `id`; a connection gets
+///   every event of its tenant (and types) in that order. A resume reads the streams from its
+///   position up to where the live feed stood when it joined (``StreamTail/entries(after:through:count:)``),
+///   then continues with the live frames queued meanwhile: no gap, no duplicate. When trimming
+///   removed entries after the position, the client is told so first (an `event: missed`).
+/// - Limits: ``EventFeedConfiguration/connectionsPerTenant`` connections per tenant (429 beyond);
+///   a connection whose queue reaches ``EventFeedConfiguration/queueFrames`` is disconnected.
+/// - Heartbeat: a comment line to every connection every ``EventFeedConfiguration/heartbeat``.
+///
+/// A `Service`: `voicecore edge` and `up` run it beside the HTTP server (after it in the group, so
+/// that at shutdown it ends the open streams first and the server can drain).
+public final class EventFeed: Service, Sendable {
+    public let configuration: EventFeedConfiguration
+    let tail: StreamTail
+    let logger: Logger
+
+    private struct State {
+        var byTenant: [Identifier: [ObjectIdentifier: FeedSubscription]] = [:]
+        /// Everything up to here has been fanned out; nil until the tail read Redis's clock.
+        var through: TailPosition?
+        /// Why the feed cannot serve (the tail refused the Redis it was given).
+        var unavailable: String?
+        var stopped = false
+    }
+
+    private let state = Mutex(State())
+
+    public init(tail: StreamTail, configuration: EventFeedConfiguration = EventFeedConfiguration(),
+                logger: Logger = Logger(label: "voicecore.edge.feed")) {
+        self.tail = tail
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Follows the event streams and beats the heartbeat until shutdown; then ends every open
+    /// stream.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.follow() }
+                group.addTask { await self.beat() }
+                await group.next()
+                group.cancelAll()
+            }
+        }
+        let open = state.withLock { state in
+            state.stopped = true
+            let open = state.byTenant.values.flatMap(\.values)
+            state.byTenant = [:]
+            return open
+        }
+        for subscription in open { subscription.end(.shutdown) }
+        await tail.close()
+    }
+
+    /// Open connections, per tenant (for tests and metrics).
+    public func connections(of tenant: Identifier) -> Int {
+        state.withLock { $0.byTenant[tenant]?.count ?? 0 }
+    }
+
+    /// Whether the feed has started following the streams (a connection is accepted).
+    public var isFollowing: Bool {
+        state.withLock { $0.through != nil && $0.unavailable == nil }
+    }
+
+    private func follow() async {
+        do {
+            try await tail.run { entries, through in self.fanOut(entries, through: through) }
+        } catch {
+            logger.error("the live event feed cannot follow the event streams", metadata: ["error": "\(error)"])
+            state.withLock { $0.unavailable = "\(error)" }
+            // Keep the service up (the rest of the edge works); the feed answers 503.
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        }
+    }
+
+    private func beat() async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: configuration.heartbeat) } catch { return }
+            let all = state.withLock { $0.byTenant.values.flatMap(\.values) }
+            var gone: [FeedSubscription] = []
+            for subscription in all {
+                // Never started streaming (its response was never written): a slot held by nobody.
+                if subscription.isStale() || !subscription.enqueue(EventFrame.heartbeat) { gone.append(subscription) }
+            }
+            for subscription in gone {
+                subscription.end(.closed)
+                remove(subscription)
+            }
+        }
+    }
+
+    /// Hands each event to its tenant's connections, in order.
+    private func fanOut(_ entries: [TailEntry], through: TailPosition) {
+        let frames = entries.compactMap(EventFrame.init)
+        let gone: [FeedSubscription] = state.withLock { state in
+            var gone: [FeedSubscription] = []
+            for frame in frames {
+                guard let subscriptions = state.byTenant[frame.tenant] else { continue }
+                for subscription in subscriptions.values where subscription.wants(frame.type) {
+                    if !subscription.enqueue(frame.bytes) { gone.append(subscription) }
+                }
+            }
+            if let current = state.through, current >= through {} else { state.through = through }
+            for subscription in gone { Self.remove(subscription, from: &state) }
+            return gone
+        }
+        for subscription in gone where subscription.endReason == .tooSlow {
+            logger.info("event feed client too slow: disconnected", metadata: ["tenant": "\(subscription.tenant)", "queue": "\(subscription.capacity)"])
+        }
+    }
+
+    // MARK: Connections
+
+    /// Opens a connection's subscription, or refuses it: 429 beyond the tenant's limit, 503 while
+    /// the feed cannot serve. Returns where the live feed stands now (a resume reads up to it).
+    func subscribe(tenant: Identifier, types: Set<String>?) throws(Problem) -> (FeedSubscription, joined: TailPosition) {
+        let subscription = FeedSubscription(tenant: tenant, types: types, capacity: configuration.queueFrames)
+        let joined: TailPosition = try state.withLock { (state) throws(Problem) -> TailPosition in
+            if let reason = state.unavailable {
+                throw Problem(.serviceUnavailable, "Temporarily unavailable", detail: "the live event feed is off: \(reason)")
+            }
+            guard !state.stopped, let through = state.through else {
+                throw Problem(.serviceUnavailable, "Temporarily unavailable", detail: "the live event feed is waiting for Redis; retry later",
+                              headers: [.retryAfter: "1"])
+            }
+            let open = state.byTenant[tenant]?.count ?? 0
+            guard open < configuration.connectionsPerTenant else {
+                throw Problem(.tooManyRequests, "Too many requests",
+                              detail: "this tenant has \(open) open event feed connections, the most it may hold; close one or retry later",
+                              headers: [.retryAfter: String(configuration.retryAfterSeconds)])
+            }
+            state.byTenant[tenant, default: [:]][ObjectIdentifier(subscription)] = subscription
+            return through
+        }
+        return (subscription, joined)
+    }
+
+    /// Frees a connection's slot and queue.
+    func remove(_ subscription: FeedSubscription) {
+        state.withLock { Self.remove(subscription, from: &$0) }
+    }
+
+    private static func remove(_ subscription: FeedSubscription, from state: inout State) {
+        let key = ObjectIdentifier(subscription)
+        guard state.byTenant[subscription.tenant]?[key] != nil else { return }
+        state.byTenant[subscription.tenant]?[key] = nil
+        if state.byTenant[subscription.tenant]?.isEmpty == true { state.byTenant[subscription.tenant] = nil }
+    }
+}
