@@ -67,7 +67,7 @@ struct AuditProjectionTests {
             await #expect(throws: ReplayError.self) { try await replayer.run(ReplayOptions(mode: mode)) }
         }
         #expect(!AuditProjection().isReplayable)
-        #expect(try await fixture.db.query("SELECT count(*) AS n FROM pg_namespace WHERE nspname LIKE 'replay_audit%'")[0].decode(Int.self, "n") == 0)
+        #expect(try await fixture.db.query("SELECT count(*) AS n FROM pg_namespace WHERE nspname = \(Replayer.shadowSchema(of: "audit", live: fixture.schema.name))")[0].decode(Int.self, "n") == 0)
 
         // Rebuilding every replayable projection (all of them, one after another) leaves it as it was.
         let replayable = StandardProjections.all.filter(\.isReplayable)

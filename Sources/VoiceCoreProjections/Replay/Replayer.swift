@@ -139,7 +139,7 @@ public final class Replayer: Sendable {
             Task { await writer.close(); await reader.close() }
         }
         let live = try await writer.query("SELECT current_schema() AS s")[0].decode(String.self, "s")
-        let shadow = "replay_\(projection.name)_" + String(StreamNaming.fnv1a32(Array(live.utf8)), radix: 16)
+        let shadow = Self.shadowSchema(of: projection.name, live: live)
         let lockName = "voicecore.replay.\(live).\(projection.name)"
         guard try await writer.query("SELECT pg_try_advisory_lock(hashtext(\(lockName))) AS ok")[0].decode(Bool.self, "ok") else {
             throw ReplayError("a replay of \(projection.name) is already running against schema \(live); wait for it, or stop it (Ctrl-C) and run again")
@@ -239,6 +239,13 @@ public final class Replayer: Sendable {
         report.duration = ContinuousClock.now - started
         logger.info("replay finished", metadata: ["projection": "\(projection.name)", "events": "\(report.eventsRead)", "mode": "\(options.mode)"])
         return report
+    }
+
+    /// The schema a replay of `projection` builds its shadow tables in, for the live schema
+    /// `live`: one per live schema, so replays of two schemas of one database never drop each
+    /// other's.
+    static func shadowSchema(of projection: String, live: String) -> String {
+        "replay_\(projection)_" + String(StreamNaming.fnv1a32(Array(live.utf8)), radix: 16)
     }
 
     // MARK: Reading
