@@ -63,14 +63,24 @@ struct SchemathesisTests {
         let redis = try await RedisConnection.connect(try RedisConfiguration(url: TestServers.redisURL))
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("schemathesis-\(schema)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        defer {
+        // Awaited (not a detached task at exit, which the test process may not live to run).
+        let cleanUp: @Sendable () async -> Void = {
             try? FileManager.default.removeItem(at: work)
-            Task {
-                _ = try? await admin.query("DROP SCHEMA \(identifier: schema) CASCADE")
-                if let keys = try? await redis.scanAll(match: "\(prefix):*"), !keys.isEmpty { _ = try? await redis.execute(.del(keys)) }
-            }
+            _ = try? await admin.query("DROP SCHEMA \(identifier: schema) CASCADE")
+            if let keys = try? await redis.scanAll(match: "\(prefix):*"), !keys.isEmpty { _ = try? await redis.execute(.del(keys)) }
+            await admin.close()
         }
+        do {
+            try await Self.run(python: python, databaseURL: databaseURL, prefix: prefix, work: work)
+        } catch {
+            await cleanUp()
+            throw error
+        }
+        await cleanUp()
+    }
 
+    /// `voicecore up` on the prepared schema and prefix, the tenant and its calls, then schemathesis.
+    static func run(python: String, databaseURL: String, prefix: String, work: URL) async throws {
         let port = try UpCommandTests.freePort()
         let base = "http://127.0.0.1:\(port)"
         let adminKey = "vca_" + Self.randomHex(32)
