@@ -279,6 +279,11 @@ struct CallReadTests {
             }
             let detail = try await client.execute(uri: "/v1/calls/\(UUID())?expand=all", method: .get, headers: Self.bearer(fixture.apiKey))
             #expect(detail.status == .badRequest && detail.json["field"] as? String == "expand")
+            // Without a valid key the answer is 401 whatever the parameters: nothing about them leaks.
+            for uri in ["/v1/calls?limit=201", "/v1/calls?sort=asc", "/v1/events?types=nope"] {
+                let response = try await client.execute(uri: uri, method: .get, headers: Self.bearer("vck_0000000000000000_nope"))
+                #expect(response.status == .unauthorized, "\(uri): \(response.status)")
+            }
             // The limits themselves are fine.
             for query in ["limit=200", "limit=1", "from=2026-12-01T00:00:00Z&to=2026-12-01T00:00:00Z"] {
                 let response = try await client.execute(uri: "/v1/calls?\(query)", method: .get, headers: Self.bearer(fixture.apiKey))

@@ -36,8 +36,9 @@ extension Edge {
                       _ handler: @escaping @Sendable (ReadRequest) async throws -> Response) {
         guard let reads else { return }
         router.get(RouterPath("/v1").appendingPath(path)) { request, context in
-            let query = try QueryParameters(request.uri.queryParameters, allowed: parameters)
+            // Who asks comes first: a request without a valid key learns nothing about parameters.
             let tenant = try await authenticatedTenant(request)
+            let query = try QueryParameters(request.uri.queryParameters, allowed: parameters)
             return try await Self.answeringReads {
                 try await handler(ReadRequest(tenant: tenant, query: query, request: request, context: context, reads: reads))
             }

@@ -14,8 +14,9 @@ import VoiceCoreEvents
 extension Edge {
     func addEventFeedRoutes(to router: Router<BasicRequestContext>) {
         router.get("/v1/events") { request, _ in
-            let (types, resumeAfter) = try Self.feedRequest(request)
+            // Who asks comes first: a request without a valid key learns nothing about its parameters.
             let tenant = try await authenticatedTenant(request)
+            let (types, resumeAfter) = try Self.feedRequest(request)
             return try feed().response(tenant: tenant, types: types, resumeAfter: resumeAfter)
         }
         guard configuration.adminKey != nil else { return }
