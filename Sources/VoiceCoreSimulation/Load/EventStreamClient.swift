@@ -111,11 +111,18 @@ public final class EventStreamClient: Sendable {
     }
 
     /// The events (not comments) that come within `timeout` of each other, until `count` arrived
-    /// or the stream closed.
+    /// or the stream closed. Comments (heartbeats) do not extend the wait: on a stream whose
+    /// heartbeat is shorter than `timeout`, waiting for an event that never comes still ends.
     public func events(_ count: Int, within timeout: Duration) async -> [(type: String?, id: String?, data: String)] {
         var events: [(type: String?, id: String?, data: String)] = []
-        while events.count < count, let item = await next(within: timeout) {
-            if case .event(let type, let id, let data) = item { events.append((type, id, data)) }
+        var deadline = ContinuousClock.now + timeout
+        while events.count < count {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero, let item = await next(within: left) else { break }
+            if case .event(let type, let id, let data) = item {
+                events.append((type, id, data))
+                deadline = ContinuousClock.now + timeout
+            }
         }
         return events
     }
