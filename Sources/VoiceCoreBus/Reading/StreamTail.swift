@@ -250,15 +250,24 @@ public final class StreamTail: Sendable {
         return CatchUp(entries: found, reached: reached)
     }
 
-    /// Whether every entry after `position` is still in its stream: false when trimming or
-    /// deletion (Redis 7's `max-deleted-entry-id`) removed an entry after it, so a reader resuming
-    /// there has missed entries.
+    /// Whether every entry after `position` is still in its stream: false when deletion (Redis 7's
+    /// `max-deleted-entry-id`) removed an entry after it, or trimming removed entries and the
+    /// oldest one left is after it (trimming leaves no record of the ids it removed, so this errs
+    /// towards saying entries may have been missed): a reader resuming there may have missed some.
     public func retainsEverything(after position: TailPosition) async throws -> Bool {
         let commands = configuration.streams.map { RedisCommand<StreamInfo>.xinfoStream($0) }
         for (stream, result) in zip(configuration.streams, try await history.pipeline(commands)) {
             switch result {
             case .success(let info):
                 if let deleted = info.maxDeletedEntryID, TailPosition(entry: deleted, stream: stream) > position { return false }
+                // Trimming (MAXLEN/MINID retention) removes from the front and does not move
+                // max-deleted-entry-id: entries were removed (more added than are left) and the
+                // oldest left is after the position, so the removed ones may have been too.
+                if let added = info.entriesAdded, added > info.length,
+                   let oldestLeft = info.firstEntry?.id.predecessor ?? info.lastGeneratedID,
+                   TailPosition(entry: oldestLeft, stream: stream) > position {
+                    return false
+                }
             case .failure(let error) where error.kind == .server:
                 continue  // no such stream yet: nothing was removed from it
             case .failure(let error):

@@ -86,7 +86,7 @@ extension EventFeed {
         if !(try await tail.retainsEverything(after: position)) {
             let notice = JSONObjectWriter.object { json in
                 json.field("after", position.description)
-                json.field("detail", "events after this id are no longer retained (trimmed or erased): some were missed; what is still retained follows")
+                json.field("detail", "events after this id are no longer retained (trimmed or erased): some may have been missed; what is still retained follows")
             }
             var frame = Array("event: missed\ndata: ".utf8)
             frame += notice
