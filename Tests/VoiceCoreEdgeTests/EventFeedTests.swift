@@ -52,10 +52,11 @@ final class FeedEdge: @unchecked Sendable {
     }
 
     /// Opens `GET path` with the tenant's key (or `key`).
-    func connect(_ path: String = "/v1/events", key: String? = nil, lastEventID: String? = nil, reading: Bool = true) async throws -> EventStreamClient {
+    func connect(_ path: String = "/v1/events", key: String? = nil, lastEventID: String? = nil, reading: Bool = true,
+                 onItem: (@Sendable (EventStreamClient.Item) -> Void)? = nil) async throws -> EventStreamClient {
         var headers = [("Authorization", "Bearer \(key ?? fixture.apiKey)")]
         if let lastEventID { headers.append(("Last-Event-ID", lastEventID)) }
-        return try await EventStreamClient.connect(port: port, path: path, headers: headers, group: clients, reading: reading)
+        return try await EventStreamClient.connect(port: port, path: path, headers: headers, group: clients, reading: reading, onItem: onItem)
     }
 
     /// A second tenant and its API key.
@@ -262,8 +263,13 @@ struct EventFeedTests {
     }
 
     @Test func aClientThatStopsReadingIsDisconnectedWhileOthersKeepReceiving() async throws {
-        let edge = try await FeedEdge.start(EventFeedConfiguration(queueFrames: 16))
-        let reader = try await edge.connect()
+        // The bound is above one publish batch (100), so the reading client is never cut off by a
+        // burst; the stalled one passes it once the kernel's buffers are full.
+        let edge = try await FeedEdge.start(EventFeedConfiguration(queueFrames: 256))
+        let arrived = Mutex(0)
+        let reader = try await edge.connect { item in
+            if case .event = item { arrived.withLock { $0 += 1 } }
+        }
         let stalled = try await edge.connect(reading: false)
         try await edge.waitForConnections(2)
         // Far more than the kernel's socket buffers hold: the stalled client's queue must fill.
@@ -277,9 +283,14 @@ struct EventFeedTests {
             }
             for result in await edge.fixture.publisher.publish(batch: batch) { _ = try result.get() }
             published += batch.count
+            // Paced by the reading client (a debug-built test client parses slower than Redis
+            // takes events): it stays within its queue's bound, the stalled one falls ever further behind.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while arrived.withLock({ $0 }) < published, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
         }
         try await edge.waitForConnections(1, within: .seconds(20))
-        #expect(await received.value.count == total, "the reading client got every event")
+        let got = await received.value.count
+        #expect(got == total, "the reading client got every event (\(got) of \(total); \(reader.isClosed ? "closed" : "open"))")
         #expect(stalled.status == 200)
         // Reading again, the stalled client finds the connection closed after what the kernel held.
         stalled.resumeReading()

@@ -110,7 +110,8 @@ public final class EventFeed: Service, Sendable {
             for frame in frames {
                 guard let subscriptions = state.byTenant[frame.tenant] else { continue }
                 for subscription in subscriptions.values where subscription.wants(frame.type) {
-                    if !subscription.enqueue(frame.bytes) { gone.append(subscription) }
+                    // Ended now (its queue was full) or before in this run: listed once.
+                    if !subscription.enqueue(frame.bytes), !gone.contains(where: { $0 === subscription }) { gone.append(subscription) }
                 }
             }
             if let current = state.through, current >= through {} else { state.through = through }
