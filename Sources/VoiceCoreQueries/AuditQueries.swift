@@ -65,19 +65,9 @@ public enum AuditQueries {
             PostgresBind(filter.actor), PostgresBind(filter.requestID?.uuid), PostgresBind(keyset?.microseconds),
             PostgresBind(keyset?.requestID.uuid), PostgresBind(limit + 1),
         ]))
-        var items: [[UInt8]] = []
-        items.reserveCapacity(min(rows.count, limit))
-        var next: PageCursor?
-        for (index, row) in rows.enumerated() {
-            guard index < limit else {
-                // A row beyond the page: there is a next page, after the page's last row.
-                let last = rows[limit - 1]
-                next = PageCursor(list: cursorList, values: [try last.decode(String.self, "at_us"), try last.decode(String.self, "request_id")])
-                break
-            }
-            items.append(row.raw("item") ?? Array("null".utf8))
+        return try Page(rows: rows, limit: limit, list: cursorList) { last in
+            [try last.decode(String.self, "at_us"), try last.decode(String.self, "request_id")]
         }
-        return Page(items: items, nextCursor: next)
     }
 
     /// Whether `cursor` holds a keyset of this list (check before reading: a cursor that decodes

@@ -236,16 +236,9 @@ public enum CRMQueries {
 
     /// The first `limit` rows' items, and a cursor at the last of them when there are more.
     private static func page(_ rows: PostgresRows, limit: Int, list: String) throws -> Page {
-        var items: [[UInt8]] = []
-        items.reserveCapacity(min(rows.count, limit))
-        for row in rows.prefix(limit) {
-            guard let item = row.raw("item") else { throw PostgresError(code: .decoding, message: "a \(list) item is NULL") }
-            items.append(item)
+        try Page(rows: rows, limit: limit, list: list) { last in
+            Position(time: try last.decode(Timestamp.self, "position_time"), id: Identifier(try last.decode(UUID.self, "position_id"))).cursor(of: list).values
         }
-        guard rows.count > limit else { return Page(items: items, nextCursor: nil) }
-        let last = rows[limit - 1]
-        let position = Position(time: try last.decode(Timestamp.self, "position_time"), id: Identifier(try last.decode(UUID.self, "position_id")))
-        return Page(items: items, nextCursor: position.cursor(of: list))
     }
 
     /// A JSON object Postgres built, with `fields` (name and JSON text) added at its end.

@@ -139,19 +139,9 @@ public enum CallQueries {
             PostgresBind(filter.intent), PostgresBind(filter.direction), PostgresBind(filter.number),
             PostgresBind(keyset.time), PostgresBind(keyset.call), PostgresBind(limit + 1),
         ]))
-        var items: [[UInt8]] = []
-        items.reserveCapacity(min(rows.count, limit))
-        var next: PageCursor?
-        for (index, row) in rows.enumerated() {
-            guard index < limit else {
-                // A row beyond the page: there is a next page, after the page's last row.
-                let last = rows[limit - 1]
-                next = PageCursor(list: cursorList, values: [try last.decode(String.self, "sort_time"), try last.decode(String.self, "call_id")])
-                break
-            }
-            items.append(row.raw("item") ?? Array("null".utf8))
+        return try Page(rows: rows, limit: limit, list: cursorList) { last in
+            [try last.decode(String.self, "sort_time"), try last.decode(String.self, "call_id")]
         }
-        return Page(items: items, nextCursor: next)
     }
 
     /// The call's `CallDetail` JSON, nil when the tenant has no such call (or cannot see it).

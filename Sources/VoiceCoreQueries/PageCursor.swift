@@ -1,4 +1,5 @@
 import Foundation
+import VoiceCorePostgres
 
 /// The opaque `cursor` of a paginated list: the keyset of the last item of a page (for example
 /// its time and id), so the next page starts strictly after it whatever was inserted meanwhile.
@@ -71,5 +72,21 @@ public struct Page: Sendable {
         }
         bytes.append(UInt8(ascii: "}"))
         return bytes
+    }
+}
+
+extension Page {
+    /// The page of `rows` a list statement returned when asked for `limit + 1` rows (the row
+    /// beyond the page says that a next page exists): the first `limit` rows' `item` column, and
+    /// when more follow, a cursor of `list` holding the keyset of the page's last row.
+    /// - Throws: ``PostgresError`` (decoding) for a NULL item, or what `keyset` throws.
+    public init(rows: PostgresRows, limit: Int, list: String, keyset: (PostgresRow) throws -> [String]) throws {
+        var items: [[UInt8]] = []
+        items.reserveCapacity(min(rows.count, limit))
+        for row in rows.prefix(limit) {
+            guard let item = row.raw("item") else { throw PostgresError(code: .decoding, message: "a \(list) item is NULL") }
+            items.append(item)
+        }
+        self.init(items: items, nextCursor: rows.count > limit ? PageCursor(list: list, values: try keyset(rows[limit - 1])) : nil)
     }
 }

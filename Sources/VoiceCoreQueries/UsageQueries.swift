@@ -114,19 +114,9 @@ public enum UsageQueries {
         let rows = try db.query(PostgresQuery(unsafeSQL: itemsSQL, binds: [
             PostgresBind(tenant.uuid), PostgresBind("\(month)-01"), PostgresBind(time), PostgresBind(usage), PostgresBind(limit + 1),
         ]))
-        var page: [[UInt8]] = []
-        page.reserveCapacity(min(rows.count, limit))
-        var next: PageCursor?
-        for (index, row) in rows.enumerated() {
-            guard index < limit else {
-                let last = rows[limit - 1]
-                next = PageCursor(list: cursorList, values: [month, try last.decode(Timestamp.self, "occurred_at").rfc3339,
-                                                             try last.decode(UUID.self, "usage_id").uuidString.lowercased()])
-                break
-            }
-            page.append(row.raw("item") ?? Array("null".utf8))
+        return try Page(rows: rows, limit: limit, list: cursorList) { last in
+            [month, try last.decode(Timestamp.self, "occurred_at").rfc3339, try last.decode(UUID.self, "usage_id").uuidString.lowercased()]
         }
-        return Page(items: page, nextCursor: next)
     }
 
     /// Whether `cursor` holds a keyset of this list (checked before any database work).

@@ -519,25 +519,6 @@ enum SchemaCheck {
 
     static func run(document: URL, cases: URL) async throws -> (Int32, String) {
         let python = ProcessInfo.processInfo.environment["VOICECORE_PYTHON"] ?? "python3"
-        // Waited for on a thread of its own, not one of the cooperative pool's.
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int32, String), any Error>) in
-            Thread {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                process.arguments = [python, "-c", script, document.path, cases.path]
-                let pipe = Pipe()
-                process.standardOutput = pipe
-                process.standardError = pipe
-                do {
-                    try process.run()
-                } catch {
-                    continuation.resume(throwing: error)
-                    return
-                }
-                let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                process.waitUntilExit()
-                continuation.resume(returning: (process.terminationStatus, output))
-            }.start()
-        }
+        return try await runProcess([python, "-c", script, document.path, cases.path])
     }
 }

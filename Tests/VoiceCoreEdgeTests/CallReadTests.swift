@@ -366,26 +366,7 @@ struct CallReadTests {
             """
         let python = ProcessInfo.processInfo.environment["VOICECORE_PYTHON"] ?? "python3"
         let document = TestServers.root.appendingPathComponent("schemas/openapi.yaml").path
-        // Waited for on a thread of its own, not one of the cooperative pool's.
-        let (status, output) = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int32, String), any Error>) in
-            Thread {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                process.arguments = [python, "-c", script, document, directory.path]
-                let pipe = Pipe()
-                process.standardOutput = pipe
-                process.standardError = pipe
-                do {
-                    try process.run()
-                } catch {
-                    continuation.resume(throwing: error)
-                    return
-                }
-                let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                process.waitUntilExit()
-                continuation.resume(returning: (process.terminationStatus, output))
-            }.start()
-        }
+        let (status, output) = try await runProcess([python, "-c", script, document, directory.path])
         if output.contains("No module named") {
             Issue.record("jsonschema or PyYAML is not installed: run the tests with `tools/test` (VOICECORE_PYTHON), or pip install jsonschema pyyaml")
         }

@@ -448,26 +448,7 @@ struct EdgeTests {
         let document = TestServers.root.appendingPathComponent("schemas/openapi.yaml")
         // tools/test points VOICECORE_PYTHON at a venv holding openapi-spec-validator.
         let python = ProcessInfo.processInfo.environment["VOICECORE_PYTHON"] ?? "python3"
-        // Waited for on a thread of its own, not one of the cooperative pool's.
-        let (status, output) = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int32, String), any Error>) in
-            Thread {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                process.arguments = [python, "-m", "openapi_spec_validator", document.path]
-                let pipe = Pipe()
-                process.standardOutput = pipe
-                process.standardError = pipe
-                do {
-                    try process.run()
-                } catch {
-                    continuation.resume(throwing: error)
-                    return
-                }
-                let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                process.waitUntilExit()
-                continuation.resume(returning: (process.terminationStatus, output))
-            }.start()
-        }
+        let (status, output) = try await runProcess([python, "-m", "openapi_spec_validator", document.path])
         if output.contains("No module named openapi_spec_validator") {
             Issue.record("openapi-spec-validator is not installed: run the tests with `tools/test`, or `python3 -m pip install openapi-spec-validator`")
         }
