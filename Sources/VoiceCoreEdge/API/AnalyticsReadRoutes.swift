@@ -40,9 +40,7 @@ extension Edge {
                 if cursor != nil { throw QueryParameters.malformed("cursor", "pages the line items: give it with include=items") }
             }
             if let cursor {
-                guard UsageQueries.isKeyset(cursor) else {
-                    throw QueryParameters.malformed("cursor", "is not a cursor of this list (pass next_cursor of the previous page unchanged)")
-                }
+                guard UsageQueries.isKeyset(cursor) else { throw QueryParameters.notACursor }
                 if let month, cursor.values[0] != month.description {
                     throw QueryParameters.malformed("cursor", "is a cursor of another month (\(cursor.values[0])); pass it with the month it came with")
                 }
@@ -55,7 +53,7 @@ extension Edge {
                     try UsageQueries.invoice(db, tenant: tenant, month: month?.description, items: items)
                 }
             } catch is UsageCursorError {
-                throw QueryParameters.malformed("cursor", "is not a cursor of this list (pass next_cursor of the previous page unchanged)")
+                throw QueryParameters.notACursor
             }
             // No plan: no such tenant in the directory (an admin read of an unknown id).
             guard let body else { throw Problem.unknownTenant }

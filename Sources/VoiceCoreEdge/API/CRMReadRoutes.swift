@@ -70,7 +70,7 @@ extension Edge {
     private static func position(_ query: QueryParameters, list: String) throws(Problem) -> CRMQueries.Position? {
         guard let cursor = try query.cursor(list: list, count: 2) else { return nil }
         guard let position = CRMQueries.Position(cursor) else {
-            throw QueryParameters.malformed("cursor", "is not a cursor of this list (pass next_cursor of the previous page unchanged)")
+            throw QueryParameters.notACursor
         }
         return position
     }

@@ -22,12 +22,7 @@ extension Edge {
                 throw QueryParameters.malformed("from", "is after to (\(from) > \(to))")
             }
             let limit = try query.limit(default: 50, maximum: 200)
-            let cursor = try query.cursor(list: CallQueries.cursorList, count: CallQueries.cursorValues)
-            // A cursor that decodes but was altered is refused before any database work, so it is
-            // a 400 even while Postgres is down.
-            if let cursor, !CallQueries.isKeyset(cursor) {
-                throw QueryParameters.malformed("cursor", "is not a cursor of this list (pass next_cursor of the previous page unchanged)")
-            }
+            let cursor = try query.cursor(list: CallQueries.cursorList, count: CallQueries.cursorValues, isKeyset: CallQueries.isKeyset)
             let tenant = read.tenant
             let page = try await read.reads.read(tenant: tenant) { db in
                 try CallQueries.list(db, tenant: tenant, filter: filter, after: cursor, limit: limit)

@@ -173,14 +173,16 @@ struct QueryParameters: Sendable {
         return value
     }
 
-    /// `cursor`: the `next_cursor` of a previous page of the same list.
-    func cursor(list: String, count: Int) throws(Problem) -> PageCursor? {
+    /// `cursor`: the `next_cursor` of a previous page of the same list. `isKeyset` checks the
+    /// values of a cursor that decodes: one altered by hand is refused here, before any database
+    /// work, so it is a 400 even while Postgres is down.
+    func cursor(list: String, count: Int, isKeyset: (PageCursor) -> Bool = { _ in true }) throws(Problem) -> PageCursor? {
         guard let text = try string("cursor", maxLength: 1024) else { return nil }
-        guard let cursor = PageCursor(text, list: list, count: count) else {
-            throw Self.malformed("cursor", "is not a cursor of this list (pass next_cursor of the previous page unchanged)")
-        }
+        guard let cursor = PageCursor(text, list: list, count: count), isKeyset(cursor) else { throw Self.notACursor }
         return cursor
     }
+
+    static let notACursor = malformed("cursor", "is not a cursor of this list (pass next_cursor of the previous page unchanged)")
 }
 
 /// A day of the calendar, `YYYY-MM-DD` (years 1…9999, valid month and day).
