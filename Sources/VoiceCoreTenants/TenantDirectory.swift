@@ -73,6 +73,20 @@ public struct TenantCredentials: Sendable {
     /// 32 raw bytes.
     public var telnyxPublicKey: [UInt8]?
     public var requestsPerSecond: Int
+    /// The receptionist's settings (greeting, conversation mode); nil: the built-in defaults.
+    /// The edge greets callers with them.
+    public var aiSettings: AISettings?
+
+    public init(tenantID: Identifier, twilioAccountSID: String? = nil, twilioAuthToken: [UInt8]? = nil, twilioSharedKey: [UInt8]? = nil,
+                telnyxPublicKey: [UInt8]? = nil, requestsPerSecond: Int, aiSettings: AISettings? = nil) {
+        self.tenantID = tenantID
+        self.twilioAccountSID = twilioAccountSID
+        self.twilioAuthToken = twilioAuthToken
+        self.twilioSharedKey = twilioSharedKey
+        self.telnyxPublicKey = telnyxPublicKey
+        self.requestsPerSecond = requestsPerSecond
+        self.aiSettings = aiSettings
+    }
 }
 
 /// Changes to a tenant's credentials; nil leaves a value as it is.
@@ -252,7 +266,8 @@ public final class TenantDirectory: Sendable {
         let id = tenant.uuid
         let rows = try await retryingOnce { db in
             try db.query("""
-                SELECT twilio_account_sid, twilio_auth_token, twilio_shared_key, telnyx_public_key, requests_per_second
+                SELECT twilio_account_sid, twilio_auth_token, twilio_shared_key, telnyx_public_key, requests_per_second,
+                       ai_settings::text AS settings
                 FROM tenant_directory WHERE tenant_id = \(id)
                 """)
         }
@@ -262,7 +277,10 @@ public final class TenantDirectory: Sendable {
             twilioAuthToken: try row.decode(PostgresBytes?.self, "twilio_auth_token").map { try secrets.open($0.bytes, tenant: id, field: "twilio_auth_token") },
             twilioSharedKey: try row.decode(PostgresBytes?.self, "twilio_shared_key").map { try secrets.open($0.bytes, tenant: id, field: "twilio_shared_key") },
             telnyxPublicKey: try row.decode(PostgresBytes?.self, "telnyx_public_key")?.bytes,
-            requestsPerSecond: try row.decode(Int.self, "requests_per_second"))
+            requestsPerSecond: try row.decode(Int.self, "requests_per_second"),
+            aiSettings: try row.decode(String?.self, "settings").map { text in
+                try AISettings(json: try JSONObject.parse(Array(text.utf8), path: "ai_settings"))
+            })
     }
 
     /// The tenant a presented API key belongs to, or nil when the key is unknown or revoked.

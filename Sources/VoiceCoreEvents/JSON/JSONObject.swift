@@ -299,6 +299,21 @@ public final class JSONObject {
         guard let span = span(name) else { return nil }
         return try identifierValue(span, name)
     }
+    /// An optional array of objects: absent or null is nil.
+    public func optionalObjects<T: JSONObjectCodable>(_ type: T.Type, _ name: StaticString) throws(MessageDecodingError) -> [T]? {
+        guard span(name) != nil else { return nil }
+        return try objects(type, name)
+    }
+    /// An optional array of strings: absent or null is nil.
+    public func optionalStrings(_ name: StaticString) throws(MessageDecodingError) -> [String]? {
+        guard span(name) != nil else { return nil }
+        return try strings(name)
+    }
+    /// An optional map of strings: absent or null is nil.
+    public func optionalStringMap(_ name: StaticString) throws(MessageDecodingError) -> [String: String]? {
+        guard span(name) != nil else { return nil }
+        return try stringMap(name)
+    }
     public func optionalEnumeration<E: RawRepresentable & CaseIterable>(_ type: E.Type, _ name: StaticString) throws(MessageDecodingError) -> E? where E.RawValue == String {
         guard let span = span(name) else { return nil }
         return try enumerationValue(type, span, name)

@@ -30,6 +30,8 @@ public struct MessageRegistry: Sendable {
         UsageRecorded.self,
         TenantProvisioned.self, TenantSettingsChanged.self,
         ReportCallProgress.self, ReportTranscriptSegment.self, CreateLead.self, UpdateContact.self, ChangeSettings.self,
+        AppointmentRequested.self, MessageTaken.self, CallTransferred.self, VoicemailRecorded.self, ReportRecording.self,
+        ReportCallerTurn.self, ReceptionistReplied.self,
     ]
 
     /// The type names of every event of the platform (commands excluded): what an event stream carries.

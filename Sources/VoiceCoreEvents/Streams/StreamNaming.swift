@@ -4,6 +4,9 @@ public enum StreamCategory: String, Sendable, Hashable, CaseIterable, Codable {
     case crm
     case billing
     case tenants
+    /// A call's dialogue with the receptionist: caller turns (commands) and replies (events).
+    /// Its own category so that the edge, which waits for replies, reads nothing else.
+    case conversations
 }
 
 /// Whether a message is a command (asked for) or an event (decided and happened).

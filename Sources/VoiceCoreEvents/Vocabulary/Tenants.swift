@@ -51,17 +51,49 @@ public struct AISettings: Sendable, Hashable, Codable, JSONObjectCodable {
         }
     }
 
+    /// A question callers ask and the answer the receptionist gives.
+    public struct FAQEntry: Sendable, Hashable, Codable, JSONObjectCodable {
+        public var question: String
+        public var answer: String
+        /// Words or phrases that point at this question; empty: the question's own words.
+        public var keywords: [String]
+
+        public init(question: String, answer: String, keywords: [String] = []) {
+            self.question = question
+            self.answer = answer
+            self.keywords = keywords
+        }
+    }
+
+    /// How a Twilio call converses (Telnyx calls use Call Control).
+    public enum ConversationMode: String, Sendable, Hashable, Codable, CaseIterable {
+        /// Classic TwiML `<Gather>`: pure webhooks, works on every account.
+        case gather
+        /// `<Connect><ConversationRelay>`: the provider streams recognised speech over a WebSocket.
+        case relay
+    }
+
     public var greeting: String
     /// A short description of the receptionist's manner ("warm and brief").
     public var personality: String?
     public var intents: [IntentPhrases]
     public var businessHours: BusinessHours
+    /// Questions the receptionist can answer.
+    public var faq: [FAQEntry]
+    /// E.164 number calls are transferred to during business hours; nil: never transfer (take a message).
+    public var forwardingNumber: String?
+    /// How Twilio calls converse; nil is ``ConversationMode/gather``.
+    public var conversation: ConversationMode?
 
-    public init(greeting: String, personality: String? = nil, intents: [IntentPhrases], businessHours: BusinessHours) {
+    public init(greeting: String, personality: String? = nil, intents: [IntentPhrases], businessHours: BusinessHours, faq: [FAQEntry] = [],
+                forwardingNumber: String? = nil, conversation: ConversationMode? = nil) {
         self.greeting = greeting
         self.personality = personality
         self.intents = intents
         self.businessHours = businessHours
+        self.faq = faq
+        self.forwardingNumber = forwardingNumber
+        self.conversation = conversation
     }
 
     func validate(_ prefix: String) throws(MessageDecodingError) {
@@ -82,10 +114,29 @@ public struct AISettings: Sendable, Hashable, Codable, JSONObjectCodable {
             try Check.clockTime(opening.closes, path: "\(path).closes")
             if opening.closes <= opening.opens { throw .invalid("\(path).closes", "must be after opens") }
         }
+        if faq.count > 100 { throw .invalid("\(prefix).faq", "must hold at most 100 entries") }
+        for (i, entry) in faq.enumerated() {
+            let path = "\(prefix).faq[\(i)]"
+            if entry.question.isEmpty { throw .invalid("\(path).question", "must not be empty") }
+            try Storable.check(entry.question, "\(path).question", as: .line)
+            if entry.answer.isEmpty { throw .invalid("\(path).answer", "must not be empty") }
+            try Storable.check(entry.answer, "\(path).answer", as: .freeText, maxLength: ConversationLimits.replyLength)
+            for (j, keyword) in entry.keywords.enumerated() {
+                if keyword.isEmpty { throw .invalid("\(path).keywords[\(j)]", "must not be empty") }
+                try Storable.check(keyword, "\(path).keywords[\(j)]", as: .line)
+            }
+        }
+        if let forwardingNumber {
+            do {
+                try Check.e164(forwardingNumber, "forwarding_number")
+            } catch {
+                throw .invalid("\(prefix).forwarding_number", "must be an E.164 phone number like +14155550123")
+            }
+        }
     }
 
     enum CodingKeys: String, CodingKey {
-        case greeting, personality, intents, businessHours = "business_hours"
+        case greeting, personality, intents, businessHours = "business_hours", faq, forwardingNumber = "forwarding_number", conversation
     }
 }
 
@@ -157,11 +208,28 @@ public struct TenantSettingsChanged: Message {
 extension AISettings {
     public func writeJSON(to o: inout JSONObjectWriter) {
         o.field("greeting", greeting); o.field("personality", personality); o.field("intents", intents); o.field("business_hours", businessHours)
+        // Written only when set: settings stored before these fields existed read back unchanged.
+        if !faq.isEmpty { o.field("faq", faq) }
+        o.field("forwarding_number", forwardingNumber)
+        if let conversation { o.field("conversation", conversation) }
     }
 
     public init(json o: JSONObject) throws(MessageDecodingError) {
         self.init(greeting: try o.string("greeting"), personality: try o.optionalString("personality"),
-                  intents: try o.objects(IntentPhrases.self, "intents"), businessHours: try o.object(BusinessHours.self, "business_hours"))
+                  intents: try o.objects(IntentPhrases.self, "intents"), businessHours: try o.object(BusinessHours.self, "business_hours"),
+                  faq: try o.optionalObjects(FAQEntry.self, "faq") ?? [], forwardingNumber: try o.optionalString("forwarding_number"),
+                  conversation: try o.optionalEnumeration(ConversationMode.self, "conversation"))
+    }
+}
+
+extension AISettings.FAQEntry {
+    public func writeJSON(to o: inout JSONObjectWriter) {
+        o.field("question", question); o.field("answer", answer)
+        if !keywords.isEmpty { o.field("keywords", keywords) }
+    }
+
+    public init(json o: JSONObject) throws(MessageDecodingError) {
+        self.init(question: try o.string("question"), answer: try o.string("answer"), keywords: try o.optionalStrings("keywords") ?? [])
     }
 }
 
