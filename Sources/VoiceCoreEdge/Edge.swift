@@ -20,6 +20,8 @@ import VoiceCoreTime
 ///   answers TwiML that greets the caller and starts real-time transcription back to this edge;
 /// - `POST /webhooks/twilio/{tenant}/status` — voice status callbacks;
 /// - `POST /webhooks/twilio/{tenant}/transcription` — real-time transcription callbacks;
+/// - `POST /webhooks/twilio/{tenant}/{gather,recording,recorded,relay/ended}` — a call's
+///   conversation (``TurnReplies`` waits for the receptionist's replies);
 /// - `POST /webhooks/telnyx/{tenant}` — Telnyx Call Control webhooks;
 /// - `POST /v1/leads`, `PUT /v1/contacts/{contact}`, `PUT /v1/settings` — the tenant command API;
 /// - `POST|GET /admin/tenants`, `POST /admin/tenants/{tenant}/api-keys`,
@@ -49,6 +51,9 @@ public struct Edge: Sendable {
     public var readinessChecks: [ReadinessCheck] = []
     /// The live event feed (`GET /v1/events`), also run as a service; nil: its routes answer 503.
     public var eventFeed: EventFeed?
+    /// Waits for the receptionist's replies to caller turns (``TurnReplies``), also run as a
+    /// service; nil: a conversation turn is published and the caller is offered a message at once.
+    public var turnReplies: TurnReplies?
 
     /// - Parameters:
     ///   - publisher: publishes the commands (its `source` is ignored: each route sets its own);
@@ -81,6 +86,7 @@ public struct Edge: Sendable {
         router.get("/ready") { _, _ in try await ready() }
         router.get("/metrics") { _, _ in try metricsPage() }
         addTwilioRoutes(to: router)
+        addConversationRoutes(to: router)
         addTelnyxRoutes(to: router)
         addTenantAPIRoutes(to: router)
         addReadRoutes(to: router)

@@ -6,7 +6,7 @@ import NIOCore
 /// `VOICECORE_EDGE_HOST`, `VOICECORE_EDGE_PORT`, `VOICECORE_PUBLIC_URL` (the URL providers call,
 /// e.g. `https://voice.example.com`: Twilio signs the URL it requested, so behind a proxy or
 /// tunnel set this), `VOICECORE_ADMIN_KEY` (enables the admin API), `VOICECORE_MASTER_KEY`
-/// (decrypts stored provider secrets).
+/// (decrypts stored provider secrets), `VOICECORE_TURN_DEADLINE_MS` (``turnDeadline``).
 public struct EdgeConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -36,12 +36,15 @@ public struct EdgeConfiguration: Sendable {
     /// cluster always publishes through the bus `Publisher`. `voicecore edge --publisher-thread`
     /// turns it off.
     public var publishOnEventLoops: Bool
+    /// How long a caller's turn waits for the receptionist's reply before the caller hears a
+    /// holding line (and the turn is waited for again; two misses: a message is taken).
+    public var turnDeadline: Duration
 
     public init(host: String = "127.0.0.1", port: Int = 8080, publicBaseURL: String? = nil, maxBodyBytes: Int = 64 * 1024,
                 deduplicationWindow: Duration = .seconds(86_400), telnyxTolerance: Duration = .seconds(300),
                 tenantCacheTTL: Duration = .seconds(30), adminKey: String? = nil,
                 greeting: String = "Thank you for calling. How can we help you today?", eventLoopThreads: Int = System.coreCount,
-                publishOnEventLoops: Bool = true) {
+                publishOnEventLoops: Bool = true, turnDeadline: Duration = .milliseconds(2500)) {
         self.host = host
         self.port = port
         self.publicBaseURL = publicBaseURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
@@ -53,5 +56,6 @@ public struct EdgeConfiguration: Sendable {
         self.greeting = greeting
         self.eventLoopThreads = max(1, eventLoopThreads)
         self.publishOnEventLoops = publishOnEventLoops
+        self.turnDeadline = max(.milliseconds(1), turnDeadline)
     }
 }

@@ -250,6 +250,13 @@ public final class StreamTail: Sendable {
         return CatchUp(entries: found, reached: reached)
     }
 
+    /// The newest entries of one stream, newest first, at most `count` (`XREVRANGE + - COUNT n`),
+    /// read on the catch-up connection: a bounded look back for what was written before the tail
+    /// started following (the edge's turn replies look up a reply their cache never saw).
+    public func latestEntries(of stream: String, count: Int) async throws -> [StreamEntry] {
+        try await history.execute(.xrevrange(stream, count: max(1, count)))
+    }
+
     /// Whether every entry after `position` is still in its stream: false when deletion (Redis 7's
     /// `max-deleted-entry-id`) removed an entry after it, or trimming removed entries and the
     /// oldest one left is after it (trimming leaves no record of the ids it removed, so this errs

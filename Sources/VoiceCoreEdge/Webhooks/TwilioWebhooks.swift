@@ -10,20 +10,20 @@ import VoiceCoreTime
 ///
 /// Configure the Twilio number with: "A call comes in" → `POST {public URL}/webhooks/twilio/{tenant}/voice`,
 /// "Call status changes" → `POST {public URL}/webhooks/twilio/{tenant}/status` (with the events
-/// initiated, ringing, answered, completed). The voice answer starts real-time transcription,
-/// whose callbacks arrive at `/webhooks/twilio/{tenant}/transcription`.
+/// initiated, ringing, answered, completed). The voice answer converses by the tenant's settings
+/// (`<Gather>` with real-time transcription, whose callbacks arrive at
+/// `/webhooks/twilio/{tenant}/transcription`, or ConversationRelay: see `GatherRoutes.swift`).
 extension Edge {
     static let twilioMediaTypes: [MediaType] = [.applicationUrlEncoded, .applicationJson]
 
     func addTwilioRoutes(to router: Router<BasicRequestContext>) {
         router.post("/webhooks/twilio/{tenant}/voice") { request, context in
-            let (tenant, form) = try await verifiedTwilio(request, context)
+            let (tenant, form, credentials) = try await verifiedTwilioRequest(request, context)
             let report = try TwilioMapping.incomingCall(form, tenant: tenant, receivedAt: .now)
             _ = try await publish(report, tenant: tenant, source: "/edge/twilio", deduplicationKey: TwilioMapping.deduplicationKey(request, form, route: "voice"),
                                   metricSource: "twilio")
-            let callback = publicBase(of: request) + "/webhooks/twilio/\(tenant)/transcription"
-            let twiml = TwilioMapping.twiml(greeting: configuration.greeting, transcriptionCallback: callback)
-            return Response(status: .ok, headers: [.contentType: "text/xml; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: twiml)))
+            // The tenant's settings choose how the call converses (Conversations/GatherRoutes.swift).
+            return voiceAnswer(credentials, urls: ConversationURLs(base: publicBase(of: request), tenant: tenant))
         }
         router.post("/webhooks/twilio/{tenant}/status") { request, context in
             let (tenant, form) = try await verifiedTwilio(request, context)
@@ -46,7 +46,13 @@ extension Edge {
 
     /// Reads, parses and verifies a Twilio callback: 415, 413, 404, 400 or 403 before anything
     /// else happens.
-    private func verifiedTwilio(_ request: Request, _ context: BasicRequestContext) async throws -> (Identifier, FormBody) {
+    func verifiedTwilio(_ request: Request, _ context: BasicRequestContext) async throws -> (Identifier, FormBody) {
+        let (tenant, form, _) = try await verifiedTwilioRequest(request, context)
+        return (tenant, form)
+    }
+
+    /// ``verifiedTwilio(_:_:)`` with the tenant's credentials (and so its settings).
+    func verifiedTwilioRequest(_ request: Request, _ context: BasicRequestContext) async throws -> (Identifier, FormBody, TenantCredentials) {
         let tenant = try tenantID(context)
         let (bytes, mediaType) = try await body(of: request, accepting: Self.twilioMediaTypes)
         let credentials = try await credentials(of: tenant)
@@ -88,7 +94,7 @@ extension Edge {
             metrics.signatureFailure("twilio", "account")
             throw Problem.forbidden
         }
-        return (tenant, form)
+        return (tenant, form, credentials)
     }
 }
 
@@ -207,16 +213,6 @@ public enum TwilioMapping {
             throw Problem.invalid(twilioName(error.field), error.reason)
         }
         return segment
-    }
-
-    /// The TwiML answer to an incoming call: greet, transcribe both tracks back to this edge,
-    /// and keep the line open for the conversation.
-    public static func twiml(greeting: String, transcriptionCallback: String) -> String {
-        """
-        <?xml version="1.0" encoding="UTF-8"?>
-        <Response><Start><Transcription statusCallbackUrl="\(xmlEscaped(transcriptionCallback))" track="both_tracks" partialResults="true"/></Start>\
-        <Say>\(xmlEscaped(greeting))</Say><Pause length="600"/></Response>
-        """
     }
 
     static func callStatus(_ text: String) -> ReportCallProgress.Status? {

@@ -32,6 +32,10 @@ struct EdgeOptions: ParsableArguments {
           help: "Publish through the bus publisher's Redis thread instead of a Redis connection per event loop (always so on a Redis Cluster).")
     var publisherThread = false
 
+    @Option(name: .customLong("turn-deadline-ms"),
+            help: "Milliseconds a caller's turn waits for the receptionist's reply before the caller hears a holding line (default: $VOICECORE_TURN_DEADLINE_MS, else 2500).")
+    var turnDeadlineMilliseconds: Int?
+
     @Option(help: "Partitions per category (must match the deployment).")
     var partitions = 16
 
@@ -44,14 +48,35 @@ struct EdgeOptions: ParsableArguments {
         guard (1...65535).contains(port) else { throw ValidationError("--port (or VOICECORE_EDGE_PORT) must be 1…65535") }
         let threads = threads ?? environment["VOICECORE_EDGE_THREADS"].flatMap(Int.init) ?? System.coreCount
         guard (1...256).contains(threads) else { throw ValidationError("--threads (or VOICECORE_EDGE_THREADS) must be 1…256") }
+        let turnDeadline: Int
+        if let turnDeadlineMilliseconds {
+            turnDeadline = turnDeadlineMilliseconds
+        } else if let text = environment["VOICECORE_TURN_DEADLINE_MS"], !text.isEmpty {
+            guard let value = Int(text) else { throw ValidationError("VOICECORE_TURN_DEADLINE_MS must be a whole number of milliseconds, not '\(text)'") }
+            turnDeadline = value
+        } else {
+            turnDeadline = 2500
+        }
+        guard (1...60_000).contains(turnDeadline) else { throw ValidationError("--turn-deadline-ms (or VOICECORE_TURN_DEADLINE_MS) must be 1…60000") }
         return EdgeConfiguration(
             host: host ?? environment["VOICECORE_EDGE_HOST"] ?? "127.0.0.1", port: port,
             publicBaseURL: publicURL ?? Self.publicURLFromEnvironment,
             adminKey: environment["VOICECORE_ADMIN_KEY"].flatMap { $0.isEmpty ? nil : $0 }, eventLoopThreads: threads,
-            publishOnEventLoops: !publisherThread)
+            publishOnEventLoops: !publisherThread, turnDeadline: .milliseconds(turnDeadline))
     }
 
     var naming: StreamNaming { StreamNaming(partitions: partitions, prefix: prefix) }
+
+    /// The edge's waits for receptionist replies: one tail of the conversations event streams, on
+    /// connections of its own. Run it as a service before the HTTP server in the group (shutdown
+    /// runs backwards: turns still waiting while the server drains get their replies).
+    func turnReplies(_ connections: ConnectionOptions, logger: Logger) async throws -> TurnReplies {
+        let streams = naming.streams(.conversations, kind: .event)
+        let tail = try await StreamTail.connect(try connections.redisConfiguration(), clientName: "vc-edge:turns",
+                                                configuration: StreamTail.Configuration(streams: streams), logger: Logger(label: "voicecore.edge.turns"))
+        logger.info("turn replies", metadata: ["streams": "\(streams.count)"])
+        return TurnReplies(tail: tail, logger: Logger(label: "voicecore.edge.turns"))
+    }
 
     /// `VOICECORE_PUBLIC_URL`, when set and not empty.
     static var publicURLFromEnvironment: String? {
@@ -91,7 +116,10 @@ struct EdgeCommand: AsyncParsableCommand {
         var edge = try await Edge.connect(connections: connections, options: self.edge, reads: reads, registry: registry, logger: logger)
         let feed = try await self.feed.eventFeed(connections, naming: self.edge.naming, logger: logger)
         edge.eventFeed = feed
-        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReadPoolClosing(pool: reads.pool)), .init(service: edge.application())]
+        let turns = try await self.edge.turnReplies(connections, logger: logger)
+        edge.turnReplies = turns
+        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReadPoolClosing(pool: reads.pool)), .init(service: turns),
+                                                                         .init(service: edge.application())]
         // The admin API provisions tenants: relay the directory's announcements (and what a crashed writer left).
         if edge.configuration.adminKey != nil {
             members.append(.init(service: try await TenantsCommand.outboxRelay(connections, naming: self.edge.naming, logger: logger)))

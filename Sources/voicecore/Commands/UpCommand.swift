@@ -91,7 +91,10 @@ struct UpCommand: AsyncParsableCommand {
         edgeService.readinessChecks = consumerReadiness.checks + projectorReadiness.checks
         let feed = try await self.feed.eventFeed(connections, naming: naming, logger: logger)
         edgeService.eventFeed = feed
-        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReadPoolClosing(pool: reads.pool)), .init(service: edgeService.application())]
+        let turns = try await edge.turnReplies(connections, logger: logger)
+        edgeService.turnReplies = turns
+        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReadPoolClosing(pool: reads.pool)), .init(service: turns),
+                                                                         .init(service: edgeService.application())]
         members.append(.init(service: ServiceBundle(services)))
         members += [.init(service: projectors), .init(service: projectorReadiness), .init(service: consumerReadiness),
                     .init(service: CancelledAtShutdown(StreamMetricsCollector(redis: try connections.redisConfiguration(), prefix: edge.prefix, logger: logger)))]
