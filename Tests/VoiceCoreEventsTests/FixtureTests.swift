@@ -11,7 +11,8 @@ struct FixtureTests {
             CallStarted.self, CallAnswered.self, CallEnded.self, TranscriptChunk.self, TranscriptChunkV1.self, IntentDetected.self,
             CallSummarized.self, LeadCreated.self, ContactUpserted.self, InteractionLogged.self, UsageRecorded.self,
             TenantProvisioned.self, TenantSettingsChanged.self, ReportCallProgress.self, ReportTranscriptSegment.self,
-            CreateLead.self, UpdateContact.self, ChangeSettings.self,
+            CreateLead.self, UpdateContact.self, ChangeSettings.self, ReportCallerTurn.self, ReceptionistReplied.self,
+            AppointmentRequested.self, MessageTaken.self, CallTransferred.self, VoicemailRecorded.self, ReportRecording.self,
         ]
         for type in types {
             let name = "\(type.kind == .event ? "events" : "commands")/\(type.schemaName).v\(type.version)"
@@ -24,6 +25,10 @@ struct FixtureTests {
             #expect(MessageRegistry.standard.knows(type: type.type, version: type.version))
         }
         #expect(fixtures.count == types.count)
+        // A type added to the registry without a schema and a fixture fails here, not in a consumer.
+        let listed = Set(types.map { "\($0.type) v\($0.version)" })
+        let registered = Set(MessageRegistry.standardTypes.map { "\($0.type) v\($0.version)" })
+        #expect(listed == registered, "registered without a schema and fixture: \(registered.subtracting(listed).sorted())")
     }
 
     @Test func validFixturesPassTheJSONSchemaValidator() async throws {

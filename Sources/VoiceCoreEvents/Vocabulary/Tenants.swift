@@ -222,7 +222,30 @@ extension AISettings {
     }
 }
 
+// Codable reads settings written before `faq` and `keywords` existed (or with them left out, as the
+// JSON writer does when they are empty) the way `init(json:)` does: as empty lists.
+extension AISettings {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(greeting: try c.decode(String.self, forKey: .greeting), personality: try c.decodeIfPresent(String.self, forKey: .personality),
+                  intents: try c.decode([IntentPhrases].self, forKey: .intents), businessHours: try c.decode(BusinessHours.self, forKey: .businessHours),
+                  faq: try c.decodeIfPresent([FAQEntry].self, forKey: .faq) ?? [],
+                  forwardingNumber: try c.decodeIfPresent(String.self, forKey: .forwardingNumber),
+                  conversation: try c.decodeIfPresent(ConversationMode.self, forKey: .conversation))
+    }
+}
+
 extension AISettings.FAQEntry {
+    enum CodingKeys: String, CodingKey {
+        case question, answer, keywords
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(question: try c.decode(String.self, forKey: .question), answer: try c.decode(String.self, forKey: .answer),
+                  keywords: try c.decodeIfPresent([String].self, forKey: .keywords) ?? [])
+    }
+
     public func writeJSON(to o: inout JSONObjectWriter) {
         o.field("question", question); o.field("answer", answer)
         if !keywords.isEmpty { o.field("keywords", keywords) }
