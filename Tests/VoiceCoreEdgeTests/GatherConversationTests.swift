@@ -25,9 +25,15 @@ import VoiceCoreTime
         let turns: TurnReplies
         let edge: Edge
         private let running: Task<Void, any Error>
+        /// Whether this edge made the fixture (and drops it).
+        private let ownsFixture: Bool
 
-        init(deadline: Duration = .seconds(20)) async throws {
-            fixture = try await EdgeFixture(requestsPerSecond: 1000)
+        /// - Parameter fixture: another edge's tenant and streams (a second edge process, or one
+        ///   started again); nil: a fixture of its own.
+        init(deadline: Duration = .seconds(20), sharing fixture: EdgeFixture? = nil) async throws {
+            ownsFixture = fixture == nil
+            if let fixture { self.fixture = fixture } else { self.fixture = try await EdgeFixture(requestsPerSecond: 1000) }
+            let fixture = self.fixture
             let tail = try await StreamTail.connect(try RedisConfiguration(url: TestServers.redisURL), clientName: "test-gather-turns",
                                                     configuration: StreamTail.Configuration(streams: fixture.naming.streams(.conversations, kind: .event),
                                                                                             block: .milliseconds(200)))
@@ -84,10 +90,15 @@ import VoiceCoreTime
 
         var urls: ConversationURLs { ConversationURLs(base: EdgeFixture.publicBase, tenant: fixture.tenant) }
 
-        func drop() async throws {
+        /// Stops its ``TurnReplies`` (as a stopped edge process would).
+        func stop() async {
             running.cancel()
             _ = try? await running.value
-            try await fixture.drop()
+        }
+
+        func drop() async throws {
+            await stop()
+            if ownsFixture { try await fixture.drop() }
         }
     }
 
@@ -216,6 +227,30 @@ import VoiceCoreTime
         #expect(replyEntries.count == 1, "answered once")
         await receptionist.stop()
         try await edge.drop()
+    }
+
+    @Test func aRetryReachingAnEdgeStartedAfterTheReplyHearsTheSameReplyFromTheStream() async throws {
+        let first = try await ConversingEdge()
+        let receptionist = try await StandInReceptionist(first) { _ in .init(text: "We are open until six.") }
+        let heard = Mutex("")
+        try await first.test { client in
+            let text = try await client.post(first.gather(turn: 1, speech: "How late are you open?")).text
+            heard.withLock { $0 = text }
+        }
+        let answered = heard.withLock { $0 }
+        #expect(answered.contains("<Say>We are open until six.</Say>"))
+        await receptionist.stop()
+        await first.stop()
+        // Another edge process (or this one restarted) gets Twilio's retry: its tail started after
+        // the reply, so only the call's stream has it.
+        let second = try await ConversingEdge(deadline: .seconds(20), sharing: first.fixture)
+        try await second.test { client in
+            let retried = try await client.post(second.gather(turn: 1, speech: "How late are you open?"))
+            #expect(retried.text == answered)
+        }
+        #expect(try await second.callerTurns().count == 1)
+        try await second.drop()
+        try await first.drop()
     }
 
     @Test func digitsAndSilenceAreTurnsToo() async throws {

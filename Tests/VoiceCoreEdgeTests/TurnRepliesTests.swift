@@ -134,6 +134,19 @@ import VoiceCoreTime
         try await harness.drop()
     }
 
+    @Test func aTurnJustPublishedForTheFirstTimeCostsNoRead() async throws {
+        let harness = try await Harness()
+        let call = Identifier.v7()
+        // Written before the tail followed: a look-up would find it; a first wait does not look.
+        try await harness.publishReply(call: call, turn: 1, text: "Stale.")
+        try await harness.start()
+        let reply = try await harness.turns.reply(to: ReportCallerTurn.commandID(callID: call, turn: 1), stream: harness.stream(of: call),
+                                                  deadline: .milliseconds(100), alreadyPublished: false)
+        #expect(reply == nil)
+        #expect(harness.metric(TurnReplyMetricNames.lookups) ?? 0 == 0)
+        try await harness.drop()
+    }
+
     @Test func aWaitWithNoReplyEndsAtItsDeadlineAndALateReplyIsCounted() async throws {
         let harness = try await Harness()
         try await harness.start()

@@ -32,10 +32,11 @@ extension Edge {
             let (turn, attempt) = try ConversationMapping.turn(request.uri.queryParameters.map { (String($0.key), String($0.value)) })
             let command = try ConversationMapping.callerTurn(form, tenant: tenant, turn: turn, receivedAt: .now)
             let commandID = ReportCallerTurn.commandID(callID: command.callID, turn: turn)
-            _ = try await publish(command, tenant: tenant, source: "/edge/twilio", id: commandID, deduplicationKey: ConversationMapping.turnKey(commandID),
-                                  metricSource: "twilio")
+            let published = try await publish(command, tenant: tenant, source: "/edge/twilio", id: commandID,
+                                              deduplicationKey: ConversationMapping.turnKey(commandID), metricSource: "twilio")
             let urls = ConversationURLs(base: publicBase(of: request), tenant: tenant)
-            return Self.twiml(try await answer(turn: turn, attempt: attempt, of: command, commandID: commandID, tenant: tenant, urls: urls))
+            return Self.twiml(try await answer(turn: turn, attempt: attempt, of: command, commandID: commandID, alreadyPublished: published.isDuplicate,
+                                               tenant: tenant, urls: urls))
         }
         router.post("/webhooks/twilio/{tenant}/recording") { request, context in
             let (tenant, form) = try await verifiedTwilio(request, context)
@@ -74,14 +75,14 @@ extension Edge {
 
     /// Waits for the turn's reply and says what the call does next. Never throws but for the
     /// request's own cancellation (the provider hung up on the request).
-    private func answer(turn: Int, attempt: Int, of command: ReportCallerTurn, commandID: Identifier, tenant: Identifier,
+    private func answer(turn: Int, attempt: Int, of command: ReportCallerTurn, commandID: Identifier, alreadyPublished: Bool, tenant: Identifier,
                         urls: ConversationURLs) async throws -> String {
         guard let turnReplies else {
             // No one to wait with (an edge run without TurnReplies): a message, at once.
             return TwiML.takeMessage(urls: urls)
         }
         let stream = publisher.configuration.naming.stream(for: .conversations, kind: .event, tenant: tenant, subject: command.callID.description)
-        if let reply = try await turnReplies.reply(to: commandID, stream: stream, deadline: configuration.turnDeadline) {
+        if let reply = try await turnReplies.reply(to: commandID, stream: stream, deadline: configuration.turnDeadline, alreadyPublished: alreadyPublished) {
             if reply.callID == command.callID, reply.turn == turn {
                 return TwiML.reply(reply, turn: turn, urls: urls)
             }

@@ -32,10 +32,12 @@ public enum TurnReplyMetricNames {
 ///
 /// A reply this edge cannot have seen (written before the tail started following, or pushed out
 /// of the cache) is looked up once in the call's own stream, newest first, at most
-/// ``Configuration/lookupCount`` entries: only while the cache cannot vouch for the recent past
-/// (the tail started, or the cache dropped a reply, less than ``Configuration/lookback`` ago), so
-/// a healthy edge reads nothing per turn. While the tail cannot follow (before it starts, or on a
-/// Redis Cluster, which it refuses), a wait polls that bounded look-up instead.
+/// ``Configuration/lookupCount`` entries: only for a command that may have been on its stream
+/// before the wait (a provider's retry, a second wait), and only while the cache cannot vouch
+/// for the recent past (the tail started, or the cache dropped a reply, less than
+/// ``Configuration/lookback`` ago). A turn this edge has just published for the first time never
+/// costs a read: its reply comes after the tail's position. While the tail cannot follow (before
+/// it starts, or on a Redis Cluster, which it refuses), a wait polls that bounded look-up instead.
 ///
 /// No wait outlives its deadline or its task: a cancelled or expired wait leaves nothing behind.
 ///
@@ -54,13 +56,14 @@ public final class TurnReplies: Service, Sendable {
         public var cacheCapacity: Int
         /// Entries of the call's stream read, newest first, by a look-up.
         public var lookupCount: Int
-        /// How far back a provider's retry may refer: while the tail started, or the cache dropped
-        /// a reply, less than this long ago, a wait the cache cannot answer looks the reply up.
+        /// How old a reply asked for again may be (providers retry a callback within seconds, a
+        /// redirect follows at once): while the tail started, or the cache dropped a reply, less
+        /// than this long ago, a repeated wait the cache cannot answer looks the reply up.
         public var lookback: Duration
         /// Between look-ups while the tail is not following.
         public var pollInterval: Duration
 
-        public init(cacheCapacity: Int = 10_000, lookupCount: Int = 500, lookback: Duration = .seconds(600),
+        public init(cacheCapacity: Int = 10_000, lookupCount: Int = 500, lookback: Duration = .seconds(120),
                     pollInterval: Duration = .milliseconds(200)) {
             self.cacheCapacity = max(1, cacheCapacity)
             self.lookupCount = max(1, lookupCount)
@@ -167,6 +170,15 @@ public final class TurnReplies: Service, Sendable {
     /// - Returns: the reply; nil when the deadline passed first (or the edge is shutting down).
     /// - Throws: `CancellationError` when the waiting task is cancelled.
     public func reply(to commandID: Identifier, stream: String, deadline: Duration) async throws -> ReceptionistReplied? {
+        try await reply(to: commandID, stream: stream, deadline: deadline, alreadyPublished: true)
+    }
+
+    /// ``reply(to:stream:deadline:)``, saying whether the command may have been on its stream
+    /// before this wait began.
+    /// - Parameter alreadyPublished: false when this edge has just published the command for the
+    ///   first time (not a duplicate): its reply cannot be older than what the tail has seen, so
+    ///   it is never looked up. True for a provider's retry or a second wait for the same turn.
+    public func reply(to commandID: Identifier, stream: String, deadline: Duration, alreadyPublished: Bool) async throws -> ReceptionistReplied? {
         try Task.checkCancellation()
         waits.increment()
         let now = ContinuousClock.now
@@ -178,7 +190,7 @@ public final class TurnReplies: Service, Sendable {
             state.slots[commandID, default: [:]][token] = .registered
             guard let since = state.followingSince else { return .registered(token, lookUp: .polling) }
             let vouchedSince = max(since, state.droppedCachedAt ?? since)
-            return .registered(token, lookUp: now - vouchedSince < configuration.lookback ? .once : .none)
+            return .registered(token, lookUp: alreadyPublished && now - vouchedSince < configuration.lookback ? .once : .none)
         }
         let token: Int
         let lookUp: LookUp

@@ -89,7 +89,9 @@ struct EdgeCommand: AsyncParsableCommand {
         commandName: "edge",
         abstract: "Run the HTTP edge: verify telephony webhooks and tenant API calls, publish them as commands.",
         discussion: """
-            Routes: POST /webhooks/twilio/<tenant>/{voice,status,transcription}, POST \
+            Routes: POST /webhooks/twilio/<tenant>/{voice,status,transcription}, the \
+            conversation's Twilio callbacks (gather?turn=N, recording, recorded, relay/ended: each \
+            caller turn waits for the receptionist's reply up to --turn-deadline-ms), POST \
             /webhooks/telnyx/<tenant>, the tenant API under /v1 (Bearer API key: commands, and \
             reads such as GET /v1/calls through a pool of --read-pool-size Postgres connections, \
             each statement bounded by --read-statement-timeout-ms), the admin API \
