@@ -16,6 +16,7 @@ public enum PlatformServices {
         Entry(name: BillingService.group, summary: "ended calls → UsageRecorded"),
         Entry(name: TenantsService.group, summary: "ChangeSettings → TenantSettingsChanged"),
         Entry(name: IntegrationsService.group, summary: "LeadCreated, CallEnded → tenants' outbound webhooks"),
+        Entry(name: TelephonyService.group, summary: "Telnyx calls and receptionist replies → Telnyx Call Control (answer, gather, speak, transfer, record, hang up)"),
     ]
 
     public struct UnknownService: Error, CustomStringConvertible {
@@ -38,6 +39,7 @@ public enum PlatformServices {
             case CRMService.group: services.append(try await CRMService.runner(dependencies))
             case BillingService.group: services.append(try await BillingService.runner(dependencies))
             case TenantsService.group: services.append(contentsOf: try await TenantsService.services(dependencies, directory: directory))
+            case TelephonyService.group: services.append(try await TelephonyService.runner(dependencies, directory: directory, client: client))
             default: services.append(contentsOf: try await IntegrationsService.services(dependencies, delivery: delivery, client: client))
             }
         }

@@ -18,16 +18,20 @@ public struct NewTenant: Sendable {
     public var twilioSharedKey: String?
     /// The Telnyx account's Ed25519 public key, base64 (as the Telnyx portal shows it).
     public var telnyxPublicKey: String?
+    /// The Telnyx API key (v2) the telephony service steers the tenant's Call Control calls with.
+    public var telnyxAPIKey: String?
     /// The tenant command API's rate limit.
     public var requestsPerSecond: Int
 
     /// The provider credentials given (the rate limit left out: every tenant has one).
     var credentials: CredentialChange {
-        CredentialChange(twilioAccountSID: twilioAccountSID, twilioAuthToken: twilioAuthToken, twilioSharedKey: twilioSharedKey, telnyxPublicKey: telnyxPublicKey)
+        CredentialChange(twilioAccountSID: twilioAccountSID, twilioAuthToken: twilioAuthToken, twilioSharedKey: twilioSharedKey, telnyxPublicKey: telnyxPublicKey,
+                         telnyxAPIKey: telnyxAPIKey)
     }
 
     public init(id: Identifier = .v7(), name: String, plan: Plan = .starter, timeZone: String = "UTC", twilioAccountSID: String? = nil,
-                twilioAuthToken: String? = nil, twilioSharedKey: String? = nil, telnyxPublicKey: String? = nil, requestsPerSecond: Int = 50) {
+                twilioAuthToken: String? = nil, twilioSharedKey: String? = nil, telnyxPublicKey: String? = nil, telnyxAPIKey: String? = nil,
+                requestsPerSecond: Int = 50) {
         self.id = id
         self.name = name
         self.plan = plan
@@ -36,6 +40,7 @@ public struct NewTenant: Sendable {
         self.twilioAuthToken = twilioAuthToken
         self.twilioSharedKey = twilioSharedKey
         self.telnyxPublicKey = telnyxPublicKey
+        self.telnyxAPIKey = telnyxAPIKey
         self.requestsPerSecond = requestsPerSecond
     }
 }
@@ -50,6 +55,7 @@ public struct TenantSummary: Sendable, Hashable {
     public var hasTwilioAuthToken: Bool
     public var hasTwilioSharedKey: Bool
     public var hasTelnyxPublicKey: Bool
+    public var hasTelnyxAPIKey: Bool = false
     public var requestsPerSecond: Int
     public var activeAPIKeys: Int
     public var createdAt: Timestamp
@@ -95,24 +101,28 @@ public struct CredentialChange: Sendable {
     public var twilioAuthToken: String?
     public var twilioSharedKey: String?
     public var telnyxPublicKey: String?
+    /// The Telnyx API key (v2): sealed at rest, never shown again.
+    public var telnyxAPIKey: String?
     public var requestsPerSecond: Int?
 
-    public init(twilioAccountSID: String? = nil, twilioAuthToken: String? = nil, twilioSharedKey: String? = nil, telnyxPublicKey: String? = nil, requestsPerSecond: Int? = nil) {
+    public init(twilioAccountSID: String? = nil, twilioAuthToken: String? = nil, twilioSharedKey: String? = nil, telnyxPublicKey: String? = nil,
+                telnyxAPIKey: String? = nil, requestsPerSecond: Int? = nil) {
         self.twilioAccountSID = twilioAccountSID
         self.twilioAuthToken = twilioAuthToken
         self.twilioSharedKey = twilioSharedKey
         self.telnyxPublicKey = telnyxPublicKey
+        self.telnyxAPIKey = telnyxAPIKey
         self.requestsPerSecond = requestsPerSecond
     }
 
     public var isEmpty: Bool {
-        twilioAccountSID == nil && twilioAuthToken == nil && twilioSharedKey == nil && telnyxPublicKey == nil && requestsPerSecond == nil
+        twilioAccountSID == nil && twilioAuthToken == nil && twilioSharedKey == nil && telnyxPublicKey == nil && telnyxAPIKey == nil && requestsPerSecond == nil
     }
 
     /// The names of the values given (for the audit trail: which ones, never what they are).
     var named: [String] {
         [("twilio_account_sid", twilioAccountSID != nil), ("twilio_auth_token", twilioAuthToken != nil), ("twilio_shared_key", twilioSharedKey != nil),
-         ("telnyx_public_key", telnyxPublicKey != nil), ("requests_per_second", requestsPerSecond != nil)].filter(\.1).map(\.0)
+         ("telnyx_public_key", telnyxPublicKey != nil), ("telnyx_api_key", telnyxAPIKey != nil), ("requests_per_second", requestsPerSecond != nil)].filter(\.1).map(\.0)
     }
 }
 
@@ -175,6 +185,7 @@ public final class TenantDirectory: Sendable {
         let authToken = try new.twilioAuthToken.map { PostgresBytes(try secrets.seal(Array($0.utf8), tenant: tenant, field: "twilio_auth_token")) }
         let sharedKey = try new.twilioSharedKey.map { PostgresBytes(try secrets.seal(Array($0.utf8), tenant: tenant, field: "twilio_shared_key")) }
         let telnyxKey = try new.telnyxPublicKey.map { PostgresBytes(try Self.ed25519PublicKey($0)) }
+        let telnyxAPIKey = try new.telnyxAPIKey.map { PostgresBytes(try secrets.seal(try Self.telnyxAPIKeyBytes($0), tenant: tenant, field: "telnyx_api_key")) }
         let key = APIKey.generate()
         let now = Timestamp.now
         let event = TenantProvisioned(tenantID: new.id, name: name, plan: new.plan, timeZone: new.timeZone, provisionedAt: now)
@@ -200,9 +211,9 @@ public final class TenantDirectory: Sendable {
                     }
                     try db.query("""
                         INSERT INTO tenant_directory (tenant_id, name, plan, time_zone, twilio_account_sid, twilio_auth_token, twilio_shared_key,
-                                                      telnyx_public_key, requests_per_second, created_at, updated_at)
+                                                      telnyx_public_key, telnyx_api_key, requests_per_second, created_at, updated_at)
                         VALUES (\(tenant), \(name), \(new.plan.rawValue), \(new.timeZone), \(new.twilioAccountSID), \(authToken), \(sharedKey),
-                                \(telnyxKey), \(new.requestsPerSecond), \(now), \(now))
+                                \(telnyxKey), \(telnyxAPIKey), \(new.requestsPerSecond), \(now), \(now))
                         """)
                     try db.query("INSERT INTO tenant_api_keys (key_id, tenant_id, secret_sha256) VALUES (\(key.keyID), \(tenant), \(PostgresBytes(key.secretDigest)))")
                     try TenantOutbox.write(announcement, in: db)
@@ -246,7 +257,8 @@ public final class TenantDirectory: Sendable {
         let rows = try await retryingOnce { db in
             try db.query("""
                 SELECT d.tenant_id, d.name, d.plan, d.time_zone, d.twilio_account_sid, d.twilio_auth_token IS NOT NULL AS has_token,
-                       d.twilio_shared_key IS NOT NULL AS has_shared, d.telnyx_public_key IS NOT NULL AS has_telnyx, d.requests_per_second,
+                       d.twilio_shared_key IS NOT NULL AS has_shared, d.telnyx_public_key IS NOT NULL AS has_telnyx,
+                       d.telnyx_api_key IS NOT NULL AS has_telnyx_api_key, d.requests_per_second,
                        d.created_at, (SELECT count(*) FROM tenant_api_keys k WHERE k.tenant_id = d.tenant_id AND k.revoked_at IS NULL) AS keys
                 FROM tenant_directory d WHERE \(id)::uuid IS NULL OR d.tenant_id = \(id) ORDER BY d.created_at, d.tenant_id
                 """)
@@ -256,7 +268,8 @@ public final class TenantDirectory: Sendable {
                 id: Identifier(try row.decode(UUID.self, "tenant_id")), name: try row.decode(String.self, "name"), plan: try row.decode(String.self, "plan"),
                 timeZone: try row.decode(String.self, "time_zone"), twilioAccountSID: try row.decode(String?.self, "twilio_account_sid"),
                 hasTwilioAuthToken: try row.decode(Bool.self, "has_token"), hasTwilioSharedKey: try row.decode(Bool.self, "has_shared"),
-                hasTelnyxPublicKey: try row.decode(Bool.self, "has_telnyx"), requestsPerSecond: try row.decode(Int.self, "requests_per_second"),
+                hasTelnyxPublicKey: try row.decode(Bool.self, "has_telnyx"), hasTelnyxAPIKey: try row.decode(Bool.self, "has_telnyx_api_key"),
+                requestsPerSecond: try row.decode(Int.self, "requests_per_second"),
                 activeAPIKeys: try row.decode(Int.self, "keys"), createdAt: try row.decode(Timestamp.self, "created_at"))
         }
     }
@@ -333,6 +346,7 @@ public final class TenantDirectory: Sendable {
         let authToken = try change.twilioAuthToken.map { PostgresBytes(try secrets.seal(Array($0.utf8), tenant: id, field: "twilio_auth_token")) }
         let sharedKey = try change.twilioSharedKey.map { PostgresBytes(try secrets.seal(Array($0.utf8), tenant: id, field: "twilio_shared_key")) }
         let telnyxKey = try change.telnyxPublicKey.map { PostgresBytes(try Self.ed25519PublicKey($0)) }
+        let telnyxAPIKey = try change.telnyxAPIKey.map { PostgresBytes(try secrets.seal(try Self.telnyxAPIKeyBytes($0), tenant: id, field: "telnyx_api_key")) }
         let sid = change.twilioAccountSID
         let rate = change.requestsPerSecond
         let audit = AuditEntry(request, tenant: tenant, action: .credentialsChange, target: "tenants/\(tenant)", details: JSONObjectWriter.object { json in
@@ -347,6 +361,7 @@ public final class TenantDirectory: Sendable {
                   twilio_auth_token = COALESCE(\(authToken), twilio_auth_token),
                   twilio_shared_key = COALESCE(\(sharedKey), twilio_shared_key),
                   telnyx_public_key = COALESCE(\(telnyxKey), telnyx_public_key),
+                  telnyx_api_key = COALESCE(\(telnyxAPIKey), telnyx_api_key),
                   requests_per_second = COALESCE(\(rate), requests_per_second),
                   updated_at = now()
                 WHERE tenant_id = \(id)
@@ -360,6 +375,15 @@ public final class TenantDirectory: Sendable {
     }
 
     // MARK: Helpers
+
+    /// A Telnyx API key as stored: its UTF-8 bytes, checked to be one token a `Bearer` header can carry.
+    static func telnyxAPIKeyBytes(_ text: String) throws(TenantError) -> [UInt8] {
+        let key = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !key.isEmpty, key.utf8.count <= 512, key.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
+            throw TenantError.invalid(field: "telnyx_api_key", reason: "must be a Telnyx API key (v2, as the Telnyx portal shows it): printable ASCII without spaces")
+        }
+        return Array(key.utf8)
+    }
 
     /// Decodes a Telnyx public key: base64 of the 32-byte Ed25519 key.
     static func ed25519PublicKey(_ text: String) throws(TenantError) -> [UInt8] {

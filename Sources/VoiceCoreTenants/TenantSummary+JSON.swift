@@ -10,6 +10,7 @@ extension TenantSummary: JSONObjectCodable {
         object.field("name", name)
         object.field("plan", plan)
         object.field("requests_per_second", requestsPerSecond)
+        object.field("telnyx_api_key_set", hasTelnyxAPIKey)
         object.field("telnyx_public_key_set", hasTelnyxPublicKey)
         object.field("tenant_id", id)
         object.field("time_zone", timeZone)
@@ -24,6 +25,7 @@ extension TenantSummary: JSONObjectCodable {
         let name = try object.string("name")
         let plan = try object.string("plan")
         let requestsPerSecond = try object.int("requests_per_second")
+        let hasTelnyxAPIKey = try object.bool("telnyx_api_key_set")
         let hasTelnyxPublicKey = try object.bool("telnyx_public_key_set")
         let id = try object.identifier("tenant_id")
         let timeZone = try object.string("time_zone")
@@ -31,7 +33,8 @@ extension TenantSummary: JSONObjectCodable {
         let hasTwilioAuthToken = try object.bool("twilio_auth_token_set")
         let hasTwilioSharedKey = try object.bool("twilio_shared_key_set")
         self.init(id: id, name: name, plan: plan, timeZone: timeZone, twilioAccountSID: twilioAccountSID, hasTwilioAuthToken: hasTwilioAuthToken,
-                  hasTwilioSharedKey: hasTwilioSharedKey, hasTelnyxPublicKey: hasTelnyxPublicKey, requestsPerSecond: requestsPerSecond,
+                  hasTwilioSharedKey: hasTwilioSharedKey, hasTelnyxPublicKey: hasTelnyxPublicKey,
+                  hasTelnyxAPIKey: hasTelnyxAPIKey, requestsPerSecond: requestsPerSecond,
                   activeAPIKeys: activeAPIKeys, createdAt: createdAt)
     }
 }

@@ -188,12 +188,12 @@ struct SignatureTests {
         for sid in ["AC123", nil] {
             let summary = TenantSummary(id: Identifier("0193a1b2-7c4d-7e5f-8a9b-0c1d2e3f4a5b")!, name: "Bright \"Plumbing\" / Co", plan: "growth",
                                         timeZone: "America/Chicago", twilioAccountSID: sid, hasTwilioAuthToken: true, hasTwilioSharedKey: false,
-                                        hasTelnyxPublicKey: sid == nil, requestsPerSecond: 50, activeAPIKeys: 2,
+                                        hasTelnyxPublicKey: sid == nil, hasTelnyxAPIKey: sid != nil, requestsPerSecond: 50, activeAPIKeys: 2,
                                         createdAt: Timestamp(rfc3339: "2026-11-24T10:00:00.123456Z")!)
             let written = JSONObjectWriter.object { summary.writeJSON(to: &$0) }
             var expected: [String: Any] = [
                 "tenant_id": "0193a1b2-7c4d-7e5f-8a9b-0c1d2e3f4a5b", "name": "Bright \"Plumbing\" / Co", "plan": "growth", "time_zone": "America/Chicago",
-                "twilio_auth_token_set": true, "twilio_shared_key_set": false, "telnyx_public_key_set": sid == nil, "requests_per_second": 50,
+                "twilio_auth_token_set": true, "twilio_shared_key_set": false, "telnyx_public_key_set": sid == nil, "telnyx_api_key_set": sid != nil, "requests_per_second": 50,
                 "active_api_keys": 2, "created_at": "2026-11-24T10:00:00.123456Z",
             ]
             expected["twilio_account_sid"] = sid

@@ -7,7 +7,8 @@ import VoiceCoreTenants
 
 /// The admin API (`/admin`, `Authorization: Bearer $VOICECORE_ADMIN_KEY`): provision tenants,
 /// list them, rotate API keys and change provider credentials. Present only when an admin key is
-/// configured. Secrets go in; the only secret that ever comes out is a new API key, once.
+/// configured. Secrets go in (`twilio_auth_token`, `twilio_shared_key`, `telnyx_api_key`, all
+/// write-only: summaries say `…_set`); the only secret that ever comes out is a new API key, once.
 ///
 /// Each change is recorded in the audit trail in its own transaction, with actor `admin` and the
 /// request's id (``RequestID``, answered in `X-Request-Id`); a refused change records nothing.
@@ -25,7 +26,8 @@ extension Edge {
                     id: try body.optionalIdentifier("tenant_id") ?? .v7(), name: try body.string("name"), plan: plan,
                     timeZone: try body.optionalString("time_zone") ?? "UTC", twilioAccountSID: try body.optionalString("twilio_account_sid"),
                     twilioAuthToken: try body.optionalString("twilio_auth_token"), twilioSharedKey: try body.optionalString("twilio_shared_key"),
-                    telnyxPublicKey: try body.optionalString("telnyx_public_key"), requestsPerSecond: try body.optionalInt("requests_per_second") ?? 50)
+                    telnyxPublicKey: try body.optionalString("telnyx_public_key"), telnyxAPIKey: try body.optionalString("telnyx_api_key"),
+                    requestsPerSecond: try body.optionalInt("requests_per_second") ?? 50)
                 try new.checkStorable()
             } catch {
                 throw Problem.decoding(error)
@@ -74,7 +76,7 @@ extension Edge {
                 change = CredentialChange(
                     twilioAccountSID: try body.optionalString("twilio_account_sid"), twilioAuthToken: try body.optionalString("twilio_auth_token"),
                     twilioSharedKey: try body.optionalString("twilio_shared_key"), telnyxPublicKey: try body.optionalString("telnyx_public_key"),
-                    requestsPerSecond: try body.optionalInt("requests_per_second"))
+                    telnyxAPIKey: try body.optionalString("telnyx_api_key"), requestsPerSecond: try body.optionalInt("requests_per_second"))
                 try change.checkStorable()
             } catch {
                 throw Problem.decoding(error)
@@ -128,7 +130,7 @@ extension NewTenant {
         try Storable.check(name, "body.name", as: .line)
         try Storable.check(timeZone, "body.time_zone", as: .line)
         try CredentialChange(twilioAccountSID: twilioAccountSID, twilioAuthToken: twilioAuthToken, twilioSharedKey: twilioSharedKey,
-                             telnyxPublicKey: telnyxPublicKey, requestsPerSecond: requestsPerSecond).checkStorable()
+                             telnyxPublicKey: telnyxPublicKey, telnyxAPIKey: telnyxAPIKey, requestsPerSecond: requestsPerSecond).checkStorable()
     }
 }
 
@@ -138,6 +140,7 @@ extension CredentialChange {
         try Storable.check(twilioAuthToken, "body.twilio_auth_token", as: .identifier)
         try Storable.check(twilioSharedKey, "body.twilio_shared_key", as: .identifier)
         try Storable.check(telnyxPublicKey, "body.telnyx_public_key", as: .identifier)
+        try Storable.check(telnyxAPIKey, "body.telnyx_api_key", as: .identifier)
         try Storable.check(requestsPerSecond, "body.requests_per_second", in: 1...Storable.integerMaximum)
     }
 }

@@ -8,6 +8,13 @@ import VoiceCoreTime
 
 /// Telnyx Call Control webhooks → provider-neutral commands. Configure the Call Control
 /// application's webhook URL as `{public URL}/webhooks/telnyx/{tenant}` (API v2).
+///
+/// Conversations: the telephony service (group `telephony`) steers a Telnyx call with the REST
+/// API and tags each command with the turn it waits for (``CallControlState``). A
+/// `call.gather.ended` (keys pressed, or none before the timeout) and a final inbound
+/// `call.transcription` (the caller spoke) each become that turn's ``ReportCallerTurn``, published
+/// under the turn's command id: whichever arrives first is the turn, the other is the same
+/// command and is deduplicated.
 extension Edge {
     func addTelnyxRoutes(to router: Router<BasicRequestContext>) {
         router.post("/webhooks/telnyx/{tenant}") { request, context in
@@ -28,11 +35,21 @@ extension Edge {
                 _ = try await publish(report, tenant: tenant, source: "/edge/telnyx", deduplicationKey: "telnyx:\(webhook.id)", metricSource: "telnyx")
             case .segment(let segment):
                 _ = try await publish(segment, tenant: tenant, source: "/edge/telnyx", deduplicationKey: "telnyx:\(webhook.id)", metricSource: "telnyx")
+                if let turn = try TelnyxMapping.speechTurn(webhook, tenant: tenant) { try await publishTurn(turn, tenant: tenant) }
+            case .turn(let turn):
+                try await publishTurn(turn, tenant: tenant)
             case nil:
                 metrics.ignored("telnyx")
             }
             return Self.empty()
         }
+    }
+
+    /// Publishes a caller's turn under its command id (``ReportCallerTurn/commandID(callID:turn:)``),
+    /// once per call and turn however often and by whichever webhook it is reported.
+    private func publishTurn(_ turn: ReportCallerTurn, tenant: Identifier) async throws {
+        let id = ReportCallerTurn.commandID(callID: turn.callID, turn: turn.turn)
+        _ = try await publish(turn, tenant: tenant, source: "/edge/telnyx", id: id, deduplicationKey: "turn:\(id)", metricSource: "telnyx")
     }
 }
 
@@ -50,6 +67,8 @@ public enum TelnyxMapping {
     public enum Command: Sendable {
         case progress(ReportCallProgress)
         case segment(ReportTranscriptSegment)
+        /// A caller's turn of a conversation the telephony service steers (`call.gather.ended`).
+        case turn(ReportCallerTurn)
     }
 
     public static func parse(_ bytes: [UInt8]) throws(Problem) -> Webhook {
@@ -76,7 +95,9 @@ public enum TelnyxMapping {
     }
 
     /// The command a webhook asks for; nil for event types that carry no call progress or speech
-    /// (call.bridged, call.speak.ended, …), which are accepted and not published.
+    /// (call.bridged, call.speak.ended, …), and for a `call.gather.ended` that is no caller's turn
+    /// (ended by a hangup or a newer command, or not tagged by the telephony service), which are
+    /// accepted and not published.
     public static func command(_ webhook: Webhook, tenant: Identifier) throws(Problem) -> Command? {
         let payload = webhook.payload
         func required(_ name: String) throws(Problem) -> String {
@@ -138,9 +159,57 @@ public enum TelnyxMapping {
                 throw Problem.invalid(payloadField(error.field), error.reason)
             }
             return .segment(segment)
+        case "call.gather.ended":
+            let callControlID = try identifier("call_control_id")
+            // valid: keys that fit the gather; invalid: keys that did not; timeout: none pressed
+            // (the caller may have spoken: call.transcription reports that, under the same turn).
+            // call_hangup and cancelled end no turn.
+            guard ["valid", "invalid", "timeout"].contains(payload["status"] ?? ""),
+                  let turn = CallControlState.turn(clientState: payload["client_state"]) else { return nil }
+            let digits = payload["digits"].flatMap { digits in
+                !digits.isEmpty && digits.count <= 64 && digits.allSatisfy({ "0123456789*#".contains($0) }) ? digits : nil
+            }
+            return .turn(try callerTurn(callControlID: callControlID, turn: turn, text: "", digits: digits, confidence: nil,
+                                        from: payload["from"], to: payload["to"], webhook: webhook, tenant: tenant))
         default:
             return nil
         }
+    }
+
+    /// The caller's turn a `call.transcription` webhook ends: a final, non-empty transcript of the
+    /// caller's track (`inbound`) while the call waits for a turn (``CallControlState``); nil for
+    /// anything else (partials, the receptionist's own voice, a call nobody converses on).
+    public static func speechTurn(_ webhook: Webhook, tenant: Identifier) throws(Problem) -> ReportCallerTurn? {
+        let payload = webhook.payload
+        guard webhook.eventType == "call.transcription", payload["transcription_data.is_final"] != "false",
+              payload["transcription_data.transcription_track"] ?? "inbound" == "inbound",
+              let turn = CallControlState.turn(clientState: payload["client_state"]),
+              let callControlID = payload["call_control_id"], !callControlID.isEmpty,
+              let text = payload["transcription_data.transcript"]?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty
+        else { return nil }
+        return try callerTurn(callControlID: callControlID, turn: turn, text: text, digits: nil,
+                              confidence: payload["transcription_data.confidence"].flatMap(Double.init).map { min(1, max(0, $0)) },
+                              from: nil, to: nil, webhook: webhook, tenant: tenant)
+    }
+
+    private static func callerTurn(callControlID: String, turn: Int, text: String, digits: String?, confidence: Double?, from: String?, to: String?,
+                                   webhook: Webhook, tenant: Identifier) throws(Problem) -> ReportCallerTurn {
+        // Telnyx names SIP callers by URI: only E.164 numbers travel as the turn's from/to.
+        func e164(_ value: String?) -> String? {
+            guard let value, value.utf8.count >= 3, value.utf8.count <= 16, value.hasPrefix("+"), !value.hasPrefix("+0"),
+                  value.utf8.dropFirst().allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+            return value
+        }
+        let command = ReportCallerTurn(
+            callID: CallID.derive(tenant: tenant, provider: .telnyx, providerCallID: callControlID), provider: .telnyx,
+            providerCallID: callControlID, turn: turn, text: text, digits: digits, confidence: confidence, channel: .callControl,
+            from: e164(from), to: e164(to), occurredAt: webhook.occurredAt)
+        do {
+            try command.validate()
+        } catch {
+            throw Problem.invalid(payloadField(error.field), error.reason)
+        }
+        return command
     }
 
     /// A transcript segment's sequence: Telnyx numbers none, so segments are ordered by

@@ -67,10 +67,14 @@ struct TenantsCommand: AsyncParsableCommand {
         @Option(help: "Telnyx public key (base64, from the Telnyx portal).")
         var telnyxPublicKey: String?
 
+        @Option(name: .customLong("telnyx-api-key"), help: "Telnyx API key (v2): the telephony service answers the tenant's Call Control calls with it; `-` reads it from stdin.")
+        var telnyxAPIKey: String?
+
         /// The credentials given, secrets given as `-` read from stdin.
         func change(requestsPerSecond: Int?) throws -> CredentialChange {
             CredentialChange(twilioAccountSID: twilioAccountSid, twilioAuthToken: try TenantsCommand.secret(twilioAuthToken),
                              twilioSharedKey: try TenantsCommand.secret(twilioSharedKey), telnyxPublicKey: telnyxPublicKey,
+                             telnyxAPIKey: try TenantsCommand.secret(telnyxAPIKey),
                              requestsPerSecond: requestsPerSecond)
         }
     }
@@ -122,7 +126,7 @@ struct TenantsCommand: AsyncParsableCommand {
                 provisioned = try await directory.provision(
                     NewTenant(id: id, name: name, plan: plan, timeZone: timeZone, twilioAccountSID: given.twilioAccountSID,
                               twilioAuthToken: given.twilioAuthToken, twilioSharedKey: given.twilioSharedKey,
-                              telnyxPublicKey: given.telnyxPublicKey, requestsPerSecond: requestsPerSecond),
+                              telnyxPublicKey: given.telnyxPublicKey, telnyxAPIKey: given.telnyxAPIKey, requestsPerSecond: requestsPerSecond),
                     publisher: publisher)
             } catch let error as TenantError {
                 throw CommandFailure(error.description)
@@ -258,6 +262,7 @@ struct TenantListing: Encodable {
     var twilioAuthTokenSet: Bool
     var twilioSharedKeySet: Bool
     var telnyxPublicKeySet: Bool
+    var telnyxAPIKeySet: Bool
     var requestsPerSecond: Int
     var activeAPIKeys: Int
     var createdAt: String
@@ -265,6 +270,7 @@ struct TenantListing: Encodable {
     enum CodingKeys: String, CodingKey {
         case tenantID = "tenant_id", name, plan, timeZone = "time_zone", twilioAccountSID = "twilio_account_sid"
         case twilioAuthTokenSet = "twilio_auth_token_set", twilioSharedKeySet = "twilio_shared_key_set", telnyxPublicKeySet = "telnyx_public_key_set"
+        case telnyxAPIKeySet = "telnyx_api_key_set"
         case requestsPerSecond = "requests_per_second", activeAPIKeys = "active_api_keys", createdAt = "created_at"
     }
 
@@ -277,6 +283,7 @@ struct TenantListing: Encodable {
         twilioAuthTokenSet = tenant.hasTwilioAuthToken
         twilioSharedKeySet = tenant.hasTwilioSharedKey
         telnyxPublicKeySet = tenant.hasTelnyxPublicKey
+        telnyxAPIKeySet = tenant.hasTelnyxAPIKey
         requestsPerSecond = tenant.requestsPerSecond
         activeAPIKeys = tenant.activeAPIKeys
         createdAt = tenant.createdAt.rfc3339
