@@ -80,7 +80,9 @@ public enum CallQueries {
     /// Transcript lines of both tracks interleave in the order they were spoken (start offset,
     /// then end offset, track and sequence). `lead` is the call's first lead, `interaction` its
     /// first interaction (the CRM logs one per call), `usage_items` every usage line item the
-    /// call produced, oldest first.
+    /// call produced, oldest first. `turns` are the receptionist's turns in order (`call_turns`),
+    /// `outcomes` what came of the call — appointment requests, messages, transfers, voicemails
+    /// (`call_outcomes`) — oldest first; both read by the primary keys of migration 0013.
     public static let detailSQL = """
         SELECT json_build_object(\(summaryFields),
           'analytics', CASE WHEN s.has_analytics THEN json_build_object(
@@ -104,7 +106,18 @@ public enum CallQueries {
               SELECT json_agg(json_build_object('usage_id', u.usage_id, 'meter', u.meter, 'quantity', u.quantity, 'unit', u.unit,
                                                 'day', u.day, 'occurred_at', u.occurred_at)
                               ORDER BY u.occurred_at, u.usage_id)
-              FROM billing_usage_items u WHERE u.tenant_id = s.tenant_id AND u.call_id = s.call_id), '[]'::json)
+              FROM billing_usage_items u WHERE u.tenant_id = s.tenant_id AND u.call_id = s.call_id), '[]'::json),
+          'turns', COALESCE((
+              SELECT json_agg(json_build_object('turn', t.turn, 'channel', t.channel, 'heard', t.heard, 'reply', t.reply, 'action', t.action,
+                                                'transfer_to', t.transfer_to, 'slots', t.slots, 'intent', t.intent, 'decided_by', t.decided_by,
+                                                'replied_at', t.replied_at)
+                              ORDER BY t.turn)
+              FROM call_turns t WHERE t.tenant_id = s.tenant_id AND t.call_id = s.call_id), '[]'::json),
+          'outcomes', COALESCE((
+              SELECT json_agg(json_build_object('event_id', o.event_id, 'kind', o.kind, 'turn', o.turn, 'details', o.details,
+                                                'occurred_at', o.occurred_at)
+                              ORDER BY o.occurred_at, o.event_id)
+              FROM call_outcomes o WHERE o.tenant_id = s.tenant_id AND o.call_id = s.call_id), '[]'::json)
         )::text AS call
         FROM (
           SELECT c.*, a.call_id IS NOT NULL AS has_analytics, a.duration_seconds AS analytics_duration_seconds, a.outcome,

@@ -10,12 +10,12 @@ public enum PlatformServices {
     }
 
     public static let all: [Entry] = [
-        Entry(name: CallLifecycleService.group, summary: "call commands → CallStarted, CallAnswered, CallEnded, TranscriptChunk"),
+        Entry(name: CallLifecycleService.group, summary: "call commands → CallStarted, CallAnswered, CallEnded, TranscriptChunk, VoicemailRecorded"),
         Entry(name: AIService.group, summary: "transcripts → IntentDetected, CallSummarized, CreateLead"),
         Entry(name: CRMService.group, summary: "leads and calls → LeadCreated, ContactUpserted, InteractionLogged"),
         Entry(name: BillingService.group, summary: "ended calls → UsageRecorded"),
         Entry(name: TenantsService.group, summary: "ChangeSettings → TenantSettingsChanged"),
-        Entry(name: IntegrationsService.group, summary: "LeadCreated, CallEnded → tenants' outbound webhooks"),
+        Entry(name: IntegrationsService.group, summary: "LeadCreated, CallEnded, CallSummarized → tenants' outbound webhooks"),
         Entry(name: TelephonyService.group, summary: "Telnyx calls and receptionist replies → Telnyx Call Control (answer, gather, speak, transfer, record, hang up)"),
     ]
 

@@ -36,8 +36,15 @@ public struct OutboundWebhook: Sendable, Hashable {
 }
 
 extension TenantDirectory {
-    /// The event types a webhook may subscribe to.
-    public static let webhookEventTypes = [LeadCreated.type, CallEnded.type]
+    /// The event types a webhook may subscribe to (and a new webhook's, unless it names others):
+    /// each by its CloudEvents type, so `call.summarized` is `voicecore.call.summarized`.
+    public static let webhookEventTypes = [LeadCreated.type, CallEnded.type, CallSummarized.type]
+
+    /// An event type as a webhook names it: its CloudEvents type, or that type without the
+    /// `voicecore.` prefix (`call.summarized`), which is taken with it.
+    public static func webhookEventType(_ name: String) -> String {
+        name.hasPrefix("voicecore.") ? name : "voicecore." + name
+    }
 
     /// The tenant's plan, time zone, AI settings and active webhooks; nil for an unknown tenant.
     public func profile(of tenant: Identifier) async throws -> TenantProfile? {
@@ -95,6 +102,7 @@ extension TenantDirectory {
             throw TenantError.invalid(field: "url", reason: "must be an http:// or https:// URL")
         }
         guard !eventTypes.isEmpty else { throw TenantError.invalid(field: "events", reason: "name at least one event type") }
+        let eventTypes = eventTypes.map(Self.webhookEventType)
         if let unknown = eventTypes.first(where: { !Self.webhookEventTypes.contains($0) }) {
             throw TenantError.invalid(field: "events", reason: "\(unknown) is not deliverable; use \(Self.webhookEventTypes.joined(separator: ", "))")
         }

@@ -99,7 +99,28 @@ struct SeededCalls {
             messages.append((tenant, UsageRecorded(meter: meter, quantity: 1, callID: rich, sourceEventID: Identifier(UUID()),
                                                    sourceEventType: CallEnded.type, occurredAt: end)))
         }
+        // The receptionist's conversation on the rich call, answered out of order, and what came of it.
+        for (turn, text, action) in [(2, "Which day suits you?", ReceptionistAction.continue), (1, "Bright Smiles, how can I help?", .continue),
+                                     (3, "Tuesday at 3 pm is noted. Goodbye!", .hangup)] {
+            messages.append((tenant, ReceptionistReplied(callID: rich, provider: .twilio, providerCallID: "CA9", turn: turn, channel: .gather,
+                                                         heard: turn == 1 ? "" : "Tuesday please", text: text, action: action,
+                                                         slots: turn == 3 ? ["job": "appointment", "preferred_time": "Tuesday 3 pm"] : [:],
+                                                         intent: turn == 1 ? nil : .appointment, decidedBy: turn == 2 ? .model : .builtIn,
+                                                         repliedAt: base.adding(microseconds: 60 * 60_000_000 + Int64(turn) * 5_000_000))))
+        }
+        let turnTime = base.adding(microseconds: 60 * 60_000_000 + 16_000_000)
+        messages.append((tenant, AppointmentRequested(callID: rich, name: "Ada Lovelace", phone: "+14155550111", preferredTime: "Tuesday 3 pm",
+                                                      reason: "a cleaning", turn: 3, requestedAt: turnTime)))
+        messages.append((tenant, MessageTaken(callID: rich, name: nil, phone: "+14155550111", message: "Please confirm by text", turn: 3,
+                                              takenAt: turnTime.adding(microseconds: 1_000_000))))
+        messages.append((tenant, CallTransferred(callID: rich, to: "+14155550199", reason: nil, turn: 3, transferredAt: turnTime.adding(microseconds: 2_000_000))))
+        messages.append((tenant, VoicemailRecorded(callID: rich, recordingID: "RE9", recordingURL: nil, durationSeconds: 12,
+                                                   recordedAt: turnTime.adding(microseconds: 3_000_000))))
         foreign = Identifier(UUID())
+        // Another tenant's turn and outcome on a call of the rich call's id: never shown with it.
+        messages.append((other, ReceptionistReplied(callID: rich, provider: .twilio, providerCallID: "CAX", turn: 1, channel: .relay, heard: "hi",
+                                                    text: "Other Dental, hello", action: .continue, decidedBy: .builtIn, repliedAt: end)))
+        messages.append((other, VoicemailRecorded(callID: rich, recordingID: "REX", recordingURL: nil, durationSeconds: 1, recordedAt: end)))
         messages.append((other, CallStarted(callID: foreign, provider: .twilio, providerCallID: "CAX", direction: .inbound,
                                             from: "+14155550100", to: "+14155550199", startedAt: base.adding(microseconds: 90 * 60_000_000))))
         try await Self.project(messages, into: fixture.db)
@@ -113,7 +134,8 @@ struct SeededCalls {
                                   envelope: EventEnvelope(message, tenant: tenant, source: "/test"), message: message)
         }
         try await db.withTransaction { db in
-            let projections: [any Projection] = [CallsProjection(), TranscriptsProjection(), CRMProjection(), AnalyticsProjection(), BillingProjection()]
+            let projections: [any Projection] = [CallsProjection(), TranscriptsProjection(), ConversationsProjection(), CRMProjection(),
+                                                 AnalyticsProjection(), BillingProjection()]
             for projection in projections {
                 try projection.apply(events.filter { projection.eventTypes?.contains($0.envelope.type) ?? true }, in: db)
             }
@@ -242,6 +264,7 @@ struct CallReadTests {
             #expect(bare.status == .ok)
             #expect(bare.json["analytics"] is NSNull && bare.json["summary"] is NSNull && bare.json["lead"] is NSNull && bare.json["interaction"] is NSNull)
             #expect((bare.json["transcript"] as? [Any])?.isEmpty == true && (bare.json["usage_items"] as? [Any])?.isEmpty == true)
+            #expect((bare.json["turns"] as? [Any])?.isEmpty == true && (bare.json["outcomes"] as? [Any])?.isEmpty == true)
 
             // Another tenant's call, an unknown one and a malformed id: the same 404, no hint.
             for id in [seeded.foreign.description, UUID().uuidString, "not-a-uuid"] {
@@ -252,6 +275,46 @@ struct CallReadTests {
             }
             let unauthorized = try await client.execute(uri: "/v1/calls/\(seeded.rich)", method: .get, headers: Self.bearer("vck_nope"))
             #expect(unauthorized.status == .unauthorized)
+        }
+        try await fixture.drop()
+    }
+
+    @Test("the detail carries the receptionist's turns in order and what came of the call, of the tenant's own call only")
+    func detailCarriesTheConversation() async throws {
+        let fixture = try await EdgeFixture()
+        let seeded = try await SeededCalls(fixture: fixture)
+        _ = try await fixture.directory.provision(NewTenant(id: seeded.other, name: "Other Dental"), publisher: fixture.publisher)
+        try await fixture.test { client in
+            let response = try await client.execute(uri: "/v1/calls/\(seeded.rich)", method: .get, headers: Self.bearer(fixture.apiKey))
+            #expect(response.status == .ok, "\(response.text)")
+            let turns = response.json["turns"] as? [[String: Any]] ?? []
+            #expect(turns.map { $0["turn"] as? Int } == [1, 2, 3], "in turn order, the tenant's own only")
+            #expect(turns.map { $0["reply"] as? String } == ["Bright Smiles, how can I help?", "Which day suits you?", "Tuesday at 3 pm is noted. Goodbye!"])
+            let last = turns.last ?? [:]
+            #expect(last["action"] as? String == "hangup" && last["decided_by"] as? String == "built-in" && last["channel"] as? String == "gather")
+            #expect(last["slots"] as? [String: String] == ["job": "appointment", "preferred_time": "Tuesday 3 pm"] && last["heard"] as? String == "Tuesday please")
+            #expect(last["intent"] as? String == "appointment" && last["transfer_to"] is NSNull)
+            #expect(turns.first?["intent"] is NSNull && turns.first?["heard"] as? String == "" && turns.first?["slots"] as? [String: String] == [:])
+            #expect(turns[1]["decided_by"] as? String == "model")
+
+            let outcomes = response.json["outcomes"] as? [[String: Any]] ?? []
+            #expect(outcomes.map { $0["kind"] as? String } == ["appointment", "message", "transfer", "voicemail"], "oldest first, the tenant's own only")
+            let appointment = outcomes.first?["details"] as? [String: Any] ?? [:]
+            #expect(appointment["name"] as? String == "Ada Lovelace" && appointment["preferred_time"] as? String == "Tuesday 3 pm")
+            #expect(appointment["reason"] as? String == "a cleaning" && outcomes.first?["turn"] as? Int == 3)
+            let message = outcomes.count > 1 ? outcomes[1]["details"] as? [String: Any] ?? [:] : [:]
+            #expect(message["message"] as? String == "Please confirm by text" && message["name"] is NSNull)
+            let voicemail = outcomes.last ?? [:]
+            #expect(voicemail["turn"] is NSNull && (voicemail["details"] as? [String: Any])?["recording_id"] as? String == "RE9")
+            #expect((voicemail["details"] as? [String: Any])?["duration_seconds"] as? Int == 12)
+            #expect(outcomes.allSatisfy { ($0["event_id"] as? String).flatMap(UUID.init(uuidString:)) != nil })
+
+            // The admin mirror shows the same; under the other tenant the call is not found at all
+            // (its turn and voicemail there have no call of theirs).
+            let admin = try await client.execute(uri: "/admin/tenants/\(fixture.tenant)/calls/\(seeded.rich)", method: .get, headers: Self.bearer(EdgeFixture.adminKey))
+            #expect((admin.json["turns"] as? [Any])?.count == 3 && (admin.json["outcomes"] as? [Any])?.count == 4)
+            let crossed = try await client.execute(uri: "/admin/tenants/\(seeded.other)/calls/\(seeded.rich)", method: .get, headers: Self.bearer(EdgeFixture.adminKey))
+            #expect(crossed.status == .notFound)
         }
         try await fixture.drop()
     }

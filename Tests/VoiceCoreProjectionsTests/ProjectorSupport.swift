@@ -122,16 +122,19 @@ struct ReadModels: Equatable, CustomStringConvertible {
     var interactions = 0
     /// tenant|call → strongest intent confidence
     var intentConfidence: [String: Double] = [:]
+    /// receptionist turns (one per call × turn) and outcomes (one per event id)
+    var turns = 0
+    var outcomes = 0
 
     var description: String {
-        "billing \(billing.count) keys Σ\(billing.values.reduce(0, +)), metrics \(metrics.count) keys, calls \(calls.count), transcripts \(transcripts), leads \(leads), interactions \(interactions)"
+        "billing \(billing.count) keys Σ\(billing.values.reduce(0, +)), metrics \(metrics.count) keys, calls \(calls.count), transcripts \(transcripts), leads \(leads), interactions \(interactions), turns \(turns), outcomes \(outcomes)"
     }
 
     static func fold(eventLog db: PostgresConnection) async throws -> ReadModels {
-        let rows = try await db.query("SELECT type, tenant_id::text AS tenant, payload::text AS payload FROM event_log ORDER BY stream, entry_id")
+        let rows = try await db.query("SELECT type, tenant_id::text AS tenant, event_id::text AS id, payload::text AS payload FROM event_log ORDER BY stream, entry_id")
         var models = ReadModels()
         var usageSeen = Set<String>(), endedSeen = Set<String>(), leadsSeen = Set<String>(), chunksSeen = Set<String>()
-        var interactionsSeen = Set<String>()
+        var interactionsSeen = Set<String>(), turnsSeen = Set<String>(), outcomesSeen = Set<String>()
         var started = Set<String>(), answered = Set<String>()
         for row in rows {
             let type = try row.decode(String.self, "type")
@@ -166,6 +169,10 @@ struct ReadModels: Equatable, CustomStringConvertible {
             case "voicecore.call.transcript-chunk":
                 guard payload["is_final"] as? Bool == true else { continue }
                 if chunksSeen.insert("\(tenant)|\(payload["call_id"]!)|\(payload["track"]!)|\(payload["sequence"]!)").inserted { models.transcripts += 1 }
+            case "voicecore.conversation.receptionist-replied":
+                if turnsSeen.insert("\(tenant)|\(payload["call_id"]!)|\(payload["turn"]!)").inserted { models.turns += 1 }
+            case "voicecore.call.appointment-requested", "voicecore.call.message-taken", "voicecore.call.transferred", "voicecore.call.voicemail-recorded":
+                if outcomesSeen.insert(try row.decode(String.self, "id")).inserted { models.outcomes += 1 }
             case "voicecore.call.intent-detected":
                 let call = "\(tenant)|\(payload["call_id"]!)"
                 models.intentConfidence[call] = max(models.intentConfidence[call] ?? 0, (payload["confidence"] as! NSNumber).doubleValue)
@@ -201,6 +208,8 @@ struct ReadModels: Equatable, CustomStringConvertible {
         models.transcripts = try await db.query("SELECT count(*) AS n FROM transcripts")[0].decode(Int.self, "n")
         models.leads = try await db.query("SELECT count(*) AS n FROM leads")[0].decode(Int.self, "n")
         models.interactions = try await db.query("SELECT count(*) AS n FROM interactions")[0].decode(Int.self, "n")
+        models.turns = try await db.query("SELECT count(*) AS n FROM call_turns")[0].decode(Int.self, "n")
+        models.outcomes = try await db.query("SELECT count(*) AS n FROM call_outcomes")[0].decode(Int.self, "n")
         for row in try await db.query("SELECT tenant_id::text AS t, call_id::text AS c, intent_confidence FROM call_analytics WHERE intent_confidence IS NOT NULL") {
             models.intentConfidence["\(try row.decode(String.self, "t"))|\(try row.decode(String.self, "c"))"] = try row.decode(Double.self, "intent_confidence")
         }
@@ -222,6 +231,8 @@ struct ReadModels: Equatable, CustomStringConvertible {
         if transcripts != other.transcripts { out.append("transcripts \(transcripts) vs \(other.transcripts)") }
         if leads != other.leads { out.append("leads \(leads) vs \(other.leads)") }
         if interactions != other.interactions { out.append("interactions \(interactions) vs \(other.interactions)") }
+        if turns != other.turns { out.append("turns \(turns) vs \(other.turns)") }
+        if outcomes != other.outcomes { out.append("outcomes \(outcomes) vs \(other.outcomes)") }
         if intentConfidence != other.intentConfidence { out.append("intent confidences differ (\(intentConfidence.count) vs \(other.intentConfidence.count) calls)") }
         return Array(out.prefix(20))
     }

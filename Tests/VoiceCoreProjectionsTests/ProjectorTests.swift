@@ -222,6 +222,8 @@ struct ProjectorTests {
         actual.transcripts = expected.transcripts  // not projected in this test
         actual.leads = expected.leads
         actual.interactions = expected.interactions
+        actual.turns = expected.turns
+        actual.outcomes = expected.outcomes
         #expect(actual == expected, "\(actual.differences(from: expected))")
         try await fixture.drop()
     }

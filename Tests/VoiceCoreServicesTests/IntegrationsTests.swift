@@ -77,4 +77,57 @@ struct IntegrationsTests {
             }
         }
     }
+
+    @Test("CallSummarized reaches the webhooks subscribed to call.summarized (JSON and Slack), and no other")
+    func callSummarizedIsDelivered() async throws {
+        let fixture = try await PlatformFixture()
+        defer { Task { try? await fixture.drop() } }
+        let receiver = Receiver { _ in .noContent }
+        try await receiver.serve { base in
+            // Named as the docs name it (`call.summarized`) or by its full type: the same subscription.
+            let summaries = try await fixture.directory.addWebhook(to: fixture.tenant, url: base + "/summaries", eventTypes: ["call.summarized"])
+            #expect(summaries.eventTypes == [CallSummarized.type])
+            _ = try await fixture.directory.addWebhook(to: fixture.tenant, url: base + "/slack", format: .slack, eventTypes: [CallSummarized.type])
+            _ = try await fixture.directory.addWebhook(to: fixture.tenant, url: base + "/leads", eventTypes: [LeadCreated.type])
+            let everything = try await fixture.directory.addWebhook(to: fixture.tenant, url: base + "/default")
+            #expect(everything.eventTypes.contains(CallSummarized.type), "a webhook that names no types gets summaries too")
+            await #expect(throws: TenantError.self) {
+                try await fixture.directory.addWebhook(to: fixture.tenant, url: base + "/x", eventTypes: ["call.summarised"])
+            }
+            let delivery = WebhookDelivery(maxAttempts: 2, initialDelay: .milliseconds(100), maxDelay: .milliseconds(200), timeout: .seconds(2),
+                                           pollInterval: .milliseconds(20))
+            let callID = Identifier.v7()
+            let summary = CallSummarized(callID: callID, summary: "Caller booked a cleaning for Tuesday.", keySentences: ["Tuesday at 3 pm"],
+                                         sentiment: .positive, sentimentScore: 0.5, wordCount: 42, summarizedAt: .now)
+            let envelope = EventEnvelope(summary, tenant: fixture.tenant, source: "/services/ai")
+            try await fixture.run(services: ["integrations"], projectors: false, delivery: delivery) { _ in
+                try await fixture.publisher.publish(envelope, category: .calls, kind: .event)
+                try await fixture.eventually("the summary delivered", timeout: .seconds(10)) {
+                    receiver.received.withLock { received in ["/summaries", "/slack", "/default"].allSatisfy { path in received.contains { $0.path == path } } }
+                }
+                // Then a lead: once the lead webhook has it, it would have had a summary too.
+                try await fixture.publisher.publish(LeadCreated(leadID: .v7(), callID: callID, name: "Ada", phone: "+14155550111", intent: .appointment,
+                                                                source: .call, createdAt: .now), tenant: fixture.tenant)
+                try await fixture.eventually("the lead delivered", timeout: .seconds(10)) {
+                    receiver.received.withLock { received in
+                        received.contains { $0.path == "/leads" } && received.filter { $0.path == "/default" }.count == 2
+                    }
+                }
+            }
+            let received = receiver.received.withLock { $0 }
+            let delivered = try #require(received.first { $0.path == "/summaries" })
+            #expect(delivered.headers["x-voicecore-event"] == "voicecore.call.summarized")
+            let body = try #require(try JSONSerialization.jsonObject(with: Data(delivered.body)) as? [String: Any])
+            #expect(body["id"] as? String == envelope.id.description && body["type"] as? String == CallSummarized.type)
+            let data = body["data"] as? [String: Any] ?? [:]
+            #expect(data["summary"] as? String == "Caller booked a cleaning for Tuesday." && data["call_id"] as? String == callID.description)
+            #expect(data["sentiment"] as? String == "positive")
+            let slack = try #require(received.first { $0.path == "/slack" })
+            let text = (try JSONSerialization.jsonObject(with: Data(slack.body)) as? [String: Any])?["text"] as? String
+            #expect(text == "Call summarized (positive): Caller booked a cleaning for Tuesday.")
+            #expect(received.filter { $0.path == "/leads" }.map { $0.headers["x-voicecore-event"] } == [LeadCreated.type], "the lead webhook gets leads only")
+            #expect(received.filter { $0.path == "/summaries" }.count == 1)
+            #expect(received.filter { $0.path == "/default" }.compactMap { $0.headers["x-voicecore-event"] }.sorted() == [CallSummarized.type, LeadCreated.type].sorted())
+        }
+    }
 }

@@ -132,7 +132,7 @@ public struct AnalyticsProjection: Projection {
 /// Every projection VoiceCore ships, in the order `voicecore project` lists them.
 public enum StandardProjections {
     public static let all: [any Projection] = [
-        ArchiveProjection(), TenantsProjection(), CallsProjection(), TranscriptsProjection(),
+        ArchiveProjection(), TenantsProjection(), CallsProjection(), TranscriptsProjection(), ConversationsProjection(),
         CRMProjection(), AnalyticsProjection(), BillingProjection(), AuditProjection(),
     ]
 

@@ -13,6 +13,13 @@ import VoiceCoreTime
 ///   projection keeps finals only). Offsets are measured from the call's start (the voice webhook,
 ///   which providers always send first: the call waits for its answer); a segment of a call not
 ///   yet started has offset 0.
+/// - ``ReportRecording`` → ``VoicemailRecorded`` when the provider kept the recording (status
+///   `completed`), once per recording (a retried callback publishes nothing new). A `failed` or
+///   `absent` recording (the caller hung up without speaking, or the provider lost it) leaves no
+///   voicemail: nothing is published, and it is logged. A recording of a call this service has
+///   not seen start (its voice webhook lost) is still a voicemail: the caller spoke, the provider
+///   holds the audio, and dropping it would lose the message; the read models keep it by call id
+///   and show it with the call once the call is known.
 public struct CallLifecycleService: Sendable {
     public static let group = "calls"
 
@@ -31,6 +38,7 @@ public struct CallLifecycleService: Sendable {
         handlers.onPartitionAcquired { stream in service.state.invalidate(stream: stream) }
         handlers.on(ReportCallProgress.self) { message, report in try await service.handle(report, message) }
         handlers.on(ReportTranscriptSegment.self) { message, segment in try await service.handle(segment, message) }
+        handlers.on(ReportRecording.self) { message, recording in try await service.handle(recording, message) }
         return ConsumerGroupRunner(redis: dependencies.redis,
                                    configuration: dependencies.consumer(group, streams: dependencies.naming.streams(.calls, kind: .command)),
                                    handlers: handlers, logger: dependencies.logger)
@@ -71,5 +79,18 @@ public struct CallLifecycleService: Sendable {
                                     isFinal: segment.isFinal, confidence: segment.confidence ?? (segment.isFinal ? 0.9 : 0.5),
                                     startOffsetMs: start, endOffsetMs: max(start, end))
         try await emitter.emit(chunk, tenant: message.envelope.tenantID, key: "transcript:\(message.envelope.id)", time: segment.occurredAt)
+    }
+
+    func handle(_ recording: ReportRecording, _ message: ConsumedMessage) async throws {
+        guard recording.status == .completed else {
+            logger.info("recording not kept; no voicemail", metadata: ["call": "\(recording.callID)", "recording": "\(recording.recordingID)",
+                                                                     "status": "\(recording.status.rawValue)"])
+            return
+        }
+        // A completed recording without a length (the provider did not say) is still a voicemail.
+        let voicemail = VoicemailRecorded(callID: recording.callID, recordingID: recording.recordingID, recordingURL: recording.recordingURL,
+                                          durationSeconds: recording.durationSeconds ?? 0, recordedAt: recording.occurredAt)
+        try await emitter.emit(voicemail, tenant: message.envelope.tenantID, key: "voicemail:\(recording.callID):\(recording.recordingID)",
+                               time: recording.occurredAt)
     }
 }

@@ -11,8 +11,10 @@ import VoiceCoreEvents
 import VoiceCoreTenants
 import VoiceCoreTime
 
-/// The integrations service (group `integrations`): delivers ``LeadCreated`` and ``CallEnded`` to
-/// the tenants' outbound webhooks (`voicecore tenants webhook add`).
+/// The integrations service (group `integrations`): delivers ``LeadCreated``, ``CallEnded`` and
+/// ``CallSummarized`` (`voicecore.call.summarized`: the AI's summary of a finished call, again
+/// when a late transcript makes a newer one) to the tenants' outbound webhooks subscribed to them
+/// (`voicecore tenants webhook add`, ``TenantDirectory/webhookEventTypes``).
 ///
 /// The consumer only queues a delivery per subscribed webhook (``WebhookQueue``) and moves on; a
 /// separate ``WebhookDeliverer`` makes the HTTP requests, many at once, each with a timeout, and
@@ -39,6 +41,7 @@ public struct IntegrationsService: Sendable {
         var handlers = MessageHandlers()
         handlers.on(LeadCreated.self) { message, _ in try await service.handle(message) }
         handlers.on(CallEnded.self) { message, _ in try await service.handle(message) }
+        handlers.on(CallSummarized.self) { message, _ in try await service.handle(message) }
         let streams = dependencies.naming.streams(.crm, kind: .event) + dependencies.naming.streams(.calls, kind: .event)
         let runner = ConsumerGroupRunner(redis: dependencies.redis, configuration: dependencies.consumer(group, streams: streams, readInterval: ServiceDependencies.backgroundReadInterval),
                                          handlers: handlers, logger: dependencies.logger)
@@ -219,6 +222,8 @@ public final class WebhookDeliverer: Service, Sendable {
             var seconds = 0
             if case .number(let literal)? = data["duration_seconds"], let value = Int(literal) { seconds = value }
             return "Call ended: \(data["status"]?.string ?? "?"), \(seconds) s"
+        case CallSummarized.type:
+            return "Call summarized (\(data["sentiment"]?.string ?? "neutral")): \(data["summary"]?.string ?? "")"
         default:
             return type
         }

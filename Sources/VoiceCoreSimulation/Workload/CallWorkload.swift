@@ -3,8 +3,9 @@ import VoiceCoreEvents
 import VoiceCoreTime
 
 /// Realistic event traffic of a receptionist platform, for tests, benchmarks and load: each call
-/// brings its call events, transcript chunks, intents, a summary, sometimes a lead with its contact
-/// and interaction, and its usage — in the order the services publish them. A share of events is
+/// brings its call events, transcript chunks, intents, a summary, sometimes a conversation with
+/// the receptionist (its replies and what came of it), sometimes a lead with its contact and
+/// interaction, and its usage — in the order the services publish them. A share of events is
 /// published twice the way real systems duplicate them (a redelivered CallEnded, a re-derived
 /// UsageRecorded with the same usage id, the very same envelope republished after a timeout).
 ///
@@ -29,6 +30,8 @@ public struct CallWorkload: Sendable {
     public var secondsBetweenCalls: Int64 = 397
     /// Probability of each kind of duplicate.
     public var duplicateRate = 0.04
+    /// Share of answered calls that hold a conversation with the receptionist.
+    public var conversationRate = 0.4
 
     public init(seed: UInt64, tenants: Int = 3, start: Timestamp = Timestamp(microsecondsSinceEpoch: 1_790_000_000_000_000)) {
         var random = SplitMix64(seed: seed)
@@ -76,6 +79,39 @@ public struct CallWorkload: Sendable {
             time = time.adding(microseconds: seconds * 1_000_000)
             return time
         }
+        /// Two or three turns, each reply published as the receptionist does (its id derived from
+        /// the turn's command, which it names as its cause), then one outcome: an appointment
+        /// request, a message, a transfer or a voicemail.
+        func conversation() {
+            let turns = 2 + Int(random.next() % 2)
+            let outcome = Int(random.next() % 4)
+            let actions: [ReceptionistAction] = [.hangup, .hangup, .transfer, .voicemail]
+            for turn in 1...turns {
+                let action: ReceptionistAction = turn < turns ? .continue : actions[outcome]
+                let command = ReportCallerTurn.commandID(callID: callID, turn: turn)
+                let reply = ReceptionistReplied(callID: callID, provider: .twilio, providerCallID: "CA\(index)", turn: turn, channel: .gather,
+                                                heard: turn == 1 ? "I would like to book an appointment" : "Tuesday morning, my name is Caller \(index)",
+                                                text: turn < turns ? "Which day suits you?" : "Thank you, goodbye.", action: action,
+                                                transferTo: action == .transfer ? "+18005550100" : nil,
+                                                slots: turn == 1 ? ["job": "appointment"] : ["job": "appointment", "preferred_time": "Tuesday morning"],
+                                                intent: .appointment, decidedBy: .builtIn, repliedAt: advance(3))
+                items.append(Item(envelope: EventEnvelope(reply, tenant: tenant, source: "/samples", causationID: command,
+                                                          id: ReceptionistReplied.replyID(commandID: command), time: time),
+                                  category: .conversations))
+                if chance(duplicateRate) { items.append(items[items.count - 1]) }  // a turn answered again: the same reply
+            }
+            switch outcome {
+            case 0:
+                add(AppointmentRequested(callID: callID, name: "Caller \(index)", phone: "+1\(4_150_000_000 + index)", preferredTime: "Tuesday morning",
+                                         turn: turns, requestedAt: time), .calls, at: time)
+            case 1:
+                add(MessageTaken(callID: callID, name: "Caller \(index)", phone: nil, message: "Please call me back", turn: turns, takenAt: time), .calls, at: time)
+            case 2:
+                add(CallTransferred(callID: callID, to: "+18005550100", reason: "caller asked for a person", turn: turns, transferredAt: time), .calls, at: time)
+            default:
+                add(VoicemailRecorded(callID: callID, recordingID: "RE\(index)", recordingURL: nil, durationSeconds: 12, recordedAt: advance(15)), .calls, at: time)
+            }
+        }
 
         add(CallStarted(callID: callID, provider: .twilio, providerCallID: "CA\(index)", direction: .inbound,
                         from: "+1\(4_150_000_000 + index)", to: "+18005551212", startedAt: time), .calls, at: time)
@@ -95,6 +131,7 @@ public struct CallWorkload: Sendable {
                 add(TranscriptChunk(callID: callID, sequence: sequence, track: track, text: "I would like to book an appointment \(sequence)", isFinal: true,
                                     confidence: 0.91, startOffsetMs: offset, endOffsetMs: offset + 4000, language: "en-US"), .calls, at: advance(3))
             }
+            if chance(conversationRate) { conversation() }
             intents = 1 + Int(random.next() % 2)
             for n in 0..<intents {
                 let intent = Intent.allCases[Int(random.next() % UInt64(Intent.allCases.count))]
