@@ -6,7 +6,7 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure throughput against the local servers, beside the servers' own tools.",
         discussion: "Benchmarks write to keys and tables of their own (prefix `bench`) and remove them after.",
-        subcommands: [RedisBench.self, PostgresBench.self, CodecBench.self, PublishBench.self, ConsumeBench.self, LatencyBench.self, ProjectBench.self, EdgeBench.self, ReplayBench.self, ApiBench.self, EventsBench.self]
+        subcommands: [RedisBench.self, PostgresBench.self, CodecBench.self, PublishBench.self, ConsumeBench.self, LatencyBench.self, ProjectBench.self, EdgeBench.self, ReplayBench.self, ApiBench.self, EventsBench.self, TurnBench.self]
     )
 }
 

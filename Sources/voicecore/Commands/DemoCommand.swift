@@ -5,9 +5,13 @@ import VoiceCoreEvents
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Play a realistic call into a running edge and print the rows it produced.",
+        abstract: "Play a conversation with the receptionist and a realistic call into a running edge, and print them and the rows they produced.",
         discussion: """
-            Sends the webhooks Twilio would send for a caller booking an appointment and leaving \
+            First a short conversation over Twilio <Gather>: the incoming call, then one signed \
+            gather callback per caller turn, each answered by the receptionist over the bus; it \
+            prints what the receptionist says, what the caller says and what the call does next \
+            (continue, transfer, voicemail, hang up), line by line, then the turns as projected. \
+            Then a second call: it sends the webhooks Twilio would send for a caller booking an appointment and leaving \
             a name and number — the incoming call, in-progress and completed status callbacks, \
             and real-time transcription of both tracks — signed with the tenant's Twilio auth \
             token, then waits for the services and projectors and prints the call's rows: \

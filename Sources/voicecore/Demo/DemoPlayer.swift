@@ -21,6 +21,9 @@ struct DemoPlayer {
         let twilio = try await TwilioTenant.find(tenant, in: try await TenantsCommand.directory(connections))
         let chosen = twilio.id
         let base = edgeURL.hasSuffix("/") ? String(edgeURL.dropLast()) : edgeURL
+        let publicRoot = publicBase.hasSuffix("/") ? String(publicBase.dropLast()) : publicBase
+        try await ConversationPlayer(tenant: twilio, edgeURL: base, publicBase: publicRoot, connections: connections).run()
+        say("")
         let call = TwilioCallSimulation.appointmentCall(tenant: chosen, accountSID: twilio.accountSID, authToken: twilio.authToken,
                                                         publicBase: publicBase, rangAt: Timestamp.now.adding(microseconds: -30_000_000))
         say("Playing a call into \(base) for tenant \(chosen): \(call.from) → \(call.to), Twilio CallSid \(call.callSID)")
