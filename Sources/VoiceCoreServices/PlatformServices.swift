@@ -12,6 +12,7 @@ public enum PlatformServices {
     public static let all: [Entry] = [
         Entry(name: CallLifecycleService.group, summary: "call commands → CallStarted, CallAnswered, CallEnded, TranscriptChunk, VoicemailRecorded"),
         Entry(name: AIService.group, summary: "transcripts → IntentDetected, CallSummarized, CreateLead"),
+        Entry(name: ReceptionistService.group, summary: "caller turns → ReceptionistReplied, AppointmentRequested, MessageTaken, CallTransferred, CreateLead"),
         Entry(name: CRMService.group, summary: "leads and calls → LeadCreated, ContactUpserted, InteractionLogged"),
         Entry(name: BillingService.group, summary: "ended calls → UsageRecorded"),
         Entry(name: TenantsService.group, summary: "ChangeSettings → TenantSettingsChanged"),
@@ -36,6 +37,7 @@ public enum PlatformServices {
             switch name {
             case CallLifecycleService.group: services.append(try await CallLifecycleService.runner(dependencies))
             case AIService.group: services.append(try await AIService.runner(dependencies, detector: detector))
+            case ReceptionistService.group: services.append(try await ReceptionistService.runner(dependencies))
             case CRMService.group: services.append(try await CRMService.runner(dependencies))
             case BillingService.group: services.append(try await BillingService.runner(dependencies))
             case TenantsService.group: services.append(contentsOf: try await TenantsService.services(dependencies, directory: directory))

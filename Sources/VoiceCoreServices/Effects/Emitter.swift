@@ -12,14 +12,16 @@ import VoiceCoreTime
 struct Emitter: Sendable {
     let publisher: Publisher
 
+    /// - Parameter id: the envelope's id when the message's id is part of a contract (a reply's id
+    ///   derived from its command's); a new UUIDv7 otherwise.
     @discardableResult
-    func emit<M: Message>(_ message: M, tenant: Identifier, key: String, time: Timestamp = .now) async throws -> Identifier {
+    func emit<M: Message>(_ message: M, tenant: Identifier, key: String, id: Identifier? = nil, time: Timestamp = .now) async throws -> Identifier {
         // An invalid event would be dead-lettered by every consumer: refuse it here, so the
         // message that caused it fails (and is retried, then dead-lettered) instead.
         try message.validate()
         let context = MessageContext.current
         let envelope = EventEnvelope(message, tenant: tenant, source: publisher.configuration.source,
-                                     correlationID: context?.correlationID, causationID: context?.causationID, time: time)
+                                     correlationID: context?.correlationID, causationID: context?.causationID, id: id, time: time)
         if let batch = EffectBatch.current {
             batch.publish(envelope, category: M.category, kind: M.kind, key: key)
             return envelope.id
