@@ -247,6 +247,19 @@ struct TelnyxCallControlTests {
         }
     }
 
+    @Test("call.recording.saved of the voicemail the service recorded → ReportRecording; any other recording is no voicemail")
+    func recordingMapping() throws {
+        guard case .recording(let recording)? = try Self.mapped(Self.webhook("call.recording.saved", callControlID: "v3:rec", payload: [
+            "client_state": .string(CallControlState.closing), "recording_started_at": .string("2026-12-07T10:00:00Z"),
+            "recording_ended_at": .string("2026-12-07T10:00:10Z"),
+            "recording_urls": .object(["mp3": .string("https://example.com/" + String(repeating: "a", count: 3000))]),
+        ], id: "6a1f2b9e-0000-4000-8000-000000000001")) else { throw TestFailure("no recording") }
+        // No recording_id: the webhook's id names it; a URL too long to keep is left out.
+        #expect(recording.recordingID == "6a1f2b9e-0000-4000-8000-000000000001" && recording.durationSeconds == 10 && recording.recordingURL == nil)
+        #expect(try Self.mapped(Self.webhook("call.recording.saved", callControlID: "v3:rec", payload: ["client_state": .string("MQ==")])) == nil)
+        #expect(try Self.mapped(Self.webhook("call.recording.saved", callControlID: "v3:rec", payload: [:])) == nil)
+    }
+
     @Test("a final transcript of the caller's track is the turn's speech; partials and the receptionist's own voice are not")
     func speechMapping() throws {
         func turn(_ data: [String: JSONValue], state: String = "Mg==") throws -> ReportCallerTurn? {
@@ -342,10 +355,10 @@ struct TelnyxCallControlTests {
         return Int(response.status.code)
     }
 
-    /// Every message of type `M` on the fixture's conversations streams of `kind`.
+    /// Every message of type `M` on the fixture's streams of `M`'s category and `kind`.
     static func messages<M: Message>(_ type: M.Type, _ fixture: PlatformFixture, kind: MessageKind) async throws -> [(EventEnvelope, M)] {
         var found: [(EventEnvelope, M)] = []
-        for stream in fixture.naming.streams(.conversations, kind: kind) {
+        for stream in fixture.naming.streams(M.category, kind: kind) {
             for entry in try await fixture.redis.execute(.xrange(stream)) {
                 let envelope = try EventEnvelope(fields: (entry.fields ?? []).map { EnvelopeField(name: $0.name, value: $0.value) })
                 guard envelope.type == M.type else { continue }
@@ -495,6 +508,19 @@ struct TelnyxCallControlTests {
             #expect(fake.requests(of: third).map(\.action) == ["speak", "record_start"])
             #expect(fake.requests(of: third).last?.body["recording_track"]?.string == "inbound")
             #expect(!fake.requests.contains { $0.path.contains("CA0123") })
+
+            // The voicemail Telnyx saved (its record_start's client_state) is reported to the call service.
+            let saved = Self.webhook("call.recording.saved", callControlID: third, payload: [
+                "client_state": .string(CallControlState.closing), "recording_id": .string("rec-\(third.dropFirst(3))"), "channels": .string("single"),
+                "recording_started_at": .string("2026-12-07T10:00:00Z"), "recording_ended_at": .string("2026-12-07T10:00:41.6Z"),
+                "recording_urls": .object(["mp3": .string("https://s3.amazonaws.com/telnyx/rec.mp3?X-Amz-Signature=abc")]),
+            ])
+            #expect(try await Self.post(saved, tenant: platform.tenant, signing: platform.signing, to: base) == 200)
+            let recordings = try await Self.messages(ReportRecording.self, fixture, kind: .command)
+            try #require(recordings.count == 1)
+            let recording = recordings[0].1
+            #expect(recording.callID == thirdCall && recording.provider == .telnyx && recording.status == .completed && recording.durationSeconds == 42)
+            #expect(recording.recordingID == "rec-\(third.dropFirst(3))" && recording.recordingURL == "https://s3.amazonaws.com/telnyx/rec.mp3?X-Amz-Signature=abc")
         }
         // The key went to Telnyx in headers only: no log line holds it.
         let lines = logs.lines.withLock { $0 }

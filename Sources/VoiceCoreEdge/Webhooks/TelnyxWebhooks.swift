@@ -14,7 +14,8 @@ import VoiceCoreTime
 /// `call.gather.ended` (keys pressed, or none before the timeout) and a final inbound
 /// `call.transcription` (the caller spoke) each become that turn's ``ReportCallerTurn``, published
 /// under the turn's command id: whichever arrives first is the turn, the other is the same
-/// command and is deduplicated.
+/// command and is deduplicated. The voicemail it records arrives as `call.recording.saved`:
+/// ``ReportRecording``, which the call service turns into `VoicemailRecorded`.
 extension Edge {
     func addTelnyxRoutes(to router: Router<BasicRequestContext>) {
         router.post("/webhooks/telnyx/{tenant}") { request, context in
@@ -38,6 +39,8 @@ extension Edge {
                 if let turn = try TelnyxMapping.speechTurn(webhook, tenant: tenant) { try await publishTurn(turn, tenant: tenant) }
             case .turn(let turn):
                 try await publishTurn(turn, tenant: tenant)
+            case .recording(let recording):
+                _ = try await publish(recording, tenant: tenant, source: "/edge/telnyx", deduplicationKey: "telnyx:\(webhook.id)", metricSource: "telnyx")
             case nil:
                 metrics.ignored("telnyx")
             }
@@ -69,6 +72,8 @@ public enum TelnyxMapping {
         case segment(ReportTranscriptSegment)
         /// A caller's turn of a conversation the telephony service steers (`call.gather.ended`).
         case turn(ReportCallerTurn)
+        /// The voicemail the telephony service recorded (`call.recording.saved`).
+        case recording(ReportRecording)
     }
 
     public static func parse(_ bytes: [UInt8]) throws(Problem) -> Webhook {
@@ -171,6 +176,31 @@ public enum TelnyxMapping {
             }
             return .turn(try callerTurn(callControlID: callControlID, turn: turn, text: "", digits: digits, confidence: nil,
                                         from: payload["from"], to: payload["to"], webhook: webhook, tenant: tenant))
+        case "call.recording.saved":
+            // Only the recording the telephony service started for a voicemail (its `record_start`
+            // carries the closing client_state): any other recording of the call is no voicemail.
+            guard payload["client_state"] == CallControlState.closing else { return nil }
+            let callControlID = try identifier("call_control_id")
+            var duration: Int?
+            if let start = payload["recording_started_at"].flatMap({ Timestamp(rfc3339: $0) }),
+               let end = payload["recording_ended_at"].flatMap({ Timestamp(rfc3339: $0) }), end.microsecondsSinceEpoch >= start.microsecondsSinceEpoch {
+                duration = min(Storable.integerMaximum, Int((end.microsecondsSinceEpoch - start.microsecondsSinceEpoch + 500_000) / 1_000_000))
+            }
+            // Telnyx's download links are long signed URLs: one that does not fit is left out (the
+            // recording id still finds it through the API), not a refused webhook.
+            let url = [payload["recording_urls.mp3"], payload["recording_urls.wav"]].compactMap { $0 }.first {
+                !$0.isEmpty && $0.utf8.count <= 2048 && $0.utf8.allSatisfy { $0 > 32 && $0 < 127 }
+            }
+            let recording = ReportRecording(
+                callID: CallID.derive(tenant: tenant, provider: .telnyx, providerCallID: callControlID), provider: .telnyx, providerCallID: callControlID,
+                recordingID: try optionalIdentifier("recording_id") ?? webhook.id, recordingURL: url, durationSeconds: duration, status: .completed,
+                occurredAt: webhook.occurredAt)
+            do {
+                try recording.validate()
+            } catch {
+                throw Problem.invalid(payloadField(error.field), error.reason)
+            }
+            return .recording(recording)
         default:
             return nil
         }
