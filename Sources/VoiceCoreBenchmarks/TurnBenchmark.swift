@@ -45,9 +45,13 @@ public struct TurnBenchmark: Sendable {
     public var migrations: String
     /// The edge's turn deadline (`--turn-deadline-ms`); nil: the edge's default.
     public var turnDeadlineMs: Int?
+    /// How long each call waits after an answer before its next callback (a caller speaks between
+    /// turns); 0 plays the callbacks back to back, which measures the saturated throughput's queue
+    /// rather than a turn's round trip.
+    public var thinkMs: Int
 
-    public init(executable: URL, concurrency: [Int] = [50, 500], runs: Int = 3, duration: Int = 5, requests: Int = 60_000, threads: Int = 2,
-                port: Int = 18_097, migrations: String = "database/migrations", turnDeadlineMs: Int? = nil) {
+    public init(executable: URL, concurrency: [Int] = [50, 500], runs: Int = 3, duration: Int = 10, requests: Int = 60_000, threads: Int = 2,
+                port: Int = 18_097, migrations: String = "database/migrations", turnDeadlineMs: Int? = nil, thinkMs: Int = 500) {
         self.executable = executable
         self.concurrency = concurrency
         self.runs = max(1, runs)
@@ -57,6 +61,7 @@ public struct TurnBenchmark: Sendable {
         self.port = port
         self.migrations = migrations
         self.turnDeadlineMs = turnDeadlineMs
+        self.thinkMs = max(0, thinkMs)
     }
 
     public func run(on servers: BenchmarkServers) async throws {
@@ -132,10 +137,11 @@ public struct TurnBenchmark: Sendable {
         let calls = CallScript(tenant: tenant, base: base, signer: signer)
         try await waitForReplies(calls, receptionist: receptionist)
         report("edge pid \(edge.processIdentifier), receptionist pid \(receptionist.processIdentifier) (built-in policy); wrk -t\(threads), \(duration) s per phase, "
-               + "\(formatRate(Double(requests))) distinct signed callbacks prepared per phase; latency from the callback to the TwiML reply (wrk's)")
+               + "\(formatRate(Double(requests))) distinct signed callbacks prepared per phase; each call waits \(thinkMs) ms after an answer before its next callback; "
+               + "latency from the callback to the TwiML reply (wrk's)")
 
         let script = work.appendingPathComponent("play.lua")
-        try Self.luaScript(threads: threads).write(to: script, atomically: false, encoding: .utf8)
+        try Self.luaScript(threads: threads, thinkMs: thinkMs).write(to: script, atomically: false, encoding: .utf8)
         var phase = 0
         for connections in concurrency {
             report("")
@@ -301,7 +307,7 @@ public struct TurnBenchmark: Sendable {
 
     /// The wrk script: loads its thread's share of the prepared callbacks, plays them in order, and
     /// counts the replies by the TwiML verb that decides what the call does next.
-    static func luaScript(threads: Int) -> String {
+    static func luaScript(threads: Int, thinkMs: Int) -> String {
         """
         local counter = 0
         local all = {}
@@ -330,6 +336,7 @@ public struct TurnBenchmark: Sendable {
           if nextIndex > count then nextIndex = 1; wrapped = wrapped + 1 end
           return r
         end
+        \(thinkMs > 0 ? "delay = function() return \(thinkMs) end" : "")
         response = function(status, headers, body)
           if body:find("One moment", 1, true) then r_holding = r_holding + 1
           elseif body:find("<Dial", 1, true) then r_transfer = r_transfer + 1

@@ -9,8 +9,8 @@ struct TurnBench: AsyncParsableCommand {
         discussion: """
             Provisions a tenant in a scratch schema, starts `voicecore edge` and `voicecore consume \
             receptionist` (built-in policy) as processes of their own on streams of their own, and \
-            plays pre-signed Twilio callbacks with wrk at each --concurrency (connections: calls \
-            waiting on a reply at once). Per level it alternates --runs phases of signed status \
+            plays pre-signed Twilio callbacks with wrk at each --concurrency (connections: calls in \
+            progress, each waiting --think-ms after an answer before its next callback). Per level it alternates --runs phases of signed status \
             callbacks (verified and published: the plain publish latency) and signed gather \
             callbacks (published as ReportCallerTurn, answered by ReceptionistReplied over the bus, \
             returned as TwiML), --duration seconds each, every callback distinct. Prints each run's \
@@ -29,7 +29,7 @@ struct TurnBench: AsyncParsableCommand {
     var runs = 3
 
     @Option(help: "Seconds per phase.")
-    var duration = 5
+    var duration = 10
 
     @Option(help: "Distinct signed callbacks prepared per phase (wrk repeats them past that, which the report flags).")
     var requests = 60_000
@@ -46,6 +46,9 @@ struct TurnBench: AsyncParsableCommand {
     @Option(name: .customLong("turn-deadline-ms"), help: "The edge's turn deadline (default: the edge's own).")
     var turnDeadlineMs: Int?
 
+    @Option(name: .customLong("think-ms"), help: "How long each call waits after an answer before its next callback (a caller speaks between turns); 0: back to back, which measures the saturated queue.")
+    var thinkMs = 500
+
     func validate() throws {
         guard !concurrency.isEmpty, concurrency.allSatisfy({ (1...10_000).contains($0) }) else {
             throw ValidationError("--concurrency takes 1 to 10000 calls per level")
@@ -56,12 +59,14 @@ struct TurnBench: AsyncParsableCommand {
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be between 1 and 64") }
         guard let smallest = concurrency.min(), threads <= smallest else { throw ValidationError("--threads must not exceed the smallest --concurrency") }
         if let turnDeadlineMs, !(1...60_000).contains(turnDeadlineMs) { throw ValidationError("--turn-deadline-ms must be between 1 and 60000") }
+        guard (0...60_000).contains(thinkMs) else { throw ValidationError("--think-ms must be between 0 and 60000") }
     }
 
     func run() async throws {
         // The edge and the receptionist under test are this same executable, started as processes of their own.
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
         try await TurnBenchmark(executable: executable, concurrency: concurrency, runs: runs, duration: duration, requests: requests, threads: threads,
-                                port: port, migrations: migrations, turnDeadlineMs: turnDeadlineMs).run(on: connections.benchmarkServers())
+                                port: port, migrations: migrations, turnDeadlineMs: turnDeadlineMs,
+                                thinkMs: thinkMs).run(on: connections.benchmarkServers())
     }
 }
