@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import Metrics
 import NIOCore
@@ -19,6 +20,8 @@ import VoiceCoreTime
 /// - `POST /webhooks/twilio/{tenant}/voice` — incoming call: publishes the ringing report and
 ///   answers TwiML that greets the caller and starts real-time transcription back to this edge;
 /// - `POST /webhooks/twilio/{tenant}/status` — voice status callbacks;
+/// - `GET /webhooks/twilio/{tenant}/relay` — a ConversationRelay WebSocket (signed upgrade), one
+///   caller turn per prompt (``ConversationRelayConnection``);
 /// - `POST /webhooks/twilio/{tenant}/transcription` — real-time transcription callbacks;
 /// - `POST /webhooks/twilio/{tenant}/{gather,recording,recorded,relay/ended}` — a call's
 ///   conversation (``TurnReplies`` waits for the receptionist's replies);
@@ -109,8 +112,12 @@ public struct Edge: Sendable {
         if configuration.publishOnEventLoops {
             edge.loopPublisher = publisher.onEventLoops(of: group, logger: self.logger, metricsFactory: metrics.factory)
         }
+        // WebSocket upgrades (ConversationRelay) are answered by a router of their own; every other
+        // request goes to the HTTP router as before.
         let application = Application(
             router: edge.router(),
+            server: .http1WebSocketUpgrade(webSocketRouter: edge.conversationRelayRouter(sessions: ConversationRelaySessions()),
+                                           configuration: .init(ws: ConversationRelayConnection.webSocketConfiguration)),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "voicecore-edge"),
             onServerRunning: onServerRunning,
             eventLoopGroupProvider: .shared(group),

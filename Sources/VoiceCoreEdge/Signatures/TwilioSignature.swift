@@ -158,9 +158,10 @@ public enum TwilioSignature {
         guard let schemeEnd = url.indices.first(where: { url[$0...].starts(with: separator) }) else { return [url] }
         let scheme = url[..<schemeEnd].map { $0 | 0x20 }
         let defaultPort: [UInt8]
-        if scheme.elementsEqual("https".utf8) {
+        // ConversationRelay signs its WebSocket URL (`wss://`), with the same default ports.
+        if scheme.elementsEqual("https".utf8) || scheme.elementsEqual("wss".utf8) {
             defaultPort = Array(":443".utf8)
-        } else if scheme.elementsEqual("http".utf8) {
+        } else if scheme.elementsEqual("http".utf8) || scheme.elementsEqual("ws".utf8) {
             defaultPort = Array(":80".utf8)
         } else {
             return [url]
