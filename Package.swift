@@ -275,6 +275,7 @@ let package = Package(
         ]),
         .testTarget(name: "VoiceCoreEdgeTests", dependencies: [
             "VoiceCoreEdge",
+            "VoiceCoreServices",
             "VoiceCoreSimulation",
             "VoiceCoreTestSupport",
             "VoiceCoreTenants",
