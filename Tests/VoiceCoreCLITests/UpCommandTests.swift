@@ -117,6 +117,14 @@ struct UpCommandTests {
             #expect(output.contains("POST status completed → 200"), "\(output)")
             #expect(!output.contains("Not every row arrived"), "\(output)")
             let lines = output.split(separator: "\n").map(String.init)
+            // First the conversation over <Gather>, line by line: the greeting, the caller's turn,
+            // and the receptionist's reply (over the bus) with what the call does next.
+            #expect(output.contains("A conversation with the receptionist over Twilio <Gather>"), "\(output)")
+            #expect(lines.contains("  caller says        Hi, I'd like to book an appointment for a cleaning."), "\(output)")
+            #expect(lines.filter { $0.hasPrefix("  receptionist says  ") }.count >= 2, "the greeting and a reply:\n\(output)")
+            #expect(lines.contains { $0.contains("action: continue (listens for turn 2)") }, "the receptionist answered turn 1:\n\(output)")
+            #expect(lines.contains("  caller says        It's Dana Whitfield."), "the caller answered the receptionist's questions:\n\(output)")
+            #expect(lines.contains { $0.contains("action: hang up") } && lines.contains("  (call over: hang up)"), "the caller said goodbye:\n\(output)")
             #expect(lines.contains { $0.contains("completed") && $0.contains("+14155550123") && $0.contains("21") }, "the call session")
             #expect(lines.contains { $0.contains("Maria Lopez") && $0.contains("+14155550199") && $0.contains("appointment") }, "the lead")
             #expect(lines.contains { $0.contains("call_minutes") && $0.contains("minute") }, "the billing")
