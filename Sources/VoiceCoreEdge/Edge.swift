@@ -90,6 +90,7 @@ public struct Edge: Sendable {
         router.get("/metrics") { _, _ in try metricsPage() }
         addTwilioRoutes(to: router)
         addConversationRoutes(to: router)
+        addConversationRelayPlainRoute(to: router)
         addTelnyxRoutes(to: router)
         addTenantAPIRoutes(to: router)
         addReadRoutes(to: router)

@@ -229,12 +229,14 @@ final class RelayEdge: @unchecked Sendable {
     }
 
     /// A plain HTTP upgrade request on a socket of its own: the status and body the edge answered.
-    func rawUpgrade(path: String, headers: [(String, String)]) async throws -> (status: Int, body: String) {
+    func rawUpgrade(path: String, headers: [(String, String)], upgrade: Bool = true) async throws -> (status: Int, body: String) {
         let channel = try await ClientBootstrap(group: clients).connect(host: "127.0.0.1", port: port) { channel in
             channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
         }
-        var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        request += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n"
+        if upgrade {
+            request += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        }
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         request += "\r\n"
         // Read the head, then the body by its length (an accepted upgrade stays open: no body);
@@ -501,7 +503,10 @@ struct ConversationRelayTests {
         #expect(twilio.unread.isEmpty)
         // The caller hangs up: the session ends without an `end` of ours.
         _ = try await twilio.closed()
-        #expect(edge.counter(ConversationRelayMetricNames.sessionsEnded, #"outcome="closed""#) == 1)
+        // The edge learns of the close on its own connection, a moment after the peer.
+        try await AuditTrailTests.eventually("the session counted as closed") {
+            edge.counter(ConversationRelayMetricNames.sessionsEnded, #"outcome="closed""#) == 1
+        }
         receptionist.stop()
         try await edge.stop()
     }
@@ -523,6 +528,10 @@ struct ConversationRelayTests {
         #expect(stranger.body.contains("Unknown tenant"))
         let signed = try await edge.rawUpgrade(path: upgrade + "?x=1", headers: [("X-Twilio-Signature", edge.signature(path: upgrade + "?x=1"))])
         #expect(signed.status == 101)
+        // The same URL without an upgrade: told to upgrade, not a bare 404.
+        let plain = try await edge.rawUpgrade(path: upgrade, headers: [("X-Twilio-Signature", edge.signature())], upgrade: false)
+        #expect(plain.status == 426)
+        #expect(plain.body.contains("\"status\":426"))
 
         // A client that plays the whole call with a forged signature gets no session.
         let forger = edge.connect(signature: edge.signature(token: "not-the-token"))

@@ -124,9 +124,10 @@ struct ConversationRelayConnection: Sendable {
                                        digits: turn.digits, channel: .relay, from: call.from, to: call.to, language: turn.language,
                                        occurredAt: .now)
         let id = ReportCallerTurn.commandID(callID: call.callID, turn: turn.number)
+        let outcome: DeduplicatedOutcome
         do {
             try command.validate()
-            _ = try await edge.publish(command, tenant: call.tenant, source: "/edge/twilio", id: id, deduplicationKey: "turn:\(id)",
+            outcome = try await edge.publish(command, tenant: call.tenant, source: "/edge/twilio", id: id, deduplicationKey: "turn:\(id)",
                                        metricSource: "relay")
         } catch {
             // Redis unreachable (or a turn it cannot hold): the caller hears the holding line
@@ -141,7 +142,8 @@ struct ConversationRelayConnection: Sendable {
         }
         let stream = edge.publisher.configuration.naming.stream(for: .conversations, kind: .event, tenant: call.tenant, subject: call.callID.description)
         do {
-            if let reply = try await replies.reply(to: id, stream: stream, deadline: edge.configuration.turnDeadline),
+            // A turn published for the first time cannot have an older reply: no look-up.
+            if let reply = try await replies.reply(to: id, stream: stream, deadline: edge.configuration.turnDeadline, alreadyPublished: outcome.isDuplicate),
                reply.callID == call.callID, reply.turn == turn.number {
                 sink.yield(.replied(reply))
             } else {

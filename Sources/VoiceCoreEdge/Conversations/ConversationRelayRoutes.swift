@@ -148,3 +148,15 @@ final class RefusedUpgradeResponse: ChannelOutboundHandler, RemovableChannelHand
         }
     }
 }
+
+extension Edge {
+    /// The relay's URL asked for without a WebSocket upgrade (a browser, a probe, a misconfigured
+    /// provider): 426 with `Upgrade: websocket` says what to do instead of a bare 404.
+    func addConversationRelayPlainRoute(to router: Router<BasicRequestContext>) {
+        router.get("/webhooks/twilio/{tenant}/relay") { _, _ -> Response in
+            throw Problem(HTTPResponse.Status(code: 426, reasonPhrase: "Upgrade Required"), "Upgrade required",
+                          detail: "this is Twilio ConversationRelay's WebSocket: open it with a signed WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
+                          headers: [.upgrade: "websocket"])
+        }
+    }
+}
