@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
+import ServiceLifecycle
 import Synchronization
 import Testing
 import VoiceCoreBus
@@ -140,8 +141,7 @@ struct TelnyxCallControlTests {
     static let key = TelnyxAPIKey(bearerToken: "KEY0188_test_\(UUID().uuidString.prefix(8))")
 
     static func fastRetries(_ base: String, attempts: Int = 3) -> TelnyxConfiguration {
-        TelnyxConfiguration(apiURL: base, timeout: .seconds(5), attempts: attempts, backoff: RetryBackoff(initial: .milliseconds(10), maximum: .milliseconds(50)),
-                            wordsPerSecond: 1000)
+        TelnyxConfiguration(apiURL: base, timeout: .seconds(5), attempts: attempts, backoff: RetryBackoff(initial: .milliseconds(10), maximum: .milliseconds(50)))
     }
 
     @Test("a command goes out as Telnyx documents it: POST /calls/{id}/actions/{action}, Bearer the tenant's key, JSON with command_id and client_state")
@@ -176,6 +176,16 @@ struct TelnyxCallControlTests {
         for foreign in [nil, "", "aGF2ZSBhIG5pY2UgZGF5ID1d", CallControlState.closing, Data("0".utf8).base64EncodedString(),
                         Data("-1".utf8).base64EncodedString(), Data("2147483648".utf8).base64EncodedString(), "not base64!"] {
             #expect(CallControlState.turn(clientState: foreign) == nil)
+        }
+        // The speak before a follow-up names the turn it closes, and awaits none.
+        for turn in [1, 9, 10, 2_147_483_647] {
+            #expect(CallControlState.closingTurn(clientState: CallControlState.closing(after: turn)) == turn)
+            #expect(CallControlState.turn(clientState: CallControlState.closing(after: turn)) == nil)
+        }
+        for other in [nil, "", CallControlState.closing, CallControlState.clientState(turn: 3), Data("closing:".utf8).base64EncodedString(),
+                      Data("closing:0".utf8).base64EncodedString(), Data("closing:2147483648".utf8).base64EncodedString(),
+                      Data("closing:1x".utf8).base64EncodedString(), "not base64!"] {
+            #expect(CallControlState.closingTurn(clientState: other) == nil)
         }
     }
 
@@ -244,6 +254,24 @@ struct TelnyxCallControlTests {
         }
         #expect(throws: (any Error).self) {
             _ = try Self.mapped(Self.webhook("call.gather.ended", callControlID: "v3 bad", payload: ["status": .string("valid"), "client_state": .string("MQ==")]))
+        }
+    }
+
+    @Test("call.speak.ended of a closing reply's speak → ReportPromptPlayed for its turn; a gather prompt's, a foreign one's or one cut off by the hang-up is nothing")
+    func speakEndedMapping() throws {
+        guard case .promptPlayed(let played)? = try Self.mapped(Self.webhook("call.speak.ended", callControlID: "v3:spoke", payload: [
+            "status": .string("completed"), "client_state": .string(CallControlState.closing(after: 4)),
+        ])) else { throw TestFailure("no prompt played") }
+        #expect(played.turn == 4 && played.provider == .telnyx && played.providerCallID == "v3:spoke")
+        #expect(played.callID == CallID.derive(tenant: Self.mappingTenant, provider: .telnyx, providerCallID: "v3:spoke"))
+        for (status, state) in [("call_hangup", CallControlState.closing(after: 4)), ("completed", CallControlState.closing),
+                                ("completed", CallControlState.clientState(turn: 4)), ("completed", "aGF2ZSBhIG5pY2UgZGF5ID1d")] {
+            #expect(try Self.mapped(Self.webhook("call.speak.ended", callControlID: "v3:spoke", payload: [
+                "status": .string(status), "client_state": .string(state),
+            ])) == nil)
+        }
+        #expect(throws: (any Error).self) {
+            _ = try Self.mapped(Self.webhook("call.speak.ended", callControlID: "v3 bad", payload: ["client_state": .string(CallControlState.closing(after: 1))]))
         }
     }
 
@@ -373,12 +401,14 @@ struct TelnyxCallControlTests {
         let tenant: Identifier
         let signing: Curve25519.Signing.PrivateKey
         let apiKey: String
+        /// A new telephony service (a fresh process's: nothing in memory) speaking to the fake.
+        let telephony: @Sendable () async throws -> ConsumerGroupRunner
     }
 
     /// A fixture with a Telnyx tenant (public key and API key), its edge, the call service and the
     /// telephony service (speaking to `fake`) running while `body` runs with the edge's base URL.
     static func withTelnyxPlatform(_ fake: FakeTelnyx, logs: LogCapture, metrics: CountingMetrics, apiKey: String? = "KEY0188_\(UUID().uuidString)_secret",
-                                   _ body: @Sendable (Platform, String) async throws -> Void) async throws {
+                                   runsTelephony: Bool = true, _ body: @Sendable (Platform, String) async throws -> Void) async throws {
         let fixture = try await PlatformFixture()
         do {
             let signing = Curve25519.Signing.PrivateKey()
@@ -389,15 +419,18 @@ struct TelnyxCallControlTests {
                 let dependencies = ServiceDependencies(redis: fixture.redisConfiguration, naming: fixture.naming,
                                                        tenants: TenantProfiles(source: fixture.directory, ttl: .milliseconds(200)), instance: "test",
                                                        logger: logs.logger("test.services"))
-                let telephony = try await TelephonyService.runner(dependencies, directory: fixture.directory, configuration: fastRetries(telnyxBase),
-                                                                  metrics: TelephonyMetrics(factory: metrics))
+                let makeTelephony: @Sendable () async throws -> ConsumerGroupRunner = {
+                    try await TelephonyService.runner(dependencies, directory: fixture.directory, configuration: fastRetries(telnyxBase),
+                                                      metrics: TelephonyMetrics(factory: metrics))
+                }
+                let telephony: [any Service] = runsTelephony ? [try await makeTelephony()] : []
                 let calls = try await CallLifecycleService.runner(dependencies)
                 let edgeRedis = try await RedisClient.connect(fixture.redisConfiguration)
                 let edge = Edge(configuration: EdgeConfiguration(host: "127.0.0.1", port: 0, tenantCacheTTL: .zero),
                                 publisher: Publisher(connection: edgeRedis, configuration: PublisherConfiguration(source: "/edge", naming: fixture.naming)),
                                 lookup: fixture.directory, directory: fixture.directory, registry: nil, logger: logs.logger("test.edge"))
-                try await withEdge(edge, alongside: [calls, telephony]) { base in
-                    try await body(Platform(fixture: fixture, tenant: tenant, signing: signing, apiKey: apiKey ?? ""), base)
+                try await withEdge(edge, alongside: [calls] + telephony) { base in
+                    try await body(Platform(fixture: fixture, tenant: tenant, signing: signing, apiKey: apiKey ?? "", telephony: makeTelephony), base)
                 }
             }
         } catch {
@@ -416,6 +449,14 @@ struct TelnyxCallControlTests {
         let envelope = EventEnvelope(reply, tenant: platform.tenant, source: "/services/receptionist", causationID: commandID,
                                      id: ReceptionistReplied.replyID(commandID: commandID))
         _ = try await platform.fixture.publisher.publish(envelope, category: .conversations, kind: .event)
+    }
+
+    /// Telnyx's signed `call.speak.ended` for the speak of the reply to `turn`, as the edge receives it.
+    static func speakEnded(_ platform: Platform, callControlID: String, turn: Int, status: String = "completed", id: String = UUID().uuidString,
+                           to base: String) async throws {
+        let body = Self.webhook("call.speak.ended", callControlID: callControlID,
+                                payload: ["status": .string(status), "client_state": .string(CallControlState.closing(after: turn))], id: id)
+        #expect(try await Self.post(body, tenant: platform.tenant, signing: platform.signing, to: base) == 200)
     }
 
     static func expectedID(_ call: Identifier, _ name: String) -> String {
@@ -479,18 +520,23 @@ struct TelnyxCallControlTests {
             // transfer after a spoken turn → gather_stop, speak, then transfer.
             try await Self.reply(platform, call: call, callControlID: callControlID, turn: 2, heard: "can I talk to a person", text: "Connecting you now.",
                                  action: .transfer, transferTo: "+14155550123")
-            try await fixture.eventually("gather_stop, speak, transfer") { fake.requests(of: callControlID).count >= 7 }
+            try await fixture.eventually("gather_stop, speak") { fake.requests(of: callControlID).count >= 6 }
+            try await Self.speakEnded(platform, callControlID: callControlID, turn: 2, to: base)
+            try await fixture.eventually("transfer") { fake.requests(of: callControlID).count >= 7 }
             let transfer = Array(fake.requests(of: callControlID)[4...])
             #expect(transfer.map(\.action) == ["gather_stop", "speak", "transfer"])
             #expect(transfer.map(\.commandID) == [Self.expectedID(call, "gather_stop:2"), Self.expectedID(call, "speak:2"), Self.expectedID(call, "transfer:2")])
-            #expect(transfer[1].body["payload"]?.string == "Connecting you now." && transfer[1].clientState == CallControlState.closing)
+            #expect(transfer[1].body["payload"]?.string == "Connecting you now." && transfer[1].clientState == CallControlState.closing(after: 2))
+            #expect(transfer[2].clientState == CallControlState.closing)
             #expect(transfer[2].body["to"]?.string == "+14155550123")
 
             // A hang-up on another call: speak, then hangup.
             let other = "v3:bye-\(UUID().uuidString.prefix(8))"
             let otherCall = CallID.derive(tenant: platform.tenant, provider: .telnyx, providerCallID: other)
             try await Self.reply(platform, call: otherCall, callControlID: other, turn: 4, heard: "that's all thanks", text: "Goodbye!", action: .hangup)
-            try await fixture.eventually("speak and hangup") { fake.requests(of: other).count >= 3 }
+            try await fixture.eventually("speak") { fake.requests(of: other).count >= 2 }
+            try await Self.speakEnded(platform, callControlID: other, turn: 4, to: base)
+            try await fixture.eventually("hangup") { fake.requests(of: other).count >= 3 }
             #expect(fake.requests(of: other).map(\.action) == ["gather_stop", "speak", "hangup"])
             #expect(fake.requests(of: other).last?.commandID == Self.expectedID(otherCall, "hangup:4"))
 
@@ -504,7 +550,9 @@ struct TelnyxCallControlTests {
             let third = "v3:vm-\(UUID().uuidString.prefix(8))"
             let thirdCall = CallID.derive(tenant: platform.tenant, provider: .telnyx, providerCallID: third)
             try await Self.reply(platform, call: thirdCall, callControlID: third, turn: 1, heard: "", text: "Please leave a message.", action: .voicemail)
-            try await fixture.eventually("speak and record_start") { fake.requests(of: third).count >= 2 }
+            try await fixture.eventually("speak") { fake.requests(of: third).count >= 1 }
+            try await Self.speakEnded(platform, callControlID: third, turn: 1, to: base)
+            try await fixture.eventually("record_start") { fake.requests(of: third).count >= 2 }
             #expect(fake.requests(of: third).map(\.action) == ["speak", "record_start"])
             #expect(fake.requests(of: third).last?.body["recording_track"]?.string == "inbound")
             #expect(!fake.requests.contains { $0.path.contains("CA0123") })
@@ -547,6 +595,98 @@ struct TelnyxCallControlTests {
             #expect(Set(fake.requests(of: callControlID).map(\.commandID)) == [Self.expectedID(call, "gather:4")])
         }
         #expect(metrics.count(TelephonyMetrics.commandsLabel, [("action", "gather_using_speak"), ("outcome", "retried")]) == 2)
+    }
+
+    @Test("a transfer or hang-up waits for Telnyx's call.speak.ended: none before it, exactly one after, a redelivered or repeated speak.ended sends nothing new")
+    func followUpWaitsForSpeechEnd() async throws {
+        let fake = FakeTelnyx()
+        let logs = LogCapture()
+        let metrics = CountingMetrics()
+        try await Self.withTelnyxPlatform(fake, logs: logs, metrics: metrics) { platform, base in
+            let fixture = platform.fixture
+            for (action, followUp) in [(ReceptionistAction.transfer, "transfer"), (.hangup, "hangup")] {
+                let callControlID = "v3:\(followUp)-\(UUID().uuidString.prefix(8))"
+                let call = CallID.derive(tenant: platform.tenant, provider: .telnyx, providerCallID: callControlID)
+                try await Self.reply(platform, call: call, callControlID: callControlID, turn: 3, heard: "", text: "One moment, please.", action: action,
+                                     transferTo: action == .transfer ? "+14155550123" : nil)
+                try await fixture.eventually("the speak") { fake.requests(of: callControlID).count >= 1 }
+                let speak = fake.requests(of: callControlID)[0]
+                #expect(speak.action == "speak" && speak.clientState == CallControlState.closing(after: 3))
+                // However long the speech takes, nothing follows until Telnyx says it ended. A
+                // gather prompt's end, or a speech cut off by the hang-up, is no cue either.
+                let gatherPrompt = Self.webhook("call.speak.ended", callControlID: callControlID,
+                                                payload: ["status": .string("completed"), "client_state": .string(CallControlState.clientState(turn: 3))])
+                #expect(try await Self.post(gatherPrompt, tenant: platform.tenant, signing: platform.signing, to: base) == 200)
+                try await Self.speakEnded(platform, callControlID: callControlID, turn: 3, status: "call_hangup", to: base)
+                try await Task.sleep(for: .seconds(1.5))
+                #expect(fake.requests(of: callControlID).map(\.action) == ["speak"])
+
+                let webhookID = UUID().uuidString
+                try await Self.speakEnded(platform, callControlID: callControlID, turn: 3, id: webhookID, to: base)
+                try await fixture.eventually("the \(followUp)") { fake.requests(of: callControlID).count >= 2 }
+                let sent = fake.requests(of: callControlID)[1]
+                #expect(sent.action == followUp && sent.commandID == Self.expectedID(call, "\(followUp):3") && sent.clientState == CallControlState.closing)
+                if action == .transfer { #expect(sent.body["to"]?.string == "+14155550123") }
+
+                // Telnyx redelivering the same webhook: deduplicated at the edge, nothing sent.
+                try await Self.speakEnded(platform, callControlID: callControlID, turn: 3, id: webhookID, to: base)
+                let played = try await Self.messages(ReportPromptPlayed.self, fixture, kind: .command).filter { $0.1.callID == call }
+                #expect(played.count == 1 && played.first?.1.turn == 3)
+                // Another speak.ended for the same turn (a second webhook id): the same command id, which Telnyx ignores.
+                try await Self.speakEnded(platform, callControlID: callControlID, turn: 3, to: base)
+                try await fixture.eventually("the repeated \(followUp)") { fake.requests(of: callControlID).count >= 3 }
+                try await Task.sleep(for: .milliseconds(500))
+                let all = fake.requests(of: callControlID)
+                #expect(all.map(\.action) == ["speak", followUp, followUp])
+                #expect(Set(all.dropFirst().map(\.commandID)) == [Self.expectedID(call, "\(followUp):3")])
+            }
+        }
+    }
+
+    @Test("the telephony service restarted between the reply and call.speak.ended still sends the follow-up it kept")
+    func followUpSurvivesRestart() async throws {
+        let fake = FakeTelnyx()
+        let logs = LogCapture()
+        let metrics = CountingMetrics()
+        try await Self.withTelnyxPlatform(fake, logs: logs, metrics: metrics, runsTelephony: false) { platform, base in
+            let fixture = platform.fixture
+            let callControlID = "v3:restart-\(UUID().uuidString.prefix(8))"
+            let call = CallID.derive(tenant: platform.tenant, provider: .telnyx, providerCallID: callControlID)
+            // The first process handles the reply (speak) and stops while the caller listens.
+            let first = ServiceGroup(services: [try await platform.telephony()], logger: Logger(label: "test.telephony.first"))
+            let running = Task { try await first.run() }
+            try await Self.reply(platform, call: call, callControlID: callControlID, turn: 2, heard: "0", text: "Transferring you now.",
+                                 action: .transfer, transferTo: "+14155550177")
+            try await fixture.eventually("the speak") { fake.requests(of: callControlID).count >= 1 }
+            try await fixture.eventually("the reply acknowledged") {
+                var pending = 0
+                for stream in fixture.naming.streams(.conversations, kind: .event) {
+                    let groups = (try? await fixture.redis.execute(.xinfoGroups(stream))) ?? []
+                    pending += groups.filter { $0.name == TelephonyService.group }.map(\.pending).reduce(0, +)
+                }
+                return pending == 0
+            }
+            await first.triggerGracefulShutdown()
+            try await running.value
+            #expect(fake.requests(of: callControlID).map(\.action) == ["speak"])
+
+            // The speech ends while no telephony service runs; a fresh one sends the transfer.
+            try await Self.speakEnded(platform, callControlID: callControlID, turn: 2, to: base)
+            let second = ServiceGroup(services: [try await platform.telephony()], logger: Logger(label: "test.telephony.second"))
+            let again = Task { try await second.run() }
+            do {
+                try await fixture.eventually("the transfer") { fake.requests(of: callControlID).count >= 2 }
+            } catch {
+                await second.triggerGracefulShutdown()
+                _ = await again.result
+                throw error
+            }
+            await second.triggerGracefulShutdown()
+            try await again.value
+            let requests = fake.requests(of: callControlID)
+            #expect(requests.map(\.action) == ["speak", "transfer"])
+            #expect(requests.last?.commandID == Self.expectedID(call, "transfer:2") && requests.last?.body["to"]?.string == "+14155550177")
+        }
     }
 
     @Test("a tenant without a Telnyx API key: its calls are counted and logged, acknowledged, never sent or retried")

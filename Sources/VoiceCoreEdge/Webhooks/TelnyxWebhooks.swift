@@ -15,7 +15,10 @@ import VoiceCoreTime
 /// `call.transcription` (the caller spoke) each become that turn's ``ReportCallerTurn``, published
 /// under the turn's command id: whichever arrives first is the turn, the other is the same
 /// command and is deduplicated. The voicemail it records arrives as `call.recording.saved`:
-/// ``ReportRecording``, which the call service turns into `VoicemailRecorded`.
+/// ``ReportRecording``, which the call service turns into `VoicemailRecorded`. The end of the
+/// `speak` before a transfer, voicemail or hang-up (`call.speak.ended`, its `client_state`
+/// ``CallControlState/closing(after:)``) is ``ReportPromptPlayed``: the telephony service's cue
+/// to send the follow-up.
 extension Edge {
     func addTelnyxRoutes(to router: Router<BasicRequestContext>) {
         router.post("/webhooks/telnyx/{tenant}") { request, context in
@@ -41,6 +44,8 @@ extension Edge {
                 try await publishTurn(turn, tenant: tenant)
             case .recording(let recording):
                 _ = try await publish(recording, tenant: tenant, source: "/edge/telnyx", deduplicationKey: "telnyx:\(webhook.id)", metricSource: "telnyx")
+            case .promptPlayed(let played):
+                _ = try await publish(played, tenant: tenant, source: "/edge/telnyx", deduplicationKey: "telnyx:\(webhook.id)", metricSource: "telnyx")
             case nil:
                 metrics.ignored("telnyx")
             }
@@ -74,6 +79,8 @@ public enum TelnyxMapping {
         case turn(ReportCallerTurn)
         /// The voicemail the telephony service recorded (`call.recording.saved`).
         case recording(ReportRecording)
+        /// The reply before a transfer, voicemail or hang-up has been said (`call.speak.ended`).
+        case promptPlayed(ReportPromptPlayed)
     }
 
     public static func parse(_ bytes: [UInt8]) throws(Problem) -> Webhook {
@@ -100,9 +107,10 @@ public enum TelnyxMapping {
     }
 
     /// The command a webhook asks for; nil for event types that carry no call progress or speech
-    /// (call.bridged, call.speak.ended, …), and for a `call.gather.ended` that is no caller's turn
-    /// (ended by a hangup or a newer command, or not tagged by the telephony service), which are
-    /// accepted and not published.
+    /// (call.bridged, call.speak.started, …), for a `call.gather.ended` that is no caller's turn
+    /// (ended by a hangup or a newer command, or not tagged by the telephony service), and for a
+    /// `call.speak.ended` that is no closing reply's (a gather's prompt, another application's
+    /// speak, or speech cut off by the hang-up), which are accepted and not published.
     public static func command(_ webhook: Webhook, tenant: Identifier) throws(Problem) -> Command? {
         let payload = webhook.payload
         func required(_ name: String) throws(Problem) -> String {
@@ -176,6 +184,19 @@ public enum TelnyxMapping {
             }
             return .turn(try callerTurn(callControlID: callControlID, turn: turn, text: "", digits: digits, confidence: nil,
                                         from: payload["from"], to: payload["to"], webhook: webhook, tenant: tenant))
+        case "call.speak.ended":
+            // Only the speak of a reply with a follow-up names its turn. Ended by the hang-up
+            // (`call_hangup`): nothing follows on a call that is gone.
+            guard payload["status"] != "call_hangup", let turn = CallControlState.closingTurn(clientState: payload["client_state"]) else { return nil }
+            let callControlID = try identifier("call_control_id")
+            let played = ReportPromptPlayed(callID: CallID.derive(tenant: tenant, provider: .telnyx, providerCallID: callControlID), provider: .telnyx,
+                                            providerCallID: callControlID, turn: turn, occurredAt: webhook.occurredAt)
+            do {
+                try played.validate()
+            } catch {
+                throw Problem.invalid(payloadField(error.field), error.reason)
+            }
+            return .promptPlayed(played)
         case "call.recording.saved":
             // Only the recording the telephony service started for a voicemail (its `record_start`
             // carries the closing client_state): any other recording of the call is no voicemail.

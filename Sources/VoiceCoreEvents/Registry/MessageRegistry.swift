@@ -31,7 +31,7 @@ public struct MessageRegistry: Sendable {
         TenantProvisioned.self, TenantSettingsChanged.self,
         ReportCallProgress.self, ReportTranscriptSegment.self, CreateLead.self, UpdateContact.self, ChangeSettings.self,
         AppointmentRequested.self, MessageTaken.self, CallTransferred.self, VoicemailRecorded.self, ReportRecording.self,
-        ReportCallerTurn.self, ReceptionistReplied.self,
+        ReportCallerTurn.self, ReceptionistReplied.self, ReportPromptPlayed.self,
     ]
 
     /// The type names of every event of the platform (commands excluded): what an event stream carries.

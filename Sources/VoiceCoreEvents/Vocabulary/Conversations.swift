@@ -107,6 +107,47 @@ public struct ReportCallerTurn: Message {
     }
 }
 
+/// A prompt the telephony service had spoken before a transfer, voicemail or hang-up has finished
+/// playing on the call: Telnyx's `call.speak.ended` for the `speak` of the receptionist's reply to
+/// `turn` (its `client_state` names that turn, ``CallControlState/closing(after:)``). Published by
+/// the edge (deduplicated by the webhook's id); the telephony service (group `telephony`) then
+/// sends the follow-up it kept for that turn, so the caller hears the whole reply first and a
+/// restart between the reply and the end of the speech loses nothing.
+public struct ReportPromptPlayed: Message {
+    public static let type = "voicecore.command.conversation.report-prompt-played"
+    public static let version = 1
+    public static let dataschema = "https://schemas.voicecore.dev/commands/conversation.report-prompt-played/v1"
+    public static let category = StreamCategory.conversations
+    public static let kind = MessageKind.command
+
+    public var callID: Identifier
+    public var provider: TelephonyProvider
+    public var providerCallID: String
+    /// The caller's turn whose reply was spoken.
+    public var turn: Int
+    public var occurredAt: Timestamp
+
+    public init(callID: Identifier, provider: TelephonyProvider, providerCallID: String, turn: Int, occurredAt: Timestamp) {
+        self.callID = callID
+        self.provider = provider
+        self.providerCallID = providerCallID
+        self.turn = turn
+        self.occurredAt = occurredAt
+    }
+
+    public var subject: String { callID.description }
+
+    public func validate() throws(MessageDecodingError) {
+        try Storable.check(providerCallID, "data.provider_call_id", as: .identifier)
+        try Storable.check(turn, "data.turn", in: 1...Storable.integerMaximum)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case callID = "call_id", provider, providerCallID = "provider_call_id", turn
+        case occurredAt = "occurred_at"
+    }
+}
+
 /// The receptionist answered a caller's turn. Published by the receptionist (group `receptionist`)
 /// with `causationid` = the ``ReportCallerTurn`` command's id; its own id is
 /// `UUIDv5(command id, "reply")`, so answering a turn again publishes nothing new.
@@ -420,6 +461,18 @@ extension ReportCallerTurn {
                   digits: try o.optionalString("digits"), confidence: try o.optionalDouble("confidence"),
                   channel: try o.enumeration(TurnChannel.self, "channel"), from: try o.optionalString("from"), to: try o.optionalString("to"),
                   language: try o.optionalString("language"), occurredAt: try o.timestamp("occurred_at"))
+    }
+}
+
+extension ReportPromptPlayed {
+    public func writeJSON(to o: inout JSONObjectWriter) {
+        o.field("call_id", callID); o.field("provider", provider); o.field("provider_call_id", providerCallID); o.field("turn", turn)
+        o.field("occurred_at", occurredAt)
+    }
+
+    public init(json o: JSONObject) throws(MessageDecodingError) {
+        self.init(callID: try o.identifier("call_id"), provider: try o.enumeration(TelephonyProvider.self, "provider"),
+                  providerCallID: try o.string("provider_call_id"), turn: try o.int("turn"), occurredAt: try o.timestamp("occurred_at"))
     }
 }
 

@@ -18,6 +18,8 @@ import VoiceCoreTime
 ///   then `transfer` to `transfer_to`; `voicemail`: `speak`, then `record_start` (the caller's
 ///   track, with a beep); `hangup`: `speak`, then `hangup`. A reply to a spoken turn first stops
 ///   the gather still waiting for keys (`gather_stop`).
+/// - ``ReportPromptPlayed`` (Telnyx's `call.speak.ended` of that `speak`, via the edge) → the
+///   transfer, `record_start` or hang-up kept for turn N.
 ///
 /// Why gather and transcription: Telnyx's `gather_using_speak` collects keys only; speech
 /// comes from the call's transcription, whose webhooks carry the same `client_state`. The edge
@@ -26,10 +28,20 @@ import VoiceCoreTime
 /// (`gather_using_ai` would let Telnyx's own assistant run the dialogue, not the receptionist.)
 ///
 /// Idempotent under redelivery: every command's `command_id` is a UUIDv5 of the call, the action
-/// and the turn, and Telnyx ignores a command id it has seen on the call. A transfer, voicemail
-/// or hang-up follows its `speak` once the reply has been said (Telnyx would cut it short
-/// otherwise), timed from the reply's length: that follow-up waits in this process, and is lost
-/// if the process stops meanwhile (the reply is still said; the caller hangs up).
+/// and the turn, and Telnyx ignores a command id it has seen on the call.
+///
+/// Crash-safe follow-ups: a transfer, voicemail or hang-up must wait until the reply before it
+/// has been said (Telnyx would cut the speech short). The reply's handler keeps the follow-up
+/// (action and number) in the call's state in Redis, keyed by turn, before the `speak` goes out
+/// and before the reply is acknowledged; the `speak` carries ``CallControlState/closing(after:)``,
+/// so its `call.speak.ended` names the turn. That webhook reaches this service as a command on the
+/// call's conversations stream, which is acknowledged only once the follow-up has been sent: no
+/// step waits in memory, and a restart anywhere in between resends at most a command Telnyx
+/// ignores. No timer stands in for a `call.speak.ended` that never comes: Telnyx sends one for
+/// every `speak` it started (status `completed`, or `call_hangup` when the call ended, when no
+/// follow-up is needed), and retries its webhooks while the edge is away; a guessed delay would
+/// cut replies short or leave the caller waiting, and would have to be kept durably itself.
+
 ///
 /// A tenant without a Telnyx API key: counted (`voicecore_telephony_skipped_total{reason="no_api_key"}`),
 /// logged, acknowledged. Telnyx refusing a command (4xx): counted and logged, not retried. Telnyx
@@ -42,17 +54,27 @@ public struct TelephonyService: Sendable {
     let keys: TelnyxKeys
     let tenants: TenantProfiles
     let configuration: TelnyxConfiguration
+    /// Each call's follow-ups, by turn (``followUpField(turn:)``).
+    let state: StateStore
+    let naming: StreamNaming
     let logger: Logger
 
     public static func runner(_ dependencies: ServiceDependencies, directory: TenantDirectory, configuration: TelnyxConfiguration = .fromEnvironment(),
                               client: HTTPClient = .shared, metrics: TelephonyMetrics = TelephonyMetrics()) async throws -> ConsumerGroupRunner {
         let service = TelephonyService(
             control: TelnyxCallControl(configuration: configuration, client: client, metrics: metrics, logger: dependencies.logger),
-            keys: TelnyxKeys(directory: directory), tenants: dependencies.tenants, configuration: configuration, logger: dependencies.logger)
+            keys: TelnyxKeys(directory: directory), tenants: dependencies.tenants, configuration: configuration,
+            state: StateStore(connection: try await dependencies.connect(group), ttl: .seconds(86_400)), naming: dependencies.naming,
+            logger: dependencies.logger)
         var handlers = MessageHandlers()
+        handlers.onPartitionAcquired { stream in service.state.invalidate(stream: stream) }
         handlers.on(CallStarted.self) { message, started in try await service.handle(started, message) }
         handlers.on(ReceptionistReplied.self) { message, reply in try await service.handle(reply, message) }
+        handlers.on(ReportPromptPlayed.self) { message, played in try await service.handle(played, message) }
+        // The conversations commands carry the ends of spoken replies; the caller turns among them
+        // are the receptionist's (no handler here: acknowledged and skipped).
         let streams = dependencies.naming.streams(.calls, kind: .event) + dependencies.naming.streams(.conversations, kind: .event)
+            + dependencies.naming.streams(.conversations, kind: .command)
         // A caller waits on every message: no background read interval.
         return ConsumerGroupRunner(redis: dependencies.redis, configuration: dependencies.consumer(group, streams: streams),
                                    handlers: handlers, logger: dependencies.logger)
@@ -89,43 +111,83 @@ public struct TelephonyService: Sendable {
         let id = reply.providerCallID
         let turn = reply.turn
         let next = CallControlState.clientState(turn: turn + 1)
-        // After a transfer, voicemail or hang-up no turn is awaited: what the caller says
-        // meanwhile is no turn of the receptionist's.
-        let closing = CallControlState.closing
         if reply.heard.contains(where: \.isLetter) {
             // A spoken turn: the turn's gather still waits for keys. Stopping it lets the next
             // prompt play at once; a gather already ended is refused (4xx), which is fine.
             try await send(CallControlCommand(action: "gather_stop", callControlID: id, commandID: Self.commandID(call: call, "gather_stop:\(turn)"),
                                               clientState: next), key: key, tenant: tenant, call: call, refusalExpected: true)
         }
-        let followUp: CallControlCommand
+        let followUp: String
         switch reply.action {
         case .continue:
             try await send(gather(call: call, callControlID: id, turn: turn + 1, prompt: reply.text), key: key, tenant: tenant, call: call)
             return
         case .transfer:
             guard let to = reply.transferTo else { return }  // validated: a transfer names its number
-            followUp = CallControlCommand(action: "transfer", callControlID: id, commandID: Self.commandID(call: call, "transfer:\(turn)"),
-                                          clientState: closing, fields: ["to": .string(to)])
+            followUp = "transfer \(to)"
         case .voicemail:
-            followUp = CallControlCommand(action: "record_start", callControlID: id, commandID: Self.commandID(call: call, "record_start:\(turn)"),
-                                          clientState: closing, fields: [
-                                              "format": .string("mp3"), "channels": .string("single"), "recording_track": .string("inbound"),
-                                              "play_beep": .bool(true), "max_length": .number("120"),
-                                          ])
+            followUp = "voicemail"
         case .hangup:
-            followUp = CallControlCommand(action: "hangup", callControlID: id, commandID: Self.commandID(call: call, "hangup:\(turn)"), clientState: closing)
+            followUp = "hangup"
         }
-        guard try await send(speak(call: call, callControlID: id, turn: turn, text: reply.text, clientState: closing), key: key, tenant: tenant, call: call) else { return }
-        // On a task of its own: no partition waits while the caller listens.
-        let delay = configuration.speakingTime(of: reply.text)
-        Task { [self] in
-            try? await Task.sleep(for: delay)
-            do {
-                try await send(followUp, key: key, tenant: tenant, call: call)
-            } catch {
-                logger.warning("Telnyx call control follow-up not sent", metadata: ["tenant": "\(tenant)", "call": "\(call)", "action": "\(followUp.action)", "error": "\(error)"])
-            }
+        // Kept before the speak goes out (its end is the cue) and before the reply is acknowledged.
+        // From the speak on no turn is awaited: what the caller says meanwhile is no turn of the
+        // receptionist's (its client_state names no turn to wait for).
+        try await state.write(stateKey(tenant: tenant, call: call), [Self.followUpField(turn: turn): followUp])
+        try await send(speak(call: call, callControlID: id, turn: turn, text: reply.text, clientState: CallControlState.closing(after: turn)),
+                       key: key, tenant: tenant, call: call)
+    }
+
+    /// The reply to `played.turn` has been said: its transfer, voicemail or hang-up goes out now.
+    func handle(_ played: ReportPromptPlayed, _ message: ConsumedMessage) async throws {
+        guard played.provider == .telnyx else { return }
+        let tenant = message.envelope.tenantID
+        let call = played.callID
+        let key = stateKey(tenant: tenant, call: call)
+        let field = Self.followUpField(turn: played.turn)
+        var kept = try await state.read(key)[field]
+        if kept == nil {
+            // Remembered state may predate another instance's write for this call: ask Redis.
+            state.forget(key)
+            kept = try await state.read(key)[field]
+        }
+        guard let kept, let command = followUp(kept, call: call, callControlID: played.providerCallID, turn: played.turn) else {
+            control.metrics.skipped("no_follow_up").increment()
+            logger.warning("Telnyx speech ended with no follow-up kept for its turn", metadata: ["tenant": "\(tenant)", "call": "\(call)", "turn": "\(played.turn)"])
+            return
+        }
+        guard let apiKey = try await self.key(of: tenant, call: call) else { return }
+        try await send(command, key: apiKey, tenant: tenant, call: call)
+    }
+
+    /// The state field of the follow-up after the reply to `turn`: `transfer <E.164>`, `voicemail` or `hangup`.
+    static func followUpField(turn: Int) -> String { "follow_up:\(turn)" }
+
+    /// The call's state, beside its conversations events.
+    func stateKey(tenant: Identifier, call: Identifier) -> String {
+        StateStore.key(stream: naming.stream(for: .conversations, kind: .event, tenant: tenant, subject: call.description), service: Self.group,
+                       entity: call.description)
+    }
+
+    /// The command a kept follow-up stands for; its `command_id` is the one of every delivery.
+    func followUp(_ kept: String, call: Identifier, callControlID: String, turn: Int) -> CallControlCommand? {
+        let closing = CallControlState.closing
+        let parts = kept.split(separator: " ", maxSplits: 1).map(String.init)
+        switch parts.first {
+        case "transfer":
+            guard parts.count == 2 else { return nil }
+            return CallControlCommand(action: "transfer", callControlID: callControlID, commandID: Self.commandID(call: call, "transfer:\(turn)"),
+                                      clientState: closing, fields: ["to": .string(parts[1])])
+        case "voicemail":
+            return CallControlCommand(action: "record_start", callControlID: callControlID, commandID: Self.commandID(call: call, "record_start:\(turn)"),
+                                      clientState: closing, fields: [
+                                          "format": .string("mp3"), "channels": .string("single"), "recording_track": .string("inbound"),
+                                          "play_beep": .bool(true), "max_length": .number("120"),
+                                      ])
+        case "hangup":
+            return CallControlCommand(action: "hangup", callControlID: callControlID, commandID: Self.commandID(call: call, "hangup:\(turn)"), clientState: closing)
+        default:
+            return nil
         }
     }
 

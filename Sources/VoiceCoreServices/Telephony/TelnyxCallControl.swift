@@ -27,16 +27,13 @@ public struct TelnyxConfiguration: Sendable {
     /// How long a gather waits for keys after its prompt; then it ends as `timeout` and the turn is
     /// reported with what the caller said (or nothing).
     public var gatherTimeout: Duration
-    /// How fast the voice speaks, to start a transfer or hang-up only once the reply before it has
-    /// been heard (Telnyx runs them at once otherwise).
-    public var wordsPerSecond: Double
 
     public static let environmentVariable = "VOICECORE_TELNYX_API_URL"
     public static let defaultAPIURL = "https://api.telnyx.com/v2"
 
     public init(apiURL: String = TelnyxConfiguration.defaultAPIURL, timeout: Duration = .seconds(5), attempts: Int = 3,
                 backoff: RetryBackoff = RetryBackoff(initial: .milliseconds(200), maximum: .seconds(2)), voice: String = "female",
-                language: String = "en-US", gatherTimeout: Duration = .seconds(8), wordsPerSecond: Double = 2.5) {
+                language: String = "en-US", gatherTimeout: Duration = .seconds(8)) {
         self.apiURL = apiURL.hasSuffix("/") ? String(apiURL.dropLast()) : apiURL
         self.timeout = timeout
         self.attempts = max(1, attempts)
@@ -44,19 +41,12 @@ public struct TelnyxConfiguration: Sendable {
         self.voice = voice
         self.language = language
         self.gatherTimeout = gatherTimeout
-        self.wordsPerSecond = max(0.1, wordsPerSecond)
     }
 
     /// The configuration `VOICECORE_TELNYX_API_URL` names (the defaults for the rest).
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> TelnyxConfiguration {
         guard let url = environment[environmentVariable], !url.isEmpty else { return TelnyxConfiguration() }
         return TelnyxConfiguration(apiURL: url)
-    }
-
-    /// About how long `text` takes to say, plus a breath.
-    func speakingTime(of text: String) -> Duration {
-        let words = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).count
-        return .milliseconds(Int64((Double(words) / wordsPerSecond + 0.5) * 1000))
     }
 }
 
