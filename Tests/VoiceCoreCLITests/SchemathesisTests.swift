@@ -112,7 +112,8 @@ struct SchemathesisTests {
         let tenant = try #require(answer?["tenant_id"] as? String, "\(provisioned.body)")
         let apiKey = try #require(answer?["api_key"] as? String, "\(provisioned.body)")
 
-        // Two calls played into it the way Twilio would (the demo waits until their rows are in
+        // Calls played into it the way Twilio would (each demo run plays a conversation and two
+        // calls, and waits until their rows are in
         // the read models and reads the call back with the key), so reads have rows to answer
         // and lists have a second page.
         for _ in 0..<2 {
@@ -125,7 +126,7 @@ struct SchemathesisTests {
         let leads = try await db.query("SELECT lead_id::text AS id FROM leads WHERE tenant_id = \(tenant)::uuid").map { try $0.decode(String.self, "id") }
         let contacts = try await db.query("SELECT contact_id::text AS id FROM crm_contacts WHERE tenant_id = \(tenant)::uuid").map { try $0.decode(String.self, "id") }
         await db.close()
-        #expect(calls.count == 2 && !leads.isEmpty && !contacts.isEmpty, "the played calls' rows: \(calls), \(leads), \(contacts)")
+        #expect(calls.count >= 2 && !leads.isEmpty && !contacts.isEmpty, "the played calls' rows: \(calls), \(leads), \(contacts)")
 
         let configuration = work.appendingPathComponent("schemathesis.toml")
         try Self.configuration(apiKey: apiKey, adminKey: adminKey, tenant: tenant, spareTenant: spareTenant,

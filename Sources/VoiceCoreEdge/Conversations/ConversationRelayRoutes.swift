@@ -151,9 +151,12 @@ final class RefusedUpgradeResponse: ChannelOutboundHandler, RemovableChannelHand
 
 extension Edge {
     /// The relay's URL asked for without a WebSocket upgrade (a browser, a probe, a misconfigured
-    /// provider): 426 with `Upgrade: websocket` says what to do instead of a bare 404.
+    /// provider): 426 with `Upgrade: websocket` says what to do instead of a bare 404 (an unknown
+    /// tenant is still 404).
     func addConversationRelayPlainRoute(to router: Router<BasicRequestContext>) {
-        router.get("/webhooks/twilio/{tenant}/relay") { _, _ -> Response in
+        router.get("/webhooks/twilio/{tenant}/relay") { _, context -> Response in
+            // What is wrong with the URL itself comes first: a tenant that is not one is 404.
+            _ = try await credentials(of: try tenantID(context))
             throw Problem(HTTPResponse.Status(code: 426, reasonPhrase: "Upgrade Required"), "Upgrade required",
                           detail: "this is Twilio ConversationRelay's WebSocket: open it with a signed WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
                           headers: [.upgrade: "websocket"])
