@@ -48,4 +48,44 @@ import VoiceCoreTime
         _ = try? await running.value
         try await edge.drop()
     }
+    /// The receptionist stops mid-call (its process dies): the caller hears the holding line,
+    /// then a message is taken; nothing is lost — the turn waits on its stream, and a receptionist
+    /// started again answers it once.
+    @Test func theReceptionistStoppedMidCallGivesTheHoldingLineThenAMessageAndLosesNoTurn() async throws {
+        let edge = try await GatherConversationTests.ConversingEdge(deadline: .milliseconds(800))
+        let fixture = edge.fixture
+        let dependencies = ServiceDependencies(redis: try RedisConfiguration(url: TestServers.redisURL), naming: fixture.naming,
+                                               tenants: TenantProfiles(source: fixture.directory), instance: "gather-stop-test")
+        let first = try await ReceptionistService.runner(dependencies, model: nil)
+        let running = Task { try await first.run() }
+        let urls = edge.urls
+        try await edge.test { client in
+            let answered = try await client.post(edge.gather(turn: 1, speech: "Hello, are you open on Saturdays?"))
+            #expect(answered.text.contains(#"action="\#(urls.gather(turn: 2))""#), "turn 1 is answered by the running receptionist")
+            running.cancel()
+            _ = try? await running.value
+
+            let held = try await client.post(edge.gather(turn: 2, speech: "I'd like to book a cleaning."))
+            #expect(held.text.hasSuffix(#"<Response><Say>One moment, please.</Say><Redirect method="POST">\#(urls.gather(turn: 2).replacingOccurrences(of: "&", with: "&amp;"))&amp;attempt=2</Redirect></Response>"#))
+            let fallback = try await client.post(edge.gather(turn: 2, attempt: 2, speech: nil))
+            #expect(fallback.status == .ok)
+            #expect(fallback.text.contains(#"<Record action="\#(urls.recorded)""#), "after two missed deadlines a message is taken")
+        }
+        // The turn is on its stream once, and a receptionist started again answers it once.
+        #expect(try await edge.callerTurns().map(\.turn.turn) == [1, 2])
+        let again = try await ReceptionistService.runner(dependencies, model: nil)
+        let restarted = Task { try await again.run() }
+        let stream = fixture.naming.stream(for: .conversations, kind: .event, tenant: fixture.tenant, subject: edge.callID.description)
+        func replies() async throws -> [EventEnvelope] {
+            try await fixture.redis.execute(.xrange(stream)).map { entry in
+                try EventEnvelope(fields: (entry.fields ?? []).map { EnvelopeField(name: $0.name, value: $0.value) })
+            }.filter { $0.type == ReceptionistReplied.type }
+        }
+        try await AuditTrailTests.eventually("the restarted receptionist answered turn 2") { try await replies().count == 2 }
+        let second = ReportCallerTurn.commandID(callID: edge.callID, turn: 2)
+        #expect(try await replies().filter { $0.causationID == second }.count == 1)
+        restarted.cancel()
+        _ = try? await restarted.value
+        try await edge.drop()
+    }
 }
