@@ -149,25 +149,22 @@ public struct BuiltInIntentDetector: IntentDetector {
 /// `VOICECORE_AI_MODEL` (default `gpt-4o-mini`). The model is asked for
 /// `{"intent": …, "confidence": …}` over the tenant's intents.
 public struct OpenAICompatibleIntentDetector: IntentDetector {
-    public var baseURL: String
-    var apiKey: String
-    public var model: String
+    public var endpoint: ChatCompletionsEndpoint
     public var timeout: Duration
-    let client: HTTPClient
 
-    public init(baseURL: String, apiKey: String, model: String = "gpt-4o-mini", timeout: Duration = .seconds(2), client: HTTPClient = .shared) {
-        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
-        self.apiKey = apiKey
-        self.model = model
+    public init(endpoint: ChatCompletionsEndpoint, timeout: Duration = .seconds(2)) {
+        self.endpoint = endpoint
         self.timeout = timeout
-        self.client = client
+    }
+
+    public init(baseURL: String, apiKey: String, model: String = ChatCompletionsEndpoint.defaultModel, timeout: Duration = .seconds(2),
+                client: HTTPClient = .shared) {
+        self.init(endpoint: ChatCompletionsEndpoint(baseURL: baseURL, apiKey: apiKey, model: model, client: client), timeout: timeout)
     }
 
     /// The detector from the environment, or nil when `VOICECORE_AI_BASE_URL` is not set.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> OpenAICompatibleIntentDetector? {
-        guard let base = environment["VOICECORE_AI_BASE_URL"], !base.isEmpty else { return nil }
-        return OpenAICompatibleIntentDetector(baseURL: base, apiKey: environment["VOICECORE_AI_API_KEY"] ?? "",
-                                              model: environment["VOICECORE_AI_MODEL"].flatMap { $0.isEmpty ? nil : $0 } ?? "gpt-4o-mini")
+        ChatCompletionsEndpoint.fromEnvironment(environment).map { OpenAICompatibleIntentDetector(endpoint: $0) }
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -182,20 +179,14 @@ public struct OpenAICompatibleIntentDetector: IntentDetector {
             Use "other" when the caller shows none of them.
             """
         let body = JSONValue.object([
-            "model": .string(model), "temperature": .number("0"), "response_format": .object(["type": .string("json_object")]),
+            "model": .string(endpoint.model), "temperature": .number("0"), "response_format": .object(["type": .string("json_object")]),
             "messages": .array([
                 .object(["role": .string("system"), "content": .string(system)]), .object(["role": .string("user"), "content": .string(utterance)]),
             ]),
         ])
-        var request = HTTPClientRequest(url: baseURL + "/chat/completions")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        if !apiKey.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
-        request.body = .bytes(ByteBuffer(bytes: body.jsonText))
-        let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout / .milliseconds(1))))
-        let bytes = try await response.body.collect(upTo: 1 << 20)
-        guard (200..<300).contains(Int(response.status.code)) else { throw Failure(description: "the AI provider answered \(response.status.code)") }
-        guard let object = try? JSONValue.object(parsing: Array(buffer: bytes)),
+        let response = try await endpoint.post(body, timeout: timeout)
+        guard (200..<300).contains(response.status) else { throw Failure(description: "the AI provider answered \(response.status)") }
+        guard let object = try? JSONValue.object(parsing: response.body),
               case .array(let choices)? = object["choices"], let message = choices.first?.object?["message"]?.object,
               let content = message["content"]?.string,
               let answer = try? JSONValue.object(parsing: Array(content.utf8)),

@@ -19,27 +19,26 @@ import VoiceCoreTime
 /// (no forwarding number, closed) is a ``Failure``, and the caller gets the built-in policy's reply.
 /// The API key is sent only in the `Authorization` header; it is in no error and no log.
 public struct ReceptionistModel: Sendable {
-    public var baseURL: String
-    private let apiKey: String
-    public var model: String
+    public var endpoint: ChatCompletionsEndpoint
     public var timeout: Duration
-    let client: HTTPClient
+    public var baseURL: String { endpoint.baseURL }
+    public var model: String { endpoint.model }
 
-    public init(baseURL: String, apiKey: String, model: String = "gpt-4o-mini", timeout: Duration = .seconds(2), client: HTTPClient = .shared) {
-        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
-        self.apiKey = apiKey
-        self.model = model
+    public init(endpoint: ChatCompletionsEndpoint, timeout: Duration = .seconds(2)) {
+        self.endpoint = endpoint
         self.timeout = timeout
-        self.client = client
+    }
+
+    public init(baseURL: String, apiKey: String, model: String = ChatCompletionsEndpoint.defaultModel, timeout: Duration = .seconds(2),
+                client: HTTPClient = .shared) {
+        self.init(endpoint: ChatCompletionsEndpoint(baseURL: baseURL, apiKey: apiKey, model: model, client: client), timeout: timeout)
     }
 
     /// The model from the environment, or nil when `VOICECORE_AI_BASE_URL` is not set.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> ReceptionistModel? {
-        guard let base = environment["VOICECORE_AI_BASE_URL"], !base.isEmpty else { return nil }
+        guard let endpoint = ChatCompletionsEndpoint.fromEnvironment(environment) else { return nil }
         let milliseconds = environment["VOICECORE_RECEPTIONIST_MODEL_TIMEOUT_MS"].flatMap(Int64.init).flatMap { $0 > 0 ? $0 : nil } ?? 2000
-        return ReceptionistModel(baseURL: base, apiKey: environment["VOICECORE_AI_API_KEY"] ?? "",
-                                 model: environment["VOICECORE_AI_MODEL"].flatMap { $0.isEmpty ? nil : $0 } ?? "gpt-4o-mini",
-                                 timeout: .milliseconds(milliseconds))
+        return ReceptionistModel(endpoint: endpoint, timeout: .milliseconds(milliseconds))
     }
 
     /// Why the model's answer was not used.
@@ -113,22 +112,15 @@ public struct ReceptionistModel: Sendable {
             ])
         }
         return .object([
-            "model": .string(model), "temperature": .number("0"), "messages": .array(messages), "tools": .array(tools),
+            "model": .string(endpoint.model), "temperature": .number("0"), "messages": .array(messages), "tools": .array(tools),
             "tool_choice": .string("required"),
         ])
     }
 
     private func post(_ body: JSONValue) async throws -> [UInt8] {
-        var request = HTTPClientRequest(url: baseURL + "/chat/completions")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        if !apiKey.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
-        request.body = .bytes(ByteBuffer(bytes: body.jsonText))
-        let response: HTTPClientResponse
-        let bytes: ByteBuffer
+        let answer: (status: Int, body: [UInt8])
         do {
-            response = try await client.execute(request, timeout: .milliseconds(Int64(timeout / .milliseconds(1))))
-            bytes = try await response.body.collect(upTo: 1 << 20)
+            answer = try await endpoint.post(body, timeout: timeout)
         } catch is CancellationError {
             throw Failure(reason: "timeout", description: "the model did not answer within \(timeout)")
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
@@ -136,10 +128,10 @@ public struct ReceptionistModel: Sendable {
         } catch {
             throw Failure(reason: "transport", description: "the model could not be reached: \(type(of: error))")
         }
-        guard (200..<300).contains(Int(response.status.code)) else {
-            throw Failure(reason: "http", description: "the model answered HTTP \(response.status.code)")
+        guard (200..<300).contains(answer.status) else {
+            throw Failure(reason: "http", description: "the model answered HTTP \(answer.status)")
         }
-        return Array(buffer: bytes)
+        return answer.body
     }
 
     /// Runs `body`, or throws a timeout ``Failure`` once ``timeout`` has passed (the HTTP client's
