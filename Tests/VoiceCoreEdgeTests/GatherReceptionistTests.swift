@@ -52,7 +52,8 @@ import VoiceCoreTime
     /// then a message is taken; nothing is lost — the turn waits on its stream, and a receptionist
     /// started again answers it once.
     @Test func theReceptionistStoppedMidCallGivesTheHoldingLineThenAMessageAndLosesNoTurn() async throws {
-        let edge = try await GatherConversationTests.ConversingEdge(deadline: .milliseconds(800))
+        // Long enough for a loaded machine to answer turn 1 in time; turn 2 then waits it out twice.
+        let edge = try await GatherConversationTests.ConversingEdge(deadline: .seconds(4))
         let fixture = edge.fixture
         let dependencies = ServiceDependencies(redis: try RedisConfiguration(url: TestServers.redisURL), naming: fixture.naming,
                                                tenants: TenantProfiles(source: fixture.directory), instance: "gather-stop-test")
