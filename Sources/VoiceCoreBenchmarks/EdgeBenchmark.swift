@@ -41,7 +41,7 @@ public struct EdgeBenchmark: Sendable {
     }
 
     public func run(on servers: BenchmarkServers) async throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else { throw BenchmarkFailure("wrk is not installed: apt-get install -y wrk") }
+        try Wrk.requireInstalled()
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let schema = "bench_edge_\(suffix)"
         let prefix = "bench-edge-\(suffix)"
@@ -186,18 +186,7 @@ public struct EdgeBenchmark: Sendable {
     }
 
     private func wrk(_ arguments: [String]) async throws -> WrkResult {
-        // wrk runs for seconds: wait for it on a thread of its own, not on the cooperative pool.
-        let output = try await runBlocking("vc-wrk") {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
-            process.arguments = arguments
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return output
-        }
+        let output = try await Wrk.run(arguments)
         var result = WrkResult(rate: 0, requests: 0)
         for line in output.split(separator: "\n") {
             let words = line.split(separator: " ", omittingEmptySubsequences: true)

@@ -65,7 +65,7 @@ public struct TurnBenchmark: Sendable {
     }
 
     public func run(on servers: BenchmarkServers) async throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else { throw BenchmarkFailure("wrk is not installed: apt-get install -y wrk") }
+        try Wrk.requireInstalled()
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else { throw BenchmarkFailure("curl is not installed: apt-get install -y curl") }
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let schema = "bench_turn_\(suffix)"
@@ -281,7 +281,7 @@ public struct TurnBenchmark: Sendable {
         let file = work.appendingPathComponent("requests.tsv")
         try calls.lines(route, phase: phase, count: requests, connections: connections).write(to: file, atomically: false, encoding: .utf8)
         let cpu = MachineCPU.now()
-        let output = try await Self.wrk(["-t\(threads)", "-c\(connections)", "-d\(seconds)s", "--timeout", "10s", "-s", script.path,
+        let output = try await Wrk.run(["-t\(threads)", "-c\(connections)", "-d\(seconds)s", "--timeout", "10s", "-s", script.path,
                                          "http://127.0.0.1:\(port)", "--", file.path])
         let share = MachineCPU.share(since: cpu)
         var result = PhaseResult(route: route, p50: 0, p99: 0, requests: 0, seconds: 0, non2xx: 0, errors: 0, wrapped: 0, replies: [:], cpu: share)
@@ -408,21 +408,6 @@ public struct TurnBenchmark: Sendable {
             try await Task.sleep(for: .milliseconds(500))
         }
         throw BenchmarkFailure("no turn was answered by the receptionist within a minute; the edge's last answer:\n\(last)")
-    }
-
-    private static func wrk(_ arguments: [String]) async throws -> String {
-        // wrk runs for seconds: wait for it on a thread of its own, not on the cooperative pool.
-        try await runBlocking("vc-wrk") {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
-            process.arguments = arguments
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return output
-        }
     }
 
     private func cleanup(admin: PostgresConnection, schema: String, prefix: String, redis: RedisClient) async throws {
