@@ -11,6 +11,25 @@ import VoiceCoreTime
 struct TeamConsumerTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
+    /// Runs one of `schemas/examples/` with `python`: its exit status, standard output and
+    /// standard error. It runs for a while: waited for on a thread of its own, not the pool's.
+    static func runExample(_ python: String, _ script: String, _ arguments: [String]) async throws -> (status: Int32, output: String, stderr: String) {
+        try await runBlocking { () throws -> (status: Int32, output: String, stderr: String) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [python, script] + arguments
+            let pipe = Pipe()
+            let errors = Pipe()
+            process.standardOutput = pipe
+            process.standardError = errors
+            try process.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            return (process.terminationStatus, output, stderr)
+        }
+    }
+
     private func publishCalls(prefix: String, tenants: [Identifier], perTenant: Int) async throws -> [PublishedEntry] {
         let redis = try await TestRedis.connect()
         let publisher = Publisher(connection: redis, configuration: PublisherConfiguration(source: "/test", naming: StreamNaming(partitions: 16, prefix: prefix)))
@@ -62,21 +81,7 @@ struct TeamConsumerTests {
         let published = try await publishCalls(prefix: prefix, tenants: [Identifier.v7()], perTenant: 12)
         let script = Self.root.appendingPathComponent("schemas/examples/team_consumer.py").path
         let url = TestRedis.url
-        // The Python consumer runs for a while: wait for it on a thread of its own, not the pool's.
-        let (status, output, stderr) = try await runBlocking { () throws -> (Int32, String, String) in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [python, script, "--redis-url", url, "--prefix", prefix, "--group", "python", "--stop-after", "12"]
-            let pipe = Pipe()
-            let errors = Pipe()
-            process.standardOutput = pipe
-            process.standardError = errors
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            return (process.terminationStatus, output, stderr)
-        }
+        let (status, output, stderr) = try await Self.runExample(python, script, ["--redis-url", url, "--prefix", prefix, "--group", "python", "--stop-after", "12"])
         #expect(status == 0, "team_consumer.py failed: \(stderr)")
         let ids = output.split(separator: "\n").compactMap { line in
             (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["id"] as? String

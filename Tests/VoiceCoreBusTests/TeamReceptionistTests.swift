@@ -35,21 +35,7 @@ struct TeamReceptionistTests {
         }
         let script = TeamConsumerTests.root.appendingPathComponent("schemas/examples/team_receptionist.py").path
         let url = TestRedis.url
-        // The Python receptionist runs for a while: wait for it on a thread of its own, not the pool's.
-        let (status, output, stderr) = try await runBlocking { () throws -> (Int32, String, String) in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [python, script, "--redis-url", url, "--prefix", prefix, "--group", "frontdesk", "--stop-after", "3"]
-            let pipe = Pipe()
-            let errors = Pipe()
-            process.standardOutput = pipe
-            process.standardError = errors
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            return (process.terminationStatus, output, stderr)
-        }
+        let (status, output, stderr) = try await TeamConsumerTests.runExample(python, script, ["--redis-url", url, "--prefix", prefix, "--group", "frontdesk", "--stop-after", "3"])
         #expect(status == 0, "team_receptionist.py failed: \(stderr)")
         let lines = output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         #expect(lines.map { $0["published"] as? Bool } == [true, false, true], "\(output)")
