@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         // C libraries from Debian's packages.
@@ -131,7 +132,7 @@ let package = Package(
             ]
         ),
 
-        // The HTTP edge: verified telephony webhooks and the tenant command API.
+        // The HTTP edge: verified telephony webhooks, the tenant command and read APIs, the console.
         .target(
             name: "VoiceCoreEdge",
             dependencies: [
@@ -153,7 +154,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            // The console's templates, styles and scripts (`/app`), found with `Bundle.module`.
+            resources: [.copy("Console/Assets")]
         ),
 
         // The platform's services: call lifecycle, AI, CRM, billing, tenants, integrations.

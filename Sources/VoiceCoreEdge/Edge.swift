@@ -43,6 +43,8 @@ public struct Edge: Sendable {
     let registry: PrometheusCollectorRegistry?
     let metrics: EdgeMetrics
     let limiter = RateLimiter()
+    /// Failed console sign-ins per client address (``SignInLimiter``).
+    let signInLimiter = SignInLimiter()
     let logger: Logger
     /// Publishing from the server's own event loops (``EdgeConfiguration/publishOnEventLoops``):
     /// ``publisher`` moved onto those loops (`Publisher.onEventLoops(of:)`), set by
@@ -96,6 +98,7 @@ public struct Edge: Sendable {
         addReadRoutes(to: router)
         addEventFeedRoutes(to: router)
         if configuration.adminKey != nil, directory != nil { addAdminRoutes(to: router) }
+        addConsoleRoutes(to: router)
         return router
     }
 

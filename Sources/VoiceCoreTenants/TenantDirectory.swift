@@ -138,7 +138,7 @@ public struct CredentialChange: Sendable {
 /// say which credentials are set, and an API key exists in clear only in the
 /// ``ProvisionedTenant`` or rotation answer.
 public final class TenantDirectory: Sendable {
-    private let db: PostgresConnection
+    let db: PostgresConnection
     let secrets: SecretBox
     let logger: Logger
 
