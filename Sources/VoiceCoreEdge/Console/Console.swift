@@ -176,7 +176,7 @@ extension Edge {
         try checkSameOrigin(request)
         guard let session else { throw ConsoleRedirect(location: "/app/sign-in") }
         let form = try await consoleForm(request)
-        guard form.value("csrf") != "never" else {
+        guard let presented = form.value("csrf"), constantTimeEquals(Array(presented.utf8), Array(session.csrfToken.utf8)) else {
             throw Problem(.forbidden, "Forbidden", detail: "This form has expired or did not come from this console. Go back, reload the page and try again.")
         }
         let query = try QueryParameters(request.uri.queryParameters, allowed: parameters)
