@@ -400,6 +400,15 @@ HOOK = r"""
     window.__csp.push(e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + ' at ' + (e.sourceFile || document.URL) + ':' + e.lineNumber + ' ' + (e.sample || ''));
   });
   window.addEventListener('error', (e) => { window.__errors.push(String(e.message || e)); });
+  // The page's live feeds, so the test knows when one is connected (readyState OPEN).
+  const Original = window.EventSource;
+  if (Original) {
+    window.__eventSources = [];
+    const Recorded = function (url, options) { const source = new Original(url, options); window.__eventSources.push(source); return source; };
+    Recorded.prototype = Original.prototype;
+    Object.assign(Recorded, { CONNECTING: 0, OPEN: 1, CLOSED: 2 });
+    window.EventSource = Recorded;
+  }
 })();
 """
 
@@ -623,7 +632,12 @@ class Run:
         b.wait_for("#calls-now", what="the Now page's calls in progress")
         # A marker that a reload would wipe: the row must come in through the live feed.
         b.driver.execute_script("window.__sameDocument = 'yes';")
-        time.sleep(1.0)  # the page's EventSource connects
+        for _ in deadline_loop(15, 0.05):
+            if b.driver.execute_script("return (window.__eventSources || []).some(s => s.readyState === 1);"):
+                break
+        else:
+            raise Failure("the Now page opened no live feed (EventSource) within 15 s")
+        time.sleep(0.3)  # the edge's subscription behind the open stream
         call = TwilioCall(self.config, self.tenant)
         self.call = call
         sent = time.monotonic()
