@@ -55,7 +55,16 @@ public struct Edge: Sendable {
     /// the whole platform keeps up. `/ready` lists them all (see ``ReadinessCheck``).
     public var readinessChecks: [ReadinessCheck] = []
     /// The live event feed (`GET /v1/events`), also run as a service; nil: its routes answer 503.
-    public var eventFeed: EventFeed?
+    /// The edge also learns from it when a tenant's settings changed (`TenantSettingsChanged`,
+    /// announced after the directory holds them) and forgets the tenant's cached credentials, so
+    /// the next call hears a new greeting at once rather than after the cache's TTL.
+    public var eventFeed: EventFeed? {
+        didSet {
+            guard let eventFeed, eventFeed !== oldValue else { return }
+            let tenants = self.tenants
+            eventFeed.observe(TenantSettingsChanged.type) { tenant in tenants.forget(tenant) }
+        }
+    }
     /// Waits for the receptionist's replies to caller turns (``TurnReplies``), also run as a
     /// service; nil: a conversation turn is published and the caller is offered a message at once.
     public var turnReplies: TurnReplies?

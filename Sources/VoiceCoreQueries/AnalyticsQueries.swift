@@ -54,6 +54,16 @@ public enum AnalyticsQueries {
         FROM range r
         """
 
+    /// The zone the tenant's days are counted in (column `zone`), as ``dailySQL`` resolves it: the
+    /// console writes the tenant's times in it.
+    public static let timeZoneSQL = "SELECT effective_time_zone((SELECT time_zone FROM tenant_profile)) AS zone"
+
+    /// The tenant's time zone (an IANA name; `UTC` when the directory's is unusable).
+    public static func timeZone(_ db: isolated PostgresConnection) throws -> String {
+        let rows = try db.query(PostgresQuery(unsafeSQL: timeZoneSQL, binds: []))
+        return try rows.first?.decode(String?.self, "zone") ?? "UTC"
+    }
+
     /// The `AnalyticsDaily` JSON of the tenant's days `from` through `to` (dates `YYYY-MM-DD`,
     /// checked by the caller; nil takes the default).
     /// - Throws: ``DailyRangeError`` when the range resolved is refused (it names the parameter);

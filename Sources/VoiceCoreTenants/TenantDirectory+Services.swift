@@ -126,4 +126,20 @@ extension TenantDirectory {
         logger.info("webhook added", metadata: ["tenant": "\(tenant)", "webhook": "\(webhook.id)", "host": "\(parsed.host ?? "")"])
         return webhook
     }
+
+    /// Stops delivering to one of the tenant's webhooks (the row stays, with the time it was
+    /// disabled). Returns false when the tenant has no such active webhook — another tenant's id
+    /// reads as one that does not exist. The integrations service sees it within its profile TTL.
+    @discardableResult
+    public func disableWebhook(_ webhook: Identifier, of tenant: Identifier) async throws -> Bool {
+        let id = tenant.uuid, webhookID = webhook.uuid
+        let updated = try await retryingOnce { db in
+            try db.query("""
+                UPDATE tenant_webhooks SET disabled_at = now()
+                WHERE webhook_id = \(webhookID) AND tenant_id = \(id) AND disabled_at IS NULL
+                """).affectedRows
+        }
+        if updated == 1 { logger.info("webhook disabled", metadata: ["tenant": "\(tenant)", "webhook": "\(webhook)"]) }
+        return updated == 1
+    }
 }

@@ -59,17 +59,33 @@ extension Edge {
         api.put("/settings") { request, _ in
             let (tenant, keyID) = try await authenticatedKey(request)
             let body = try await jsonBody(request)
-            let change: ChangeSettings
+            let settings: AISettings
             do throws(MessageDecodingError) {
-                change = ChangeSettings(tenantID: tenant, settings: try AISettings(json: body))
-                try change.validate()
+                settings = try AISettings(json: body)
             } catch {
                 throw Problem.decoding(Self.inBody(error))
             }
-            let outcome = try await publish(change, tenant: tenant, source: AuditActor.tenantAPISource(keyID: keyID), id: RequestID.ofCurrentRequest,
-                                            deduplicationKey: try idempotencyKey(request), metricSource: "api")
-            return accepted(outcome, extra: { _ in })
+            let key = try idempotencyKey(request)
+            do {
+                let outcome = try await publishSettings(settings, of: tenant, keyID: keyID, deduplicationKey: key, metricSource: "api")
+                return accepted(outcome, extra: { _ in })
+            } catch let error as MessageDecodingError {
+                throw Problem.decoding(Self.inBody(error))
+            }
         }
+    }
+
+    /// The one way the edge changes a tenant's AI settings (`PUT /v1/settings` and the console's
+    /// settings page): validates them as ``ChangeSettings`` and publishes that command for the
+    /// tenants service, its `source` naming the API key (or the console session's key) that asked.
+    /// - Throws: `MessageDecodingError` naming the field at fault (`data.settings.<field>`), with
+    ///   nothing published; a ``Problem`` (503) when Redis did not take the command.
+    func publishSettings(_ settings: AISettings, of tenant: Identifier, keyID: String, deduplicationKey: String?,
+                         metricSource: String) async throws -> DeduplicatedOutcome {
+        let change = ChangeSettings(tenantID: tenant, settings: settings)
+        try change.validate()
+        return try await publish(change, tenant: tenant, source: AuditActor.tenantAPISource(keyID: keyID), id: RequestID.ofCurrentRequest,
+                                 deduplicationKey: deduplicationKey, metricSource: metricSource)
     }
 
     /// The tenant of the request's API key (401), within its rate limit (429).

@@ -36,6 +36,8 @@ public final class EventFeed: Service, Sendable {
     }
 
     private let state = Mutex(State())
+    /// What to do with the tenant of each event of a type, besides sending it (``observe(_:_:)``).
+    private let observers = Mutex<[String: [@Sendable (Identifier) -> Void]]>([:])
 
     public init(tail: StreamTail, configuration: EventFeedConfiguration = EventFeedConfiguration(),
                 logger: Logger = Logger(label: "voicecore.edge.feed")) {
@@ -102,9 +104,21 @@ public final class EventFeed: Service, Sendable {
         }
     }
 
+    /// Calls `body` with the tenant of every event of `type` the feed reads from now on (before
+    /// the event goes to the tenant's connections), whether or not anyone is connected.
+    public func observe(_ type: String, _ body: @escaping @Sendable (Identifier) -> Void) {
+        observers.withLock { $0[type, default: []].append(body) }
+    }
+
     /// Hands each event to its tenant's connections, in order.
     private func fanOut(_ entries: [TailEntry], through: TailPosition) {
         let frames = entries.compactMap(EventFrame.init)
+        let observers = self.observers.withLock { $0 }
+        if !observers.isEmpty {
+            for frame in frames {
+                for observer in observers[frame.type] ?? [] { observer(frame.tenant) }
+            }
+        }
         let gone: [FeedSubscription] = state.withLock { state in
             var gone: [FeedSubscription] = []
             for frame in frames {

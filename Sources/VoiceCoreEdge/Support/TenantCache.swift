@@ -13,7 +13,8 @@ extension TenantDirectory: TenantLookup {}
 /// Keeps what the directory answered in memory for a while, so a webhook costs no database round
 /// trip: found tenants and accepted keys for ``EdgeConfiguration/tenantCacheTTL``, unknown ones
 /// for a fifth of it (a burst of requests for a bad tenant or key reaches Postgres once). A
-/// rotated credential takes effect within the TTL.
+/// rotated credential takes effect within the TTL; changed AI settings at once where the edge
+/// follows the event streams (``forget(_:)`` on `TenantSettingsChanged`).
 final class TenantCache: Sendable {
     private struct Entry<Value: Sendable>: Sendable {
         var value: Value
@@ -23,6 +24,9 @@ final class TenantCache: Sendable {
     private let lookup: any TenantLookup
     private let ttl: Duration
     private let credentials = Mutex<[Identifier: Entry<TenantCredentials?>]>([:])
+    /// Counts ``forget(_:)`` calls: a lookup that began before one does not store what it read,
+    /// which may predate the change that was forgotten.
+    private let forgotten = Atomic<UInt64>(0)
     private let keys = Mutex<[String: Entry<Identifier?>]>([:])
 
     init(lookup: any TenantLookup, ttl: Duration) {
@@ -33,12 +37,23 @@ final class TenantCache: Sendable {
     func credentials(of tenant: Identifier) async throws -> TenantCredentials? {
         let now = ContinuousClock.now
         if let entry = credentials.withLock({ $0[tenant] }), entry.expires > now { return entry.value }
+        let before = forgotten.load(ordering: .acquiring)
         let found = try await lookup.credentials(of: tenant)
         credentials.withLock { cache in
+            guard forgotten.load(ordering: .acquiring) == before else { return }
             if cache.count > 100_000 { cache.removeAll() }
             cache[tenant] = Entry(value: found, expires: now + (found == nil ? ttl / 5 : ttl))
         }
         return found
+    }
+
+    /// Drops what is cached of the tenant's credentials (its settings changed): the next request
+    /// reads the directory.
+    func forget(_ tenant: Identifier) {
+        credentials.withLock { cache in
+            forgotten.add(1, ordering: .releasing)
+            cache[tenant] = nil
+        }
     }
 
     func tenant(for key: APIKey) async throws -> Identifier? {

@@ -140,6 +140,22 @@ public struct AISettings: Sendable, Hashable, Codable, JSONObjectCodable {
     }
 }
 
+extension AISettings {
+    /// What a tenant that never changed its settings gets (the AI service detects intents with
+    /// it; the console shows it as the starting point of the settings form).
+    public static let builtIn = AISettings(
+        greeting: "Thanks for calling. How can I help you today?",
+        personality: "warm and brief",
+        intents: [
+            .init(intent: .appointment, phrases: ["appointment", "book a", "schedule", "reschedule", "come in", "available on", "availability"]),
+            .init(intent: .sales, phrases: ["price", "pricing", "quote", "how much", "buy", "purchase", "interested in", "sign up"]),
+            .init(intent: .support, phrases: ["not working", "broken", "help with", "problem with", "issue with", "error", "stopped working"]),
+            .init(intent: .billing, phrases: ["invoice", "my bill", "charged", "charge", "refund", "payment"]),
+            .init(intent: .complaint, phrases: ["complaint", "unhappy", "terrible", "disappointed", "speak to a manager", "unacceptable"]),
+        ],
+        businessHours: .init(timeZone: "UTC", openings: [.mon, .tue, .wed, .thu, .fri].map { .init(day: $0, opens: "09:00", closes: "17:00") }))
+}
+
 /// A tenant was created.
 public struct TenantProvisioned: Message {
     public static let type = "voicecore.tenant.provisioned"

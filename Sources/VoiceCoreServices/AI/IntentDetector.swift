@@ -26,21 +26,6 @@ public protocol IntentDetector: Sendable {
     func detect(_ utterance: String, settings: AISettings) async throws -> IntentMatch?
 }
 
-extension AISettings {
-    /// What a tenant that never changed its settings gets.
-    public static let builtIn = AISettings(
-        greeting: "Thanks for calling. How can I help you today?",
-        personality: "warm and brief",
-        intents: [
-            .init(intent: .appointment, phrases: ["appointment", "book a", "schedule", "reschedule", "come in", "available on", "availability"]),
-            .init(intent: .sales, phrases: ["price", "pricing", "quote", "how much", "buy", "purchase", "interested in", "sign up"]),
-            .init(intent: .support, phrases: ["not working", "broken", "help with", "problem with", "issue with", "error", "stopped working"]),
-            .init(intent: .billing, phrases: ["invoice", "my bill", "charged", "charge", "refund", "payment"]),
-            .init(intent: .complaint, phrases: ["complaint", "unhappy", "terrible", "disappointed", "speak to a manager", "unacceptable"]),
-        ],
-        businessHours: .init(timeZone: "UTC", openings: [.mon, .tue, .wed, .thu, .fri].map { .init(day: $0, opens: "09:00", closes: "17:00") }))
-}
-
 /// The offline detector: the tenant's phrases, matched on word boundaries, case-insensitively.
 /// Confidence grows with the matches for the winning intent and with the length of the longest
 /// matched phrase: one single-word match is 0.6, a multi-word phrase 0.75, each further match
