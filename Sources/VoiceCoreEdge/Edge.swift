@@ -128,7 +128,8 @@ public struct Edge: Sendable {
         // WebSocket upgrades (ConversationRelay) are answered by a router of their own; every other
         // request goes to the HTTP router as before.
         let application = Application(
-            router: edge.router(),
+            // Knows each request's client address (``ClientAddress``) for the console's sign-in limit.
+            responder: ClientAddressResponder(inner: edge.router().buildResponder()),
             server: .http1WebSocketUpgrade(webSocketRouter: edge.conversationRelayRouter(sessions: ConversationRelaySessions()),
                                            configuration: .init(ws: ConversationRelayConnection.webSocketConfiguration)),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "voicecore-edge"),

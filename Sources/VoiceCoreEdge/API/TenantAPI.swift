@@ -88,9 +88,14 @@ extension Edge {
                                  deduplicationKey: deduplicationKey, metricSource: metricSource)
     }
 
-    /// The tenant of the request's API key (401), within its rate limit (429).
+    /// The tenant of the request's API key (401), within its rate limit (429). A GET without an
+    /// `Authorization` header may instead carry a tenant's console session cookie
+    /// (``consoleCookieTenant(_:)``): the read routes and the event feed, which call this, serve
+    /// the console's pages in the browser. Writes never take the cookie (they call
+    /// ``authenticatedKey(_:)``).
     func authenticatedTenant(_ request: Request) async throws -> Identifier {
-        try await authenticatedKey(request).tenant
+        if request.headers[.authorization] == nil, let tenant = try await consoleCookieTenant(request) { return tenant }
+        return try await authenticatedKey(request).tenant
     }
 
     /// The tenant of the request's API key and the key's public id (401), within the tenant's

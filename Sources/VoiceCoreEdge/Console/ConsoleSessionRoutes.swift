@@ -110,7 +110,8 @@ extension Edge {
         var data: [String: Any] = [:]
         if let error { data["error"] = error }
         if let session { data["signedInHome"] = ConsoleView.home(of: session) }
-        return ConsoleView.page("sign-in", title: "Sign in", nav: "", session: nil, data: data, status: status, headers: headers)
+        // Signed in already: the page shows the session's navigation and its sign-out form.
+        return ConsoleView.page("sign-in", title: "Sign in", nav: "", session: session, data: data, status: status, headers: headers)
     }
 
     // MARK: Cookies
@@ -126,12 +127,6 @@ extension Edge {
     func clearedCookie() -> String {
         "\(Self.consoleCookie)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0" + (secureCookies ? "; Secure" : "")
     }
-}
-
-/// The address of the client of the request being handled (set by the edge's server for each
-/// request; nil in process, e.g. the router tests: they share one bucket).
-enum ClientAddress {
-    @TaskLocal static var current: String?
 }
 
 /// Slows guessing at the sign-in form: failed attempts per client address in a token bucket
@@ -170,5 +165,24 @@ final class SignInLimiter: Sendable {
         let elapsed = now - bucket.updated
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return min(burst, bucket.tokens + seconds * perSecond)
+    }
+}
+
+extension Edge {
+    /// The tenant of a GET request's console session cookie, within the tenant's rate limit
+    /// (429); nil when the request is no GET, has no cookie, or its session is not a live tenant
+    /// session (the caller then asks for an API key: 401). The operator's session reads no
+    /// tenant's API.
+    func consoleCookieTenant(_ request: Request) async throws -> Identifier? {
+        guard request.method == .get || request.method == .head, request.cookies[Self.consoleCookie] != nil,
+              let tenant = try await consoleSession(of: request)?.tenant
+        else { return nil }
+        let credentials = try await credentials(of: tenant)
+        if let wait = limiter.take(tenant, rate: credentials.requestsPerSecond) {
+            let seconds = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
+            throw Problem(.tooManyRequests, "Too many requests", detail: "this tenant may send \(credentials.requestsPerSecond) requests per second",
+                          headers: [.retryAfter: String(seconds)])
+        }
+        return tenant
     }
 }

@@ -36,7 +36,8 @@ enum ConsoleView {
     /// A page: `template` inside the layout, with `title`, the session's CSRF token as `csrf`, the
     /// navigation with `nav` marked current, and `data` (its keys at the top level of the
     /// template's context; `scripts: ["now.js"]` adds `<script type="module">` tags for files of
-    /// `Assets/js/`). JSON nulls in `data` are left out, so `{{#x}}` and `{{^x}}` treat them as absent.
+    /// `Assets/js/`, `styles: ["tenant.css"]` stylesheets of `Assets/css/` after `console.css`).
+    /// JSON nulls in `data` are left out, so `{{#x}}` and `{{^x}}` treat them as absent.
     static func page(_ template: String, title: String, nav: String, session: ConsoleSession?, data: [String: Any] = [:],
                      status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
         guard let library, library.getTemplate(named: template) != nil, library.getTemplate(named: "layout") != nil else {
@@ -52,6 +53,7 @@ enum ConsoleView {
         context["navItems"] = navigation(for: session, current: nav)
         context["who"] = session.map { $0.isOperator ? "Operator" : "Tenant" } ?? ""
         if context["scripts"] == nil { context["scripts"] = [String]() }
+        if context["styles"] == nil { context["styles"] = [String]() }
         guard let html = library.render(context, withTemplate: "layout") else { return unrendered(template) }
         var headers = securityHeaders
         headers[.contentType] = "text/html; charset=utf-8"
@@ -139,6 +141,11 @@ enum ConsoleView {
         case let array as [Any]: array.compactMap { withoutNulls($0) }
         default: value
         }
+    }
+
+    /// Whether `name` (a file of `templates/` without `.mustache`) was found and parses.
+    static func hasTemplate(_ name: String) -> Bool {
+        library?.getTemplate(named: name) != nil
     }
 
     /// 503 when a template is missing: the installation is broken, not the request.
