@@ -138,6 +138,38 @@ struct ConsoleTenantPagesTests {
         try await fixture.drop()
     }
 
+    /// The *Now* list reads the running calls through the partial index of migration 0016, never
+    /// a walk through the tenant's ended calls (the plan Postgres chooses for the very statement
+    /// the page runs, as the tenant's role, with 20,000 ended calls beside 2 running ones).
+    @Test func callsInProgressAreOneRangeOfThePartialIndex() async throws {
+        let fixture = try await EdgeFixture()
+        let tenant = fixture.tenant.uuid
+        try await fixture.db.query("""
+            INSERT INTO call_sessions (tenant_id, call_id, provider, provider_call_id, direction, from_number, to_number, status, started_at, ended_at, end_status)
+            SELECT \(tenant), gen_random_uuid(), 'twilio', 'CA' || g, 'inbound', '+14155550100', '+14155550199',
+                   CASE WHEN g <= 2 THEN 'in-progress' ELSE 'completed' END, now() - g * interval '1 minute',
+                   CASE WHEN g <= 2 THEN NULL ELSE now() END, CASE WHEN g <= 2 THEN NULL ELSE 'completed' END
+            FROM generate_series(1, 20000) g
+            """)
+        try await fixture.db.query("ANALYZE call_sessions")
+        let plan = try await fixture.reads.read(tenant: fixture.tenant) { db in
+            try db.write("SET LOCAL plan_cache_mode = force_custom_plan")
+            return try db.query(PostgresQuery(unsafeSQL: "EXPLAIN " + CallQueries.listSQL, binds: [
+                PostgresBind(fixture.tenant.uuid), PostgresBind(Optional<String>.none), PostgresBind(Optional<String>.none),
+                PostgresBind("in-progress"), PostgresBind(Optional<String>.none), PostgresBind(Optional<String>.none), PostgresBind(Optional<String>.none),
+                PostgresBind("infinity"), PostgresBind("ffffffff-ffff-ffff-ffff-ffffffffffff"), PostgresBind(Edge.consolePageSize + 1),
+            ])).map { try $0.decode(String.self, "QUERY PLAN") }.joined(separator: "\n")
+        }
+        #expect(plan.contains("call_sessions_in_progress"), "\(plan)")
+        #expect(!plan.contains("Seq Scan on call_sessions"), "\(plan)")
+        try await fixture.test { client in
+            let browser = try await ConsoleBrowser.signIn(client, key: fixture.apiKey)
+            let page = try await browser.get("/app/now")
+            #expect(page.text.element("calls-now", tag: "table").values(of: "data-call-id").count == 2)
+        }
+        try await fixture.drop()
+    }
+
     @Test func theCallsListFiltersByTheTenantsDaysStatusIntentAndNumberAndPages() async throws {
         let fixture = try await EdgeFixture()
         let seeded = try await SeededCalls(fixture: fixture)
