@@ -68,6 +68,9 @@ public struct Edge: Sendable {
     /// Waits for the receptionist's replies to caller turns (``TurnReplies``), also run as a
     /// service; nil: a conversation turn is published and the caller is offered a message at once.
     public var turnReplies: TurnReplies?
+    /// What the operator's console pages read and change (streams, dead letters, projections,
+    /// tenants); nil: those pages answer 503 saying so.
+    public var operatorConsole: ConsoleOperatorBackends?
 
     /// - Parameters:
     ///   - publisher: publishes the commands (its `source` is ignored: each route sets its own);
@@ -94,7 +97,7 @@ public struct Edge: Sendable {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: EventLoopAffinityMiddleware())
         router.add(middleware: RequestIDMiddleware())
-        router.add(middleware: RequestMetricsMiddleware(factory: metrics.factory))
+        router.add(middleware: RequestMetricsMiddleware(factory: metrics.factory, rates: metrics.rates))
         router.add(middleware: UnexpectedErrorMiddleware(logger: logger))
         router.get("/health") { _, _ in Self.json(.ok, JSONObjectWriter.object { $0.field("status", "ok") }) }
         router.get("/ready") { _, _ in try await ready() }

@@ -23,6 +23,8 @@ public enum EdgeMetricNames {
 struct EdgeMetrics: Sendable {
     let factory: any MetricsFactory
     private let publishLatency: Timer
+    /// Requests and publishes counted since the edge was made, for the operator console's rates.
+    let rates = EdgeRateCounters()
 
     init(factory: any MetricsFactory) {
         self.factory = factory
@@ -43,12 +45,47 @@ struct EdgeMetrics: Sendable {
 
     func published(since start: ContinuousClock.Instant) {
         publishLatency.record(since: start)
+        rates.published()
+    }
+}
+
+/// The edge's requests and publishes since it started, as two relaxed atomic counters: the
+/// operator console (`/app/operator/rates.json`) reads them with a monotonic time and computes
+/// rates from two readings, so counting costs one atomic add per request or publish, with no
+/// metrics backend needed (the Prometheus counters are per route and status, and may be off).
+final class EdgeRateCounters: Sendable {
+    private let requestCount = Atomic<Int>(0)
+    private let publishCount = Atomic<Int>(0)
+    private let started = ContinuousClock.now
+
+    /// One reading: the counts and the milliseconds since the counters were made.
+    struct Reading: Sendable, Equatable {
+        var requests: Int
+        var publishes: Int
+        var monotonicMilliseconds: Int64
+    }
+
+    func requested() {
+        requestCount.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    func published() {
+        publishCount.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    func read() -> Reading {
+        let elapsed = ContinuousClock.now - started
+        let (seconds, attoseconds) = elapsed.components
+        return Reading(requests: requestCount.load(ordering: .relaxed), publishes: publishCount.load(ordering: .relaxed),
+                       monotonicMilliseconds: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
     }
 }
 
 /// Counts every request by route and status, and times it.
 struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let factory: any MetricsFactory
+    /// Where every request is also counted for the operator console (nil: not counted there).
+    var rates: EdgeRateCounters?
     let cache = RequestMetricHandles()
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -70,6 +107,7 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         let key = RequestMetricKey(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: status)
         let handles = cache.handles(for: key, factory: factory)
         handles.requests.increment()
+        rates?.requested()
         handles.duration.record(since: start)
     }
 }

@@ -120,6 +120,10 @@ struct EdgeCommand: AsyncParsableCommand {
         edge.eventFeed = feed
         let turns = try await self.edge.turnReplies(connections, logger: logger)
         edge.turnReplies = turns
+        // The operator's console pages (signed in with the admin key).
+        if edge.configuration.adminKey != nil {
+            edge.operatorConsole = try await ConsoleOperatorBackends.connect(connections, naming: self.edge.naming, reads: reads, logger: logger)
+        }
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReadPoolClosing(pool: reads.pool)), .init(service: turns),
                                                                          .init(service: edge.application())]
         // The admin API provisions tenants: relay the directory's announcements (and what a crashed writer left).

@@ -93,6 +93,10 @@ struct UpCommand: AsyncParsableCommand {
         edgeService.eventFeed = feed
         let turns = try await edge.turnReplies(connections, logger: logger)
         edgeService.turnReplies = turns
+        // The operator's console pages (signed in with the admin key).
+        if configuration.adminKey != nil {
+            edgeService.operatorConsole = try await ConsoleOperatorBackends.connect(connections, naming: naming, reads: reads, logger: logger)
+        }
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReadPoolClosing(pool: reads.pool)), .init(service: turns),
                                                                          .init(service: edgeService.application())]
         members.append(.init(service: ServiceBundle(services)))
