@@ -93,15 +93,6 @@ public struct ConsoleSessions: Sendable {
         }
     }
 
-    /// Checks that the table exists (migration 0015), with an error saying what to do.
-    public func checkSchema() async throws {
-        do {
-            _ = try await retryingOnce { db in try db.query("SELECT 1 FROM console_sessions LIMIT 1") }
-        } catch let error as PostgresError where error.sqlState == "42P01" {
-            throw TenantError.configuration("the console's session table is missing: run `voicecore migrate up` first")
-        }
-    }
-
     // MARK: Parts
 
     private func open(tenant: Identifier?, keyID: String?, adminKey: String?) async throws -> OpenedConsoleSession {

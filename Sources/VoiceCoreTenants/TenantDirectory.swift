@@ -154,12 +154,14 @@ public final class TenantDirectory: Sendable {
     /// The CloudEvents `source` of what the directory announces when no publisher names one.
     static let source = "/tenants"
 
-    /// Checks that the directory's tables exist (migrations 0003 and 0008), with an error saying what to do.
+    /// Checks that the directory's tables exist (migrations 0003, 0008 and the console's sessions,
+    /// 0015), with an error saying what to do.
     public func checkSchema() async throws {
         do {
             _ = try await retryingOnce { db in
                 try db.query("SELECT 1 FROM tenant_directory LIMIT 1")
                 try db.query("SELECT 1 FROM tenant_outbox LIMIT 1")
+                try db.query("SELECT 1 FROM console_sessions LIMIT 1")
             }
         } catch let error as PostgresError where error.sqlState == "42P01" {
             throw TenantError.configuration("the tenant directory's tables are missing: run `voicecore migrate up` first")
