@@ -444,6 +444,25 @@ struct ConsoleSessionTests {
         }
     }
 
+    @Test("times, durations, money and shares read as people write them, in the tenant's time zone")
+    func displayFormats() throws {
+        let newYork = try #require(TimeZone(identifier: "America/New_York"))
+        #expect(ConsoleFormat.dateTime(rfc3339: "2026-12-07T19:05:09.123456Z", timeZone: newYork) == "7 Dec 2026, 14:05")
+        #expect(ConsoleFormat.dateTime(rfc3339: "2026-12-08T03:30:00+00:00", timeZone: newYork) == "7 Dec 2026, 22:30")
+        #expect(ConsoleFormat.dateTime(rfc3339: "not a time", timeZone: newYork) == "not a time")
+        #expect(ConsoleFormat.time(rfc3339: "2026-12-07T19:05:09Z", timeZone: newYork) == "14:05:09")
+        #expect(ConsoleFormat.date(isoDate: "2026-12-07") == "7 Dec 2026")
+        #expect(ConsoleFormat.duration(seconds: 45) == "45 s")
+        #expect(ConsoleFormat.duration(seconds: 192) == "3 min 12 s")
+        #expect(ConsoleFormat.duration(seconds: 3840) == "1 h 04 min")
+        #expect(ConsoleFormat.money(minor: 1234, currency: "usd") == "$12.34")
+        #expect(ConsoleFormat.money(minor: 123_456_705, currency: "EUR") == "€1,234,567.05")
+        #expect(ConsoleFormat.money(minor: -300, currency: "CHF") == "−3.00 CHF")
+        #expect(ConsoleFormat.percent(0.42) == "42%")
+        #expect(ConsoleFormat.percent(1, of: 3, digits: 1) == "33.3%")
+        #expect(ConsoleFormat.percent(1, of: 0) == "–")
+    }
+
     @Test("no template renders a value unescaped ({{{ }}} or {{& }}), and every template parses")
     func templatesEscapeEverything() throws {
         let directory = TestServers.root.appendingPathComponent("Sources/VoiceCoreEdge/Console/Assets")
