@@ -113,6 +113,9 @@ struct ConsoleOperatorPagesTests {
             try await fixture.redis.execute(.xgroupCreate(stream, group: "svc-test", start: .beginning))
             // Two delivered and not acknowledged: pending 2, lag 3.
             _ = try await fixture.redis.execute(.xreadgroup(group: "svc-test", consumer: "c1", streams: [(stream, .newEntries)], count: 2))
+            // A stream no group reads: listed, but not among the backlogs.
+            let quiet = "\(fixture.prefix):{p1}:crm:commands"
+            _ = try await fixture.redis.execute(.xadd(quiet, fields: [("n", "0")]))
 
             let cookie = try await Self.signIn(client, key: EdgeFixture.adminKey)
             let page = try await Self.get(client, "/app/operator", cookie: cookie)
@@ -127,6 +130,14 @@ struct ConsoleOperatorPagesTests {
             #expect(oldest.hasSuffix("ms") || oldest.hasSuffix(" s"), "oldest pending age: \(oldest)")
             #expect(html.contains("id=\"edge-rates\""))
             #expect(html.contains("/app/assets/js/operator.js"))
+            #expect(Self.row(html, "data-stream=\"\(quiet)\"", "data-group=\"\"") != nil)
+
+            let backlog = try await Self.get(client, "/app/operator?backlog=1", cookie: cookie)
+            #expect(backlog.status == .ok)
+            #expect(Self.row(backlog.text, "data-stream=\"\(stream)\"", "data-group=\"svc-test\"") != nil)
+            #expect(Self.row(backlog.text, "data-stream=\"\(quiet)\"") == nil)
+            #expect(try await Self.get(client, "/app/operator?backlog=yes", cookie: cookie).status == .badRequest)
+            #expect(try await Self.get(client, "/app/operator?other=1", cookie: cookie).status == .badRequest)
         }
     }
 

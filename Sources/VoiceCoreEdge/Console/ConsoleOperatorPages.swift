@@ -21,7 +21,9 @@ extension Edge {
     static let deadLettersShown = 200
 
     func addConsoleOperatorPages(to router: Router<BasicRequestContext>) {
-        consoleOperatorPage(router, "/app/operator", parameters: []) { page in
+        consoleOperatorPage(router, "/app/operator", parameters: ["backlog"]) { page in
+            // `backlog=1`: only the groups with entries waiting (a deployment has hundreds of streams).
+            let backlogOnly = try page.query.oneOf("backlog", ["1"]) != nil
             let backends = try operatorBackends()
             async let streams = attempt { try await backends.streams.reports(prefix: backends.prefix) }
             async let projections = attempt { try await backends.projections.projectionStatuses() }
@@ -30,8 +32,12 @@ extension Edge {
             var failed = false
             switch streamReports {
             case .success(let reports):
-                data["streamRows"] = Self.streamRows(reports)
-                data["streamCount"] = reports.count
+                let rows = Self.streamRows(reports)
+                let backlog = rows.filter { $0["behind"] as? Bool == true }
+                data["streamRows"] = backlogOnly ? backlog : rows
+                data["streamCount"] = ConsoleFormat.grouped(reports.count)
+                data["backlogCount"] = ConsoleFormat.grouped(backlog.count)
+                data["backlogOnly"] = backlogOnly
             case .failure(let error):
                 data["streamsError"] = describeFailure(error, of: "Redis")
                 failed = true
@@ -97,6 +103,7 @@ extension Edge {
             data["hasEntries"] = !entries.isEmpty
             data["shownAll"] = entries.count >= depth
             data["shown"] = entries.count
+            data["shownText"] = Self.entries(entries.count)
             return ConsoleView.page("operator-dead-letter", title: "Dead letters of \(stream)", nav: "dead-letters", session: page.session, data: Self.withOperatorStyles(data))
         }
 
