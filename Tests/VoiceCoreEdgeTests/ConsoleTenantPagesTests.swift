@@ -462,10 +462,26 @@ struct ConsoleTenantPagesTests {
                     try await Task.sleep(for: .milliseconds(50))
                 } while ContinuousClock.now < until
                 #expect(greeted.contains("Welcome to Bright Smiles"), "\(greeted)")
+
+                // A change made elsewhere (the API, another edge's console) reaches this edge by
+                // the event feed alone.
+                var changed = AISettings.builtIn
+                changed.greeting = "Good morning from Bright Smiles"
+                let put = try await client.execute(uri: "/v1/settings", method: .put,
+                                                   headers: [.authorization: "Bearer \(fixture.apiKey)", .contentType: "application/json"],
+                                                   body: ByteBuffer(bytes: JSONObjectWriter.object { changed.writeJSON(to: &$0) }))
+                #expect(put.status == .accepted)
+                let later = ContinuousClock.now + .seconds(10)
+                repeat {
+                    greeted = try await client.post(voice("CA00000000000000000000000000000003")).text
+                    if greeted.contains("Good morning from Bright Smiles") { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                } while ContinuousClock.now < later
+                #expect(greeted.contains("Good morning from Bright Smiles"), "\(greeted)")
             }
         }
         let published = try await fixture.commands().filter { $0.type == ChangeSettings.type }
-        #expect(published.count == 1)
+        #expect(published.count == 2, "the console's save, then the API's")
         let change = try MessageCodec.decode(ChangeSettings.self, from: try #require(published.first).data)
         #expect(change.settings.greeting == "Welcome to Bright Smiles")
         #expect(change.settings.forwardingNumber == "+14155550142")

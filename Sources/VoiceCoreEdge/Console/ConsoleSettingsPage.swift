@@ -48,9 +48,14 @@ extension Edge {
             // The tenants service stores them and then announces them; the page after the
             // redirect reads the directory, so give the service a moment.
             let deadline = ContinuousClock.now + Self.settingsAppliedWait
-            while ContinuousClock.now < deadline, try await directory.profile(of: tenant)?.aiSettings != settings {
-                try await Task.sleep(for: .milliseconds(50))
+            var applied = false
+            while !applied, ContinuousClock.now < deadline {
+                applied = try await directory.profile(of: tenant)?.aiSettings == settings
+                if !applied { try await Task.sleep(for: .milliseconds(50)) }
             }
+            // This edge knows of the change now: its next call need not wait for the event feed
+            // (which tells every other edge, and this one of changes made elsewhere).
+            if applied { tenants.forget(tenant) }
             return ConsoleView.redirect(to: "/app/settings?saved=1")
         }
 
