@@ -156,10 +156,27 @@ enum ConsoleView {
                         body: .init(byteBuffer: ByteBuffer(string: "The console's page templates are missing from this installation (\(template)).\n")))
     }
 
-    /// The directory the console's files were copied to (`resources: [.copy("Console/Assets")]`).
-    static var assetsDirectory: URL? {
-        Bundle.module.url(forResource: "Assets", withExtension: nil)
-    }
+    /// The directory of the console's files, the first of these that exists:
+    /// `VOICECORE_CONSOLE_ASSETS`; the resource bundle SwiftPM copies next to the executable
+    /// (`resources: [.copy("Console/Assets")]`; an installation copies it along, as the Dockerfile
+    /// does); the sources this was built from. Looked up by hand rather than with `Bundle.module`,
+    /// which ends the process when the bundle is missing: without its files the console answers
+    /// 503 and everything else keeps working. Nil when none exists.
+    static let assetsDirectory: URL? = {
+        var candidates: [URL] = []
+        if let configured = ProcessInfo.processInfo.environment["VOICECORE_CONSOLE_ASSETS"], !configured.isEmpty {
+            candidates.append(URL(fileURLWithPath: configured))
+        }
+        let bundle = "VoiceCore_VoiceCoreEdge.resources"
+        candidates.append(Bundle.main.bundleURL.appendingPathComponent(bundle).appendingPathComponent("Assets"))
+        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
+        candidates.append(executable.deletingLastPathComponent().appendingPathComponent(bundle).appendingPathComponent("Assets"))
+        candidates.append(URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Assets"))
+        return candidates.first { candidate in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: candidate.appendingPathComponent("templates").path, isDirectory: &isDirectory) && isDirectory.boolValue
+        }
+    }()
 
     private static func loadLibrary() -> MustacheLibrary? {
         guard let directory = assetsDirectory?.appendingPathComponent("templates"),
