@@ -49,9 +49,14 @@ public struct TurnBenchmark: Sendable {
     /// turns); 0 plays the callbacks back to back, which measures the saturated throughput's queue
     /// rather than a turn's round trip.
     public var thinkMs: Int
+    /// Each pause drawn uniformly from half to one and a half ``thinkMs`` (callers speak for
+    /// different times, so their turns arrive independently); false: exactly ``thinkMs``, which
+    /// keeps every call in lockstep, so all of them send their next turn within a few
+    /// milliseconds — a burst real callers do not make.
+    public var jitter: Bool
 
     public init(executable: URL, concurrency: [Int] = [50, 500], runs: Int = 3, duration: Int = 10, requests: Int = 60_000, threads: Int = 2,
-                port: Int = 18_097, migrations: String = "database/migrations", turnDeadlineMs: Int? = nil, thinkMs: Int = 500) {
+                port: Int = 18_097, migrations: String = "database/migrations", turnDeadlineMs: Int? = nil, thinkMs: Int = 500, jitter: Bool = true) {
         self.executable = executable
         self.concurrency = concurrency
         self.runs = max(1, runs)
@@ -62,6 +67,7 @@ public struct TurnBenchmark: Sendable {
         self.migrations = migrations
         self.turnDeadlineMs = turnDeadlineMs
         self.thinkMs = max(0, thinkMs)
+        self.jitter = jitter
     }
 
     public func run(on servers: BenchmarkServers) async throws {
@@ -137,11 +143,11 @@ public struct TurnBenchmark: Sendable {
         let calls = CallScript(tenant: tenant, base: base, signer: signer)
         try await waitForReplies(calls, receptionist: receptionist)
         report("edge pid \(edge.processIdentifier), receptionist pid \(receptionist.processIdentifier) (built-in policy); wrk -t\(threads), \(duration) s per phase, "
-               + "\(formatRate(Double(requests))) distinct signed callbacks prepared per phase; each call waits \(thinkMs) ms after an answer before its next callback; "
+               + "\(formatRate(Double(requests))) distinct signed callbacks prepared per phase; each call waits \(thinkDescription) after an answer before its next callback; "
                + "latency from the callback to the TwiML reply (wrk's)")
 
         let script = work.appendingPathComponent("play.lua")
-        try Self.luaScript(threads: threads, thinkMs: thinkMs).write(to: script, atomically: false, encoding: .utf8)
+        try Self.luaScript(threads: threads, thinkMs: thinkMs, jitter: jitter).write(to: script, atomically: false, encoding: .utf8)
         var phase = 0
         for connections in concurrency {
             report("")
@@ -307,7 +313,19 @@ public struct TurnBenchmark: Sendable {
 
     /// The wrk script: loads its thread's share of the prepared callbacks, plays them in order, and
     /// counts the replies by the TwiML verb that decides what the call does next.
-    static func luaScript(threads: Int, thinkMs: Int) -> String {
+    var thinkDescription: String {
+        jitter && thinkMs > 1 ? "\(thinkMs / 2)–\(thinkMs * 3 / 2) ms (uniformly, each pause drawn anew)" : "\(thinkMs) ms (every call in lockstep)"
+    }
+
+    /// The pause wrk takes after each answer (its `delay` function): ``thinkMs``, drawn from half
+    /// to one and a half of it with ``jitter``.
+    static func delayFunction(thinkMs: Int, jitter: Bool) -> String {
+        guard thinkMs > 0 else { return "" }
+        guard jitter, thinkMs > 1 else { return "delay = function() return \(thinkMs) end" }
+        return "delay = function() return math.random(\(thinkMs / 2), \(thinkMs * 3 / 2)) end"
+    }
+
+    static func luaScript(threads: Int, thinkMs: Int, jitter: Bool) -> String {
         """
         local counter = 0
         local all = {}
@@ -317,6 +335,7 @@ public struct TurnBenchmark: Sendable {
           table.insert(all, thread)
         end
         init = function(args)
+          math.randomseed(os.time() * 64 + id)
           requests = {}
           local n, i = 0, 0
           for line in io.lines(args[1]) do
@@ -336,7 +355,7 @@ public struct TurnBenchmark: Sendable {
           if nextIndex > count then nextIndex = 1; wrapped = wrapped + 1 end
           return r
         end
-        \(thinkMs > 0 ? "delay = function() return \(thinkMs) end" : "")
+        \(delayFunction(thinkMs: thinkMs, jitter: jitter))
         response = function(status, headers, body)
           if body:find("One moment", 1, true) then r_holding = r_holding + 1
           elseif body:find("<Dial", 1, true) then r_transfer = r_transfer + 1

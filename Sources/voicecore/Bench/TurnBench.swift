@@ -10,7 +10,8 @@ struct TurnBench: AsyncParsableCommand {
             Provisions a tenant in a scratch schema, starts `voicecore edge` and `voicecore consume \
             receptionist` (built-in policy) as processes of their own on streams of their own, and \
             plays pre-signed Twilio callbacks with wrk at each --concurrency (connections: calls in \
-            progress, each waiting --think-ms after an answer before its next callback). Per level it alternates --runs phases of signed status \
+            progress, each pausing about --think-ms after an answer before its next callback: from half to one and a half of it, \
+            drawn anew each time, or exactly it with --lockstep). Per level it alternates --runs phases of signed status \
             callbacks (verified and published: the plain publish latency) and signed gather \
             callbacks (published as ReportCallerTurn, answered by ReceptionistReplied over the bus, \
             returned as TwiML), --duration seconds each, every callback distinct. Prints each run's \
@@ -49,6 +50,9 @@ struct TurnBench: AsyncParsableCommand {
     @Option(name: .customLong("think-ms"), help: "How long each call waits after an answer before its next callback (a caller speaks between turns); 0: back to back, which measures the saturated queue.")
     var thinkMs = 500
 
+    @Flag(name: .customLong("lockstep"), help: "Every call pauses exactly --think-ms (all calls send their turns in the same few milliseconds); by default each pause is drawn from half to one and a half of it, as independent callers speak.")
+    var lockstep = false
+
     func validate() throws {
         guard !concurrency.isEmpty, concurrency.allSatisfy({ (1...10_000).contains($0) }) else {
             throw ValidationError("--concurrency takes 1 to 10000 calls per level")
@@ -67,6 +71,6 @@ struct TurnBench: AsyncParsableCommand {
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
         try await TurnBenchmark(executable: executable, concurrency: concurrency, runs: runs, duration: duration, requests: requests, threads: threads,
                                 port: port, migrations: migrations, turnDeadlineMs: turnDeadlineMs,
-                                thinkMs: thinkMs).run(on: connections.benchmarkServers())
+                                thinkMs: thinkMs, jitter: !lockstep).run(on: connections.benchmarkServers())
     }
 }
