@@ -120,7 +120,10 @@ public struct TurnBenchmark: Sendable {
             throw error
         }
         do {
-            try await measureTurns(edge: edge, receptionist: receptionist, tenant: tenant, token: token, base: base, work: work, report: report)
+            let echo = try await RedisClient.connect(try servers.redisConfiguration())
+            defer { Task { await echo.close() } }
+            try await measureTurns(edge: edge, receptionist: receptionist, echoRedis: echo, naming: StreamNaming(prefix: prefix), tenant: tenant, token: token,
+                                   base: base, work: work, report: report)
         } catch {
             await Self.stop(receptionist)
             await Self.stop(edge)
@@ -130,7 +133,8 @@ public struct TurnBenchmark: Sendable {
         await Self.stop(edge)
     }
 
-    private func measureTurns(edge: Process, receptionist: Process, tenant: Identifier, token: String, base: String, work: URL,
+    private func measureTurns(edge: Process, receptionist: Process, echoRedis: RedisClient, naming: StreamNaming, tenant: Identifier, token: String,
+                              base: String, work: URL,
                          report: @Sendable (String) -> Void) async throws {
         var accepting = false
         for _ in 0..<150 where !accepting {
@@ -159,23 +163,33 @@ public struct TurnBenchmark: Sendable {
             _ = try await play(.gather, phase: phase, connections: connections, seconds: 1, calls: calls, script: script, work: work)
             var statuses: [PhaseResult] = []
             var turns: [PhaseResult] = []
+            var echoes: [PhaseResult] = []
             for run in 1...runs {
                 phase += 1
                 let status = try await play(.status, phase: phase, connections: connections, seconds: duration, calls: calls, script: script, work: work)
                 phase += 1
                 let turn = try await play(.gather, phase: phase, connections: connections, seconds: duration, calls: calls, script: script, work: work)
+                phase += 1
+                let echo = try await playEcho(phase: phase, connections: connections, calls: calls, script: script, work: work,
+                                              receptionist: receptionist, redis: echoRedis, naming: naming)
                 statuses.append(status)
                 turns.append(turn)
+                echoes.append(echo)
                 report("  run \(run)  status callback  \(status.line)")
                 report("         gather turn      \(turn.line)")
-                for warning in status.warnings + turn.warnings { report("         ! " + warning) }
+                report("         echo turn        \(echo.line)")
+                for warning in status.warnings + turn.warnings + echo.warnings { report("         ! " + warning) }
                 if let cpu = turn.cpu { report("         gather phase " + cpu) }
             }
             let status50 = median(statuses.map(\.p50)), status99 = median(statuses.map(\.p99))
             let turn50 = median(turns.map(\.p50)), turn99 = median(turns.map(\.p99))
             let target = connections <= 50 ? 5.0 : 25.0
             let added99 = (turn99 - status99) / 1000
-            report("  median of \(runs): status p50 \(Self.ms(status50)) p99 \(Self.ms(status99)) | turn p50 \(Self.ms(turn50)) p99 \(Self.ms(turn99))")
+            let echo50 = median(echoes.map(\.p50)), echo99 = median(echoes.map(\.p99))
+            report("  median of \(runs): status p50 \(Self.ms(status50)) p99 \(Self.ms(status99)) | turn p50 \(Self.ms(turn50)) p99 \(Self.ms(turn99))"
+                   + " | echo turn p50 \(Self.ms(echo50)) p99 \(Self.ms(echo99))")
+            report("  the bus round trip with the least a responder can do (echo) adds p50 \(Self.signedMs(echo50 - status50)), p99 \(Self.signedMs(echo99 - status99));"
+                   + " the receptionist adds p50 \(Self.signedMs(turn50 - echo50)), p99 \(Self.signedMs(turn99 - echo99)) over the echo")
             report("  the bus round trip adds p50 \(Self.signedMs(turn50 - status50)), p99 \(Self.signedMs(turn99 - status99)) "
                    + "(target at \(connections <= 50 ? "50" : "500") calls: ≤ \(Int(target)) ms p99: \(added99 <= target ? "met" : "NOT met"))")
         }
@@ -311,8 +325,48 @@ public struct TurnBenchmark: Sendable {
         return result
     }
 
-    /// The wrk script: loads its thread's share of the prepared callbacks, plays them in order, and
-    /// counts the replies by the TwiML verb that decides what the call does next.
+    /// A gather phase answered by ``TurnEcho`` instead of the receptionist: the receptionist is
+    /// paused (SIGSTOP) meanwhile, then resumed and given time to answer what it missed (its
+    /// replies to turns already answered are ignored by the edge), so the next phase starts with
+    /// its group caught up.
+    private func playEcho(phase: Int, connections: Int, calls: CallScript, script: URL, work: URL, receptionist: Process,
+                          redis: RedisClient, naming: StreamNaming) async throws -> PhaseResult {
+        kill(receptionist.processIdentifier, SIGSTOP)
+        let stop = TurnEcho.Stop()
+        let echo = TurnEcho(naming: naming, group: "bench-echo-\(phase)")
+        let result: PhaseResult
+        do {
+            result = try await withThrowingTaskGroup(of: PhaseResult?.self) { group in
+                group.addTask { _ = try await echo.run(redis: redis, until: stop); return nil }
+                // The echo's group exists before the first turn is sent.
+                try await Task.sleep(for: .milliseconds(300))
+                let played = try await play(.gather, phase: phase, connections: connections, seconds: duration, calls: calls, script: script, work: work)
+                stop.set()
+                try await group.waitForAll()
+                return played
+            }
+        } catch {
+            kill(receptionist.processIdentifier, SIGCONT)
+            throw error
+        }
+        kill(receptionist.processIdentifier, SIGCONT)
+        try await waitUntilCaughtUp(group: "receptionist", streams: naming.streams(.conversations, kind: .command), redis: redis)
+        return result
+    }
+
+    /// Waits (up to a minute) until `group` has nothing undelivered and nothing pending.
+    private func waitUntilCaughtUp(group: String, streams: [String], redis: RedisClient) async throws {
+        for _ in 0..<600 {
+            var behind = 0
+            for stream in streams {
+                for info in try await redis.execute(.xinfoGroups(stream)) where info.name == group { behind += info.pending + (info.lag ?? 0) }
+            }
+            if behind == 0 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw BenchmarkFailure("the receptionist did not catch up within a minute after the echo phase")
+    }
+
     var thinkDescription: String {
         jitter && thinkMs > 1 ? "\(thinkMs / 2)–\(thinkMs * 3 / 2) ms (uniformly, each pause drawn anew)" : "\(thinkMs) ms (every call in lockstep)"
     }
@@ -325,6 +379,8 @@ public struct TurnBenchmark: Sendable {
         return "delay = function() return math.random(\(thinkMs / 2), \(thinkMs * 3 / 2)) end"
     }
 
+    /// The wrk script: loads its thread's share of the prepared callbacks, plays them in order, and
+    /// counts the replies by the TwiML verb that decides what the call does next.
     static func luaScript(threads: Int, thinkMs: Int, jitter: Bool) -> String {
         """
         local counter = 0
