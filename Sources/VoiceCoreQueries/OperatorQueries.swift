@@ -63,21 +63,6 @@ extension TenantReads {
     /// - Throws: ``ReadUnavailable`` when Postgres is unreachable, overloaded or too slow; any other
     ///   error of `body` as it is.
     public func readAsPlatform<Result: Sendable>(_ body: @Sendable (isolated PostgresConnection) throws -> Result) async throws -> Result {
-        let timeout = "\(Self.milliseconds(statementTimeout))ms"
-        do {
-            return try await pool.withConnection { db in
-                try db.withTransaction(deferringWrites: true) { db in
-                    try db.write("SET TRANSACTION READ ONLY")
-                    try db.write("SELECT set_config('statement_timeout', \(timeout), true)")
-                    return try body(db)
-                }
-            }
-        } catch let error as PostgresPoolError {
-            throw ReadUnavailable(reason: error.description, retryAfterSeconds: 1)
-        } catch let error as PostgresError where error.isOutage {
-            throw ReadUnavailable(reason: "Postgres is unreachable", retryAfterSeconds: 5)
-        } catch let error as PostgresError where error.sqlState == "57014" {
-            throw ReadUnavailable(reason: "the query ran longer than \(statementTimeout)", retryAfterSeconds: 1)
-        }
+        try await readOnly(as: nil, body)
     }
 }

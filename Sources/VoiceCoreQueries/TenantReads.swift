@@ -32,14 +32,25 @@ public struct TenantReads: Sendable {
     ///   connection free in time) or a statement ran past ``statementTimeout``; any other error of
     ///   `body` as it is.
     public func read<Result: Sendable>(tenant: Identifier, _ body: @Sendable (isolated PostgresConnection) throws -> Result) async throws -> Result {
+        try await readOnly(as: tenant, body)
+    }
+
+    /// A read-only transaction with the statement timeout, as `voicecore_tenant` with
+    /// `app.tenant_id` set when `tenant` is given, as the pool's own role otherwise; what fails
+    /// for want of the database is a ``ReadUnavailable``.
+    func readOnly<Result: Sendable>(as tenant: Identifier?, _ body: @Sendable (isolated PostgresConnection) throws -> Result) async throws -> Result {
         let timeout = "\(Self.milliseconds(statementTimeout))ms"
-        let tenantText = tenant.description
+        let tenantText = tenant?.description
         do {
             return try await pool.withConnection { db in
                 try db.withTransaction(deferringWrites: true) { db in
                     try db.write("SET TRANSACTION READ ONLY")
-                    try db.write("SET LOCAL ROLE voicecore_tenant")
-                    try db.write("SELECT set_config('app.tenant_id', \(tenantText), true), set_config('statement_timeout', \(timeout), true)")
+                    if let tenantText {
+                        try db.write("SET LOCAL ROLE voicecore_tenant")
+                        try db.write("SELECT set_config('app.tenant_id', \(tenantText), true), set_config('statement_timeout', \(timeout), true)")
+                    } else {
+                        try db.write("SELECT set_config('statement_timeout', \(timeout), true)")
+                    }
                     return try body(db)
                 }
             }

@@ -54,29 +54,9 @@ struct SchemathesisTests {
         try #require(FileManager.default.isExecutableFile(atPath: VoiceCoreProcess.binary.path), "build voicecore first (tools/test does)")
         let python = ProcessInfo.processInfo.environment["VOICECORE_PYTHON"] ?? "python3"
 
-        let schema = "st_\(UUID().uuidString.prefix(8).lowercased())"
-        let prefix = "st\(UUID().uuidString.prefix(8).lowercased())"
-        let separator = TestServers.databaseURL.contains("?") ? "&" : "?"
-        let databaseURL = TestServers.databaseURL + separator + "options=-c%20search_path%3D\(schema)"
-        let admin = try await PostgresConnection.connect(try PostgresConfiguration(url: TestServers.databaseURL))
-        try await admin.query("CREATE SCHEMA \(identifier: schema)")
-        let redis = try await RedisConnection.connect(try RedisConfiguration(url: TestServers.redisURL))
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("schemathesis-\(schema)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        // Awaited (not a detached task at exit, which the test process may not live to run).
-        let cleanUp: @Sendable () async -> Void = {
-            try? FileManager.default.removeItem(at: work)
-            _ = try? await admin.query("DROP SCHEMA \(identifier: schema) CASCADE")
-            if let keys = try? await redis.scanAll(match: "\(prefix):*"), !keys.isEmpty { _ = try? await redis.execute(.del(keys)) }
-            await admin.close()
-        }
-        do {
+        try await ScratchPlatform.with("st") { databaseURL, prefix, work in
             try await Self.run(python: python, databaseURL: databaseURL, prefix: prefix, work: work)
-        } catch {
-            await cleanUp()
-            throw error
         }
-        await cleanUp()
     }
 
     /// `voicecore up` on the prepared schema and prefix, the tenant and its calls, then schemathesis.
