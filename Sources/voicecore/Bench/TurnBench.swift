@@ -14,9 +14,12 @@ struct TurnBench: AsyncParsableCommand {
             drawn anew each time, or exactly it with --lockstep). Per level it alternates --runs phases of signed status \
             callbacks (verified and published: the plain publish latency) and signed gather \
             callbacks (published as ReportCallerTurn, answered by ReceptionistReplied over the bus, \
-            returned as TwiML), --duration seconds each, every callback distinct. Prints each run's \
-            p50/p99 and replies by kind, the medians, and what the bus round trip adds (target: \
-            ≤ 5 ms p99 at 50 calls, ≤ 25 ms at 500). Needs wrk and curl. Build with -c release for \
+            returned as TwiML), and the same gather callbacks answered by the least a responder \
+            can do (one Redis connection, a fixed reply; the receptionist paused meanwhile), \
+            --duration seconds each, every callback distinct. Prints each run's p50/p99 and \
+            replies by kind, the medians, what the bus round trip adds (target: ≤ 5 ms p99 at 50 \
+            calls, ≤ 25 ms at 500), and how much of it the minimal responder already costs on \
+            this machine. Needs wrk and curl. Build with -c release for \
             figures that mean something. Everything is removed afterwards.
             """
     )
