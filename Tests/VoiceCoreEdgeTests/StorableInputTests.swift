@@ -128,6 +128,8 @@ struct StorableInputTests {
                 ("/v1/leads", .post, #"{"intent":"sales","email":"\#(longEmail)"}"#, "body.email"),
                 ("/v1/contacts/\(Identifier.v7())", .put, #"{"name":"\u0000"}"#, "body.name"),
                 ("/v1/settings", .put, #"{"greeting":"Hi\u0000","intents":[],"business_hours":{"time_zone":"UTC","openings":[]}}"#, "body.settings.greeting"),
+                ("/v1/settings", .put, #"{"greeting":"Hi","intents":[],"business_hours":{"time_zone":"Mars/Olympus_Mons","openings":[]}}"#,
+                 "body.settings.business_hours.time_zone"),
             ]
             for refusal in refusals {
                 let response = try await client.execute(uri: refusal.uri, method: refusal.method, headers: auth, body: ByteBuffer(string: refusal.body))

@@ -237,13 +237,10 @@ struct SettingsForm {
 
     /// The settings the form says (not yet validated: ``Edge/publishSettings`` does that).
     /// - Throws: `MessageDecodingError` for what the form itself cannot express (an unknown
-    ///   conversation mode, a time zone no one has heard of), named like the validation's fields.
+    ///   conversation mode), named like the validation's fields.
     mutating func settings() throws(MessageDecodingError) -> AISettings {
         guard let mode = AISettings.ConversationMode(rawValue: conversation.isEmpty ? "gather" : conversation) else {
             throw MessageDecodingError(field: "data.settings.conversation", reason: "must be gather or relay")
-        }
-        if !timeZone.isEmpty, TimeZone(identifier: timeZone) == nil {
-            throw MessageDecodingError(field: "data.settings.business_hours.time_zone", reason: "is not a time zone of the IANA database, such as America/New_York")
         }
         var entries: [AISettings.FAQEntry] = []
         faqRowOfEntry = []

@@ -1,3 +1,4 @@
+import Foundation
 import VoiceCoreTime
 
 /// A provider reported a call's progress (a Twilio status callback, a Telnyx call webhook), in
@@ -206,8 +207,13 @@ public struct ChangeSettings: Message {
 
     public var subject: String { tenantID.description }
 
+    /// The settings' own checks, and a business-hours time zone of the IANA database: checked on
+    /// the command only, so settings events archived before this check still decode and replay.
     public func validate() throws(MessageDecodingError) {
         try settings.validate("data.settings")
+        if TimeZone(identifier: settings.businessHours.timeZone) == nil {
+            throw .invalid("data.settings.business_hours.time_zone", "is not a time zone of the IANA database, such as America/New_York")
+        }
     }
 
     enum CodingKeys: String, CodingKey {
