@@ -135,7 +135,7 @@ public struct Edge: Sendable {
         // request goes to the HTTP router as before.
         let application = Application(
             // Knows each request's client address (``ClientAddress``) for the console's sign-in limit.
-            responder: ClientAddressResponder(inner: edge.router().buildResponder()),
+            responder: ClientAddressResponder(inner: edge.router().buildResponder(), trustedProxies: configuration.trustedProxies),
             server: .http1WebSocketUpgrade(webSocketRouter: edge.conversationRelayRouter(sessions: ConversationRelaySessions()),
                                            configuration: .init(ws: ConversationRelayConnection.webSocketConfiguration)),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "voicecore-edge"),

@@ -6,7 +6,8 @@ import NIOCore
 /// `VOICECORE_EDGE_HOST`, `VOICECORE_EDGE_PORT`, `VOICECORE_PUBLIC_URL` (the URL providers call,
 /// e.g. `https://voice.example.com`: Twilio signs the URL it requested, so behind a proxy or
 /// tunnel set this), `VOICECORE_ADMIN_KEY` (enables the admin API), `VOICECORE_MASTER_KEY`
-/// (decrypts stored provider secrets), `VOICECORE_TURN_DEADLINE_MS` (``turnDeadline``).
+/// (decrypts stored provider secrets), `VOICECORE_TURN_DEADLINE_MS` (``turnDeadline``),
+/// `VOICECORE_TRUSTED_PROXIES` (``trustedProxies``).
 public struct EdgeConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -39,12 +40,18 @@ public struct EdgeConfiguration: Sendable {
     /// How long a caller's turn waits for the receptionist's reply before the caller hears a
     /// holding line (and the turn is waited for again; two misses: a message is taken).
     public var turnDeadline: Duration
+    /// Addresses of the reverse proxies in front of the edge: a request from one of them is
+    /// counted, for limits per client (failed console sign-ins), as coming from the last address
+    /// its `X-Forwarded-For` names that is not itself a trusted proxy. Empty (the default): the
+    /// connection's address, so behind a proxy every client shares the proxy's limit (never a
+    /// looser one); a header from anyone else is never believed.
+    public var trustedProxies: Set<String>
 
     public init(host: String = "127.0.0.1", port: Int = 8080, publicBaseURL: String? = nil, maxBodyBytes: Int = 64 * 1024,
                 deduplicationWindow: Duration = .seconds(86_400), telnyxTolerance: Duration = .seconds(300),
                 tenantCacheTTL: Duration = .seconds(30), adminKey: String? = nil,
                 greeting: String = "Thank you for calling. How can we help you today?", eventLoopThreads: Int = System.coreCount,
-                publishOnEventLoops: Bool = true, turnDeadline: Duration = .milliseconds(2500)) {
+                publishOnEventLoops: Bool = true, turnDeadline: Duration = .milliseconds(2500), trustedProxies: Set<String> = []) {
         self.host = host
         self.port = port
         self.publicBaseURL = publicBaseURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
@@ -57,5 +64,6 @@ public struct EdgeConfiguration: Sendable {
         self.eventLoopThreads = max(1, eventLoopThreads)
         self.publishOnEventLoops = publishOnEventLoops
         self.turnDeadline = max(.milliseconds(1), turnDeadline)
+        self.trustedProxies = trustedProxies
     }
 }

@@ -71,6 +71,21 @@ struct UpCommandTests {
         #expect(up.text.contains("VOICECORE_PG_PREPARED_STATEMENTS must be a whole number, 0 or more (got \"lots\")"), "\(up.text)")
     }
 
+    @Test("a trusted proxy that is not an IP address stops edge and up at once, saying what the option takes")
+    func badTrustedProxyIsRefused() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build voicecore first (tools/test does)")
+        let environment = ["DATABASE_URL": "postgres://voicecore:x@127.0.0.1:1/none", "REDIS_URL": "redis://127.0.0.1:1",
+                           "VOICECORE_MASTER_KEY": Data(repeating: 7, count: 32).base64EncodedString()]
+        let edge = try Child(["edge", "--port", String(try Self.freePort()), "--trusted-proxy", "proxy.example.com"], environment: environment)
+        #expect(try await edge.waitForExit(within: .seconds(30)).map { $0 != 0 } == true, "\(edge.text)")
+        #expect(edge.text.contains("--trusted-proxy (or VOICECORE_TRUSTED_PROXIES) takes IP addresses such as 10.0.0.2, not 'proxy.example.com'"), "\(edge.text)")
+        var fromEnvironment = environment
+        fromEnvironment["VOICECORE_TRUSTED_PROXIES"] = "10.0.0.2, 10.0.0.300"
+        let up = try Child(["up", "--port", String(try Self.freePort())], environment: fromEnvironment)
+        #expect(try await up.waitForExit(within: .seconds(30)).map { $0 != 0 } == true, "\(up.text)")
+        #expect(up.text.contains("not '10.0.0.300'"), "\(up.text)")
+    }
+
     @Test("up provisions a demo tenant and runs everything; demo's call comes out as rows and its printed curl commands read it back; loadgen's calls come out as rows; SIGTERM stops it cleanly")
     func upAndDemo() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build voicecore first (tools/test does)")

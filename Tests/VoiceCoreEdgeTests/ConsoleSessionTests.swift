@@ -195,7 +195,31 @@ struct ConsoleSessionTests {
         try await app.test(.live) { client in
             let response = try await client.execute(uri: "/address", method: .get)
             #expect(response.text == "127.0.0.1")
+            // From an untrusted connection a forwarded address is never believed.
+            let claimed = try await client.execute(uri: "/address", method: .get, headers: [ClientAddressResponder<RouterResponder<BasicRequestContext>>.forwardedFor: "198.51.100.7"])
+            #expect(claimed.text == "127.0.0.1")
         }
+        // Behind a trusted proxy (here the test client's own address) the client is the address
+        // the proxy forwarded for.
+        let proxied = Application(responder: ClientAddressResponder(inner: router.buildResponder(), trustedProxies: ["127.0.0.1"]),
+                                  configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)))
+        try await proxied.test(.live) { client in
+            let forwarded = try await client.execute(uri: "/address", method: .get, headers: [ClientAddressResponder<RouterResponder<BasicRequestContext>>.forwardedFor: "203.0.113.9"])
+            #expect(forwarded.text == "203.0.113.9")
+            let direct = try await client.execute(uri: "/address", method: .get)
+            #expect(direct.text == "127.0.0.1")
+        }
+    }
+
+    @Test("behind trusted proxies the client is the last forwarded address that is not a proxy; what a client writes further left is not believed")
+    func forwardedAddresses() {
+        let proxies: Set<String> = ["10.0.0.2", "10.0.0.3"]
+        #expect(ClientAddress.of(connection: "192.0.2.1", forwardedFor: ["203.0.113.9"], trusted: proxies) == "192.0.2.1")
+        #expect(ClientAddress.of(connection: "10.0.0.2", forwardedFor: ["198.51.100.1, 203.0.113.9"], trusted: proxies) == "203.0.113.9")
+        #expect(ClientAddress.of(connection: "10.0.0.2", forwardedFor: ["198.51.100.1", "203.0.113.9, 10.0.0.3"], trusted: proxies) == "203.0.113.9")
+        #expect(ClientAddress.of(connection: "10.0.0.2", forwardedFor: [], trusted: proxies) == "10.0.0.2")
+        #expect(ClientAddress.of(connection: "10.0.0.2", forwardedFor: [" , 10.0.0.3"], trusted: proxies) == "10.0.0.2")
+        #expect(ClientAddress.of(connection: nil, forwardedFor: ["203.0.113.9"], trusted: proxies) == nil)
     }
 
     @Test("signing out revokes the session: the old cookie opens nothing, on any edge")

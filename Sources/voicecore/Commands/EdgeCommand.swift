@@ -36,6 +36,10 @@ struct EdgeOptions: ParsableArguments {
             help: "Milliseconds a caller's turn waits for the receptionist's reply before the caller hears a holding line (default: $VOICECORE_TURN_DEADLINE_MS, else 2500).")
     var turnDeadlineMilliseconds: Int?
 
+    @Option(name: .customLong("trusted-proxy"),
+            help: "Address of a reverse proxy in front of the edge whose X-Forwarded-For names the client (for the console's sign-in limit); repeatable (default: $VOICECORE_TRUSTED_PROXIES, comma-separated, else none: the connection's address counts).")
+    var trustedProxies: [String] = []
+
     @Option(help: "Partitions per category (must match the deployment).")
     var partitions = 16
 
@@ -58,11 +62,33 @@ struct EdgeOptions: ParsableArguments {
             turnDeadline = 2500
         }
         guard (1...60_000).contains(turnDeadline) else { throw ValidationError("--turn-deadline-ms (or VOICECORE_TURN_DEADLINE_MS) must be 1…60000") }
+        let proxies = try trustedProxyAddresses()
         return EdgeConfiguration(
             host: host ?? environment["VOICECORE_EDGE_HOST"] ?? "127.0.0.1", port: port,
             publicBaseURL: publicURL ?? Self.publicURLFromEnvironment,
             adminKey: environment["VOICECORE_ADMIN_KEY"].flatMap { $0.isEmpty ? nil : $0 }, eventLoopThreads: threads,
-            publishOnEventLoops: !publisherThread, turnDeadline: .milliseconds(turnDeadline))
+            publishOnEventLoops: !publisherThread, turnDeadline: .milliseconds(turnDeadline), trustedProxies: Set(proxies))
+    }
+
+    /// Refuses bad values before anything connects.
+    func validate() throws {
+        _ = try trustedProxyAddresses()
+    }
+
+    /// `--trusted-proxy`, else `VOICECORE_TRUSTED_PROXIES` (comma-separated): IP addresses only.
+    func trustedProxyAddresses() throws -> [String] {
+        let environment = ProcessInfo.processInfo.environment["VOICECORE_TRUSTED_PROXIES"] ?? ""
+        let proxies = trustedProxies.isEmpty ? environment.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                                             : trustedProxies
+        for proxy in proxies where !Self.isIPAddress(proxy) {
+            throw ValidationError("--trusted-proxy (or VOICECORE_TRUSTED_PROXIES) takes IP addresses such as 10.0.0.2, not '\(proxy)'")
+        }
+        return proxies
+    }
+
+    /// An IPv4 or IPv6 address as the server reports a connection's (no names, no ports).
+    static func isIPAddress(_ text: String) -> Bool {
+        (try? SocketAddress(ipAddress: text, port: 0)) != nil
     }
 
     var naming: StreamNaming { StreamNaming(partitions: partitions, prefix: prefix) }
