@@ -139,6 +139,9 @@ import VoiceCoreTime
         let call = Identifier.v7()
         // Written before the tail followed: a look-up would find it; a first wait does not look.
         try await harness.publishReply(call: call, turn: 1, text: "Stale.")
+        // The tail starts at the millisecond Redis's clock says, which includes entries written
+        // earlier in that millisecond (delivered twice rather than lost): let the clock move on.
+        try await Task.sleep(for: .milliseconds(5))
         try await harness.start()
         let reply = try await harness.turns.reply(to: ReportCallerTurn.commandID(callID: call, turn: 1), stream: harness.stream(of: call),
                                                   deadline: .milliseconds(100), alreadyPublished: false)

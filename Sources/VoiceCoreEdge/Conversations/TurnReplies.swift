@@ -334,13 +334,17 @@ public final class TurnReplies: Service, Sendable {
 
     private func deliver(_ reply: ReceptionistReplied, causation: Identifier) {
         let now = ContinuousClock.now
-        let (waiting, isNew, wasLate): ([CheckedContinuation<ReceptionistReplied?, Never>], Bool, Bool) = state.withLock { state in
+        let waiting: [CheckedContinuation<ReceptionistReplied?, Never>] = state.withLock { state in
             // The first reply to a command stands (a look-up may find one the tail also delivers).
-            guard state.cache[causation] == nil else { return ([], false, false) }
+            guard state.cache[causation] == nil else { return [] }
             if let dropped = state.cache.insert(causation, reply, at: now) {
                 state.droppedCachedAt = max(state.droppedCachedAt ?? dropped, dropped)
             }
             let wasLate = state.missed.remove(causation)
+            // Counted before the lock lets anyone see the cached reply: whoever is answered from
+            // the cache already finds the reply counted (and a late one counted as late).
+            replies.increment()
+            if wasLate { lateReplies.increment() }
             var waiting: [CheckedContinuation<ReceptionistReplied?, Never>] = []
             if let slots = state.slots[causation] {
                 for (token, slot) in slots {
@@ -356,11 +360,8 @@ public final class TurnReplies: Service, Sendable {
                 }
                 if state.slots[causation]?.isEmpty == true { state.slots[causation] = nil }
             }
-            return (waiting, true, wasLate)
+            return waiting
         }
-        guard isNew else { return }
-        replies.increment()
-        if wasLate { lateReplies.increment() }
         for continuation in waiting { continuation.resume(returning: reply) }
     }
 
