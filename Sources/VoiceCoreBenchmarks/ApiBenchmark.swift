@@ -5,6 +5,7 @@ import VoiceCorePostgres
 import VoiceCoreProjections
 import VoiceCoreQueries
 import VoiceCoreRedis
+import VoiceCoreSimulation
 import VoiceCoreTenants
 
 /// `GET /v1/calls` and `GET /v1/calls/{id}` through `voicecore up` as its own process (wrk, 64
@@ -18,6 +19,10 @@ import VoiceCoreTenants
 /// directory, starts `voicecore up` on it with streams of its own, and removes those streams after.
 /// With `ingestRate`, loadgen's signed Twilio calls play into the same edge meanwhile
 /// (``ApiIngestLoad``), all the way through the services and projectors into the same tables.
+/// With `readRate`, reads are paced instead of saturating: wrk's connections together offer that
+/// many requests per second (each connection pausing a jittered interval between its requests), and
+/// pgbench runs at the same rate (`-R`), so the figure is the latency a reader sees at a moderate
+/// load — a saturating closed loop measures its own queue instead.
 public struct ApiBenchmark: Sendable {
     /// The `voicecore` executable that runs `voicecore up` under test.
     public var edgeExecutable: URL
@@ -45,10 +50,12 @@ public struct ApiBenchmark: Sendable {
     public var ingestRate: Int?
     /// Extra arguments of `voicecore up` (e.g. its read pool's size).
     public var upArguments: [String]
+    /// Reads per second each route is offered (over all connections, HTTP and pgbench alike); nil: as fast as they go.
+    public var readRate: Int?
 
     public init(edgeExecutable: URL, calls: Int = 100_000, tenants: Int = 20, connections: Int = 64, duration: Int = 10, rounds: Int = 3,
                 threads: Int = 2, port: Int = 18_097, migrations: String = "database/migrations", databaseURL: String? = nil, reseed: Bool = false,
-                ingestRate: Int? = nil, upArguments: [String] = []) {
+                ingestRate: Int? = nil, upArguments: [String] = [], readRate: Int? = nil) {
         self.edgeExecutable = edgeExecutable
         self.calls = calls
         self.tenants = tenants
@@ -62,6 +69,14 @@ public struct ApiBenchmark: Sendable {
         self.reseed = reseed
         self.ingestRate = ingestRate
         self.upArguments = upArguments
+        self.readRate = readRate
+    }
+
+    /// The mean pause of each wrk connection between its requests, in milliseconds, so that all
+    /// `connections` together offer `readRate` requests per second (less each request's own time,
+    /// which the run's achieved rate shows).
+    var pacingIntervalMs: Int? {
+        readRate.map { max(1, Int((Double(connections) * 1000 / Double($0)).rounded())) }
     }
 
     /// The database of the benchmark's own when none is given.
@@ -237,10 +252,16 @@ public struct ApiBenchmark: Sendable {
             throw BenchmarkFailure("another tenant's call answered \(foreign.status), not 404")
         }
 
-        let routes = [
+        var routes = [
             ApiRoute.list(work: work, tenants: seeded, data: data),
             ApiRoute.detail(work: work, tenants: seeded, data: data),
         ]
+        if let interval = pacingIntervalMs {
+            // Each connection pauses between half and one and a half of the mean interval, drawn anew
+            // each time: the connections drift apart instead of asking in bursts. wrk calls `delay`
+            // before a connection's first request too, so the start is spread the same way.
+            for index in routes.indices { routes[index].lua += "\n" + TurnBenchmark.delayFunction(thinkMs: interval, jitter: true) + "\n" }
+        }
         for route in routes { try route.write() }
 
         let statementTimeout = "2000ms"
@@ -251,6 +272,12 @@ public struct ApiBenchmark: Sendable {
             SET LOCAL ROLE voicecore_tenant, set_config(app.tenant_id, statement_timeout \(statementTimeout)), the query in one pipeline, then COMMIT); \
             \(rounds) rounds, A/B alternating
             """)
+        if let readRate, let interval = pacingIntervalMs {
+            report("""
+                api: paced reads: \(readRate) requests/s per route over \(connections) connections (each pausing \(interval / 2)–\(interval * 3 / 2) ms \
+                between its requests, drawn anew each time), pgbench -R \(readRate) (Poisson schedule; its latency counts from the scheduled start)
+                """)
+        }
 
         var ingest: ApiIngestLoad?
         if let ingestRate, let ingestTenant {
@@ -268,8 +295,14 @@ public struct ApiBenchmark: Sendable {
         var pgbenchTransactions: [String: Int] = [:]
         for route in routes {
             _ = try await wrk(route, seconds: 3)
-            let warm = try await runPgbench(pgbench, route: route, url: benchURL, transactionsPerClient: 20, log: nil)
-            pgbenchTransactions[route.name] = max(20, Int(warm.tps * Double(duration) / Double(connections)))
+            if let readRate {
+                // Paced: as many transactions as the rate offers in `duration` seconds.
+                _ = try await runPgbench(pgbench, route: route, url: benchURL, transactionsPerClient: max(1, readRate * 3 / connections), log: nil)
+                pgbenchTransactions[route.name] = max(1, Int((Double(readRate) * Double(duration) / Double(connections)).rounded(.up)))
+            } else {
+                let warm = try await runPgbench(pgbench, route: route, url: benchURL, transactionsPerClient: 20, log: nil)
+                pgbenchTransactions[route.name] = max(20, Int(warm.tps * Double(duration) / Double(connections)))
+            }
         }
 
         var results: [String: [(http: WrkResult, pg: PgbenchResult)]] = [:]
@@ -280,9 +313,20 @@ public struct ApiBenchmark: Sendable {
                 // A then B in odd rounds, B then A in even ones: neither side always runs second.
                 var http: WrkResult?
                 var pg: PgbenchResult?
+                var during = ""
                 for side in (round % 2 == 1 ? [0, 1] : [1, 0]) {
                     if side == 0 {
+                        // What the ingest achieved and the machine did while HTTP was measured.
+                        let before = ingest?.counters
+                        let cpu = MachineCPU.now()
+                        let clock = ContinuousClock.now
                         http = try await wrk(route, seconds: duration)
+                        let seconds = (ContinuousClock.now - clock) / .seconds(1)
+                        if let before, let after = ingest?.counters {
+                            during += "\n        ingest meanwhile \(formatRate(Double(after.accepted - before.accepted) / seconds)) webhooks/s accepted"
+                                + (after.failed > before.failed ? ", \(after.failed - before.failed) failed" : "") + ";"
+                        }
+                        if let share = MachineCPU.share(since: cpu) { during += (during.isEmpty ? "\n        " : " ") + share }
                     } else {
                         pg = try await runPgbench(pgbench, route: route, url: benchURL, transactionsPerClient: pgbenchTransactions[route.name] ?? 100,
                                                   log: work.appendingPathComponent("pg-\(route.name)-\(round)"))
@@ -290,7 +334,7 @@ public struct ApiBenchmark: Sendable {
                 }
                 guard let http, let pg else { continue }
                 results[route.name, default: []].append((http, pg))
-                report("round \(round)  \(route.title.padding(toLength: 34, withPad: " ", startingAt: 0)) \(Self.describe(http, pg))")
+                report("round \(round)  \(route.title.padding(toLength: 34, withPad: " ", startingAt: 0)) \(Self.describe(http, pg))\(during)")
             }
         }
         let ingestSeconds = (ContinuousClock.now - ingestClock) / .seconds(1)
@@ -303,11 +347,15 @@ public struct ApiBenchmark: Sendable {
             let http = WrkResult(rate: Self.median(runs.map(\.http.rate)), p50: Self.median(runs.map(\.http.p50)), p99: Self.median(runs.map(\.http.p99)),
                                  requests: runs.map(\.http.requests).reduce(0, +), errors: runs.map(\.http.errors).reduce(0, +))
             let pg = PgbenchResult(tps: Self.median(runs.map(\.pg.tps)), p50: Self.median(runs.map(\.pg.p50)), p99: Self.median(runs.map(\.pg.p99)),
-                                   failed: runs.map(\.pg.failed).reduce(0, +))
+                                   failed: runs.map(\.pg.failed).reduce(0, +),
+                                   scheduleLag: runs.compactMap(\.pg.scheduleLag).isEmpty ? nil : Self.median(runs.compactMap(\.pg.scheduleLag)))
             report("  \(route.title.padding(toLength: 34, withPad: " ", startingAt: 0)) \(Self.describe(http, pg))")
             let ratio = http.rate / pg.tps
             let p99Target = ingest == nil ? 20.0 : 50.0
-            report("    targets: \(String(format: "%.2f", ratio))× pgbench (≥ 0.5×: \(ratio >= 0.5 ? "met" : "NOT met")); "
+            // Paced, both sides are offered the same rate: their ratio says whether HTTP kept up, not how fast it can go.
+            let rateTarget = readRate.map { "offered \($0)/s: HTTP achieved \(formatRate(http.rate))/s, pgbench \(formatRate(pg.tps))/s (the 0.5× target is for saturating runs)" }
+                ?? "\(String(format: "%.2f", ratio))× pgbench (≥ 0.5×: \(ratio >= 0.5 ? "met" : "NOT met"))"
+            report("    targets: \(rateTarget); "
                 + "p99 \(String(format: "%.1f", http.p99)) ms (≤ \(Int(p99Target)) ms\(ingest == nil ? "" : " under ingest"): \(http.p99 <= p99Target ? "met" : "NOT met"))")
             if http.errors > 0 || pg.failed > 0 {
                 report("    NOT VALID: \(http.errors) HTTP answers were not 2xx or failed, \(pg.failed) pgbench transactions failed")
@@ -375,14 +423,21 @@ public struct ApiBenchmark: Sendable {
         var p50: Double
         var p99: Double
         var failed: Int
+        /// With `-R`: the mean delay, in milliseconds, between a transaction's scheduled start and its
+        /// actual one (pgbench's "rate limit schedule lag"), which its latency includes.
+        var scheduleLag: Double? = nil
     }
 
     /// pgbench runs a number of transactions per client (`-t`), not a duration (`-T`): pgbench 15
     /// stops a `-T` run by abandoning pipelines mid-way and then spins, never ending. The count
     /// comes from the warm-up's rate, so a run lasts about `duration` seconds.
+    /// With ``readRate``, pgbench starts its transactions on a Poisson schedule at that rate over
+    /// all clients (`-R`); its latency then counts from each transaction's scheduled start, so a
+    /// transaction that waited for a free client counts its wait.
     private func runPgbench(_ pgbench: String, route: ApiRoute, url: String, transactionsPerClient: Int, log: URL?) async throws -> PgbenchResult {
         var arguments = ["-n", "-c", String(connections), "-j", String(threads), "-t", String(transactionsPerClient), "-M", "prepared",
                          "-f", route.pgbenchScript.path]
+        if let readRate { arguments += ["-R", String(readRate)] }
         if let log { arguments += ["-l", "--log-prefix", log.path] }
         arguments.append(url)
         let command = arguments
@@ -393,6 +448,8 @@ public struct ApiBenchmark: Sendable {
             let words = line.split(separator: " ", omittingEmptySubsequences: true)
             if line.hasPrefix("tps = "), words.count > 2, let value = Double(words[2]) { result.tps = value }
             if line.hasPrefix("number of failed transactions"), let value = words.dropFirst(4).first.flatMap({ Int($0) }) { result.failed = value }
+            // "rate limit schedule lag: avg 0.123 (max 4.567) ms"
+            if line.hasPrefix("rate limit schedule lag: avg"), let value = words.dropFirst(5).first.flatMap({ Double($0) }) { result.scheduleLag = value }
         }
         guard result.tps > 0 else { throw BenchmarkFailure("pgbench produced no result:\n\(output)") }
         if let log {
@@ -452,7 +509,7 @@ public struct ApiBenchmark: Sendable {
     static func describe(_ http: WrkResult, _ pg: PgbenchResult) -> String {
         func ms(_ value: Double) -> String { String(format: "%.2f ms", value) }
         return "HTTP \(formatRate(http.rate).leftPadded(7)) req/s  p50 \(ms(http.p50))  p99 \(ms(http.p99))  |  pgbench \(formatRate(pg.tps).leftPadded(7)) tps  "
-            + "p50 \(ms(pg.p50))  p99 \(ms(pg.p99))  |  \(String(format: "%.2f", http.rate / pg.tps))×"
+            + "p50 \(ms(pg.p50))  p99 \(ms(pg.p99))" + (pg.scheduleLag.map { " (schedule lag avg \(ms($0)))" } ?? "") + "  |  \(String(format: "%.2f", http.rate / pg.tps))×"
             + (http.errors > 0 ? "  (\(http.errors) HTTP errors)" : "") + (pg.failed > 0 ? "  (\(pg.failed) pgbench failures)" : "")
     }
 

@@ -24,8 +24,16 @@ struct ApiBench: AsyncParsableCommand {
             (≥ 0.5× pgbench, p99 ≤ 20 ms). With --with-ingest N, loadgen's signed Twilio calls \
             play into the same edge at N webhooks/s throughout (through the services and \
             projectors into the same tables; target p99 ≤ 50 ms at half the machine's saturation \
-            rate). Needs wrk (apt-get install -y wrk) and pgbench (apt-get install -y postgresql). \
-            Use a release build for figures.
+            rate). With --read-rate N the reads are paced instead of saturating: wrk's \
+            connections together offer N requests/s to each route (each pausing between half and \
+            one and a half of connections/N s between its requests, drawn anew each time), and \
+            pgbench runs at the same rate (-R N, its latency counted from each transaction's \
+            scheduled start, and its mean schedule lag printed); each round prints the rate \
+            achieved, p50 and p99, the machine's CPU (busy, idle, stolen) while HTTP was measured \
+            and, with --with-ingest, the webhooks/s the ingest achieved meanwhile. A saturating \
+            run measures its own queue; a paced one the latency a reader sees at that load. Needs \
+            wrk (apt-get install -y wrk) and pgbench (apt-get install -y postgresql). Use a \
+            release build for figures.
             """
     )
 
@@ -64,6 +72,9 @@ struct ApiBench: AsyncParsableCommand {
     @Option(name: .customLong("with-ingest"), help: "Also play loadgen's signed Twilio calls into the edge at this many webhooks per second while measuring.")
     var ingestRate: Int?
 
+    @Option(name: .customLong("read-rate"), help: "Pace the reads: this many requests per second to each route over all connections (wrk with a jittered delay; pgbench -R). Default: as fast as they go.")
+    var readRate: Int?
+
     @Option(name: .customLong("up-argument"), parsing: .unconditionalSingleValue, help: "An extra argument for the `voicecore up` under test (repeat for several).")
     var upArguments: [String] = []
 
@@ -73,6 +84,12 @@ struct ApiBench: AsyncParsableCommand {
         }
         guard calls >= tenants else { throw ValidationError("--calls must be at least --tenants (every tenant needs a call)") }
         if let ingestRate, ingestRate <= 0 { throw ValidationError("--with-ingest must be a positive number of webhooks per second") }
+        if let readRate {
+            // Each connection pauses connections/rate seconds between its requests, in whole milliseconds.
+            guard readRate > 0, readRate <= connectionsCount * 1000 else {
+                throw ValidationError("--read-rate must be a positive number of requests per second, at most 1000 × --connections (\(connectionsCount * 1000))")
+            }
+        }
     }
 
     func run() async throws {
@@ -80,6 +97,6 @@ struct ApiBench: AsyncParsableCommand {
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
         try await ApiBenchmark(edgeExecutable: executable, calls: calls, tenants: tenants, connections: connectionsCount, duration: duration, rounds: rounds,
                                threads: threads, port: port, migrations: migrations, databaseURL: benchDatabaseURL, reseed: reseed, ingestRate: ingestRate,
-                               upArguments: upArguments).run(on: connections.benchmarkServers())
+                               upArguments: upArguments, readRate: readRate).run(on: connections.benchmarkServers())
     }
 }
