@@ -11,6 +11,7 @@ import VoiceCoreProjections
 import VoiceCoreQueries
 import VoiceCoreRedis
 import VoiceCoreTenants
+import VoiceCoreTestSupport
 @testable import VoiceCoreEdge
 
 /// The operator's console (`/app/operator…`) against real Redis and Postgres: the streams and
@@ -357,22 +358,10 @@ struct ConsoleOperatorPagesTests {
 
     @Test("with Redis gone the operator's pages answer 503 pages saying so, never a 500; what Postgres serves still shows")
     func redisOutageAnswers503Pages() async throws {
-        // A Redis of this test's own, shut down mid-test (ports as EdgeTests' outage test: 23000–25999).
-        let port = Int.random(in: 23_000..<26_000)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("console-redis-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        server.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
-        server.standardOutput = FileHandle.nullDevice
-        try server.run()
-        defer { kill(server.processIdentifier, SIGKILL) }
-        var made: EdgeFixture?
-        for _ in 0..<50 where made == nil {
-            made = try? await EdgeFixture(redisURL: "redis://127.0.0.1:\(port)")
-            if made == nil { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        let fixture = try #require(made)
+        // A Redis of this test's own, stopped mid-test (ports as EdgeTests' outage test: 23000–25999).
+        let redis = RestartableRedis(ports: 23_000..<26_000, appendOnly: false)
+        try await redis.start()
+        let fixture = try await EdgeFixture(redisURL: redis.url)
         let origin = "\(fixture.prefix):{p0}:crm:commands"
         try await Self.deadLetter(fixture, origin: origin, group: "svc-crm", reason: "x", payload: "y")
         let path = "/app/operator/dead-letters/\(fixture.prefix):%7Bp0%7D:crm:commands:dlq:svc-crm"
@@ -381,12 +370,7 @@ struct ConsoleOperatorPagesTests {
             #expect(try await Self.get(client, "/app/operator", cookie: cookie).status == .ok)
             let csrf = try Self.csrf(try await Self.get(client, path, cookie: cookie).text)
 
-            let admin = try await RedisConnection.connect(try RedisConfiguration(url: "redis://127.0.0.1:\(port)"))
-            _ = try? await admin.send("SHUTDOWN", "NOSAVE")
-            for _ in 0..<100 {
-                if (try? await RedisConnection.connect(try RedisConfiguration(url: "redis://127.0.0.1:\(port)"))) == nil { break }
-                try await Task.sleep(for: .milliseconds(50))
-            }
+            try await redis.stop()
 
             let overview = try await Self.get(client, "/app/operator", cookie: cookie)
             #expect(overview.status == .serviceUnavailable)

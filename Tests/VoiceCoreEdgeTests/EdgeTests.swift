@@ -10,6 +10,7 @@ import VoiceCoreEvents
 import VoiceCorePostgres
 import VoiceCoreRedis
 import VoiceCoreTenants
+import VoiceCoreTestSupport
 import VoiceCoreTime
 @testable import VoiceCoreEdge
 
@@ -276,31 +277,17 @@ struct EdgeTests {
         // Test ports stay apart by suite (runner Redis 20000–22999, this 23000–25999, `up` 28000–31999,
         // publisher Redis 12000–14999), away from the test clusters' bus ports (27101–27136) and the
         // ephemeral range (32768+): suites run in parallel in one process.
-        let port = Int.random(in: 23_000..<26_000)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edge-redis-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        server.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
-        server.standardOutput = FileHandle.nullDevice
-        try server.run()
-        defer { kill(server.processIdentifier, SIGKILL) }
-        var fixture: EdgeFixture?
-        for _ in 0..<50 where fixture == nil {
-            fixture = try? await EdgeFixture(redisURL: "redis://127.0.0.1:\(port)")
-            if fixture == nil { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        let edgeFixture = try #require(fixture)
+        let redis = RestartableRedis(ports: 23_000..<26_000, appendOnly: false)
+        try await redis.start()
+        let edgeFixture = try await EdgeFixture(redisURL: redis.url)
         try await edgeFixture.test { client in
             let ok = edgeFixture.statusCallback(callSid: "CA77777777777777777777777777777777", status: "ringing", sequence: 1)
             let response19 = try await client.post(edgeFixture.twilio("status", ok))
             #expect(response19.status == .ok)
             let response20 = try await client.execute(uri: "/ready", method: .get)
             #expect(response20.status == .ok)
-            // Stop it the way an outage does: the server goes away (SHUTDOWN NOSAVE).
-            let admin = try await RedisConnection.connect(try RedisConfiguration(url: "redis://127.0.0.1:\(port)"))
-            _ = try? await admin.send("SHUTDOWN", "NOSAVE")
-            try await eventuallyRefused(port: port)
+            // Stop it the way an outage does: the server goes away (killed; the port refuses).
+            try await redis.stop()
             let lost = edgeFixture.statusCallback(callSid: "CA77777777777777777777777777777777", status: "completed", sequence: 2)
             let response = try await client.post(edgeFixture.twilio("status", lost))
             #expect(response.status == .serviceUnavailable)
@@ -311,15 +298,6 @@ struct EdgeTests {
             #expect(response22.status == .ok)
         }
         try await edgeFixture.drop()
-    }
-
-    /// Waits until nothing accepts connections on `port`.
-    private func eventuallyRefused(port: Int) async throws {
-        for _ in 0..<100 {
-            if (try? await RedisConnection.connect(try RedisConfiguration(url: "redis://127.0.0.1:\(port)"))) == nil { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        Issue.record("Redis on \(port) is still accepting connections")
     }
 
     @Test func tenantAPIPublishesCommandsWithinItsRateLimit() async throws {
