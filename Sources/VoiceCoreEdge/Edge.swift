@@ -121,6 +121,9 @@ public struct Edge: Sendable {
     /// - Parameter onServerRunning: called once the server listens, with its channel (its
     ///   `localAddress` tells the port when ``EdgeConfiguration/port`` is 0).
     public func application(logger: Logger? = nil, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some Service {
+        // The console's templates and static files are read from disk here, once, never on an
+        // event loop while a request waits.
+        _ = ConsoleAssets.files.count
         if ConsoleView.library == nil {
             self.logger.warning("the console's files were not found: /app answers 503 (copy VoiceCore_VoiceCoreEdge.resources next to the voicecore binary, or set VOICECORE_CONSOLE_ASSETS to its Assets directory)")
         }
