@@ -1,3 +1,4 @@
+import VoiceCoreEvents
 import VoiceCoreRedis
 import VoiceCoreTime
 
@@ -187,4 +188,13 @@ public struct ClaimIndex: Sendable {
         for i = 1, #kinds do out[#out + 1] = current[i] or '' end
         return out
         """)
+}
+
+extension ClaimIndex {
+    /// The key of a tenant's CRM contact index (`<prefix>:{crm-contacts:<tenant>}`, its own hash
+    /// tag): named here, in the bus, so the CRM service that writes it and an erasure that removes
+    /// a contact's claims from it (``StreamErasure/forgetContacts(tenant:contacts:)``) agree.
+    public static func contactIndexKey(prefix: String, tenant: Identifier) -> String {
+        "\(prefix):{crm-contacts:\(tenant)}"
+    }
 }

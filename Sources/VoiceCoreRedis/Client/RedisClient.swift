@@ -94,6 +94,30 @@ public final class RedisClient: Sendable {
         }
     }
 
+    /// Every node known: the server, or a cluster's masters followed by their replicas (as the
+    /// slot map lists them).
+    public var nodes: [RedisConfiguration.Endpoint] {
+        switch mode {
+        case .single(let connection): return [connection.configuration.endpoint]
+        case .cluster(let router): return router.nodes
+        }
+    }
+
+    /// One raw command to one node of ``nodes``, whatever its keys: for a command about the node
+    /// itself (`INFO`, `BGREWRITEAOF`, `CONFIG GET`), which a cluster would otherwise send to any
+    /// master. The reply comes back as a value, error replies included.
+    public func send(_ arguments: [RESPArgument], to node: RedisConfiguration.Endpoint) async throws -> RESPValue {
+        switch mode {
+        case .single(let connection):
+            guard node == connection.configuration.endpoint else {
+                throw RedisError(kind: .invalidConfiguration, message: "\(node) is not the server this client talks to (\(connection.configuration.endpoint))")
+            }
+            return try await connection.send([RESPCommand(arguments)])[0]
+        case .cluster(let router):
+            return try await router.connection(to: node).send([RESPCommand(arguments)])[0]
+        }
+    }
+
     /// The master that serves `key` (the server itself when not a cluster).
     public func master(of key: String) -> RedisConfiguration.Endpoint? {
         switch mode {

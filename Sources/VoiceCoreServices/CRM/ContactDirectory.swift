@@ -66,7 +66,7 @@ final class ContactDirectory: Sendable {
     }
 
     /// The key of a tenant's index.
-    func key(tenant: Identifier) -> String { "\(prefix):{crm-contacts:\(tenant)}" }
+    func key(tenant: Identifier) -> String { ClaimIndex.contactIndexKey(prefix: prefix, tenant: tenant) }
 
     /// The contact a caller's number or a lead's phone/e-mail belongs to (phone first, else
     /// e-mail), creating it as `proposed` when neither is known. A detail nobody has claimed is
