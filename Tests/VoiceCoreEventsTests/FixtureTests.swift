@@ -13,7 +13,7 @@ struct FixtureTests {
             TenantProvisioned.self, TenantSettingsChanged.self, ReportCallProgress.self, ReportTranscriptSegment.self,
             CreateLead.self, UpdateContact.self, ChangeSettings.self, ReportCallerTurn.self, ReceptionistReplied.self,
             AppointmentRequested.self, MessageTaken.self, CallTransferred.self, VoicemailRecorded.self, ReportRecording.self,
-            ReportPromptPlayed.self,
+            ReportPromptPlayed.self, CallerErased.self,
         ]
         for type in types {
             let name = "\(type.kind == .event ? "events" : "commands")/\(type.schemaName).v\(type.version)"

@@ -36,6 +36,9 @@ public final class JSONObject {
         }
     }
 
+    /// The names of the object's members, in document order (to refuse names a reader does not know).
+    public var keys: [String] { members.map { text($0.key) } }
+
     // MARK: Lookup
 
     /// The value of `name`, or nil when absent or null.
@@ -269,6 +272,31 @@ public final class JSONObject {
         return out
     }
 
+    public func identifiers(_ name: StaticString) throws(MessageDecodingError) -> [Identifier] {
+        var out: [Identifier] = []
+        for (i, element) in try elements(name).enumerated() {
+            guard element.kind == .string, let value = Identifier(text(element)) else {
+                throw .invalid("\(path).\(name)[\(i)]", "must be a UUID")
+            }
+            out.append(value)
+        }
+        return out
+    }
+
+    /// An object of integers (`{"calls": 3}`).
+    public func intMap(_ name: StaticString) throws(MessageDecodingError) -> [String: Int] {
+        let object = try nested(try required(name), path: "\(path).\(name)")
+        var out: [String: Int] = [:]
+        for member in object.members {
+            let key = object.text(member.key)
+            guard member.value.kind == .number, let value = Int(object.text(member.value)) else {
+                throw .invalid("\(path).\(name).\(key)", "must be an integer")
+            }
+            out[key] = value
+        }
+        return out
+    }
+
     public func object<T: JSONObjectCodable>(_ type: T.Type, _ name: StaticString) throws(MessageDecodingError) -> T {
         try T(json: nested(try required(name), path: "\(path).\(name)"))
     }
@@ -298,6 +326,11 @@ public final class JSONObject {
     public func optionalIdentifier(_ name: StaticString) throws(MessageDecodingError) -> Identifier? {
         guard let span = span(name) else { return nil }
         return try identifierValue(span, name)
+    }
+    /// An optional object: absent or null is nil.
+    public func optionalObject<T: JSONObjectCodable>(_ type: T.Type, _ name: StaticString) throws(MessageDecodingError) -> T? {
+        guard span(name) != nil else { return nil }
+        return try object(type, name)
     }
     /// An optional array of objects: absent or null is nil.
     public func optionalObjects<T: JSONObjectCodable>(_ type: T.Type, _ name: StaticString) throws(MessageDecodingError) -> [T]? {

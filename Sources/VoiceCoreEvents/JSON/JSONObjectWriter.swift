@@ -213,6 +213,29 @@ public struct JSONObjectWriter: ~Copyable {
         byte(UInt8(ascii: "}"))
     }
 
+    public mutating func field(_ name: StaticString, _ value: [Identifier]) {
+        key(name)
+        byte(UInt8(ascii: "["))
+        for (i, element) in value.enumerated() {
+            if i > 0 { byte(UInt8(ascii: ",")) }
+            string(element.description)
+        }
+        byte(UInt8(ascii: "]"))
+    }
+
+    /// An object of integers, keys in sorted order so equal maps give equal bytes.
+    public mutating func field(_ name: StaticString, _ value: [String: Int]) {
+        key(name)
+        byte(UInt8(ascii: "{"))
+        for (i, entry) in value.sorted(by: { $0.key < $1.key }).enumerated() {
+            if i > 0 { byte(UInt8(ascii: ",")) }
+            string(entry.key)
+            byte(UInt8(ascii: ":"))
+            integer(Int64(entry.value))
+        }
+        byte(UInt8(ascii: "}"))
+    }
+
     public mutating func field(_ name: StaticString, _ value: some JSONObjectCodable) {
         key(name)
         object(value)

@@ -32,6 +32,7 @@ public struct MessageRegistry: Sendable {
         ReportCallProgress.self, ReportTranscriptSegment.self, CreateLead.self, UpdateContact.self, ChangeSettings.self,
         AppointmentRequested.self, MessageTaken.self, CallTransferred.self, VoicemailRecorded.self, ReportRecording.self,
         ReportCallerTurn.self, ReceptionistReplied.self, ReportPromptPlayed.self,
+        CallerErased.self,
     ]
 
     /// The type names of every event of the platform (commands excluded): what an event stream carries.
@@ -65,6 +66,11 @@ public struct MessageRegistry: Sendable {
     /// Whether `(type, version)` decodes.
     public func knows(type: String, version: Int) -> Bool {
         decoders[Key(type: type, version: version)] != nil
+    }
+
+    /// The decoder of `(type, version)` (upcasting to the current type), if registered.
+    func decoder(type: String, version: Int) -> (@Sendable ([UInt8]) throws -> any Message)? {
+        decoders[Key(type: type, version: version)]
     }
 
     /// Decodes an envelope's payload.

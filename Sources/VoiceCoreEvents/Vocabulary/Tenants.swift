@@ -84,9 +84,11 @@ public struct AISettings: Sendable, Hashable, Codable, JSONObjectCodable {
     public var forwardingNumber: String?
     /// How Twilio calls converse; nil is ``ConversationMode/gather``.
     public var conversation: ConversationMode?
+    /// How long calls, transcripts and recordings are kept; nil: every default of ``RetentionPolicy``.
+    public var retention: RetentionPolicy?
 
     public init(greeting: String, personality: String? = nil, intents: [IntentPhrases], businessHours: BusinessHours, faq: [FAQEntry] = [],
-                forwardingNumber: String? = nil, conversation: ConversationMode? = nil) {
+                forwardingNumber: String? = nil, conversation: ConversationMode? = nil, retention: RetentionPolicy? = nil) {
         self.greeting = greeting
         self.personality = personality
         self.intents = intents
@@ -94,6 +96,7 @@ public struct AISettings: Sendable, Hashable, Codable, JSONObjectCodable {
         self.faq = faq
         self.forwardingNumber = forwardingNumber
         self.conversation = conversation
+        self.retention = retention
     }
 
     func validate(_ prefix: String) throws(MessageDecodingError) {
@@ -133,10 +136,11 @@ public struct AISettings: Sendable, Hashable, Codable, JSONObjectCodable {
                 throw .invalid("\(prefix).forwarding_number", "must be an E.164 phone number like +14155550123")
             }
         }
+        try retention?.validate("\(prefix).retention")
     }
 
     enum CodingKeys: String, CodingKey {
-        case greeting, personality, intents, businessHours = "business_hours", faq, forwardingNumber = "forwarding_number", conversation
+        case greeting, personality, intents, businessHours = "business_hours", faq, forwardingNumber = "forwarding_number", conversation, retention
     }
 }
 
@@ -228,13 +232,15 @@ extension AISettings {
         if !faq.isEmpty { o.field("faq", faq) }
         o.field("forwarding_number", forwardingNumber)
         if let conversation { o.field("conversation", conversation) }
+        if let retention, !retention.isEmpty { o.field("retention", retention) }
     }
 
     public init(json o: JSONObject) throws(MessageDecodingError) {
         self.init(greeting: try o.string("greeting"), personality: try o.optionalString("personality"),
                   intents: try o.objects(IntentPhrases.self, "intents"), businessHours: try o.object(BusinessHours.self, "business_hours"),
                   faq: try o.optionalObjects(FAQEntry.self, "faq") ?? [], forwardingNumber: try o.optionalString("forwarding_number"),
-                  conversation: try o.optionalEnumeration(ConversationMode.self, "conversation"))
+                  conversation: try o.optionalEnumeration(ConversationMode.self, "conversation"),
+                  retention: try o.optionalObject(RetentionPolicy.self, "retention"))
     }
 }
 
@@ -247,7 +253,8 @@ extension AISettings {
                   intents: try c.decode([IntentPhrases].self, forKey: .intents), businessHours: try c.decode(BusinessHours.self, forKey: .businessHours),
                   faq: try c.decodeIfPresent([FAQEntry].self, forKey: .faq) ?? [],
                   forwardingNumber: try c.decodeIfPresent(String.self, forKey: .forwardingNumber),
-                  conversation: try c.decodeIfPresent(ConversationMode.self, forKey: .conversation))
+                  conversation: try c.decodeIfPresent(ConversationMode.self, forKey: .conversation),
+                  retention: try c.decodeIfPresent(RetentionPolicy.self, forKey: .retention))
     }
 }
 
