@@ -104,7 +104,7 @@ public final class StreamErasure: Sendable {
     public func heads(of streams: [String]) async throws -> [StreamMark] {
         var marks: [StreamMark] = []
         for stream in Self.unique(streams) {
-            guard let info = try await info(stream), let last = info.lastGeneratedID else { continue }
+            guard let info = try await streamInfo(stream), let last = info.lastGeneratedID else { continue }
             marks.append(StreamMark(stream: stream, entry: last.description))
         }
         return marks
@@ -400,18 +400,35 @@ public final class StreamErasure: Sendable {
     // MARK: Persistence
 
     /// Has every node write its data anew so that deleted entries and keys leave its disk: first
-    /// compacts the streams a deletion left uncompacted, then, on every node (a cluster's masters
-    /// and replicas), `BGREWRITEAOF` where `appendonly` is on (a rewrite already running started
+    /// compacts the streams a deletion left uncompacted, waits (`WAIT`) until every replica has
+    /// applied that, then, on every node (each master and the replicas its `INFO replication`
+    /// lists), `BGREWRITEAOF` where `appendonly` is on (a rewrite already running may have started
     /// before the deletions: it is waited for and another asked for) and `BGSAVE` where RDB
     /// snapshots are configured (`save`), each waited for until done and checked `ok`.
-    /// - Returns: what it did on each node, e.g. `127.0.0.1:6379: AOF rewritten; no RDB snapshots configured`,
-    ///   or that AOF is off there.
-    /// - Throws: when a node cannot be reached, or a rewrite or snapshot failed or did not end within the time given at init.
+    /// - Returns: one line per node saying what it did, e.g.
+    ///   `127.0.0.1:6379: AOF rewritten; no RDB snapshots configured` or `…: AOF is off; …`.
+    /// - Throws: when a node (a replica too: it must be reachable at the address it announces)
+    ///   cannot be reached, a replica has not caught up within 10 s, or a rewrite or snapshot
+    ///   failed or did not end within the time given at init. Calling it again is safe.
     public func rewritePersistence() async throws -> String {
         let pending = try await client.send("SMEMBERS", .string(uncompactedKey)).array?.compactMap(\.string) ?? []
         for stream in pending.sorted() { try await compact(stream) }
         var report: [String] = []
-        for node in client.nodes {
+        // Every master and its replicas, as the masters see them now (a cluster's slot map may
+        // predate a replica). A replica rewritten before it has applied the deletions would write
+        // them to its disk again: WAIT until every one has.
+        var nodes: [RedisConfiguration.Endpoint] = []
+        for master in client.masters {
+            nodes.append(master)
+            let replicas = Self.replicas(in: try await info("replication", of: master))
+            guard !replicas.isEmpty else { continue }
+            let acknowledged = try await client.send(["WAIT", .integer(replicas.count), .integer(10_000)], to: master).int ?? 0
+            guard acknowledged >= replicas.count else {
+                throw StreamErasureError("\(acknowledged) of the \(replicas.count) replicas of \(master) applied the deletions within 10 s; try again")
+            }
+            nodes += replicas
+        }
+        for node in Self.unique(nodes) {
             var done: [String] = []
             var info = try await persistenceInfo(node)
             if info["aof_enabled"] == "1" {
@@ -475,15 +492,33 @@ public final class StreamErasure: Sendable {
 
     /// `INFO persistence` as fields.
     private func persistenceInfo(_ node: RedisConfiguration.Endpoint) async throws -> [String: String] {
-        let reply = try await client.send(["INFO", "persistence"], to: node)
+        try await info("persistence", of: node)
+    }
+
+    /// One `INFO` section of `node` as fields.
+    private func info(_ section: String, of node: RedisConfiguration.Endpoint) async throws -> [String: String] {
+        let reply = try await client.send(["INFO", .string(section)], to: node)
         if case .error(let message) = reply { throw RedisError.server(message, endpoint: node.description) }
-        guard let text = reply.string else { throw RedisError(kind: .unexpectedReply, message: "INFO persistence on \(node) answered \(reply)") }
+        guard let text = reply.string else { throw RedisError(kind: .unexpectedReply, message: "INFO \(section) on \(node) answered \(reply)") }
         var fields: [String: String] = [:]
         for line in text.split(whereSeparator: \.isNewline) {
             guard let colon = line.firstIndex(of: ":") else { continue }
             fields[String(line[..<colon])] = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
         }
         return fields
+    }
+
+    /// The replicas an `INFO replication` reply lists (`slave0:ip=…,port=…,state=…`).
+    static func replicas(in info: [String: String]) -> [RedisConfiguration.Endpoint] {
+        info.filter { $0.key.hasPrefix("slave") && $0.key.dropFirst(5).allSatisfy(\.isNumber) }.sorted { $0.key < $1.key }.compactMap { _, value in
+            var fields: [String: String] = [:]
+            for pair in value.split(separator: ",") {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
+            }
+            guard let host = fields["ip"], let port = fields["port"].flatMap({ Int($0) }) else { return nil }
+            return .tcp(host: host, port: port)
+        }
     }
 
     /// Whether `save` names any snapshot points; `nil` when the node refuses `CONFIG GET`
@@ -497,7 +532,7 @@ public final class StreamErasure: Sendable {
 
     // MARK: Helpers
 
-    private func info(_ stream: String) async throws -> StreamInfo? {
+    private func streamInfo(_ stream: String) async throws -> StreamInfo? {
         do {
             return try await client.execute(.xinfoStream(stream))
         } catch let error as RedisError where error.kind == .server {
@@ -505,8 +540,8 @@ public final class StreamErasure: Sendable {
         }
     }
 
-    private static func unique(_ streams: [String]) -> [String] {
-        var seen = Set<String>()
-        return streams.filter { seen.insert($0).inserted }
+    private static func unique<Element: Hashable>(_ items: [Element]) -> [Element] {
+        var seen = Set<Element>()
+        return items.filter { seen.insert($0).inserted }
     }
 }

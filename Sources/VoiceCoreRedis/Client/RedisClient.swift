@@ -94,25 +94,26 @@ public final class RedisClient: Sendable {
         }
     }
 
-    /// Every node known: the server, or a cluster's masters followed by their replicas (as the
-    /// slot map lists them).
-    public var nodes: [RedisConfiguration.Endpoint] {
-        switch mode {
-        case .single(let connection): return [connection.configuration.endpoint]
-        case .cluster(let router): return router.nodes
-        }
-    }
-
-    /// One raw command to one node of ``nodes``, whatever its keys: for a command about the node
-    /// itself (`INFO`, `BGREWRITEAOF`, `CONFIG GET`), which a cluster would otherwise send to any
-    /// master. The reply comes back as a value, error replies included.
+    /// One raw command to one node, whatever its keys: for a command about the node itself
+    /// (`INFO`, `WAIT`, `BGREWRITEAOF`, `CONFIG GET`), which a cluster would otherwise send to any
+    /// master. A node the client has no connection to (a replica) is reached over a connection of
+    /// its own (kept on a cluster, closed after the command on a single server). The reply comes
+    /// back as a value, error replies included.
     public func send(_ arguments: [RESPArgument], to node: RedisConfiguration.Endpoint) async throws -> RESPValue {
         switch mode {
         case .single(let connection):
-            guard node == connection.configuration.endpoint else {
-                throw RedisError(kind: .invalidConfiguration, message: "\(node) is not the server this client talks to (\(connection.configuration.endpoint))")
+            if node == connection.configuration.endpoint { return try await connection.send([RESPCommand(arguments)])[0] }
+            var nodeConfiguration = configuration
+            nodeConfiguration.seeds = [node]
+            let other = try await RedisConnection.connect(nodeConfiguration)
+            do {
+                let reply = try await other.send([RESPCommand(arguments)])[0]
+                await other.close()
+                return reply
+            } catch {
+                await other.close()
+                throw error
             }
-            return try await connection.send([RESPCommand(arguments)])[0]
         case .cluster(let router):
             return try await router.connection(to: node).send([RESPCommand(arguments)])[0]
         }

@@ -31,9 +31,6 @@ final class ClusterRouter: Sendable {
 
     var masters: [Endpoint] { topology.withLock { $0.masters } }
 
-    /// The masters, then their replicas.
-    var nodes: [Endpoint] { topology.withLock { map in map.masters + map.masters.flatMap { map.replicas[$0] ?? [] } } }
-
     func master(of slot: Int) -> Endpoint? { topology.withLock { $0.master(of: slot) } }
 
     // MARK: Nodes
