@@ -96,6 +96,7 @@ let package = Package(
             name: "VoiceCoreProjections",
             dependencies: [
                 "VoiceCorePostgres",
+                "VoiceCoreTenants",
                 "VoiceCoreExecutors",
                 "VoiceCoreBus",
                 "VoiceCoreEvents",
