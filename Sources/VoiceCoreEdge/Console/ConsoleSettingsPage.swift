@@ -6,8 +6,8 @@ import VoiceCoreEvents
 import VoiceCoreTenants
 
 /// The tenant's settings in the console (`/app/settings`): the receptionist's greeting, persona,
-/// business hours, FAQ, intents' phrases, forwarding number and conversation mode, and the
-/// outbound webhooks.
+/// business hours, FAQ, intents' phrases, forwarding number, conversation mode and retention, and
+/// the outbound webhooks.
 ///
 /// Saving builds ``AISettings`` from the form and goes through ``Edge/publishSettings(_:of:keyID:deduplicationKey:metricSource:)``,
 /// the very function behind `PUT /v1/settings`: the same validation, the same `ChangeSettings`
@@ -171,6 +171,8 @@ struct SettingsForm {
     var faq: [FAQRow]
     /// Phrases per intent, one per line.
     var intents: [(intent: Intent, phrases: String)]
+    /// Days kept, as typed (empty: the default), by the retention field's name.
+    var retention: [String: String]
 
     /// Errors by field id (`greeting`, `time_zone`, `faq`, `settings` for one that has no field).
     var errors: [String: String] = [:]
@@ -205,6 +207,9 @@ struct SettingsForm {
         intents = Intent.allCases.map { intent in
             (intent, settings.intents.filter { $0.intent == intent }.flatMap(\.phrases).joined(separator: "\n"))
         }
+        let policy = settings.retention ?? RetentionPolicy()
+        retention = ["transcripts_days": policy.transcriptsDays, "recordings_days": policy.recordingsDays, "calls_days": policy.callsDays]
+            .mapValues { $0.map(String.init) ?? "" }
     }
 
     /// The form as posted.
@@ -227,6 +232,30 @@ struct SettingsForm {
         }
         self.faq = faq
         intents = Intent.allCases.map { ($0, text("intent_\($0.rawValue)")) }
+        retention = Dictionary(uniqueKeysWithValues: Self.retentionFields.map { ($0.name, text("retention_\($0.name)")) })
+    }
+
+    /// The retention fields: name (as in `retention`), label, the platform's default.
+    static let retentionFields: [(name: String, label: String, defaultDays: Int)] = [
+        ("transcripts_days", "Transcripts", RetentionPolicy.defaultTranscriptsDays),
+        ("recordings_days", "Recordings", RetentionPolicy.defaultRecordingsDays),
+        ("calls_days", "Calls", RetentionPolicy.defaultCallsDays),
+    ]
+
+    /// The retention the form says; nil when every field is empty (the defaults), so settings
+    /// saved without retention compare equal to what the directory stores.
+    private func retentionPolicy() throws(MessageDecodingError) -> RetentionPolicy? {
+        var days: [String: Int] = [:]
+        for field in Self.retentionFields {
+            let text = retention[field.name] ?? ""
+            guard !text.isEmpty else { continue }
+            guard let value = Int(text) else {
+                throw MessageDecodingError(field: "data.settings.retention.\(field.name)", reason: "must be a whole number of days")
+            }
+            days[field.name] = value
+        }
+        let policy = RetentionPolicy(transcriptsDays: days["transcripts_days"], recordingsDays: days["recordings_days"], callsDays: days["calls_days"])
+        return policy.isEmpty ? nil : policy
     }
 
     /// Text without the `\r` browsers send with line breaks, and without spaces around it.
@@ -260,7 +289,7 @@ struct SettingsForm {
         let openings = days.filter(\.open).map { AISettings.BusinessHours.Opening(day: $0.day, opens: $0.opens, closes: $0.closes) }
         return AISettings(greeting: greeting, personality: personality.isEmpty ? nil : personality, intents: phrases,
                           businessHours: AISettings.BusinessHours(timeZone: timeZone, openings: openings), faq: entries,
-                          forwardingNumber: forwardingNumber.isEmpty ? nil : forwardingNumber, conversation: mode)
+                          forwardingNumber: forwardingNumber.isEmpty ? nil : forwardingNumber, conversation: mode, retention: try retentionPolicy())
     }
 
     /// Places a validation error on the field it names (`data.settings.greeting`,
@@ -286,6 +315,10 @@ struct SettingsForm {
             errors["time_zone"] = message("The time zone")
         } else if path == "conversation" {
             errors["settings"] = message("The conversation mode")
+        } else if path.hasPrefix("retention."), let field = Self.retentionFields.first(where: { path == "retention.\($0.name)" }) {
+            errors["retention_\(field.name)"] = message("\(field.label) retention")
+        } else if path.hasPrefix("retention") {
+            errors["settings"] = message("Retention")
         } else if let entry = index(after: "business_hours.openings") {
             let openings = days.filter(\.open)
             if entry < openings.count {
@@ -336,6 +369,12 @@ struct SettingsForm {
             "intents": intents.map { intent, phrases -> [String: Any] in
                 var row: [String: Any] = ["intent": intent.rawValue, "label": intent.rawValue.capitalized, "phrases": phrases]
                 if let error = intentErrors[intent] { row["error"] = error }
+                return row
+            },
+            "retention": Self.retentionFields.map { field -> [String: Any] in
+                var row: [String: Any] = ["name": field.name, "label": field.label, "days": retention[field.name] ?? "",
+                                          "defaultDays": String(field.defaultDays)]
+                if let error = errors["retention_\(field.name)"] { row["error"] = error }
                 return row
             },
         ]
