@@ -27,6 +27,8 @@ import VoiceCoreTime
 ///   conversation (``TurnReplies`` waits for the receptionist's replies);
 /// - `POST /webhooks/telnyx/{tenant}` — Telnyx Call Control webhooks;
 /// - `POST /v1/leads`, `PUT /v1/contacts/{contact}`, `PUT /v1/settings` — the tenant command API;
+/// - `POST /v1/privacy/erasures`, `GET /v1/privacy/erasures/{erasure}` (and their mirrors under
+///   `/admin/tenants/{tenant}`) — caller erasure (``addPrivacyRoutes(to:)``);
 /// - `POST|GET /admin/tenants`, `POST /admin/tenants/{tenant}/api-keys`,
 ///   `PATCH /admin/tenants/{tenant}` — the admin API (only with an admin key);
 /// - `GET /health`, `GET /ready`, `GET /metrics`.
@@ -108,6 +110,7 @@ public struct Edge: Sendable {
         addTelnyxRoutes(to: router)
         addTenantAPIRoutes(to: router)
         addReadRoutes(to: router)
+        addPrivacyRoutes(to: router)
         addEventFeedRoutes(to: router)
         if configuration.adminKey != nil, directory != nil { addAdminRoutes(to: router) }
         addConsoleRoutes(to: router)

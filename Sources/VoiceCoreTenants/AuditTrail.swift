@@ -14,6 +14,8 @@ public struct AuditActor: Sendable, Hashable, CustomStringConvertible {
         case platformOperator = "operator"
         /// A tenant API key (``APIKey/keyID``).
         case apiKey = "api_key"
+        /// The platform itself, unasked: a retention run (migration 0017).
+        case system
     }
 
     public let kind: Kind
@@ -23,6 +25,7 @@ public struct AuditActor: Sendable, Hashable, CustomStringConvertible {
 
     public static let admin = AuditActor(kind: .admin, apiKeyID: nil)
     public static let platformOperator = AuditActor(kind: .platformOperator, apiKeyID: nil)
+    public static let system = AuditActor(kind: .system, apiKeyID: nil)
 
     /// A tenant API key by its id (``APIKey/keyID``).
     public static func apiKey(_ keyID: String) -> AuditActor { AuditActor(kind: .apiKey, apiKeyID: keyID) }
@@ -73,6 +76,11 @@ public enum AuditAction: String, Sendable, Hashable, CaseIterable {
     case contactUpdate = "contact.update"
     /// `PUT /v1/settings`.
     case settingsChange = "settings.change"
+    /// `POST /v1/privacy/erasures`, `voicecore privacy erase`: a caller's erasure asked for
+    /// (outcome `accepted`) and, under a request id derived from the erasure's, completed.
+    case privacyErase = "privacy.erase"
+    /// A retention run erased what a tenant keeps no longer (actor `system`).
+    case privacyRetention = "privacy.retention"
 }
 
 /// How a recorded change ended, as stored in `audit_logs.outcome`. A change that is refused or
@@ -105,7 +113,7 @@ public struct AuditEntry: Sendable, Hashable {
     public var actor: AuditActor
     public var action: AuditAction
     /// What it changed, path-like: `tenants/<id>`, `api-keys/<key id>`, `leads/<id>`,
-    /// `contacts/<id>`, `settings`.
+    /// `contacts/<id>`, `settings`, `privacy/erasures/<id>`.
     public var target: String
     public var requestID: Identifier
     public var at: Timestamp

@@ -38,6 +38,12 @@ public struct SecretBox: Sendable {
         return try SecretBox(base64: text)
     }
 
+    /// A key of its own for `purpose`, derived from the master key (HKDF-SHA256, no salt, `purpose`
+    /// as the info): a keyed hash made with it says nothing about the master key or other purposes.
+    func derivedKey(purpose: String) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: key, info: Array(purpose.utf8), outputByteCount: 32)
+    }
+
     func seal(_ plaintext: [UInt8], tenant: UUID, field: String) throws -> [UInt8] {
         let box = try AES.GCM.seal(plaintext, using: key, authenticating: Array("\(tenant.uuidString.lowercased())/\(field)".utf8))
         return [1] + Array(box.nonce) + Array(box.ciphertext) + Array(box.tag)

@@ -49,7 +49,7 @@ struct VoiceCoreCommand: AsyncParsableCommand {
             Without them, the local servers of `tools/dev-env start` are used.
             """,
         version: VoiceCoreVersion.current,
-        subcommands: [VersionCommand.self, DoctorCommand.self, MigrateCommand.self, StreamsCommand.self, TailCommand.self, DeadLetterCommand.self, ProjectCommand.self, ProjectionsCommand.self, ReplayCommand.self, EdgeCommand.self, TenantsCommand.self, ConsumeCommand.self, UpCommand.self, DemoCommand.self, LoadgenCommand.self, BenchCommand.self]
+        subcommands: [VersionCommand.self, DoctorCommand.self, MigrateCommand.self, StreamsCommand.self, TailCommand.self, DeadLetterCommand.self, ProjectCommand.self, ProjectionsCommand.self, ReplayCommand.self, EdgeCommand.self, TenantsCommand.self, PrivacyCommand.self, ConsumeCommand.self, UpCommand.self, DemoCommand.self, LoadgenCommand.self, BenchCommand.self]
     )
 
     /// Logs go to stderr (stdout is for data), at VOICECORE_LOG_LEVEL (default info).

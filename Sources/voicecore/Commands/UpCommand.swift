@@ -34,6 +34,9 @@ struct UpCommand: AsyncParsableCommand {
             GET /metrics includes the services' and projectors' metrics, every stream's group lag, \
             pending entries, oldest pending age and dead-letter depth, and the projection gaps.
 
+            The privacy service advances caller erasures (POST /v1/privacy/erasures) and runs the \
+            retention job every VOICECORE_RETENTION_INTERVAL seconds (see `voicecore privacy`).
+
             The tenant API's reads (GET /v1/calls, …) run through a Postgres pool of their own \
             (--read-pool-size, --read-statement-timeout-ms, --read-acquire-timeout-ms).
             """
@@ -105,6 +108,8 @@ struct UpCommand: AsyncParsableCommand {
         // Trims the streams to their retention, never below what a group or a projection has not processed.
         members.append(.init(service: try RetentionTrimmer.holdingBackForProjections(
             naming: naming, redis: try connections.redisConfiguration(), postgres: try connections.postgresConfiguration(), logger: logger)))
+        // Caller erasures asked for through the API advance here; retention runs hourly.
+        members.append(.init(service: try await PrivacyCommand.service(connections, naming: naming, logger: Logger(label: "voicecore.privacy"))))
         // Last: shutdown runs backwards, so the feed ends its open streams before the server drains.
         members.append(.init(service: feed))
         if demo {
