@@ -129,7 +129,9 @@ public final class StreamErasure: Sendable {
         var progress: [(source: any ReaderProgressSource, reading: ReaderProgress)] = []
         for reader in readers { progress.append((reader, try await reader.progress())) }
         let consumerless = try await RetentionTrimmer.consumerlessSince(connection: client, configuration: retention)
-        for (stream, entry) in parsed {
+        // A mark at 0-0 is a stream nothing was ever added to (made by a group's MKSTREAM): there is
+        // nothing a reader could still have to process there, checkpoint or not.
+        for (stream, entry) in parsed where entry > .zero {
             guard let status = try await StreamRetentionStatus.read(stream, retention: .unbounded, connection: client, configuration: retention,
                                                                     progress: progress, consumerlessSince: consumerless) else { continue }
             for reader in status.readers where !reader.abandoned {
