@@ -327,6 +327,12 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
+        // The benchmarks' own machinery: the bench's private Redis, `voicecore bench platform` run tiny as a process.
+        .testTarget(name: "VoiceCoreBenchmarksTests", dependencies: [
+            "VoiceCoreBenchmarks",
+            "VoiceCoreRedis",
+            "VoiceCoreTestSupport",
+        ]),
         .testTarget(name: "VoiceCoreEventsTests", dependencies: ["VoiceCoreEvents", "VoiceCoreExecutors", "VoiceCoreSimulation"], exclude: ["Fixtures"]),
         .testTarget(name: "VoiceCoreSimulationTests", dependencies: [
             "VoiceCoreSimulation",

@@ -69,13 +69,19 @@ public struct CallLoad: Sendable {
                 }
             }
             group.addTask {
+                // Looks every 100 ms whether all calls have finished, so that `play` returns then
+                // (a step of `bench platform` is timed by it), and reports every 5 s.
                 var last = statistics.snapshot
-                while last.finishedCalls < calls {
-                    try await Task.sleep(for: .seconds(5))
+                var reported = ContinuousClock.now
+                while statistics.snapshot.finishedCalls < calls {
+                    try await Task.sleep(for: .milliseconds(100))
+                    guard ContinuousClock.now - reported >= .seconds(5) else { continue }
                     let now = statistics.snapshot
                     progress(String(format: "  %5.0f s: %7.0f webhooks/s accepted, %d calls active, %d errors", (ContinuousClock.now - started) / .seconds(1),
-                                    Double(now.accepted - last.accepted) / 5, now.startedCalls - now.finishedCalls, now.errors))
+                                    Double(now.accepted - last.accepted) / ((ContinuousClock.now - reported) / .seconds(1)), now.startedCalls - now.finishedCalls,
+                                    now.errors))
                     last = now
+                    reported = ContinuousClock.now
                 }
             }
         }

@@ -38,6 +38,7 @@ struct ApiBench: AsyncParsableCommand {
     )
 
     @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var redis: BenchRedisOptions
 
     @Option(help: "Calls in the seed.")
     var calls = 100_000
@@ -95,8 +96,10 @@ struct ApiBench: AsyncParsableCommand {
     func run() async throws {
         // The platform under test is this same executable, started as its own process.
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-        try await ApiBenchmark(edgeExecutable: executable, calls: calls, tenants: tenants, connections: connectionsCount, duration: duration, rounds: rounds,
-                               threads: threads, port: port, migrations: migrations, databaseURL: benchDatabaseURL, reseed: reseed, ingestRate: ingestRate,
-                               upArguments: upArguments, readRate: readRate).run(on: connections.benchmarkServers())
+        try await connections.runBenchmark(redis) { servers in
+            try await ApiBenchmark(edgeExecutable: executable, calls: calls, tenants: tenants, connections: connectionsCount, duration: duration, rounds: rounds,
+                                   threads: threads, port: port, migrations: migrations, databaseURL: benchDatabaseURL, reseed: reseed, ingestRate: ingestRate,
+                                   upArguments: upArguments, readRate: readRate).run(on: servers)
+        }
     }
 }

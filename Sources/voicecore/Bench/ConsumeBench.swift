@@ -14,6 +14,7 @@ struct ConsumeBench: AsyncParsableCommand {
     )
 
     @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var redis: BenchRedisOptions
 
     @Option(help: "Events in the backlog.")
     var count = 300_000
@@ -22,6 +23,8 @@ struct ConsumeBench: AsyncParsableCommand {
     var batchSize = 1000
 
     func run() async throws {
-        try await ConsumeBenchmark(count: count, batchSize: batchSize).run(on: connections.benchmarkServers())
+        try await connections.runBenchmark(redis) { servers in
+            try await ConsumeBenchmark(count: count, batchSize: batchSize).run(on: servers)
+        }
     }
 }

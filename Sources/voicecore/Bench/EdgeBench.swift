@@ -8,7 +8,7 @@ struct EdgeBench: AsyncParsableCommand {
         abstract: "Signed Twilio status callbacks per second through `voicecore edge` (wrk, 64 connections), beside a plain route.",
         discussion: """
             Provisions a tenant in a scratch schema, starts `voicecore edge` as its own process \
-            (publishing to the local Redis, streams of its own), pre-signs --requests distinct \
+            (publishing to a Redis of the bench's own unless --shared-redis, streams of its own), pre-signs --requests distinct \
             status callbacks (distinct CallSid/SequenceNumber, so each is verified and published, \
             not deduplicated) and plays them with wrk at --connections connections for --duration \
             seconds. The reference is the same wrk against the edge's plain GET /health route. \
@@ -18,6 +18,7 @@ struct EdgeBench: AsyncParsableCommand {
     )
 
     @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var redis: BenchRedisOptions
 
     @Option(help: "Distinct signed requests to prepare (wrk cycles through them).")
     var requests = 400_000
@@ -43,7 +44,9 @@ struct EdgeBench: AsyncParsableCommand {
     func run() async throws {
         // The edge under test is this same executable, started as its own process.
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-        try await EdgeBenchmark(edgeExecutable: executable, requests: requests, connections: connectionsCount, duration: duration, threads: threads,
-                                port: port, migrations: migrations, publisherThread: publisherThread).run(on: connections.benchmarkServers())
+        try await connections.runBenchmark(redis) { servers in
+            try await EdgeBenchmark(edgeExecutable: executable, requests: requests, connections: connectionsCount, duration: duration, threads: threads,
+                                    port: port, migrations: migrations, publisherThread: publisherThread).run(on: servers)
+        }
     }
 }

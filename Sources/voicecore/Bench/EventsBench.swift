@@ -8,7 +8,7 @@ struct EventsBench: AsyncParsableCommand {
         abstract: "The live event feed (GET /v1/events) with many open connections: the edge's memory per connection, publish-to-receipt latency.",
         discussion: """
             Provisions --tenants tenants in a scratch schema, starts `voicecore edge` as its own \
-            process (streams of its own on the local Redis), opens --connections Server-Sent \
+            process (streams of its own on a Redis of the bench's own unless --shared-redis), opens --connections Server-Sent \
             Events connections spread over the tenants, then publishes --rate events per second \
             for --duration seconds (each a new call, so every partition). Prints the edge's \
             resident memory before and with the connections open (and per connection), and the \
@@ -19,6 +19,7 @@ struct EventsBench: AsyncParsableCommand {
     )
 
     @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var redis: BenchRedisOptions
 
     @Option(name: .customLong("connections"), help: "Open SSE connections.")
     var connectionCount = 1000
@@ -47,7 +48,9 @@ struct EventsBench: AsyncParsableCommand {
     func run() async throws {
         // The edge under test is this same executable, started as its own process.
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-        try await EventsBenchmark(edgeExecutable: executable, connections: connectionCount, tenants: tenants, rate: rate, duration: duration,
-                                  port: port, migrations: migrations).run(on: connections.benchmarkServers())
+        try await connections.runBenchmark(redis) { servers in
+            try await EventsBenchmark(edgeExecutable: executable, connections: connectionCount, tenants: tenants, rate: rate, duration: duration,
+                                      port: port, migrations: migrations).run(on: servers)
+        }
     }
 }

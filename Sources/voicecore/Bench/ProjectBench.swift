@@ -16,6 +16,7 @@ struct ProjectBench: AsyncParsableCommand {
     )
 
     @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var redis: BenchRedisOptions
 
     @Option(help: "Events to publish and project.")
     var events = 200_000
@@ -36,7 +37,9 @@ struct ProjectBench: AsyncParsableCommand {
     var migrations = "database/migrations"
 
     func run() async throws {
-        try await ProjectBenchmark(events: events, partitions: partitions, workers: workers, batchSize: batchSize, only: only, migrations: migrations)
-            .run(on: connections.benchmarkServers())
+        try await connections.runBenchmark(redis) { servers in
+            try await ProjectBenchmark(events: events, partitions: partitions, workers: workers, batchSize: batchSize, only: only, migrations: migrations)
+                .run(on: servers)
+        }
     }
 }

@@ -14,6 +14,7 @@ struct PublishBench: AsyncParsableCommand {
     )
 
     @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var redis: BenchRedisOptions
 
     @Option(help: "Events to publish.")
     var count = 500_000
@@ -28,6 +29,8 @@ struct PublishBench: AsyncParsableCommand {
     var waitReplicas = 0
 
     func run() async throws {
-        try await PublishBenchmark(count: count, concurrency: concurrency, compare: compare, waitReplicas: waitReplicas).run(on: connections.benchmarkServers())
+        try await connections.runBenchmark(redis) { servers in
+            try await PublishBenchmark(count: count, concurrency: concurrency, compare: compare, waitReplicas: waitReplicas).run(on: servers)
+        }
     }
 }

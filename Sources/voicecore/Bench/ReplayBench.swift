@@ -15,6 +15,7 @@ struct ReplayBench: AsyncParsableCommand {
     )
 
     @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var redis: BenchRedisOptions
 
     @Option(help: "Archived events.")
     var events = 1_000_000
@@ -26,6 +27,8 @@ struct ReplayBench: AsyncParsableCommand {
     var migrations = "database/migrations"
 
     func run() async throws {
-        try await ReplayBenchmark(events: events, batchSize: batchSize, migrations: migrations).run(on: connections.benchmarkServers())
+        try await connections.runBenchmark(redis) { servers in
+            try await ReplayBenchmark(events: events, batchSize: batchSize, migrations: migrations).run(on: servers)
+        }
     }
 }

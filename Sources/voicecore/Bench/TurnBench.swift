@@ -25,6 +25,7 @@ struct TurnBench: AsyncParsableCommand {
     )
 
     @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var redis: BenchRedisOptions
 
     @Option(parsing: .upToNextOption, help: "Concurrent calls (wrk connections), one measurement each.")
     var concurrency: [Int] = [50, 500]
@@ -72,8 +73,10 @@ struct TurnBench: AsyncParsableCommand {
     func run() async throws {
         // The edge and the receptionist under test are this same executable, started as processes of their own.
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-        try await TurnBenchmark(executable: executable, concurrency: concurrency, runs: runs, duration: duration, requests: requests, threads: threads,
-                                port: port, migrations: migrations, turnDeadlineMs: turnDeadlineMs,
-                                thinkMs: thinkMs, jitter: !lockstep).run(on: connections.benchmarkServers())
+        try await connections.runBenchmark(redis) { servers in
+            try await TurnBenchmark(executable: executable, concurrency: concurrency, runs: runs, duration: duration, requests: requests, threads: threads,
+                                    port: port, migrations: migrations, turnDeadlineMs: turnDeadlineMs,
+                                    thinkMs: thinkMs, jitter: !lockstep).run(on: servers)
+        }
     }
 }
