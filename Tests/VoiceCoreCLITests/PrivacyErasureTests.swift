@@ -135,6 +135,11 @@ struct PrivacyErasureTests {
             #expect(found, "before the erasure the database holds \(trace) (the search can find it)")
         }
 
+        // The business's own number is the callee of every inbound call, not a caller: it matches nothing.
+        let business = try Child(["privacy", "erase", "--tenant", tenant1.description, "--phone", "+14155559876"] + deployment, environment: environment)
+        let businessStatus = try await business.waitForExit(within: .seconds(60))
+        #expect(businessStatus == 2, "erasing the tenant's own number (the callee of inbound calls) matches nothing:\n\(business.text)")
+
         // The erasure, as an operator runs it.
         let erase = try Child(["privacy", "erase", "--tenant", tenant1.description, "--phone", Self.erased.phone] + deployment, environment: environment)
         let erasedStatus = try await erase.waitForExit(within: .seconds(120))

@@ -267,7 +267,7 @@ public final class CallerEraser: Sendable {
             try db.query("""
                 WITH base_calls AS (
                   SELECT call_id FROM call_sessions WHERE tenant_id = \(tenant) AND \(phone)::text IS NOT NULL AND from_number = \(phone)
-                  UNION SELECT call_id FROM call_sessions WHERE tenant_id = \(tenant) AND \(phone)::text IS NOT NULL AND to_number = \(phone)),
+                  UNION SELECT call_id FROM call_sessions WHERE tenant_id = \(tenant) AND \(phone)::text IS NOT NULL AND direction = 'outbound' AND to_number = \(phone)),
                 base_contacts AS (
                   SELECT contact_id FROM crm_contacts WHERE tenant_id = \(tenant)
                     AND ((\(phone)::text IS NOT NULL AND phone = \(phone)) OR (\(email)::text IS NOT NULL AND email_key = \(email))

@@ -393,7 +393,7 @@ public final class ErasureRequests: Sendable {
         case .phone(let phone):
             rows = try db.query("""
                 SELECT EXISTS (SELECT 1 FROM call_sessions WHERE tenant_id = \(id) AND from_number = \(phone))
-                    OR EXISTS (SELECT 1 FROM call_sessions WHERE tenant_id = \(id) AND to_number = \(phone))
+                    OR EXISTS (SELECT 1 FROM call_sessions WHERE tenant_id = \(id) AND direction = 'outbound' AND to_number = \(phone))
                     OR EXISTS (SELECT 1 FROM crm_contacts WHERE tenant_id = \(id) AND phone = \(phone))
                     OR EXISTS (SELECT 1 FROM leads WHERE tenant_id = \(id) AND phone = \(phone)) AS found
                 """)
