@@ -108,7 +108,7 @@ struct PrivacyCommandTests {
             #expect(state == "completed" && forgotten, "\(state), sealed identifier dropped: \(forgotten)")
             let numbers = try await db.query("SELECT from_number FROM call_sessions WHERE call_id = \(call.uuid)")
             let number = try numbers[0].decode(String?.self, "from_number")
-            #expect(number == nil, "the call keeps its number")
+            #expect(number == Erased.phone, "the call keeps its number (the erased archive's placeholder, as a replay writes it)")
 
             // Asked again: the caller is gone, so nothing matches.
             let again = try await Self.run(["privacy", "erase", "--tenant", tenant.description, "--phone", Self.phone] + deployment, environment: environment)

@@ -29,6 +29,10 @@ public struct CallerErased: Message {
         case streamEntries = "stream_entries"
         case deadLetters = "dead_letters"
         case redisKeys = "redis_keys"
+        /// AI summaries of calls (`call_analytics` summary and key sentences).
+        case summaries
+        /// Entries a projection could not apply (`projection_failures`), deleted.
+        case projectionFailures = "projection_failures"
     }
 
     /// The erasure's id (`GET /v1/privacy/erasures/{id}`).

@@ -21,40 +21,108 @@ struct ArchiveRedaction: Sendable {
     struct Outcome: Sendable, Hashable {
         var rewritten = 0
         var undecodable = 0
+        /// The events rewritten (erased now; events erased before are not among them).
+        var rewrittenIDs: [Identifier] = []
+    }
+
+    /// An archived event as the late-event sweep and retention need it: where it was on the
+    /// streams, and when it was archived.
+    struct ArchivedEvent: Sendable, Hashable {
+        var id: Identifier
+        var stream: String
+        var entryID: String
+        var type: String
+        var subject: String
+        var recordedAt: Timestamp
     }
 
     /// The envelope types whose payload names a call (`call_id`) although their subject is a lead or
     /// a contact: found by the call as well as by their subject.
     static let typesNamingCalls = [LeadCreated.type, InteractionLogged.type]
+    /// ``typesNamingCalls`` as the SQL literal list of migration 0018's partial index
+    /// `event_log_crm_call`: spelled out so the planner can prove a query's condition implies the
+    /// index's (a bound array would not let it). A test checks both name the same types.
+    static let typesNamingCallsSQL = "('voicecore.crm.lead-created', 'voicecore.crm.interaction-logged')"
 
     /// Events of `target`'s subjects, and leads' and interactions' events naming its calls.
     func eraseCaller(_ target: RedactionTarget) async throws -> Outcome {
         guard !target.isEmpty else { return Outcome() }
-        let (tenant, subjects, calls, types) = (target.tenant, target.subjects, target.calls.map(\.description), Self.typesNamingCalls)
-        let ids = try await db.query("""
-            SELECT event_id FROM event_log
-            WHERE tenant_id = \(tenant)
-              AND (subject = ANY(\(subjects)::text[]) OR (type = ANY(\(types)::text[]) AND payload->>'call_id' = ANY(\(calls)::text[])))
-            ORDER BY event_id
-            """).map { try $0.decode(Identifier.self, "event_id") }
+        let ids = try await callerEvents(target, archivedSince: nil).map(\.id)
         return try await rewrite(ids, scope: .caller)
     }
 
-    /// Events of `tenant` archived with a time in `[from, before)` that concern a call (every event
-    /// on a calls, conversations or billing stream; leads and interactions naming a call), erased
-    /// in `scope`. Contacts' own events stay: a contact outlives retention of calls.
-    func eraseCallEvents(tenant: Identifier, from: Timestamp?, before: Timestamp, scope: ErasureScope) async throws -> Outcome {
+    /// The archived events of `target`: by subject (`event_log_subject`), and leads' and
+    /// interactions' events naming one of its calls (`event_log_crm_call`); with `since`, only
+    /// those archived at or after it. Two index ranges per subject or call, never the tenant's
+    /// whole archive.
+    func callerEvents(_ target: RedactionTarget, archivedSince since: Timestamp?) async throws -> [ArchivedEvent] {
+        guard !target.isEmpty else { return [] }
+        return try await db.query(Self.callerEventsQuery(target, archivedSince: since)).map { row in
+            ArchivedEvent(id: try row.decode(Identifier.self, "event_id"), stream: try row.decode(String.self, "stream"),
+                          entryID: try row.decode(String.self, "entry_id"), type: try row.decode(String.self, "type"),
+                          subject: try row.decode(String.self, "subject"), recordedAt: try row.decode(Timestamp.self, "recorded_at"))
+        }
+    }
+
+    /// The statement of ``callerEvents(_:archivedSince:)`` (its plan is checked by a test).
+    static func callerEventsQuery(_ target: RedactionTarget, archivedSince since: Timestamp?) -> PostgresQuery {
+        let (tenant, subjects, calls) = (target.tenant, target.subjects, target.calls.map(\.description))
+        var query: PostgresQuery = """
+            SELECT event_id, stream, entry_id, type, subject, recorded_at FROM event_log
+            WHERE tenant_id = \(tenant) AND subject = ANY(\(subjects)::text[]) AND (\(since)::timestamptz IS NULL OR recorded_at >= \(since))
+            UNION
+            SELECT event_id, stream, entry_id, type, subject, recorded_at FROM event_log
+            WHERE tenant_id = \(tenant) AND payload->>'call_id' = ANY(\(calls)::text[]) AND (\(since)::timestamptz IS NULL OR recorded_at >= \(since))
+              AND type IN 
+            """
+        query = PostgresQuery(unsafeSQL: query.sql + typesNamingCallsSQL + " ORDER BY event_id", binds: query.binds)
+        return query
+    }
+
+    /// A retention pass over the archive: what it rewrote, and the events it found archived late.
+    struct CallEventsOutcome: Sendable {
+        var outcome: Outcome
+        /// Events with a time before the window that were archived at or after `archivedSince`
+        /// (late arrivals), with the call each concerns.
+        var late: [(event: ArchivedEvent, call: Identifier)]
+    }
+
+    /// Events of `tenant` that concern a call (every event on a calls, conversations or billing
+    /// stream; leads and interactions naming a call), erased in `scope`: those with a time in
+    /// `[from, before)`, and — with `archivedSince` — those with an older time archived at or after
+    /// it (a backlog published late carries old times; a window by time alone would pass them by
+    /// for good). Contacts' own events stay: a contact outlives retention of calls.
+    func eraseCallEvents(tenant: Identifier, from: Timestamp?, before: Timestamp, archivedSince: Timestamp?,
+                         scope: ErasureScope) async throws -> CallEventsOutcome {
         let types = Self.typesNamingCalls
-        let ids = try await db.query("""
+        var ids = try await db.query("""
             SELECT event_id FROM event_log
             WHERE tenant_id = \(tenant) AND time < \(before) AND (\(from)::timestamptz IS NULL OR time >= \(from))
               AND (stream NOT LIKE '%:crm' OR (type = ANY(\(types)::text[]) AND payload->>'call_id' IS NOT NULL))
             ORDER BY event_id
             """).map { try $0.decode(Identifier.self, "event_id") }
-        return try await rewrite(ids, scope: scope)
+        var late: [(event: ArchivedEvent, call: Identifier)] = []
+        if let from, let archivedSince {
+            // The archive's newest rows by recorded_at (BRIN event_log_recorded), old by their time.
+            let rows = try await db.query("""
+                SELECT event_id, stream, entry_id, type, subject, recorded_at, payload->>'call_id' AS call FROM event_log
+                WHERE recorded_at >= \(archivedSince) AND tenant_id = \(tenant) AND time < \(min(from, before))
+                  AND (stream NOT LIKE '%:crm' OR (type = ANY(\(types)::text[]) AND payload->>'call_id' IS NOT NULL))
+                ORDER BY event_id
+                """)
+            for row in rows {
+                let event = ArchivedEvent(id: try row.decode(Identifier.self, "event_id"), stream: try row.decode(String.self, "stream"),
+                                          entryID: try row.decode(String.self, "entry_id"), type: try row.decode(String.self, "type"),
+                                          subject: try row.decode(String.self, "subject"), recordedAt: try row.decode(Timestamp.self, "recorded_at"))
+                ids.append(event.id)
+                // An event of a call carries its id; one that names none (a tenant's own event) has no read model of a call to redo.
+                if let text = try row.decode(String?.self, "call"), let call = Identifier(text) { late.append((event, call)) }
+            }
+        }
+        return CallEventsOutcome(outcome: try await rewrite(Array(Set(ids)).sorted(), scope: scope), late: late)
     }
 
-    private func rewrite(_ ids: [Identifier], scope: ErasureScope) async throws -> Outcome {
+    func rewrite(_ ids: [Identifier], scope: ErasureScope) async throws -> Outcome {
         var outcome = Outcome()
         let (ledger, registry) = (ledger, registry)
         var start = 0
@@ -93,10 +161,12 @@ struct ArchiveRedaction: Sendable {
                     try ledger.add(changedIDs.count, to: .archivedEvents, in: db)
                 }
                 result.rewritten = changedIDs.count
+                result.rewrittenIDs = changedIDs
                 return result
             }
             outcome.rewritten += result.rewritten
             outcome.undecodable += result.undecodable
+            outcome.rewrittenIDs += result.rewrittenIDs
         }
         return outcome
     }

@@ -45,10 +45,17 @@ struct RedactionTarget: Sendable, Hashable {
 /// Redacts the read models in place, in batches of at most ``batchSize`` rows per transaction (no
 /// long lock on a table that projections write), each batch counted in its ledger as it commits.
 ///
+/// Every row ends up holding exactly what its projection writes from the erased archive (the
+/// placeholders of ``Erased`` that ``ArchiveRedaction`` leaves in the events), so a replay of any
+/// projection after an erasure rebuilds the same rows (`voicecore replay --verify` finds no
+/// difference): a call's numbers become `+999`, words said become `[erased]` (an empty utterance
+/// stays empty), optional names, numbers and addresses become NULL, a slot keeps its name and loses
+/// its value, transcript lines keep their place and timing and lose their text. Holding the
+/// placeholder rather than NULL also keeps a late redelivered event from filling the number back
+/// in: the calls projection fills only what is still NULL.
+///
 /// Every statement changes only rows that still hold what it removes, so running it again (after a
-/// crash, or a second retention run) changes and counts nothing. The placeholders are those of
-/// ``Erased``: free text becomes `[erased]`, names, numbers and addresses become NULL, transcript
-/// lines are deleted (their word counts live on in `call_analytics`). Aggregates —
+/// crash, a second retention run, the late-event sweep) changes and counts nothing. Aggregates —
 /// `business_metrics`, `billing_usage`, `billing_usage_items`, the numbers of `call_analytics` — are
 /// never touched: a day's calls and a month's bill stay what they were.
 struct ReadModelRedaction: Sendable {
@@ -61,7 +68,7 @@ struct ReadModelRedaction: Sendable {
     func eraseCaller(_ target: RedactionTarget) async throws {
         guard !target.isEmpty else { return }
         try await eraseCallNumbers(target)
-        try await deleteTranscriptLines(target)
+        try await eraseTranscriptLines(target)
         try await eraseTurns(target, scope: .caller)
         try await eraseOutcomes(target, scope: .caller)
         try await eraseSummaries(target)
@@ -75,16 +82,18 @@ struct ReadModelRedaction: Sendable {
     /// the AI's summary, messages taken, interactions' summaries.
     func eraseWords(_ target: RedactionTarget) async throws {
         guard !target.calls.isEmpty else { return }
-        try await deleteTranscriptLines(target)
+        try await eraseTranscriptLines(target)
         try await eraseTurns(target, scope: .transcripts)
         try await eraseOutcomes(target, scope: .transcripts)
         try await eraseSummaries(target)
+        try await deleteProjectionFailures(target, types: RetentionJob.wordTypes)
     }
 
     /// The recordings' addresses of `target`'s calls (recording retention).
     func eraseRecordings(_ target: RedactionTarget) async throws {
         guard !target.calls.isEmpty else { return }
         try await eraseOutcomes(target, scope: .recordings)
+        try await deleteProjectionFailures(target, types: RetentionJob.recordingTypes)
     }
 
     // MARK: Batches
@@ -105,48 +114,61 @@ struct ReadModelRedaction: Sendable {
         }
     }
 
+    /// `CallStarted` requires both numbers: an erased one holds ``Erased/phone`` in each.
     private func eraseCallNumbers(_ target: RedactionTarget) async throws {
         guard !target.calls.isEmpty else { return }
-        let (tenant, calls, limit) = (target.tenant, target.calls, Self.batchSize)
+        let (tenant, calls, limit, phone) = (target.tenant, target.calls, Self.batchSize, Erased.phone)
         try await repeatBatches(.calls) { db in
             try db.query("""
                 WITH picked AS (
                   SELECT call_id FROM call_sessions
-                  WHERE tenant_id = \(tenant) AND call_id = ANY(\(calls)::uuid[]) AND (from_number IS NOT NULL OR to_number IS NOT NULL)
+                  WHERE tenant_id = \(tenant) AND call_id = ANY(\(calls)::uuid[]) AND (from_number <> \(phone) OR to_number <> \(phone))
                   LIMIT \(limit) FOR UPDATE)
-                UPDATE call_sessions s SET from_number = NULL, to_number = NULL
+                UPDATE call_sessions s
+                SET from_number = CASE WHEN s.from_number IS NULL THEN NULL ELSE \(phone) END,
+                    to_number = CASE WHEN s.to_number IS NULL THEN NULL ELSE \(phone) END
                 FROM picked WHERE s.tenant_id = \(tenant) AND s.call_id = picked.call_id
                 """).affectedRows
         }
     }
 
-    private func deleteTranscriptLines(_ target: RedactionTarget) async throws {
+    /// A transcript line keeps its place, timing and confidence; its text becomes ``Erased/text``
+    /// (an empty one stays empty), as the erased `TranscriptChunk` it was projected from.
+    private func eraseTranscriptLines(_ target: RedactionTarget) async throws {
         guard !target.calls.isEmpty else { return }
-        let (tenant, calls, limit) = (target.tenant, target.calls, Self.batchSize)
+        let (tenant, calls, limit, erased) = (target.tenant, target.calls, Self.batchSize, Erased.text)
         try await repeatBatches(.transcriptLines) { db in
             try db.query("""
-                DELETE FROM transcripts WHERE ctid IN (
-                  SELECT ctid FROM transcripts WHERE tenant_id = \(tenant) AND call_id = ANY(\(calls)::uuid[]) LIMIT \(limit) FOR UPDATE)
+                UPDATE transcripts SET text = \(erased) WHERE ctid IN (
+                  SELECT ctid FROM transcripts
+                  WHERE tenant_id = \(tenant) AND call_id = ANY(\(calls)::uuid[]) AND text <> \(erased) AND text <> ''
+                  LIMIT \(limit) FOR UPDATE)
                 """).affectedRows
         }
     }
 
+    /// As the erased `ReceptionistReplied`: what was heard (unless nothing was) and the reply become
+    /// ``Erased/text``, each slot's value too (its name stays); on a caller's erasure a transfer
+    /// number becomes ``Erased/phone``.
     private func eraseTurns(_ target: RedactionTarget, scope: ErasureScope) async throws {
         guard !target.calls.isEmpty else { return }
-        let (tenant, calls, limit, erased) = (target.tenant, target.calls, Self.batchSize, Erased.text)
+        let (tenant, calls, limit, erased, phone) = (target.tenant, target.calls, Self.batchSize, Erased.text, Erased.phone)
         // Who the call was transferred to is the caller's business only in a caller's erasure.
         let transferTo = scope == .caller
         try await repeatBatches(.turns) { db in
             try db.query("""
                 WITH picked AS (
-                  SELECT call_id, turn FROM call_turns
+                  SELECT call_id, turn FROM call_turns t
                   WHERE tenant_id = \(tenant) AND call_id = ANY(\(calls)::uuid[])
-                    AND ((heard <> \(erased) AND heard <> '') OR reply <> \(erased) OR slots <> '{}'::jsonb
-                         OR (\(transferTo) AND transfer_to IS NOT NULL))
+                    AND ((heard <> \(erased) AND heard <> '') OR reply <> \(erased)
+                         OR EXISTS (SELECT 1 FROM jsonb_each_text(t.slots) s WHERE s.value <> \(erased) AND s.value <> '')
+                         OR (\(transferTo) AND transfer_to <> \(phone)))
                   LIMIT \(limit) FOR UPDATE)
                 UPDATE call_turns t
-                SET heard = CASE WHEN t.heard = '' THEN '' ELSE \(erased) END, reply = \(erased), slots = '{}'::jsonb,
-                    transfer_to = CASE WHEN \(transferTo) THEN NULL ELSE t.transfer_to END
+                SET heard = CASE WHEN t.heard = '' THEN '' ELSE \(erased) END, reply = \(erased),
+                    slots = COALESCE((SELECT jsonb_object_agg(s.key, CASE WHEN s.value = '' THEN '' ELSE \(erased) END)
+                                      FROM jsonb_each_text(t.slots) s), '{}'::jsonb),
+                    transfer_to = CASE WHEN \(transferTo) AND t.transfer_to IS NOT NULL THEN \(phone) ELSE t.transfer_to END
                 FROM picked WHERE t.tenant_id = \(tenant) AND t.call_id = picked.call_id AND t.turn = picked.turn
                 """).affectedRows
         }
@@ -169,12 +191,15 @@ struct ReadModelRedaction: Sendable {
                          CASE kind
                            WHEN 'appointment' THEN CASE WHEN \(identity) THEN details || jsonb_build_object(
                                'name', NULL::text, 'phone', NULL::text, 'preferred_time', \(erased)::text,
-                               'reason', CASE WHEN jsonb_typeof(details->'reason') = 'string' THEN \(erased)::text END) ELSE details END
+                               'reason', CASE WHEN details->>'reason' = '' THEN '' WHEN jsonb_typeof(details->'reason') = 'string' THEN \(erased)::text END)
+                             ELSE details END
                            WHEN 'message' THEN
                              (CASE WHEN \(identity) THEN details || jsonb_build_object('name', NULL::text, 'phone', NULL::text) ELSE details END)
                              || CASE WHEN \(words) THEN jsonb_build_object('message', \(erased)::text) ELSE '{}'::jsonb END
                            WHEN 'transfer' THEN CASE WHEN \(identity) THEN details || jsonb_build_object(
-                               'to', \(phone)::text, 'reason', CASE WHEN jsonb_typeof(details->'reason') = 'string' THEN \(erased)::text END) ELSE details END
+                               'to', \(phone)::text,
+                               'reason', CASE WHEN details->>'reason' = '' THEN '' WHEN jsonb_typeof(details->'reason') = 'string' THEN \(erased)::text END)
+                             ELSE details END
                            WHEN 'voicemail' THEN CASE WHEN \(recordings) THEN details || jsonb_build_object('recording_url', NULL::text) ELSE details END
                            ELSE details
                          END AS redacted
@@ -190,33 +215,46 @@ struct ReadModelRedaction: Sendable {
         }
     }
 
-    /// The AI's summary of a call (`call_analytics.summary`, `key_sentences`); the numbers beside it stay.
+    /// The AI's summary of a call (`call_analytics.summary`, `key_sentences`) as the erased
+    /// `CallSummarized`: ``Erased/text`` for the summary and for each key sentence (their number
+    /// stays); the numbers beside them stay.
     private func eraseSummaries(_ target: RedactionTarget) async throws {
         guard !target.calls.isEmpty else { return }
-        let (tenant, calls, limit) = (target.tenant, target.calls, Self.batchSize)
-        try await repeatBatches(nil) { db in
+        let (tenant, calls, limit, erased) = (target.tenant, target.calls, Self.batchSize, Erased.text)
+        try await repeatBatches(.summaries) { db in
             try db.query("""
                 WITH picked AS (
-                  SELECT call_id FROM call_analytics
-                  WHERE tenant_id = \(tenant) AND call_id = ANY(\(calls)::uuid[]) AND (summary IS NOT NULL OR key_sentences IS NOT NULL)
+                  SELECT call_id FROM call_analytics a
+                  WHERE tenant_id = \(tenant) AND call_id = ANY(\(calls)::uuid[])
+                    AND ((summary <> \(erased) AND summary <> '')
+                         OR (jsonb_typeof(key_sentences) = 'array'
+                             AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(a.key_sentences) k WHERE k <> \(erased) AND k <> '')))
                   LIMIT \(limit) FOR UPDATE)
-                UPDATE call_analytics a SET summary = NULL, key_sentences = NULL
+                UPDATE call_analytics a
+                SET summary = CASE WHEN a.summary IS NULL OR a.summary = '' THEN a.summary ELSE \(erased) END,
+                    key_sentences = CASE WHEN jsonb_typeof(a.key_sentences) = 'array' THEN COALESCE(
+                        (SELECT jsonb_agg(CASE WHEN k.value = '' THEN '' ELSE \(erased) END ORDER BY k.position)
+                         FROM jsonb_array_elements_text(a.key_sentences) WITH ORDINALITY AS k(value, position)), '[]'::jsonb)
+                      ELSE a.key_sentences END
                 FROM picked WHERE a.tenant_id = \(tenant) AND a.call_id = picked.call_id
                 """).affectedRows
         }
     }
 
-    /// Leads named in `target` and leads of its calls.
+    /// Leads named in `target` and leads of its calls, as the erased `LeadCreated`: the name (the
+    /// schema requires one of name, phone, e-mail) and notes become ``Erased/text``, phone and
+    /// e-mail NULL.
     private func eraseLeads(_ target: RedactionTarget) async throws {
-        let (tenant, calls, leads, limit) = (target.tenant, target.calls, target.leads, Self.batchSize)
+        let (tenant, calls, leads, limit, erased) = (target.tenant, target.calls, target.leads, Self.batchSize, Erased.text)
         try await repeatBatches(.leads) { db in
             try db.query("""
                 WITH picked AS (
                   SELECT lead_id FROM leads
                   WHERE tenant_id = \(tenant) AND (lead_id = ANY(\(leads)::uuid[]) OR call_id = ANY(\(calls)::uuid[]))
-                    AND (name IS NOT NULL OR phone IS NOT NULL OR email IS NOT NULL OR notes IS NOT NULL)
+                    AND (name IS DISTINCT FROM \(erased) OR phone IS NOT NULL OR email IS NOT NULL OR (notes <> \(erased) AND notes <> ''))
                   LIMIT \(limit) FOR UPDATE)
-                UPDATE leads l SET name = NULL, phone = NULL, email = NULL, notes = NULL
+                UPDATE leads l SET name = \(erased), phone = NULL, email = NULL,
+                                   notes = CASE WHEN l.notes IS NULL OR l.notes = '' THEN l.notes ELSE \(erased) END
                 FROM picked WHERE l.tenant_id = \(tenant) AND l.lead_id = picked.lead_id
                 """).affectedRows
         }
@@ -237,30 +275,36 @@ struct ReadModelRedaction: Sendable {
         }
     }
 
-    /// Interactions of `target`'s contacts or calls: their summary.
+    /// Interactions of `target`'s contacts or calls: their summary becomes ``Erased/text`` (an empty
+    /// one stays empty), as the erased `InteractionLogged`.
     private func eraseInteractions(_ target: RedactionTarget) async throws {
-        let (tenant, calls, contacts, limit) = (target.tenant, target.calls, target.contacts, Self.batchSize)
+        let (tenant, calls, contacts, limit, erased) = (target.tenant, target.calls, target.contacts, Self.batchSize, Erased.text)
         try await repeatBatches(.interactions) { db in
             try db.query("""
                 WITH picked AS (
                   SELECT interaction_id FROM interactions
-                  WHERE tenant_id = \(tenant) AND (contact_id = ANY(\(contacts)::uuid[]) OR call_id = ANY(\(calls)::uuid[])) AND summary IS NOT NULL
+                  WHERE tenant_id = \(tenant) AND (contact_id = ANY(\(contacts)::uuid[]) OR call_id = ANY(\(calls)::uuid[]))
+                    AND summary <> \(erased) AND summary <> ''
                   LIMIT \(limit) FOR UPDATE)
-                UPDATE interactions i SET summary = NULL
+                UPDATE interactions i SET summary = \(erased)
                 FROM picked WHERE i.tenant_id = \(tenant) AND i.interaction_id = picked.interaction_id
                 """).affectedRows
         }
     }
 
     /// Entries a projection could not apply keep the entry's fields as they were on the stream
-    /// (`projection_failures.fields`): those of `target`'s subjects go.
-    private func deleteProjectionFailures(_ target: RedactionTarget) async throws {
+    /// (`projection_failures.fields`): those of `target`'s subjects go (with `types`, only entries
+    /// of those types: a retention scope's).
+    private func deleteProjectionFailures(_ target: RedactionTarget, types: Set<String>? = nil) async throws {
         let (tenant, subjects, limit) = (target.tenant.description, target.subjects, Self.batchSize)
-        try await repeatBatches(nil) { db in
+        let typeList = types.map { Array($0).sorted() }
+        try await repeatBatches(.projectionFailures) { db in
             try db.query("""
                 DELETE FROM projection_failures WHERE ctid IN (
                   SELECT ctid FROM projection_failures
-                  WHERE fields->>'tenantid' = \(tenant) AND fields->>'subject' = ANY(\(subjects)::text[]) LIMIT \(limit) FOR UPDATE)
+                  WHERE fields->>'tenantid' = \(tenant) AND fields->>'subject' = ANY(\(subjects)::text[])
+                    AND (\(typeList)::text[] IS NULL OR type = ANY(\(typeList)::text[]))
+                  LIMIT \(limit) FOR UPDATE)
                 """).affectedRows
         }
     }

@@ -48,6 +48,10 @@ public enum ErasureIdentifier: Sendable, Hashable {
                   digits.allSatisfy({ (48...57).contains($0) }) else {
                 throw .invalid(field: field, reason: "must be a phone number in E.164, such as +14155550123")
             }
+            // Erased calls hold this placeholder (reserved country code 999): it names nobody.
+            guard value != Erased.phone else {
+                throw .invalid(field: field, reason: "is the placeholder erased numbers are replaced with (\(Erased.phone)), nobody's number")
+            }
             return .phone(value)
         case .email:
             let parts = value.split(separator: "@", omittingEmptySubsequences: false)
@@ -174,6 +178,8 @@ struct ErasureCounts: JSONObjectCodable {
         object.field("stream_entries", counts["stream_entries"] ?? 0)
         object.field("dead_letters", counts["dead_letters"] ?? 0)
         object.field("redis_keys", counts["redis_keys"] ?? 0)
+        object.field("summaries", counts["summaries"] ?? 0)
+        object.field("projection_failures", counts["projection_failures"] ?? 0)
     }
 
     init(json object: JSONObject) throws(MessageDecodingError) {
@@ -189,6 +195,8 @@ struct ErasureCounts: JSONObjectCodable {
         counts["stream_entries"] = try object.optionalInt("stream_entries")
         counts["dead_letters"] = try object.optionalInt("dead_letters")
         counts["redis_keys"] = try object.optionalInt("redis_keys")
+        counts["summaries"] = try object.optionalInt("summaries")
+        counts["projection_failures"] = try object.optionalInt("projection_failures")
         self.counts = counts
     }
 }

@@ -285,7 +285,13 @@ struct PrivacyCommand: AsyncParsableCommand {
                             object.field("recordings_cutoff", run.recordingsCutoff)
                             object.field("calls_cutoff", run.callsCutoff)
                             object.field("counts", run.counts)
+                            if let error = run.error { object.field("error", error) }
                         }, as: UTF8.self))
+                    } else if let error = run.error {
+                        say("""
+                            tenant \(run.tenantID)  run \(run.runID)
+                              failed: \(error)
+                            """)
                     } else {
                         say("""
                             tenant \(run.tenantID)  run \(run.runID)
@@ -295,6 +301,9 @@ struct PrivacyCommand: AsyncParsableCommand {
                     }
                 }
                 if runs.isEmpty && !json { say("no tenants in the directory") }
+                // Every tenant ran; those that failed make the command fail (their errors are above and in privacy_retention_runs).
+                let failed = runs.filter { $0.error != nil }.count
+                if failed > 0 { throw CommandFailure("the retention run failed for \(failed) of \(runs.count) tenants") }
             }
         }
     }
