@@ -122,7 +122,10 @@ struct ArchiveRedaction: Sendable {
         return CallEventsOutcome(outcome: try await rewrite(Array(Set(ids)).sorted(), scope: scope), late: late)
     }
 
-    func rewrite(_ ids: [Identifier], scope: ErasureScope) async throws -> Outcome {
+    /// Rewrites the events `ids` erased in `scope`, in batches; `alsoInTransaction` runs in each
+    /// batch's transaction with the ids it rewrote (so what must follow a rewrite is recorded with it).
+    func rewrite(_ ids: [Identifier], scope: ErasureScope,
+                 alsoInTransaction: (@Sendable (isolated PostgresConnection, [Identifier]) throws -> Void)? = nil) async throws -> Outcome {
         var outcome = Outcome()
         let (ledger, registry) = (ledger, registry)
         var start = 0
@@ -159,6 +162,7 @@ struct ArchiveRedaction: Sendable {
                         WHERE l.event_id = e.event_id
                         """)
                     try ledger.add(changedIDs.count, to: .archivedEvents, in: db)
+                    try alsoInTransaction?(db, changedIDs)
                 }
                 result.rewritten = changedIDs.count
                 result.rewrittenIDs = changedIDs

@@ -150,29 +150,34 @@ public final class LateEventSweep: Sendable {
         let found = try await archive.callerEvents(target, archivedSince: since)
         if found.isEmpty && stored.isEmpty { return outcome }
 
-        let erased = try await archive.rewrite(found.map(\.id), scope: .caller)
+        // Each late event is noted (late_marks) in the transaction that erases it in the archive:
+        // a crash after the rewrite still leaves the read models and streams to redo.
+        let marksByID = Dictionary(found.map { ($0.id, LateMark(stream: $0.stream, entry: $0.entryID, subject: $0.subject, type: $0.type)) },
+                                   uniquingKeysWith: { first, _ in first })
+        let erased = try await archive.rewrite(found.map(\.id), scope: .caller) { db, changed in
+            let added = changed.compactMap { marksByID[$0] }
+            let json = String(decoding: try JSONEncoder().encode(added), as: UTF8.self)
+            try db.query("""
+                UPDATE privacy_erasures SET late_marks = COALESCE(late_marks, '[]'::jsonb) || \(json)::jsonb WHERE erasure_id = \(erasure)
+                """)
+        }
         if erased.undecodable > 0 {
             logger.warning("late archived events of an erased caller this version cannot decode were left as they are",
                            metadata: ["erasure": "\(erasure)", "events": "\(erased.undecodable)"])
         }
         outcome.lateEvents = erased.rewritten
-        let rewritten = Set(erased.rewrittenIDs)
         var marks = stored
-        for event in found where rewritten.contains(event.id) {
-            let mark = LateMark(stream: event.stream, entry: event.entryID, subject: event.subject, type: event.type)
-            if !marks.contains(mark) { marks.append(mark) }
+        for id in erased.rewrittenIDs {
+            if let mark = marksByID[id], !marks.contains(mark) { marks.append(mark) }
         }
         if marks.isEmpty {
             // Only events erased before (by the erasure or an earlier sweep): the look moves on.
             try await db.query("UPDATE privacy_erasures SET late_swept_from = \(nextFrom) WHERE erasure_id = \(erasure)")
             return outcome
         }
-        if marks != stored {
-            // Saved before anything else: a crash from here on leaves the work to the next sweep.
-            let json = String(decoding: try JSONEncoder().encode(marks), as: UTF8.self)
-            try await db.query("UPDATE privacy_erasures SET late_marks = \(json)::jsonb WHERE erasure_id = \(erasure)")
+        if erased.rewritten > 0 {
             logger.info("events about an erased caller arrived after the erasure; erased in the archive",
-                        metadata: ["erasure": "\(erasure)", "events": "\(marks.count)"])
+                        metadata: ["erasure": "\(erasure)", "events": "\(erased.rewritten)"])
         }
         if let behind = try await streams.firstReaderBehind(marks.map { StreamMark(stream: $0.stream, entry: $0.entry) }) {
             logger.info("late events of an erased caller wait for a reader before the read models are redacted again",
