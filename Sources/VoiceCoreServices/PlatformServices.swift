@@ -45,6 +45,8 @@ public enum PlatformServices {
             default: services.append(contentsOf: try await IntegrationsService.services(dependencies, delivery: delivery, client: client))
             }
         }
+        // Per-call memory must forget erased callers in every process that holds it.
+        if !dependencies.callMemory.isEmpty { services.append(CallerErasedFollower(dependencies)) }
         return services
     }
 }

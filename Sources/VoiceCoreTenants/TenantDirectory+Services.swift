@@ -38,7 +38,9 @@ public struct OutboundWebhook: Sendable, Hashable {
 extension TenantDirectory {
     /// The event types a webhook may subscribe to (and a new webhook's, unless it names others):
     /// each by its CloudEvents type, so `call.summarized` is `voicecore.call.summarized`.
-    public static let webhookEventTypes = [LeadCreated.type, CallEnded.type, CallSummarized.type]
+    /// `privacy.caller-erased` tells the tenant's own systems which calls, contacts and leads to
+    /// erase from their copies (it carries ids, counts and a hash, no personal data).
+    public static let webhookEventTypes = [LeadCreated.type, CallEnded.type, CallSummarized.type, CallerErased.type]
 
     /// An event type as a webhook names it: its CloudEvents type, or that type without the
     /// `voicecore.` prefix (`call.summarized`), which is taken with it.

@@ -16,8 +16,10 @@ import VoiceCoreTime
 /// of another through `voicecore up`, one caller erased with `voicecore privacy erase`, every
 /// projection rebuilt with `voicecore replay`; then the whole database (`pg_dump`), the Redis AOF on
 /// disk and every stream entry hold nothing of the erased caller, the others' data is intact, and
-/// the day's metrics and the usage are what they were. Then an erasure SIGKILLed at several points
-/// and run again completes.
+/// the day's metrics and the usage are what they were. The tenant has an outbound webhook whose
+/// receiver is down, so deliveries of the caller's data wait in Redis (queued for a retry, and
+/// failed for good in the failures stream) when the erasure runs: they go, the others' stay.
+/// Then an erasure SIGKILLed at several points and run again completes.
 @Suite("Privacy: a caller erased everywhere, through replay", .serialized)
 struct PrivacyErasureTests {
     typealias Child = VoiceCoreProcess
@@ -81,6 +83,10 @@ struct PrivacyErasureTests {
         let tenant2 = try await directory.provision(NewTenant(name: "Bystander Clinic", plan: .starter, twilioAccountSID: sid2, twilioAuthToken: token2),
                                                     publisher: nil).tenant.id
         let apiKey = try await directory.rotateAPIKey(of: tenant1)
+        // Tenant 1's own systems take every webhook event type, at a receiver that is down: each
+        // delivery fails, is retried once 40 s later (±20 %) and then recorded as failed.
+        let webhook = try await directory.addWebhook(to: tenant1, url: "http://127.0.0.1:\(try UpCommandTests.freePort())/voicecore")
+        #expect(webhook.eventTypes.contains("voicecore.privacy.caller-erased"), "a new webhook is told of erasures too")
 
         let port = try UpCommandTests.freePort()
         let base = "http://127.0.0.1:\(port)"
@@ -88,6 +94,7 @@ struct PrivacyErasureTests {
             "VOICECORE_MASTER_KEY": Data(masterKey).base64EncodedString(), "REDIS_URL": redisServer.url, "DATABASE_URL": databaseURL,
             "VOICECORE_PUBLIC_URL": "", "VOICECORE_LOG_LEVEL": "warning", "VOICECORE_API_KEY": "",
             "VOICECORE_DEMO_API_KEY_FILE": FileManager.default.temporaryDirectory.appendingPathComponent("vc-privacy-key-\(schema)").path,
+            "VOICECORE_WEBHOOK_ATTEMPTS": "2", "VOICECORE_WEBHOOK_RETRY_DELAY": "40",
         ]
         let deployment = ["--prefix", prefix, "--partitions", "4"]
         var up: Child? = try Child(["up", "--port", String(port), "--instance", "privacy",
@@ -112,13 +119,16 @@ struct PrivacyErasureTests {
                 #expect(response.status.code == 200, "\(webhook.path) answered \(response.status.code)")
             }
         }
-        var lead = HTTPClientRequest(url: "\(base)/v1/leads")
-        lead.method = .POST
-        lead.headers.add(name: "Authorization", value: "Bearer \(apiKey.plaintext)")
-        lead.headers.add(name: "Content-Type", value: "application/json")
-        lead.body = .bytes(ByteBuffer(string: #"{"name":"\#(Self.erased.name)","phone":"\#(Self.erased.phone)","email":"\#(Self.erased.email)","intent":"appointment","notes":"Wants the \#(Self.erased.phrase) slot"}"#))
-        let leadResponse = try await HTTPClient.shared.execute(lead, timeout: .seconds(10))
-        #expect(leadResponse.status.code == 202, "POST /v1/leads answered \(leadResponse.status.code)")
+        func postLead(_ caller: Caller, notes: String) async throws {
+            var lead = HTTPClientRequest(url: "\(base)/v1/leads")
+            lead.method = .POST
+            lead.headers.add(name: "Authorization", value: "Bearer \(apiKey.plaintext)")
+            lead.headers.add(name: "Content-Type", value: "application/json")
+            lead.body = .bytes(ByteBuffer(string: #"{"name":"\#(caller.name)","phone":"\#(caller.phone)","email":"\#(caller.email)","intent":"appointment","notes":"\#(notes)"}"#))
+            let leadResponse = try await HTTPClient.shared.execute(lead, timeout: .seconds(10))
+            #expect(leadResponse.status.code == 202, "POST /v1/leads answered \(leadResponse.status.code)")
+        }
+        try await postLead(Self.erased, notes: "Wants the \(Self.erased.phrase) slot")
 
         // Everything projected: each call ended, summarised and rated; the lead and its contact.
         try await waitUntil("every call ended, summarised and billed, and the lead's contact has its e-mail", within: .seconds(90), output: up?.text ?? "") {
@@ -128,6 +138,24 @@ struct PrivacyErasureTests {
             let contact = try await db.query("SELECT count(*) AS n FROM crm_contacts WHERE email = \(Self.erased.email)")[0].decode(Int.self, "n")
             return ended == 4 && summarised == 4 && billed == 4 && contact == 1
         }
+
+        // Webhook deliveries in Redis when the erasure runs: the calls' first deliveries failed for
+        // good (in the failures stream), and a lead of each caller of tenant 1, created now, waits
+        // for its retry (queued), each with the caller's data.
+        let naming = StreamNaming(partitions: 4, prefix: prefix)
+        let failuresStream = "\(prefix):{integrations}:webhook-failures", jobsKey = "\(prefix):{integrations}:jobs"
+        try await waitUntil("deliveries about both callers of tenant 1 failed for good", within: .seconds(120), output: up?.text ?? "") {
+            let failures = try redisText(redisServer, ["XRANGE", failuresStream, "-", "+"])
+            return Self.erased.traces.contains { failures.contains($0) } && Self.neighbour.traces.contains { failures.contains($0) }
+        }
+        try await postLead(Self.erased, notes: "Call back about the \(Self.erased.phrase)")
+        try await postLead(Self.neighbour, notes: "Call back about the \(Self.neighbour.phrase)")
+        try await waitUntil("both new leads projected and their deliveries queued", within: .seconds(30), output: up?.text ?? "") {
+            let leads = try await db.query("SELECT count(*) AS n FROM leads WHERE notes LIKE 'Call back about%'")[0].decode(Int.self, "n")
+            let jobs = try redisText(redisServer, ["HGETALL", jobsKey])
+            return leads == 2 && jobs.contains(Self.erased.email) && jobs.contains(Self.neighbour.email)
+        }
+
         let aggregatesBefore = try await aggregates(db)
         let dumpBefore = try pgDump(schema: schema)
         for trace in Self.erased.traces + Self.neighbour.traces + Self.stranger.traces {
@@ -184,6 +212,21 @@ struct PrivacyErasureTests {
         }
         let othersInEntries = entries.contains(Self.neighbour.phrase) || entries.contains(Self.stranger.phrase)
         #expect(othersInEntries, "the others' stream entries stay (the search can find them)")
+        // Webhook deliveries: none of the erased caller's is queued or recorded as failed; the
+        // neighbour's queued one and failed ones stay; the tenant's systems are told of the erasure.
+        let jobs = try redisText(redisServer, ["HGETALL", jobsKey])
+        let failures = try redisText(redisServer, ["XRANGE", failuresStream, "-", "+"])
+        for trace in Self.erased.traces {
+            let queued = jobs.contains(trace), failed = failures.contains(trace)
+            #expect(!queued, "a queued webhook delivery still holds \"\(trace)\":\n\(context(of: trace, in: jobs))")
+            #expect(!failed, "a failed webhook delivery still holds \"\(trace)\":\n\(context(of: trace, in: failures))")
+        }
+        let neighbourQueued = jobs.contains(Self.neighbour.email), neighbourFailed = Self.neighbour.traces.contains { failures.contains($0) }
+        #expect(neighbourQueued, "the neighbour's queued delivery stays:\n\(jobs.suffix(2000))")
+        #expect(neighbourFailed, "the neighbour's failed deliveries stay")
+        try await waitUntil("the erasure queued for the tenant's webhook", within: .seconds(30), output: up?.text ?? "") {
+            try redisText(redisServer, ["HGETALL", jobsKey]).contains("voicecore.privacy.caller-erased")
+        }
         let aof = try aofText(redisServer)
         let neighbourInAOF = aof.contains(Self.neighbour.phrase)
         #expect(neighbourInAOF, "the AOF holds the neighbour's words (the search can find them)")
@@ -193,7 +236,7 @@ struct PrivacyErasureTests {
         }
 
         // The event team consumers erase their own copies by: ids, counts, a hash; no identifier.
-        let tenantsStream = StreamNaming(partitions: 4, prefix: prefix).stream(for: .tenants, kind: .event, tenant: tenant1, subject: tenant1.description)
+        let tenantsStream = naming.stream(for: .tenants, kind: .event, tenant: tenant1, subject: tenant1.description)
         let erasedEvents = try redisText(redisServer, ["XRANGE", tenantsStream, "-", "+"])
         let published = erasedEvents.contains("voicecore.privacy.caller-erased")
         #expect(published, "CallerErased published:\n\(erasedEvents.suffix(2000))")

@@ -27,8 +27,9 @@ public struct StreamErasureError: Error, Sendable, CustomStringConvertible {
 
 /// Everything an erasure does in Redis: the streams a caller's entries live on and where they
 /// end, whether every reader has processed them, deleting them (commands, events, dead letters,
-/// requeued entries), the caller's claims in the CRM contact index and the calls' per-service
-/// state, and having Redis rewrite what it keeps on disk so the deleted entries leave it.
+/// requeued entries), the caller's claims in the CRM contact index, the calls' per-service state
+/// and the outbound webhook deliveries queued or failed with the caller's data, and having Redis
+/// rewrite what it keeps on disk so the deleted entries leave it.
 ///
 /// Every call is idempotent: run again after a crash, it finds nothing more to delete and
 /// finishes what the first left undone.
@@ -317,6 +318,49 @@ public final class StreamErasure: Sendable {
         }
         _ = try await client.send("SREM", .string(uncompactedKey), .string(stream))
         logger.debug("stream compacted", metadata: ["stream": "\(stream)", "outcome": "\(outcome)"])
+    }
+
+    // MARK: Outbound webhook deliveries
+
+    /// What ``deleteWebhookDeliveries(tenant:events:subjects:)`` removed.
+    public struct WebhookDeliveries: Sendable, Hashable {
+        /// Deliveries waiting in the queue (due, waiting for a retry, or being attempted).
+        public var jobs: Int
+        /// Entries of the failures stream (deliveries given up on).
+        public var failures: Int
+    }
+
+    /// Deletes the outbound webhook deliveries of `tenant` (``ScheduledJobQueue/webhooks(connection:prefix:)``)
+    /// that carry an erased caller's data: a queued job or a failure entry whose event is one of
+    /// `events` (the ids of the caller's archived events), or whose event's data names one of
+    /// `subjects` as its `call_id`, `lead_id` or `contact_id` (an event the archive may not hold yet).
+    ///
+    /// Order matters, so that a delivery attempted meanwhile cannot bring the data back: the jobs
+    /// go first (an attempt ending after that reschedules or records nothing, see
+    /// ``ScheduledJobQueue``), then it waits until the attempts of those jobs in flight have ended
+    /// (at most their lease), so no request with the data is still on its way when the erasure
+    /// goes on to announce itself; then the failure entries go, and the failures stream is
+    /// compacted like every stream deleted from.
+    public func deleteWebhookDeliveries(tenant: Identifier, events: Set<Identifier>, subjects: Set<String>) async throws -> WebhookDeliveries {
+        guard !events.isEmpty || !subjects.isEmpty else { return WebhookDeliveries(jobs: 0, failures: 0) }
+        let queue = ScheduledJobQueue.webhooks(connection: connection, prefix: naming.prefix)
+        let tenantText = tenant.description
+        let eventTexts = Set(events.map(\.description))
+        @Sendable func concerned(event: String?, data: [UInt8]?) -> Bool {
+            if let event, eventTexts.contains(event.lowercased()) { return true }
+            guard !subjects.isEmpty, let data, let object = try? JSONValue.object(parsing: data) else { return false }
+            return ["call_id", "lead_id", "contact_id"].contains { object[$0]?.string.map(subjects.contains) ?? false }
+        }
+        let removed = try await queue.remove { job in
+            guard let object = try? JSONValue.object(parsing: job.payload), object["tenant"]?.string?.lowercased() == tenantText else { return false }
+            return concerned(event: object["event_id"]?.string, data: object["data"]?.string.map { Array($0.utf8) })
+        }
+        try await queue.waitForAttempts(of: removed)
+        let failures = try await delete(in: queue.failuresStream, from: nil, to: nil) { entry in
+            guard entry["tenantid"]?.lowercased() == tenantText else { return false }
+            return concerned(event: entry["event_id"], data: entry.fields?.first(where: { $0.name == "data" })?.value)
+        }
+        return WebhookDeliveries(jobs: removed.count, failures: failures)
     }
 
     // MARK: Redis state beside the streams

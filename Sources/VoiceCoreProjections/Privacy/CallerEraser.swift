@@ -31,8 +31,9 @@ import VoiceCoreTime
 ///    checkpoints) has processed up to them. `waiting_for` says what it waits for → `erasing`.
 /// 3. `erasing`: the read models (``ReadModelRedaction``) and the archive (``ArchiveRedaction``)
 ///    are redacted in batches of at most 500 rows per transaction → `purging`.
-/// 4. `purging`: the set's stream entries and dead letters are deleted, its CRM index claims and
-///    per-call service state removed, and Redis rewrites its append-only file (``StreamErasure``);
+/// 4. `purging`: the set's stream entries and dead letters are deleted, its outbound webhook
+///    deliveries (queued or failed; counted as `redis_keys` and `dead_letters`), its CRM index claims
+///    and per-call service state removed, and Redis rewrites its append-only file (``StreamErasure``);
 ///    then `CallerErased` is published (its event id derived from the erasure id: a rerun
 ///    republishes the same event, deduplicated), and one transaction writes the completion audit row
 ///    (request id derived from the erasure id), sets `completed` and drops the sealed identifier.
@@ -378,6 +379,20 @@ public final class CallerEraser: Sendable {
             try await db.withTransaction { db in try ledger.add(entries, to: .streamEntries, in: db) }
             let deadLetters = try await streams.deleteDeadLetters(tenant: target.tenant, subjects: subjects)
             try await db.withTransaction { db in try ledger.add(deadLetters, to: .deadLetters, in: db) }
+            // Outbound webhook deliveries of the caller's events: by event id, the archived events
+            // of the set (those the archive redaction rewrote), and by the ids their data names.
+            let (tenant, subjectList, calls, types) = (target.tenant, target.subjects, target.calls.map(\.description), ArchiveRedaction.typesNamingCalls)
+            let events = try await db.query("""
+                SELECT event_id FROM event_log
+                WHERE tenant_id = \(tenant)
+                  AND (subject = ANY(\(subjectList)::text[]) OR (type = ANY(\(types)::text[]) AND payload->>'call_id' = ANY(\(calls)::text[])))
+                """).map { try $0.decode(Identifier.self, "event_id") }
+            let deliveries = try await streams.deleteWebhookDeliveries(tenant: tenant, events: Set(events), subjects: subjects)
+            // Queued jobs are Redis state of the caller; failed deliveries are its dead letters.
+            try await db.withTransaction { db in
+                try ledger.add(deliveries.jobs, to: .redisKeys, in: db)
+                try ledger.add(deliveries.failures, to: .deadLetters, in: db)
+            }
         }
         var keys = 0
         if !target.contacts.isEmpty { keys += try await streams.forgetContacts(tenant: target.tenant, contacts: Set(target.contacts)) }

@@ -28,7 +28,7 @@ public struct AIService: Sendable {
 
     public static func runner(_ dependencies: ServiceDependencies, detector: (any IntentDetector)? = nil) async throws -> ConsumerGroupRunner {
         let service = AIService(
-            state: StateStore(connection: try await dependencies.connect(group)),
+            state: dependencies.stateStore(try await dependencies.connect(group)),
             emitter: try await dependencies.emitter(group),
             detector: detector ?? OpenAICompatibleIntentDetector.fromEnvironment().map { FallbackIntentDetector(primary: $0, logger: dependencies.logger) }
                 ?? BuiltInIntentDetector(),

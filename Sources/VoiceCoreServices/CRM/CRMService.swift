@@ -27,7 +27,7 @@ public struct CRMService: Sendable {
     public static func runner(_ dependencies: ServiceDependencies) async throws -> ConsumerGroupRunner {
         let connection = try await dependencies.connect(group)
         let service = CRMService(
-            state: StateStore(connection: connection),
+            state: dependencies.stateStore(connection),
             contacts: ContactDirectory(connection: connection, prefix: dependencies.naming.prefix),
             emitter: try await dependencies.emitter(group),
             logger: dependencies.logger)

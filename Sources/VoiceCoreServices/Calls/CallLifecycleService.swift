@@ -30,7 +30,7 @@ public struct CallLifecycleService: Sendable {
     public static func runner(_ dependencies: ServiceDependencies) async throws -> ConsumerGroupRunner {
         let connection = try await dependencies.connect(group)
         let service = CallLifecycleService(
-            state: StateStore(connection: connection),
+            state: dependencies.stateStore(connection),
             emitter: try await dependencies.emitter(group),
             logger: dependencies.logger)
         var handlers = MessageHandlers()

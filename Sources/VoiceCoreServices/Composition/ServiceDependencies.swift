@@ -11,6 +11,9 @@ public struct ServiceDependencies: Sendable {
     /// This process's name within each consumer group (stable across restarts).
     public var instance: String
     public var logger: Logger
+    /// What this process's services remember of calls, forgotten when a caller is erased
+    /// (``CallerErasedFollower``): shared by every copy of these dependencies.
+    public let callMemory = InMemoryCallState()
 
     public init(redis: RedisConfiguration, naming: StreamNaming, tenants: TenantProfiles, instance: String, logger: Logger = Logger(label: "voicecore.services")) {
         self.redis = redis
@@ -33,6 +36,14 @@ public struct ServiceDependencies: Sendable {
     func emitter(_ group: String) async throws -> Emitter {
         Emitter(publisher: Publisher(connection: try await connect("\(group)-publisher"),
                                      configuration: PublisherConfiguration(source: "/services/\(group)", naming: naming)))
+    }
+
+    /// A per-call state store on `connection` whose memory forgets erased callers (registered in
+    /// ``callMemory``).
+    func stateStore(_ connection: BusConnection, ttl: Duration = .seconds(7 * 86_400)) -> StateStore {
+        let store = StateStore(connection: connection, ttl: ttl)
+        callMemory.register(store)
+        return store
     }
 
     /// A connection of the service's own, named `vc-service:<role>:<instance>` in `CLIENT LIST`.

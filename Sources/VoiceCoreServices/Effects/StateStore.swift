@@ -106,4 +106,28 @@ final class StateStore: Sendable {
     func forget(_ key: String) {
         _ = cache.withLock { $0.removeValue(forKey: key) }
     }
+
+    /// Drops what is remembered of these entities (keys `…:<entity>`), whatever their stream: an
+    /// erased caller's calls (``InMemoryCallState``). Writes of an open batch for them still reach
+    /// Redis, without coming back into memory.
+    /// - Returns: how many entries it dropped.
+    @discardableResult
+    func forget(entities: Set<String>) -> Int {
+        guard !entities.isEmpty else { return 0 }
+        return cache.withLock { cache in
+            let doomed = cache.keys.filter { Self.entity(of: $0).map(entities.contains) ?? false }
+            for key in doomed { cache.removeValue(forKey: key) }
+            return doomed.count
+        }
+    }
+
+    /// Whether something of `entity` is remembered.
+    func remembers(entity: String) -> Bool {
+        cache.withLock { cache in cache.keys.contains { Self.entity(of: $0) == entity } }
+    }
+
+    /// The entity a key is about: what follows its last `:`.
+    private static func entity(of key: String) -> String? {
+        key.lastIndex(of: ":").map { String(key[key.index(after: $0)...]) }
+    }
 }

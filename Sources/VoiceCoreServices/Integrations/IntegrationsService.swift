@@ -11,10 +11,12 @@ import VoiceCoreEvents
 import VoiceCoreTenants
 import VoiceCoreTime
 
-/// The integrations service (group `integrations`): delivers ``LeadCreated``, ``CallEnded`` and
+/// The integrations service (group `integrations`): delivers ``LeadCreated``, ``CallEnded``,
 /// ``CallSummarized`` (`voicecore.call.summarized`: the AI's summary of a finished call, again
-/// when a late transcript makes a newer one) to the tenants' outbound webhooks subscribed to them
-/// (`voicecore tenants webhook add`, ``TenantDirectory/webhookEventTypes``).
+/// when a late transcript makes a newer one) and ``CallerErased`` (`voicecore.privacy.caller-erased`,
+/// on the tenants stream: the tenant's systems erase the calls, contacts and leads it names) to the
+/// tenants' outbound webhooks subscribed to them (`voicecore tenants webhook add`,
+/// ``TenantDirectory/webhookEventTypes``).
 ///
 /// The consumer only queues a delivery per subscribed webhook (``WebhookQueue``) and moves on; a
 /// separate ``WebhookDeliverer`` makes the HTTP requests, many at once, each with a timeout, and
@@ -42,7 +44,9 @@ public struct IntegrationsService: Sendable {
         handlers.on(LeadCreated.self) { message, _ in try await service.handle(message) }
         handlers.on(CallEnded.self) { message, _ in try await service.handle(message) }
         handlers.on(CallSummarized.self) { message, _ in try await service.handle(message) }
+        handlers.on(CallerErased.self) { message, _ in try await service.handle(message) }
         let streams = dependencies.naming.streams(.crm, kind: .event) + dependencies.naming.streams(.calls, kind: .event)
+            + dependencies.naming.streams(.tenants, kind: .event)
         let runner = ConsumerGroupRunner(redis: dependencies.redis, configuration: dependencies.consumer(group, streams: streams, readInterval: ServiceDependencies.backgroundReadInterval),
                                          handlers: handlers, logger: dependencies.logger)
         let deliverer = WebhookDeliverer(
@@ -224,6 +228,12 @@ public final class WebhookDeliverer: Service, Sendable {
             return "Call ended: \(data["status"]?.string ?? "?"), \(seconds) s"
         case CallSummarized.type:
             return "Call summarized (\(data["sentiment"]?.string ?? "neutral")): \(data["summary"]?.string ?? "")"
+        case CallerErased.type:
+            let calls: Int, contacts: Int, leads: Int
+            if case .array(let items)? = data["call_ids"] { calls = items.count } else { calls = 0 }
+            if case .array(let items)? = data["contact_ids"] { contacts = items.count } else { contacts = 0 }
+            if case .array(let items)? = data["lead_ids"] { leads = items.count } else { leads = 0 }
+            return "A caller was erased (erasure \(data["erasure_id"]?.string ?? "?")): erase your copies of its \(calls) calls, \(contacts) contacts and \(leads) leads"
         default:
             return type
         }

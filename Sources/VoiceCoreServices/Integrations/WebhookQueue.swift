@@ -18,7 +18,9 @@ public struct WebhookJob: Sendable, Hashable {
     public var attempts: Int
     public var lastError: String?
 
-    /// The job as stored in the queue's hash; keys in sorted order.
+    /// The job as stored in the queue's hash; keys in sorted order. An erasure finds a caller's
+    /// jobs by `tenant`, `event_id` and the ids in `data` (``ScheduledJobQueue/webhooks(connection:prefix:)``):
+    /// keep those names.
     var json: [UInt8] {
         JSONObjectWriter.object { object in
             object.field("attempts", attempts)
@@ -69,13 +71,17 @@ public struct WebhookJob: Sendable, Hashable {
 /// A claimed job is pushed `lease` into the future before it is attempted: a worker that dies
 /// mid-attempt leaves it to be attempted again when the lease ends (at-least-once; receivers
 /// dedupe by `X-VoiceCore-Delivery`).
+///
+/// An erased caller's jobs and failure entries are deleted by the erasure
+/// (`StreamErasure.deleteWebhookDeliveries`); an attempt that was in flight then ends without
+/// writing the job back (``fail(_:error:retryAt:)`` of a job no longer queued changes nothing).
 public struct WebhookQueue: Sendable {
     public let prefix: String
     private let queue: ScheduledJobQueue
 
     public init(connection: BusConnection, prefix: String) {
         self.prefix = prefix
-        self.queue = ScheduledJobQueue(connection: connection, prefix: prefix, name: "integrations", failures: "webhook-failures")
+        self.queue = ScheduledJobQueue.webhooks(connection: connection, prefix: prefix)
     }
 
     /// Jobs that failed every attempt.
@@ -100,7 +106,8 @@ public struct WebhookQueue: Sendable {
     }
 
     /// The attempt failed: try again at `retryAt`, or, with no attempt left, record the job in
-    /// the failures stream and drop it.
+    /// the failures stream and drop it. A job no longer queued (erased while it was attempted)
+    /// stays gone: nothing is rescheduled or recorded.
     public func fail(_ job: WebhookJob, error: String, retryAt: Timestamp?) async throws {
         var job = job
         job.attempts += 1

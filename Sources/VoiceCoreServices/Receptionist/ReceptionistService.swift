@@ -35,7 +35,7 @@ public struct ReceptionistService: Sendable {
     ///   configures (``ReceptionistModel/fromEnvironment(_:)``).
     public static func runner(_ dependencies: ServiceDependencies, model: ReceptionistModel? = ReceptionistModel.fromEnvironment()) async throws -> ConsumerGroupRunner {
         let service = ReceptionistService(
-            state: StateStore(connection: try await dependencies.connect(group)),
+            state: dependencies.stateStore(try await dependencies.connect(group)),
             emitter: try await dependencies.emitter(group),
             tenants: dependencies.tenants, model: model, logger: dependencies.logger, metrics: ReceptionistMetrics())
         var handlers = MessageHandlers()

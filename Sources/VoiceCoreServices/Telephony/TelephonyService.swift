@@ -64,7 +64,7 @@ public struct TelephonyService: Sendable {
         let service = TelephonyService(
             control: TelnyxCallControl(configuration: configuration, client: client, metrics: metrics, logger: dependencies.logger),
             keys: TelnyxKeys(directory: directory), tenants: dependencies.tenants, configuration: configuration,
-            state: StateStore(connection: try await dependencies.connect(group), ttl: .seconds(86_400)), naming: dependencies.naming,
+            state: dependencies.stateStore(try await dependencies.connect(group), ttl: .seconds(86_400)), naming: dependencies.naming,
             logger: dependencies.logger)
         var handlers = MessageHandlers()
         handlers.onPartitionAcquired { stream in service.state.invalidate(stream: stream) }

@@ -15,6 +15,36 @@ struct ServiceOptions: ParsableArguments {
     @Option(help: "This process's name in each consumer group, stable across restarts (default: the host name).")
     var instance = ProcessInfo.processInfo.hostName
 
+    @Option(help: "Attempts of an outbound webhook delivery before it is recorded in the failures stream, 1…100 (default: $VOICECORE_WEBHOOK_ATTEMPTS, else 8).")
+    var webhookAttempts: Int?
+
+    @Option(help: "Seconds before a failed webhook delivery is tried again, doubling per failure up to 600, 0.05…600 (default: $VOICECORE_WEBHOOK_RETRY_DELAY, else 2).")
+    var webhookRetryDelay: Double?
+
+    /// How the integrations service delivers webhooks: the flags, else the environment, else the defaults.
+    func webhookDelivery() throws -> WebhookDelivery {
+        let environment = ProcessInfo.processInfo.environment
+        var attempts = webhookAttempts
+        if attempts == nil, let text = environment["VOICECORE_WEBHOOK_ATTEMPTS"], !text.isEmpty {
+            guard let number = Int(text) else { throw ValidationError("VOICECORE_WEBHOOK_ATTEMPTS must be a whole number, 1…100 (got \"\(text)\")") }
+            attempts = number
+        }
+        var delay = webhookRetryDelay
+        if delay == nil, let text = environment["VOICECORE_WEBHOOK_RETRY_DELAY"], !text.isEmpty {
+            guard let seconds = Double(text) else { throw ValidationError("VOICECORE_WEBHOOK_RETRY_DELAY must be seconds, 0.05…600 (got \"\(text)\")") }
+            delay = seconds
+        }
+        let defaults = WebhookDelivery()
+        if let attempts, !(1...100).contains(attempts) {
+            throw ValidationError("--webhook-attempts (or VOICECORE_WEBHOOK_ATTEMPTS) must be 1…100, got \(attempts)")
+        }
+        if let delay, !(delay.isFinite && (0.05...600).contains(delay)) {
+            throw ValidationError("--webhook-retry-delay (or VOICECORE_WEBHOOK_RETRY_DELAY) must be 0.05…600 seconds, got \(delay)")
+        }
+        let initial = delay.map { Duration.milliseconds(Int64(($0 * 1000).rounded())) } ?? defaults.initialDelay
+        return WebhookDelivery(maxAttempts: attempts ?? defaults.maxAttempts, initialDelay: initial, maxDelay: max(defaults.maxDelay, initial))
+    }
+
     func dependencies(_ connections: ConnectionOptions, naming: StreamNaming, directory: TenantDirectory, logger: Logger) throws -> ServiceDependencies {
         ServiceDependencies(redis: try connections.redisConfiguration(), naming: naming, tenants: TenantProfiles(source: directory),
                             instance: instance, logger: logger)
@@ -65,6 +95,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             throw ValidationError(PlatformServices.UnknownService(name: name).description)
         }
         _ = try probes.configuration()
+        _ = try service.webhookDelivery()
     }
 
     func run() async throws {
@@ -75,7 +106,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         if let registry { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry)) }
         let directory = try await TenantsCommand.directory(connections)
         let dependencies = try service.dependencies(connections, naming: StreamNaming(partitions: partitions, prefix: prefix), directory: directory, logger: logger)
-        let services = try await PlatformServices.make([name], dependencies: dependencies, directory: directory)
+        let services = try await PlatformServices.make([name], dependencies: dependencies, directory: directory, delivery: try service.webhookDelivery())
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let probeConfiguration {
             let readiness = ConsumerReadiness(runners: services.compactMap { $0 as? ConsumerGroupRunner }, redis: try connections.redisConfiguration(), logger: logger)

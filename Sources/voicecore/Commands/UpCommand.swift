@@ -58,6 +58,8 @@ struct UpCommand: AsyncParsableCommand {
     var demo = false
 
     func run() async throws {
+        // Refused before anything starts.
+        let delivery = try service.webhookDelivery()
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "voicecore.up")
@@ -80,7 +82,7 @@ struct UpCommand: AsyncParsableCommand {
         let naming = edge.naming
         let services = try await PlatformServices.make(
             [], dependencies: try service.dependencies(connections, naming: naming, directory: directory, logger: Logger(label: "voicecore.services")),
-            directory: directory)
+            directory: directory, delivery: delivery)
         let projections = StandardProjections.all
         let projectors = ProjectorRunner(
             projections: projections, redis: try connections.redisConfiguration(), postgres: try connections.postgresConfiguration(),
