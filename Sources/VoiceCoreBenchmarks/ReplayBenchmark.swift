@@ -62,7 +62,8 @@ public struct ReplayBenchmark: Sendable {
             rss.sample()
             let seconds = replayed.duration / .seconds(1)
             report(projection.name.padding(toLength: 12, withPad: " ", startingAt: 0)
-                + String(format: " %9d events in %6.1f s: %8.0f events/s", replayed.eventsRead, seconds, Double(replayed.eventsRead) / seconds))
+                + String(format: " %9d events in %6.1f s: %8.0f events/s", replayed.eventsRead, seconds, Double(replayed.eventsRead) / seconds)
+                + (replayed.retried > 0 ? " (\(replayed.retried) writer transactions run again after a deadlock)" : ""))
             totalEvents += replayed.eventsRead
             totalTime += replayed.duration
         }

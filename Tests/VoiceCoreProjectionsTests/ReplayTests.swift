@@ -5,6 +5,7 @@ import VoiceCoreEvents
 import VoiceCorePostgres
 @testable import VoiceCoreProjections
 import VoiceCoreSimulation
+import VoiceCoreTime
 
 /// `voicecore replay` against real Redis and Postgres.
 @Suite("Replay", .serialized)
@@ -222,6 +223,45 @@ struct ReplayTests {
         try await fixture.waitUntilCaughtUp()
         try await projector.stop()
         try await Self.expectReadModelsFoldTheArchive(fixture)
+    }
+
+    /// Two streams that each hold the leads of one half and the contacts of the other: the
+    /// replay's two writers get one stream each, and each batch's links and leads cross. Written
+    /// as two statements (links, then leads), the two writers locked each other's keys and the
+    /// database broke a deadlock (a second's wait) in nearly every batch.
+    @Test("a CRM rebuild whose writers' batches link each other's leads never deadlocks, and links every lead")
+    func crmWritersNeverDeadlock() async throws {
+        let fixture = try await ProjectorFixture()
+        defer { Task { try? await fixture.drop() } }
+        let tenant = Identifier.v7()
+        // Two crm streams the replay gives to different writers (it shares streams out by hash).
+        let streams = (0..<fixture.naming.partitions).map { fixture.naming.stream(.crm, kind: .event, partition: $0) }
+        let first = try #require(streams.first)
+        let second = try #require(streams.first { StreamNaming.fnv1a32($0.utf8) % 2 != StreamNaming.fnv1a32(first.utf8) % 2 })
+        var rows: [(stream: String, entry: String, id: Identifier, type: String, subject: String, payload: [UInt8])] = []
+        let leads = (0..<2_000).map { _ in (lead: Identifier.v7(), contact: Identifier.v7()) }
+        let now = Timestamp.now
+        for (index, pair) in leads.enumerated() {
+            let lead = LeadCreated(leadID: pair.lead, name: "Lead \(index)", intent: .sales, source: .call, createdAt: now)
+            let contact = ContactUpserted(contactID: pair.contact, phone: "+1415\(String(format: "%07d", index))", leadID: pair.lead,
+                                          firstSeenAt: now, lastSeenAt: now)
+            let (leadStream, contactStream) = index % 2 == 0 ? (first, second) : (second, first)
+            rows.append((leadStream, "\(1_000 + index)-0", .v7(), LeadCreated.type, lead.subject, MessageCodec.encode(lead)))
+            rows.append((contactStream, "\(1_000 + index)-1", .v7(), ContactUpserted.type, contact.subject, MessageCodec.encode(contact)))
+        }
+        try await fixture.db.query("""
+            INSERT INTO event_log (event_id, stream, entry_id, type, version, tenant_id, subject, time, payload)
+            SELECT id, stream, entry, type, 1, \(tenant), subject, now(), payload::json
+            FROM unnest(\(rows.map(\.id))::uuid[], \(rows.map(\.stream))::text[], \(rows.map(\.entry))::text[], \(rows.map(\.type))::text[],
+                        \(rows.map(\.subject))::text[], \(rows.map { String(decoding: $0.payload, as: UTF8.self) })::text[])
+                 AS u(id, stream, entry, type, subject, payload)
+            """)
+        let options = ReplayOptions(mode: .rebuild, batchSize: 5_000, writers: 2)
+        let report = try await Self.replayer(fixture, "crm").run(options)
+        #expect(report.retried == 0, "writer transactions deadlocked and ran again: \(report.retried)")
+        #expect(report.rejected == 0)
+        let linked = try await fixture.db.query("SELECT count(*) AS n FROM leads WHERE tenant_id = \(tenant) AND contact_id IS NOT NULL")[0].decode(Int.self, "n")
+        #expect(linked == leads.count, "every lead carries its contact")
     }
 
     @Test("old event versions in the archive are upcast on the way")

@@ -36,26 +36,26 @@ public struct CRMProjection: Projection {
         // projector transactions carry them at once, the second waits there for the first to
         // commit, so its next statement sees the first's rows: the lead row finds the link, or the
         // link finds the lead row. Without that wait each could miss the other's uncommitted row.
+        // It is one statement, so every transaction locks these rows in one order: two statements
+        // (links, then leads) deadlocked two writers whose batches held each other's keys.
         let links = events.messages(ContactUpserted.self).compactMap { event, contact in
             contact.leadID.map { (key: Key(tenant: event.tenantID, id: $0), contact: contact.contactID) }
         }.uniqued { $0.key }
-        if !links.isEmpty {
+        let leads = events.messages(LeadCreated.self).uniqued { Key(tenant: $0.event.tenantID, id: $0.message.leadID) }
+        var lineage: [Key: Identifier?] = [:]
+        for lead in leads { lineage[Key(tenant: lead.event.tenantID, id: lead.message.leadID)] = .some(nil) }
+        for link in links { lineage[link.key] = .some(link.contact) }
+        if !lineage.isEmpty {
+            let rows = lineage.map { (key: $0.key, contact: $0.value) }
             try db.write("""
                 INSERT INTO crm_lead_contacts AS l (tenant_id, lead_id, contact_id)
-                SELECT * FROM unnest(\(links.map(\.key.tenant))::uuid[], \(links.map(\.key.id))::uuid[], \(links.map(\.contact))::uuid[])
+                SELECT * FROM unnest(\(rows.map(\.key.tenant))::uuid[], \(rows.map(\.key.id))::uuid[], \(rows.map(\.contact))::uuid[])
                 ORDER BY 1, 2
-                ON CONFLICT (tenant_id, lead_id) DO UPDATE SET contact_id = COALESCE(l.contact_id, EXCLUDED.contact_id)
+                ON CONFLICT (tenant_id, lead_id) DO UPDATE SET contact_id = EXCLUDED.contact_id
+                WHERE l.contact_id IS NULL AND EXCLUDED.contact_id IS NOT NULL
                 """)
         }
-
-        let leads = events.messages(LeadCreated.self).uniqued { Key(tenant: $0.event.tenantID, id: $0.message.leadID) }
         if !leads.isEmpty {
-            try db.write("""
-                INSERT INTO crm_lead_contacts (tenant_id, lead_id)
-                SELECT * FROM unnest(\(leads.map(\.event.tenantID))::uuid[], \(leads.map(\.message.leadID))::uuid[])
-                ORDER BY 1, 2
-                ON CONFLICT (tenant_id, lead_id) DO NOTHING
-                """)
             try db.write("""
                 INSERT INTO leads (tenant_id, lead_id, call_id, contact_id, name, phone, email, intent, source, notes, created_at)
                 SELECT u.tenant_id, u.lead_id, u.call_id, l.contact_id, u.name, u.phone, u.email, u.intent, u.source, u.notes, u.created_at

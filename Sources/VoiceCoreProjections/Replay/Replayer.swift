@@ -71,6 +71,9 @@ public struct ReplayReport: Sendable {
     public var caughtUp: Int
     /// Events the database refused (recorded nowhere: the live projector records its own).
     public var rejected: Int
+    /// Writer transactions applied again after the database aborted them (a deadlock or a
+    /// serialization failure between the writers): each cost a wait, so many mean contention.
+    public var retried: Int = 0
     /// Rows per table written into the shadow tables.
     public var rows: [String: Int]
     /// `--verify`: tables and tenants whose rows differ (count or content).
@@ -189,7 +192,7 @@ public final class Replayer: Sendable {
         // after another, so every stream's events reach the shadow tables in order.
         let fetch = PostgresQuery(unsafeSQL: "FETCH \(options.batchSize) FROM replay_events")
         var rows = try await reader.query(fetch)
-        var applying: Task<Int, any Error>?
+        var applying: Task<Applied, any Error>?
         do {
             while !rows.isEmpty {
                 async let following = reader.query(fetch)
@@ -197,7 +200,9 @@ public final class Replayer: Sendable {
                 for event in events where highWater[event.stream].map({ event.entryID > $0 }) ?? true { highWater[event.stream] = event.entryID }
                 if let previous = applying {
                     applying = nil
-                    report.rejected += try await previous.value
+                    let applied = try await previous.value
+                    report.rejected += applied.rejected
+                    report.retried += applied.retried
                     progress(ReplayProgress(eventsRead: report.eventsRead, eventsExpected: expected, elapsed: ContinuousClock.now - started))
                 }
                 if let stop = options.stopAfterBatches, batches >= stop {
@@ -212,7 +217,9 @@ public final class Replayer: Sendable {
             }
             if let last = applying {
                 applying = nil
-                report.rejected += try await last.value
+                let applied = try await last.value
+                report.rejected += applied.rejected
+                report.retried += applied.retried
                 progress(ReplayProgress(eventsRead: report.eventsRead, eventsExpected: expected, elapsed: ContinuousClock.now - started))
             }
         } catch {
@@ -309,29 +316,39 @@ public final class Replayer: Sendable {
 
     /// Applies a batch to the shadow tables in one transaction; a batch the database refuses is
     /// applied event by event and the refused events are counted (as the live projector does).
-    private func apply(_ events: [ProjectedEvent], on writers: [PostgresConnection]) async throws -> Int {
+    private func apply(_ events: [ProjectedEvent], on writers: [PostgresConnection]) async throws -> Applied {
         let projection = self.projection
         guard writers.count > 1 else { return try await Self.apply(projection, events, on: writers[0]) }
         // Whole streams per writer: a stream's events stay in order on one connection.
         var shares = Array(repeating: [ProjectedEvent](), count: writers.count)
         for event in events { shares[Int(StreamNaming.fnv1a32(event.stream.utf8) % UInt32(writers.count))].append(event) }
-        return try await withThrowingTaskGroup(of: Int.self) { group in
+        return try await withThrowingTaskGroup(of: Applied.self) { group in
             for (writer, share) in zip(writers, shares) where !share.isEmpty {
                 group.addTask { try await Self.apply(projection, share, on: writer) }
             }
-            var rejected = 0
-            for try await count in group { rejected += count }
-            return rejected
+            var total = Applied()
+            for try await applied in group {
+                total.rejected += applied.rejected
+                total.retried += applied.retried
+            }
+            return total
         }
+    }
+
+    /// What applying a batch came to: events the database refused, transactions run again.
+    struct Applied: Sendable {
+        var rejected = 0
+        var retried = 0
     }
 
     /// One transaction; writers share aggregate rows (per tenant and day), so a deadlock or
     /// serialization failure rolls it back and it is applied again.
-    private static func apply(_ projection: any Projection, _ events: [ProjectedEvent], on writer: PostgresConnection) async throws -> Int {
+    private static func apply(_ projection: any Projection, _ events: [ProjectedEvent], on writer: PostgresConnection) async throws -> Applied {
         var attempt = 1
         while true {
             do {
-                return try await writer.withTransaction { db in try Self.apply(projection, events, in: db) }
+                let rejected = try await writer.withTransaction { db in try Self.apply(projection, events, in: db) }
+                return Applied(rejected: rejected, retried: attempt - 1)
             } catch let error as PostgresError where error.isTransient && attempt < 5 {
                 attempt += 1
                 try await Task.sleep(for: .milliseconds(10 * attempt))

@@ -106,7 +106,8 @@ struct ReplayCommand: AsyncParsableCommand {
         case .verify, .rebuild:
             say(String(format: "%@: read %d events in %.1f s (%.0f events/s)", report.projection, report.eventsRead, seconds, Double(report.eventsRead) / max(seconds, 0.001))
                 + (report.caughtUp > 0 ? ", \(report.caughtUp) of them archived during the replay" : "")
-                + (report.rejected > 0 ? "; \(report.rejected) refused by the database (see projection_failures)" : ""))
+                + (report.rejected > 0 ? "; \(report.rejected) refused by the database (see projection_failures)" : "")
+                + (report.retried > 0 ? "; \(report.retried) writer transactions run again after a deadlock or serialization failure" : ""))
             say("rows: " + report.rows.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             if report.mode == .rebuild {
                 say("swapped in: the live tables now hold the rebuilt rows" + (options.tenant.map { " of tenant \($0)" } ?? ""))
