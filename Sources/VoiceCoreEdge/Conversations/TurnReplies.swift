@@ -41,6 +41,13 @@ public enum TurnReplyMetricNames {
 ///
 /// No wait outlives its deadline or its task: a cancelled or expired wait leaves nothing behind.
 ///
+/// A reply holds what the caller said (`heard`) and what they were told. When the tail also
+/// follows the tenants event streams (`naming.streams(.tenants, kind: .event)`, as `voicecore
+/// edge` and `up` configure it), a `CallerErased` drops the replies of the erased calls from the
+/// cache (``forget(calls:)``), so an erased caller's words do not stay in the edge's memory until
+/// newer replies push them out. (On a Redis Cluster, where the tail cannot follow, the cache only
+/// holds what look-ups found, and ages out as usual.)
+///
 /// ```swift
 /// let turns = TurnReplies(tail: try await StreamTail.connect(redis, clientName: "vc-edge:turns",
 ///                         configuration: .init(streams: naming.streams(.conversations, kind: .event))))
@@ -321,15 +328,45 @@ public final class TurnReplies: Service, Sendable {
 
     // MARK: Receiving
 
-    /// The tail's entries: every reply is cached and completes the waits for its command.
+    /// The tail's entries: every reply is cached and completes the waits for its command; a
+    /// `CallerErased` drops the erased calls' replies.
     private func receive(_ entries: [TailEntry]) {
         state.withLock { state in
             if state.followingSince == nil { state.followingSince = .now }
         }
         for tailEntry in entries {
+            if let erased = Self.erasure(in: tailEntry.entry) {
+                let dropped = forget(calls: erased.callIDs)
+                if dropped > 0 { logger.info("erased calls' replies forgotten", metadata: ["erasure": "\(erased.erasureID)", "replies": "\(dropped)"]) }
+                continue
+            }
             guard let (causation, reply) = Self.reply(in: tailEntry.entry) else { continue }
             deliver(reply, causation: causation)
         }
+    }
+
+    /// Drops the cached replies of these calls (an erased caller's); how many. A wait for one of
+    /// their turns afterwards looks the reply up in the call's stream, where the erasure deleted it.
+    @discardableResult
+    public func forget(calls: [Identifier]) -> Int {
+        let erased = Set(calls)
+        guard !erased.isEmpty else { return 0 }
+        return state.withLock { state in state.cache.removeAll { erased.contains($0.callID) } }
+    }
+
+    /// Whether a reply of `call` is cached.
+    func remembers(call: Identifier) -> Bool {
+        state.withLock { state in state.cache.contains { $0.callID == call } }
+    }
+
+    /// The `CallerErased` in a stream entry; nil for any other entry.
+    static func erasure(in entry: StreamEntry) -> CallerErased? {
+        guard let fields = entry.fields,
+              let typeField = fields.first(where: { $0.name == "type" }),
+              typeField.value.elementsEqual(CallerErased.type.utf8),
+              let envelope = try? EventEnvelope(fields: fields.map { EnvelopeField(name: $0.name, value: $0.value) })
+        else { return nil }
+        return try? MessageCodec.decode(CallerErased.self, from: envelope.data)
     }
 
     private func deliver(_ reply: ReceptionistReplied, causation: Identifier) {
@@ -435,5 +472,17 @@ struct BoundedMap<Value> {
     /// Removes a key; whether it was there. Its place in the ring is reused later.
     mutating func remove(_ key: Identifier) -> Bool {
         values.removeValue(forKey: key) != nil
+    }
+
+    /// Removes every value `matches` accepts; how many. Their places in the ring are reused later.
+    mutating func removeAll(where matches: (Value) -> Bool) -> Int {
+        let doomed = values.filter { matches($0.value.value) }.map(\.key)
+        for key in doomed { values.removeValue(forKey: key) }
+        return doomed.count
+    }
+
+    /// Whether some value is one `matches` accepts.
+    func contains(where matches: (Value) -> Bool) -> Bool {
+        values.values.contains { matches($0.value) }
     }
 }

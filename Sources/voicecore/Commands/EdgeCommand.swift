@@ -97,7 +97,8 @@ struct EdgeOptions: ParsableArguments {
     /// connections of its own. Run it as a service before the HTTP server in the group (shutdown
     /// runs backwards: turns still waiting while the server drains get their replies).
     func turnReplies(_ connections: ConnectionOptions, logger: Logger) async throws -> TurnReplies {
-        let streams = naming.streams(.conversations, kind: .event)
+        // The tenants streams too: a CallerErased drops the erased calls' cached replies.
+        let streams = naming.streams(.conversations, kind: .event) + naming.streams(.tenants, kind: .event)
         let tail = try await StreamTail.connect(try connections.redisConfiguration(), clientName: "vc-edge:turns",
                                                 configuration: StreamTail.Configuration(streams: streams), logger: Logger(label: "voicecore.edge.turns"))
         logger.info("turn replies", metadata: ["streams": "\(streams.count)"])
