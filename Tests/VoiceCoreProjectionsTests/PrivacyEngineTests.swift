@@ -404,7 +404,8 @@ extension PrivacyFixture {
 @Suite("Privacy: late events, retention gaps, replay after an erasure, the archive's indexes", .serialized)
 struct PrivacyLateEventTests {
     /// What arrives late about an erased caller: the AI's summary after an outage, a transcript
-    /// line redelivered, a lead created for the call.
+    /// line redelivered, a lead created for the call and the contact the CRM made of it afresh (the
+    /// caller's claims were forgotten).
     private static func lateEvents(about caller: SeededCaller, lead: Identifier) -> [(EventEnvelope, StreamCategory, any Message)] {
         let at = Timestamp.now
         let summary = CallSummarized(callID: caller.call, summary: "\(caller.name) said \(caller.phrase)", keySentences: [caller.phrase],
@@ -413,9 +414,12 @@ struct PrivacyLateEventTests {
                                     startOffsetMs: 5000, endOffsetMs: 6000)
         let created = LeadCreated(leadID: lead, callID: caller.call, name: caller.name, phone: caller.phone, email: caller.email, intent: .appointment,
                                   source: .call, notes: caller.phrase, createdAt: at)
+        let contact = ContactUpserted(contactID: .v7(), name: caller.name, phone: caller.phone, email: caller.email, leadID: lead,
+                                      firstSeenAt: at, lastSeenAt: at)
         return [(EventEnvelope(summary, tenant: caller.tenant, source: "/test", time: at), .calls, summary),
                 (EventEnvelope(chunk, tenant: caller.tenant, source: "/test", time: at), .calls, chunk),
-                (EventEnvelope(created, tenant: caller.tenant, source: "/test", time: at), .crm, created)]
+                (EventEnvelope(created, tenant: caller.tenant, source: "/test", time: at), .crm, created),
+                (EventEnvelope(contact, tenant: caller.tenant, source: "/test", time: at), .crm, contact)]
     }
 
     @Test("an event about an erased caller projected after the erasure completed is erased by the sweep, in Postgres and on the streams; another caller stays")
@@ -437,9 +441,10 @@ struct PrivacyLateEventTests {
         #expect(try await fixture.streamEntries(containing: erased.phrase) == 3)
         let aggregates = try await fixture.aggregates()
 
+        // Two rounds: the late events of the call and the lead, then those of the lead's new contact.
         let swept = try await fixture.sweep().sweep()
-        #expect(swept.lateEvents == 3)
-        #expect(swept.redone == 1)
+        #expect(swept.lateEvents == 4)
+        #expect(swept.redone == 2)
         let dump = try fixture.pgDump()
         for secret in [erased.phone, erased.email, erased.name, erased.phrase] {
             #expect(!dump.contains(secret), "\(secret) is still in the database after the sweep")
@@ -448,11 +453,13 @@ struct PrivacyLateEventTests {
             #expect(dump.contains(other), "\(other) of the other caller was erased")
         }
         #expect(try await fixture.streamEntries(containing: erased.phrase) == 0)
+        #expect(try await fixture.streamEntries(containing: erased.email) == 0, "the late lead's and contact's entries went too")
         #expect(try await fixture.streamEntries(containing: kept.phrase) > 0)
         #expect(try await fixture.aggregates() == aggregates, "the late summary's numbers stay")
         let counts = try await fixture.counts(erasure)
-        #expect(counts["archived_events"] == (countsAtCompletion["archived_events"] ?? 0) + 3)
-        #expect(counts["stream_entries"] == (countsAtCompletion["stream_entries"] ?? 0) + 3)
+        #expect(counts["archived_events"] == (countsAtCompletion["archived_events"] ?? 0) + 4)
+        #expect(counts["stream_entries"] == (countsAtCompletion["stream_entries"] ?? 0) + 4)
+        #expect(counts["contacts"] == (countsAtCompletion["contacts"] ?? 0) + 1, "the late lead's new contact")
 
         // Done: the next sweep finds nothing new.
         let again = try await fixture.sweep().sweep()

@@ -19,7 +19,10 @@ import VoiceCoreTime
 /// of the streams has processed those entries (``StreamErasure/firstReaderBehind(_:)``): before
 /// that a projection behind would write them again. Until then the entries wait in
 /// `privacy_erasures.late_marks` and the erasure's look is not moved on. Whatever is deleted from
-/// Redis is also rewritten out of its persistence (``StreamErasure/rewritePersistence()``).
+/// Redis is also rewritten out of its persistence (``StreamErasure/rewritePersistence()``). A lead
+/// created late for an erased call, and the contact it is linked to, join the erasure's set (as the
+/// erasure's resolution takes a lead's contact as the caller's), and the erasure is looked at again
+/// at once for their own events.
 ///
 /// Counts go to the erasure's own counts (its status shows them; `CallerErased`, published at
 /// completion, does not change). Every step is idempotent: a crash anywhere is finished by the
@@ -89,6 +92,8 @@ public final class LateEventSweep: Sendable {
         var entry: String
         var subject: String
         var type: String
+        /// When it was archived (a round that widens the set looks again from the earliest).
+        var recordedAt: Timestamp?
     }
 
     static let lockKey = "voicecore.privacy.late-event-sweep"
@@ -110,49 +115,62 @@ public final class LateEventSweep: Sendable {
 
     private func sweepCompleted() async throws -> Outcome {
         let windowSeconds = Double(window.components.seconds)
-        let rows = try await db.query("""
-            SELECT erasure_id, tenant_id, COALESCE(array_to_json(call_ids), '[]')::text AS calls,
-                   COALESCE(array_to_json(contact_ids), '[]')::text AS contacts, COALESCE(array_to_json(lead_ids), '[]')::text AS leads,
-                   COALESCE(late_swept_from, requested_at) - make_interval(secs => \(Double(Self.margin.components.seconds))) AS since,
-                   late_marks::text AS marks, now() - make_interval(secs => \(Double(Self.margin.components.seconds))) AS next_from
-            FROM privacy_erasures
+        let erasures = try await db.query("""
+            SELECT erasure_id FROM privacy_erasures
             WHERE state = 'completed' AND completed_at > now() - make_interval(secs => \(windowSeconds))
             ORDER BY completed_at, erasure_id
-            """)
+            """).map { try $0.decode(Identifier.self, "erasure_id") }
         var outcome = Outcome()
-        for row in rows {
+        for erasure in erasures {
             if Task.isCancelled { break }
             outcome.erasures += 1
-            let erasure = try row.decode(Identifier.self, "erasure_id")
-            let tenant = try row.decode(Identifier.self, "tenant_id")
-            let target = RedactionTarget(tenant: tenant, calls: try Self.ids(row.decode(String.self, "calls")),
-                                         contacts: try Self.ids(row.decode(String.self, "contacts")), leads: try Self.ids(row.decode(String.self, "leads")))
-            var marks: [LateMark] = []
-            if let text = try row.decode(String?.self, "marks") { marks = try JSONDecoder().decode([LateMark].self, from: Data(text.utf8)) }
-            let step = try await sweep(erasure, target, since: try row.decode(Timestamp.self, "since"), marks: marks,
-                                       nextFrom: try row.decode(Timestamp.self, "next_from"))
-            outcome.lateEvents += step.lateEvents
-            outcome.waiting += step.waiting
-            outcome.redone += step.redone
+            // A round that widened the caller's set (a lead created late, its contact) looks again
+            // at once with the wider set; a few rounds reach every link a late event can make.
+            for _ in 0..<Self.roundsPerErasure {
+                let (step, widened) = try await sweep(erasure)
+                outcome.lateEvents += step.lateEvents
+                outcome.waiting += step.waiting
+                outcome.redone += step.redone
+                if !widened { break }
+            }
         }
         return outcome
     }
+
+    /// Rounds of one erasure per sweep (a late lead, then its contact's events).
+    static let roundsPerErasure = 3
 
     private static func ids(_ json: String) throws -> [Identifier] {
         try JSONDecoder().decode([Identifier].self, from: Data(json.utf8))
     }
 
-    private func sweep(_ erasure: Identifier, _ target: RedactionTarget, since: Timestamp, marks stored: [LateMark],
-                       nextFrom: Timestamp) async throws -> Outcome {
+    /// One look at one erasure; `widened` when it added late leads or their contacts to the
+    /// erasure's set (their own events are then looked at in the next round).
+    private func sweep(_ erasure: Identifier) async throws -> (Outcome, widened: Bool) {
+        let margin = Double(Self.margin.components.seconds)
+        let rows = try await db.query("""
+            SELECT tenant_id, COALESCE(array_to_json(call_ids), '[]')::text AS calls,
+                   COALESCE(array_to_json(contact_ids), '[]')::text AS contacts, COALESCE(array_to_json(lead_ids), '[]')::text AS leads,
+                   COALESCE(late_swept_from, requested_at) - make_interval(secs => \(margin)) AS since,
+                   late_marks::text AS marks, now() - make_interval(secs => \(margin)) AS next_from
+            FROM privacy_erasures WHERE erasure_id = \(erasure)
+            """)
+        guard let row = rows.first else { return (Outcome(), false) }
+        let target = RedactionTarget(tenant: try row.decode(Identifier.self, "tenant_id"), calls: try Self.ids(row.decode(String.self, "calls")),
+                                     contacts: try Self.ids(row.decode(String.self, "contacts")), leads: try Self.ids(row.decode(String.self, "leads")))
+        var stored: [LateMark] = []
+        if let text = try row.decode(String?.self, "marks") { stored = try JSONDecoder().decode([LateMark].self, from: Data(text.utf8)) }
+        let since = try row.decode(Timestamp.self, "since"), nextFrom = try row.decode(Timestamp.self, "next_from")
         var outcome = Outcome()
         let ledger = RedactionLedger.erasure(erasure)
         let archive = ArchiveRedaction(db: db, ledger: ledger, registry: registry)
         let found = try await archive.callerEvents(target, archivedSince: since)
-        if found.isEmpty && stored.isEmpty { return outcome }
+        if found.isEmpty && stored.isEmpty { return (outcome, false) }
 
         // Each late event is noted (late_marks) in the transaction that erases it in the archive:
         // a crash after the rewrite still leaves the read models and streams to redo.
-        let marksByID = Dictionary(found.map { ($0.id, LateMark(stream: $0.stream, entry: $0.entryID, subject: $0.subject, type: $0.type)) },
+        let marksByID = Dictionary(found.map { ($0.id, LateMark(stream: $0.stream, entry: $0.entryID, subject: $0.subject, type: $0.type,
+                                                                 recordedAt: $0.recordedAt)) },
                                    uniquingKeysWith: { first, _ in first })
         let erased = try await archive.rewrite(found.map(\.id), scope: .caller) { db, changed in
             let added = changed.compactMap { marksByID[$0] }
@@ -173,7 +191,7 @@ public final class LateEventSweep: Sendable {
         if marks.isEmpty {
             // Only events erased before (by the erasure or an earlier sweep): the look moves on.
             try await db.query("UPDATE privacy_erasures SET late_swept_from = \(nextFrom) WHERE erasure_id = \(erasure)")
-            return outcome
+            return (outcome, false)
         }
         if erased.rewritten > 0 {
             logger.info("events about an erased caller arrived after the erasure; erased in the archive",
@@ -183,22 +201,46 @@ public final class LateEventSweep: Sendable {
             logger.info("late events of an erased caller wait for a reader before the read models are redacted again",
                         metadata: ["erasure": "\(erasure)", "waiting_for": "\(behind)"])
             outcome.waiting = 1
-            return outcome
+            return (outcome, false)
         }
-        try await redo(erasure, target, marks: marks, ledger: ledger)
-        try await db.query("UPDATE privacy_erasures SET late_marks = NULL, late_swept_from = \(nextFrom) WHERE erasure_id = \(erasure)")
+        let widened = try await redo(erasure, target, marks: marks, ledger: ledger)
         outcome.redone = 1
-        return outcome
+        let newLeads = widened.leads.filter { !target.leads.contains($0) }, newContacts = widened.contacts.filter { !target.contacts.contains($0) }
+        if newLeads.isEmpty && newContacts.isEmpty {
+            try await db.query("UPDATE privacy_erasures SET late_marks = NULL, late_swept_from = \(nextFrom) WHERE erasure_id = \(erasure)")
+            return (outcome, false)
+        }
+        // The wider set's own events (a late contact's) were archived alongside these: the next
+        // round looks again from the earliest of them.
+        let from = marks.compactMap(\.recordedAt).min() ?? since
+        try await db.query("""
+            UPDATE privacy_erasures
+            SET lead_ids = ARRAY(SELECT DISTINCT id FROM unnest(COALESCE(lead_ids, '{}') || \(newLeads)::uuid[]) AS id ORDER BY 1),
+                contact_ids = ARRAY(SELECT DISTINCT id FROM unnest(COALESCE(contact_ids, '{}') || \(newContacts)::uuid[]) AS id ORDER BY 1),
+                late_marks = NULL, late_swept_from = \(from)
+            WHERE erasure_id = \(erasure)
+            """)
+        logger.info("a late lead of an erased call, and its contact, joined the erasure", metadata: [
+            "erasure": "\(erasure)", "leads": "\(newLeads.count)", "contacts": "\(newContacts.count)",
+        ])
+        return (outcome, true)
     }
 
     /// The read models and Redis, as the erasure left them, once every reader processed `marks`.
-    private func redo(_ erasure: Identifier, _ target: RedactionTarget, marks: [LateMark], ledger: RedactionLedger) async throws {
-        // A lead created late for an erased call is the caller's too.
-        var leads = target.leads
-        for mark in marks where mark.type == LeadCreated.type {
-            if let lead = Identifier(mark.subject), !leads.contains(lead) { leads.append(lead) }
+    /// - Returns: the set it redacted: the erasure's, with the leads created late for its calls and
+    ///   those leads' contacts (as the erasure's resolve takes a lead's contact as the caller's).
+    private func redo(_ erasure: Identifier, _ target: RedactionTarget, marks: [LateMark], ledger: RedactionLedger) async throws -> RedactionTarget {
+        var leads = target.leads, contacts = target.contacts
+        let lateLeads = Set(marks.filter { $0.type == LeadCreated.type }.compactMap { Identifier($0.subject) }).subtracting(target.leads)
+        if !lateLeads.isEmpty {
+            leads += lateLeads.sorted()
+            let linked = try await db.query("""
+                SELECT contact_id FROM crm_lead_contacts WHERE tenant_id = \(target.tenant) AND lead_id = ANY(\(Array(lateLeads))::uuid[]) AND contact_id IS NOT NULL
+                UNION SELECT contact_id FROM leads WHERE tenant_id = \(target.tenant) AND lead_id = ANY(\(Array(lateLeads))::uuid[]) AND contact_id IS NOT NULL
+                """).map { try $0.decode(Identifier.self, "contact_id") }
+            for contact in linked where !contacts.contains(contact) { contacts.append(contact) }
         }
-        let widened = RedactionTarget(tenant: target.tenant, calls: target.calls, contacts: target.contacts, leads: leads)
+        let widened = RedactionTarget(tenant: target.tenant, calls: target.calls, contacts: contacts, leads: leads)
         try await ReadModelRedaction(db: db, ledger: ledger).eraseCaller(widened)
 
         // Each late entry where it was published: only its subject and type, between the first and
@@ -224,6 +266,7 @@ public final class LateEventSweep: Sendable {
             let persistence = try await streams.rewritePersistence()
             logger.info("late events of an erased caller purged from Redis", metadata: ["erasure": "\(erasure)", "persistence": "\(persistence)"])
         }
+        return widened
     }
 
     /// The time of a stream entry id (`<ms>-<seq>`).
