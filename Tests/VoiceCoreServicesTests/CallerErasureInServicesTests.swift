@@ -93,6 +93,25 @@ struct CallerErasureInServicesTests {
         // Run again (a crash after the deletion): nothing more to delete.
         let again = try await erasure.deleteWebhookDeliveries(tenant: tenant, events: [archived.eventID], subjects: [erasedCall.description])
         #expect(again.jobs == 0 && again.failures == 0, "\(again)")
+
+        // A run killed right after removing a job being attempted: the next run finds nothing to
+        // remove, and still waits for that attempt to end before it goes on.
+        let late = job(tenant: tenant, webhook: webhook, event: .v7(), call: erasedCall, phone: Self.erasedPhone, type: CallSummarized.type)
+        try await queue.enqueue(late, at: past)
+        #expect(try await queue.claim(limit: 10, lease: .seconds(60)).map(\.id) == [late.id])
+        let queue2 = ScheduledJobQueue.webhooks(connection: connection, prefix: prefix)
+        #expect(try await queue2.remove { $0.id == late.id.description } == [late.id.description])
+        let resumedDone = Mutex(false)
+        let resumed = Task {
+            defer { resumedDone.withLock { $0 = true } }
+            return try await erasure.deleteWebhookDeliveries(tenant: tenant, events: [late.eventID], subjects: [erasedCall.description])
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(!resumedDone.withLock { $0 }, "a resumed erasure went on while an attempt of a job removed before the crash was in flight")
+        try await queue.fail(late, error: "timed out", retryAt: nil)
+        let resumedResult = try await resumed.value
+        #expect(resumedResult.jobs == 0 && resumedResult.failures == 0, "\(resumedResult)")
+        #expect(try await redis.execute(.xrange(queue.failuresStream)).count == 1, "the attempt ending after the removal recorded nothing")
         let keys = try await redis.scanAll(match: "\(prefix):*")
         if !keys.isEmpty { _ = try await redis.execute(.del(keys)) }
         await redis.close()

@@ -355,7 +355,8 @@ public final class StreamErasure: Sendable {
             guard let object = try? JSONValue.object(parsing: job.payload), object["tenant"]?.string?.lowercased() == tenantText else { return false }
             return concerned(event: object["event_id"]?.string, data: object["data"]?.string.map { Array($0.utf8) })
         }
-        try await queue.waitForAttempts(of: removed)
+        // With those of jobs an earlier, interrupted run removed.
+        try await queue.waitForAttempts(of: Array(Set(removed + (try await queue.removedJobsBeingAttempted()))))
         let failures = try await delete(in: queue.failuresStream, from: nil, to: nil) { entry in
             guard entry["tenantid"]?.lowercased() == tenantText else { return false }
             return concerned(event: entry["event_id"], data: entry.fields?.first(where: { $0.name == "data" })?.value)

@@ -220,6 +220,17 @@ public struct ScheduledJobQueue: Sendable {
         return removed
     }
 
+    /// The jobs removed (``remove(where:)``) whose attempt is still in flight: leased, and no longer
+    /// queued. A removal interrupted before it waited for them finds them here.
+    public func removedJobsBeingAttempted() async throws -> [String] {
+        let now = Timestamp.now.millisecondsSinceEpoch
+        let leased = try await connection.client.execute(.raw(["ZRANGEBYSCORE", .string(leasesKey), .string(String(now)), "+inf"])).array?
+            .compactMap(\.string) ?? []
+        guard !leased.isEmpty else { return [] }
+        let queued = try await connection.client.execute(.raw(["HMGET", .string(jobsKey)] + leased.map { RESPArgument.string($0) })).array ?? []
+        return zip(leased, queued).filter { $0.1.string == nil && $0.1.bytes == nil }.map(\.0)
+    }
+
     /// Waits until no attempt of these jobs is in flight: each was completed, rescheduled or
     /// abandoned since it was claimed, or its lease ran out (its worker died). Bounded by the
     /// longest lease now held, plus `grace` for clocks that differ between hosts.
