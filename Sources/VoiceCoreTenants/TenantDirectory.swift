@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import VoiceCoreBus
 import VoiceCoreEvents
 import VoiceCorePostgres
@@ -138,6 +139,18 @@ public struct CredentialChange: Sendable {
 /// say which credentials are set, and an API key exists in clear only in the
 /// ``ProvisionedTenant`` or rotation answer.
 public final class TenantDirectory: Sendable {
+    /// The zone names Postgres lists, read once per process: `pg_timezone_names` reads every zone
+    /// file of the server on each query (half a second and more here), and the list only changes
+    /// with a Postgres upgrade, which restarts this process's connections anyway.
+    private static let knownTimeZones = Mutex<Set<String>?>(nil)
+
+    static func postgresTimeZones(_ db: isolated PostgresConnection) throws -> Set<String> {
+        if let known = knownTimeZones.withLock({ $0 }) { return known }
+        let names = Set(try db.query("SELECT name FROM pg_timezone_names").map { try $0.decode(String.self, "name") })
+        knownTimeZones.withLock { $0 = names }
+        return names
+    }
+
     let db: PostgresConnection
     let secrets: SecretBox
     let logger: Logger
@@ -208,7 +221,7 @@ public final class TenantDirectory: Sendable {
                     // Postgres counts the tenant's business days in this zone (migration 0011): a
                     // name Foundation takes but Postgres does not list is refused here, e.g.
                     // `US/Pacific-New` (unknown to Postgres) or `GMT+5` (a POSIX offset to Postgres, UTC-5).
-                    guard try db.query("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = \(new.timeZone)) AS known")[0].decode(Bool.self, "known") else {
+                    guard try Self.postgresTimeZones(db).contains(new.timeZone) else {
                         throw TenantError.invalid(field: "time_zone", reason: "is not an IANA time zone (e.g. Europe/Berlin)")
                     }
                     try db.query("""
