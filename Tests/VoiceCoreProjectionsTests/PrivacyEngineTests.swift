@@ -435,7 +435,14 @@ struct PrivacyLateEventTests {
         let idle = try await fixture.sweep().sweep()
         #expect(idle.erasures == 1 && idle.lateEvents == 0 && idle.redone == 0)
 
-        try await fixture.publishAndProject(Self.lateEvents(about: erased, lead: .v7()))
+        let late = Self.lateEvents(about: erased, lead: .v7())
+        try await fixture.publishAndProject(late)
+        // The late summary is also queued for the tenant's webhooks, with its data.
+        let webhooks = ScheduledJobQueue.webhooks(connection: fixture.bus, prefix: fixture.projector.naming.prefix)
+        let summary = late[0].0
+        let job = try JSONSerialization.data(withJSONObject: ["tenant": fixture.tenant.description, "event_id": summary.id.description,
+                                                              "data": String(decoding: summary.data, as: UTF8.self)])
+        #expect(try await webhooks.enqueue(id: "late-\(summary.id)", payload: Array(job)))
         let before = try fixture.pgDump()
         #expect(before.contains(erased.phrase) && before.contains(erased.email), "the late events were projected (the search can find them)")
         #expect(try await fixture.streamEntries(containing: erased.phrase) == 3)
@@ -454,6 +461,7 @@ struct PrivacyLateEventTests {
         }
         #expect(try await fixture.streamEntries(containing: erased.phrase) == 0)
         #expect(try await fixture.streamEntries(containing: erased.email) == 0, "the late lead's and contact's entries went too")
+        #expect(try await webhooks.pending() == 0, "the late summary's webhook delivery went too")
         #expect(try await fixture.streamEntries(containing: kept.phrase) > 0)
         #expect(try await fixture.aggregates() == aggregates, "the late summary's numbers stay")
         let counts = try await fixture.counts(erasure)

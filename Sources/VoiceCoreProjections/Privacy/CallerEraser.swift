@@ -381,12 +381,9 @@ public final class CallerEraser: Sendable {
             try await db.withTransaction { db in try ledger.add(deadLetters, to: .deadLetters, in: db) }
             // Outbound webhook deliveries of the caller's events: by event id, the archived events
             // of the set (those the archive redaction rewrote), and by the ids their data names.
-            let (tenant, subjectList, calls, types) = (target.tenant, target.subjects, target.calls.map(\.description), ArchiveRedaction.typesNamingCalls)
-            let events = try await db.query("""
-                SELECT event_id FROM event_log
-                WHERE tenant_id = \(tenant)
-                  AND (subject = ANY(\(subjectList)::text[]) OR (type = ANY(\(types)::text[]) AND payload->>'call_id' = ANY(\(calls)::text[])))
-                """).map { try $0.decode(Identifier.self, "event_id") }
+            // Found as the archive redaction found them, through the archive's indexes (migration 0018).
+            let tenant = target.tenant
+            let events = try await ArchiveRedaction(db: db, ledger: ledger, registry: registry).callerEvents(target, archivedSince: nil).map(\.id)
             let deliveries = try await streams.deleteWebhookDeliveries(tenant: tenant, events: Set(events), subjects: subjects)
             // Queued jobs are Redis state of the caller; failed deliveries are its dead letters.
             try await db.withTransaction { db in

@@ -94,6 +94,8 @@ public final class LateEventSweep: Sendable {
         var type: String
         /// When it was archived (a round that widens the set looks again from the earliest).
         var recordedAt: Timestamp?
+        /// The event (its outbound webhook deliveries go too).
+        var eventID: Identifier?
     }
 
     static let lockKey = "voicecore.privacy.late-event-sweep"
@@ -170,7 +172,7 @@ public final class LateEventSweep: Sendable {
         // Each late event is noted (late_marks) in the transaction that erases it in the archive:
         // a crash after the rewrite still leaves the read models and streams to redo.
         let marksByID = Dictionary(found.map { ($0.id, LateMark(stream: $0.stream, entry: $0.entryID, subject: $0.subject, type: $0.type,
-                                                                 recordedAt: $0.recordedAt)) },
+                                                                 recordedAt: $0.recordedAt, eventID: $0.id)) },
                                    uniquingKeysWith: { first, _ in first })
         let erased = try await archive.rewrite(found.map(\.id), scope: .caller) { db, changed in
             let added = changed.compactMap { marksByID[$0] }
@@ -254,10 +256,13 @@ public final class LateEventSweep: Sendable {
         }
         let entries = deleted
         try await db.withTransaction { db in try ledger.add(entries, to: .streamEntries, in: db) }
-        let deadLetters = try await streams.deleteDeadLetters(tenant: target.tenant, subjects: Set(widened.subjects))
+        // A late event may also have been queued for the tenant's webhooks (as the erasure counts them).
+        let deliveries = try await streams.deleteWebhookDeliveries(tenant: target.tenant, events: Set(marks.compactMap(\.eventID)),
+                                                                   subjects: Set(widened.subjects))
+        let deadLetters = try await streams.deleteDeadLetters(tenant: target.tenant, subjects: Set(widened.subjects)) + deliveries.failures
         try await db.withTransaction { db in try ledger.add(deadLetters, to: .deadLetters, in: db) }
         // A late event may have made a service remember the call or the contact again.
-        var keys = 0
+        var keys = deliveries.jobs
         if !widened.contacts.isEmpty { keys += try await streams.forgetContacts(tenant: target.tenant, contacts: Set(widened.contacts)) }
         if !widened.calls.isEmpty { keys += try await streams.deleteEntityState(tenant: target.tenant, calls: Set(widened.calls)) }
         let redisKeys = keys
