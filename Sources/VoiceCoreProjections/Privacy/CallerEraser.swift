@@ -263,7 +263,7 @@ public final class CallerEraser: Sendable {
         case .contact(let value): (phone, email, contact) = (nil, nil, value)
         }
         let tenant = row.tenant
-        try await db.withTransaction { db in
+        _ = try await db.withTransaction { db in
             // One statement: the caller's own rows, then one round of what hangs off them.
             try db.query("""
                 WITH base_calls AS (
