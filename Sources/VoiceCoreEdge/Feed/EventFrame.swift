@@ -20,6 +20,26 @@ struct EventFrame: Sendable {
     /// The whole frame, blank line included; one buffer shared by every connection it goes to.
     let bytes: ByteBuffer
 
+    /// The tenant and type of a stream entry, read from those two fields alone: what the feed
+    /// needs to know whether anyone wants the entry before it builds the frame (the envelope's
+    /// decoding and the JSON are most of a frame's cost, and with nobody connected there is no
+    /// frame to build). Nil where ``init(_:)`` would be nil for want of either field.
+    static func peek(_ tailEntry: TailEntry) -> (tenant: Identifier, type: String)? {
+        guard let fields = tailEntry.entry.fields else { return nil }
+        var tenant: Identifier?
+        var type: String?
+        for field in fields {
+            if field.name == "tenantid" {
+                tenant = Identifier(String(decoding: field.value, as: UTF8.self))
+            } else if field.name == "type" {
+                type = String(decoding: field.value, as: UTF8.self)
+            }
+            if tenant != nil, type != nil { break }
+        }
+        guard let tenant, let type else { return nil }
+        return (tenant, type)
+    }
+
     /// The frame of a stream entry; nil for an entry that is not an event of the wire contract
     /// (missing or malformed attributes), which no tenant can be told apart by.
     init?(_ tailEntry: TailEntry) {
