@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import VoiceCoreBenchmarks
 import VoiceCoreTestSupport
 
 /// `voicecore bench platform` run tiny, end to end, as a process: both sides searched, a ratio,
@@ -37,9 +38,9 @@ struct PlatformBenchTests {
         #expect(servers.count == 3, "\(text)")
         for server in servers {
             #expect(!FileManager.default.fileExists(atPath: server.directory), "\(server.directory) left behind")
-            #expect(!Self.accepts(port: server.port), "a redis-server still listens on \(server.port)")
+            #expect(!EdgeBenchmark.accepts(port: server.port), "a redis-server still listens on \(server.port)")
         }
-        #expect(!Self.accepts(port: port), "the process under test still listens")
+        #expect(!EdgeBenchmark.accepts(port: port), "the process under test still listens")
     }
 
     @Test func refusesAStartRateAboveTheMaximum() async throws {
@@ -47,18 +48,5 @@ struct PlatformBenchTests {
         let status = try await bench.waitForExit(within: .seconds(30))
         #expect(status != 0)
         #expect(bench.text.contains("--start-rate must be between 1 and --max-rate (50)"), "\(bench.text)")
-    }
-
-    static func accepts(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
     }
 }

@@ -42,9 +42,10 @@ public struct CRMProjection: Projection {
             contact.leadID.map { (key: Key(tenant: event.tenantID, id: $0), contact: contact.contactID) }
         }.uniqued { $0.key }
         let leads = events.messages(LeadCreated.self).uniqued { Key(tenant: $0.event.tenantID, id: $0.message.leadID) }
+        // Each lead's row once: its contact where the batch links one, else none yet.
         var lineage: [Key: Identifier?] = [:]
-        for lead in leads { lineage[Key(tenant: lead.event.tenantID, id: lead.message.leadID)] = .some(nil) }
-        for link in links { lineage[link.key] = .some(link.contact) }
+        for lead in leads { lineage.updateValue(nil, forKey: Key(tenant: lead.event.tenantID, id: lead.message.leadID)) }
+        for link in links { lineage.updateValue(link.contact, forKey: link.key) }
         if !lineage.isEmpty {
             let rows = lineage.map { (key: $0.key, contact: $0.value) }
             try db.write("""

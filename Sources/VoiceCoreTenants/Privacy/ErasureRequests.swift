@@ -151,53 +151,12 @@ public struct ErasureStatus: Sendable, Hashable {
             json.field("waiting_for", waitingFor)
             json.field("identifier_kind", identifierKind)
             json.field("identifier_hash", identifierHash)
-            json.field("counts", ErasureCounts(counts))
+            // Every key of `countKeys`, 0 where nothing is counted yet.
+            json.field("counts", Dictionary(uniqueKeysWithValues: Self.countKeys.map { ($0, counts[$0] ?? 0) }))
             json.field("requested_at", requestedAt)
             json.field("updated_at", updatedAt)
             json.field("completed_at", completedAt)
         }
-    }
-}
-
-/// An erasure's counts as a JSON object with every key of ``ErasureStatus/countKeys`` (0 when not counted yet).
-struct ErasureCounts: JSONObjectCodable {
-    var counts: [String: Int]
-
-    init(_ counts: [String: Int]) { self.counts = counts }
-
-    func writeJSON(to object: inout JSONObjectWriter) {
-        // StaticString names: written out, in the order of `countKeys`.
-        object.field("calls", counts["calls"] ?? 0)
-        object.field("transcript_lines", counts["transcript_lines"] ?? 0)
-        object.field("turns", counts["turns"] ?? 0)
-        object.field("outcomes", counts["outcomes"] ?? 0)
-        object.field("leads", counts["leads"] ?? 0)
-        object.field("contacts", counts["contacts"] ?? 0)
-        object.field("interactions", counts["interactions"] ?? 0)
-        object.field("archived_events", counts["archived_events"] ?? 0)
-        object.field("stream_entries", counts["stream_entries"] ?? 0)
-        object.field("dead_letters", counts["dead_letters"] ?? 0)
-        object.field("redis_keys", counts["redis_keys"] ?? 0)
-        object.field("summaries", counts["summaries"] ?? 0)
-        object.field("projection_failures", counts["projection_failures"] ?? 0)
-    }
-
-    init(json object: JSONObject) throws(MessageDecodingError) {
-        var counts: [String: Int] = [:]
-        counts["calls"] = try object.optionalInt("calls")
-        counts["transcript_lines"] = try object.optionalInt("transcript_lines")
-        counts["turns"] = try object.optionalInt("turns")
-        counts["outcomes"] = try object.optionalInt("outcomes")
-        counts["leads"] = try object.optionalInt("leads")
-        counts["contacts"] = try object.optionalInt("contacts")
-        counts["interactions"] = try object.optionalInt("interactions")
-        counts["archived_events"] = try object.optionalInt("archived_events")
-        counts["stream_entries"] = try object.optionalInt("stream_entries")
-        counts["dead_letters"] = try object.optionalInt("dead_letters")
-        counts["redis_keys"] = try object.optionalInt("redis_keys")
-        counts["summaries"] = try object.optionalInt("summaries")
-        counts["projection_failures"] = try object.optionalInt("projection_failures")
-        self.counts = counts
     }
 }
 
