@@ -64,7 +64,7 @@ public struct Edge: Sendable {
         didSet {
             guard let eventFeed, eventFeed !== oldValue else { return }
             let tenants = self.tenants
-            eventFeed.observe(TenantSettingsChanged.type) { tenant in tenants.forget(tenant) }
+            eventFeed.observe(TenantSettingsChanged.self) { tenant in tenants.forget(tenant) }
         }
     }
     /// Waits for the receptionist's replies to caller turns (``TurnReplies``), also run as a

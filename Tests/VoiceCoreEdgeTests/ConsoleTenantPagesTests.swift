@@ -424,7 +424,7 @@ struct ConsoleTenantPagesTests {
         let streams = StreamCategory.allCases.flatMap { fixture.naming.streams($0, kind: .event) }
         let tail = try await StreamTail.connect(try RedisConfiguration(url: TestServers.redisURL), clientName: "console-settings-feed",
                                                 configuration: StreamTail.Configuration(streams: streams, block: .milliseconds(200)))
-        let feed = EventFeed(tail: tail)
+        let feed = EventFeed(tail: tail, naming: fixture.naming)
         var edge = Edge(configuration: EdgeConfiguration(publicBaseURL: EdgeFixture.publicBase, tenantCacheTTL: .seconds(60), adminKey: EdgeFixture.adminKey),
                         publisher: fixture.publisher, lookup: fixture.directory, directory: fixture.directory, reads: fixture.reads)
         edge.eventFeed = feed

@@ -28,7 +28,7 @@ final class FeedEdge: @unchecked Sendable {
         self.fixture = fixture
         let streams = StreamCategory.allCases.flatMap { fixture.naming.streams($0, kind: .event) }
         let tail = try await StreamTail.connect(redis, clientName: "test-feed", configuration: StreamTail.Configuration(streams: streams, block: .milliseconds(500)))
-        feed = EventFeed(tail: tail, configuration: configuration)
+        feed = EventFeed(tail: tail, naming: fixture.naming, configuration: configuration)
         var edge = Edge(configuration: EdgeConfiguration(host: "127.0.0.1", port: 0, publicBaseURL: EdgeFixture.publicBase, tenantCacheTTL: .zero,
                                                          adminKey: EdgeFixture.adminKey),
                         publisher: fixture.publisher, lookup: fixture.directory, directory: fixture.directory)
@@ -297,6 +297,59 @@ struct EventFeedTests {
         while await stalled.next(within: .seconds(5)) != nil {}
         #expect(stalled.isClosed, "the edge closed the stalled connection")
         await reader.close()
+        try await edge.stop()
+    }
+
+    @Test func withNobodyConnectedTheFeedReadsOnlyWhatItObservesAndAFirstClientMissesNothing() async throws {
+        // A closed connection frees its slot at the next write: heartbeats come often here.
+        let edge = try await FeedEdge.start(EventFeedConfiguration(heartbeat: .milliseconds(100)))
+        #expect(!edge.feed.followsEveryStream, "with nobody connected only the observed types' streams are read")
+        // Events on many streams, one after another, while the first client connects.
+        let published = Mutex<[(PublishedEntry, connected: Bool)]>([])
+        let connected = Atomic<Bool>(false)
+        let publishing = Task {
+            for index in 0..<400 {
+                let connectedBefore = connected.load(ordering: .acquiring)
+                let entry = index % 2 == 0 ? try await edge.fixture.publisher.publish(callStarted(), tenant: edge.fixture.tenant)
+                                           : try await edge.fixture.publisher.publish(leadCreated(), tenant: edge.fixture.tenant)
+                published.withLock { $0.append((entry, connectedBefore)) }
+                try await Task.sleep(for: .milliseconds(2))
+                if connectedBefore, published.withLock({ $0.count { $0.connected } }) >= 100 { return }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(150))
+        let client = try await edge.connect()
+        #expect(client.status == 200)
+        connected.store(true, ordering: .releasing)
+        try await publishing.value
+        let all = published.withLock { $0 }
+        let afterConnecting = all.count { $0.connected }
+        #expect(afterConnecting >= 100)
+        #expect(edge.feed.followsEveryStream, "a connected client makes the feed read every stream")
+
+        // Every event published after the connection was accepted arrives, in the feed's order,
+        // once; the feed may start a little before (what it read when the connection was accepted).
+        let expected = all.map { "\($0.0.entryID)@\($0.0.stream)" }.sorted { TailPosition($0)! < TailPosition($1)! }
+        let firstAfter = try #require(all.first { $0.connected }).0
+        let mustArrive = expected.drop { TailPosition($0)! < TailPosition(entry: firstAfter.entryID, stream: firstAfter.stream) }
+        var received: [String] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        while received.last != expected.last, ContinuousClock.now < deadline {
+            received += await client.events(1, within: .seconds(1)).compactMap(\.id)
+        }
+        #expect(Set(received).count == received.count, "no event twice")
+        let missing = Set(mustArrive).subtracting(received).count
+        #expect(missing == 0, "\(missing) of \(mustArrive.count) events published after the connection was accepted are missing")
+        let first = try #require(received.first)
+        let start = try #require(expected.firstIndex(of: first))
+        let inOrderAndContiguous = received == Array(expected[start...])
+        #expect(inOrderAndContiguous, "a contiguous run of what was published, in order")
+        #expect(Set(received.compactMap { TailPosition($0)?.stream }).count > 3, "over several streams")
+
+        await client.close()
+        let closedBy = ContinuousClock.now + .seconds(10)
+        while edge.feed.followsEveryStream, ContinuousClock.now < closedBy { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(!edge.feed.followsEveryStream, "the last client gone, the feed reads only what it observes again")
         try await edge.stop()
     }
 

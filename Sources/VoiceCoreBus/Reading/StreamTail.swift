@@ -96,12 +96,17 @@ public final class StreamTail: Sendable {
         public var block: Duration
         /// The pause before reading the clock again while entries wait for it to pass their id.
         public var settle: Duration
+        /// How long a read waits while only some of the streams are followed (see
+        /// ``run(following:deliver:)``): how soon the tail asks again which streams to follow.
+        public var recheck: Duration
 
-        public init(streams: [String], count: Int = 256, block: Duration = .seconds(2), settle: Duration = .milliseconds(1)) {
+        public init(streams: [String], count: Int = 256, block: Duration = .seconds(2), settle: Duration = .milliseconds(1),
+                    recheck: Duration = .milliseconds(100)) {
             self.streams = streams
             self.count = max(1, count)
             self.block = block
             self.settle = settle
+            self.recheck = recheck
         }
     }
 
@@ -149,8 +154,16 @@ public final class StreamTail: Sendable {
     /// entries released, in order, and `through`, the position up to which everything has been
     /// delivered (`deliver` is also called with no entries when only `through` moved, at least
     /// once per ``Configuration/block``). Outages are waited out.
+    ///
+    /// - Parameter following: asked before every read which of the streams to read (nil: all of
+    ///   them). A stream left out is not read at all (no Redis work, no decoding) and its entries
+    ///   are skipped: `through` still moves past them. A stream taken back in is read from the
+    ///   entry after `through`. While only some are followed, a read waits at most
+    ///   ``Configuration/recheck``, so a change is picked up that soon. The edge's live feed reads
+    ///   every event stream only while someone is connected.
     /// - Throws: only `RedisError` of kind `invalidConfiguration` for a Redis Cluster.
-    public func run(deliver: @Sendable (_ entries: [TailEntry], _ through: TailPosition) async -> Void) async throws {
+    public func run(following: @Sendable () -> Set<String>? = { nil },
+                    deliver: @Sendable (_ entries: [TailEntry], _ through: TailPosition) async -> Void) async throws {
         if live.isCluster {
             throw RedisError(kind: .invalidConfiguration,
                              message: "the live event feed tails a single Redis server; a Redis Cluster has one clock per master, so its streams have no one order")
@@ -159,6 +172,7 @@ public final class StreamTail: Sendable {
         var after: [String: StreamEntryID] = [:]
         var released: TailPosition?
         var held: [TailEntry] = []
+        var followed = Set(configuration.streams)
         while !Task.isCancelled {
             do {
                 if released == nil {
@@ -171,9 +185,26 @@ public final class StreamTail: Sendable {
                 }
                 guard let through = released else { continue }
                 if !held.isEmpty { try await Task.sleep(for: configuration.settle) }
-                let positions = configuration.streams.map { ($0, after[$0] ?? through.entry) }
-                let (now, read) = try await live.execute(.serverTime(),
-                                                         .xread(streams: positions, count: configuration.count, block: held.isEmpty ? configuration.block : nil))
+                let wanted = following()
+                let streams = wanted.map { wanted in configuration.streams.filter(wanted.contains) } ?? configuration.streams
+                for stream in streams where !followed.contains(stream) {
+                    // Taken back in: from the first entry after `through` (an entry with its very id
+                    // comes after it when the stream's name does).
+                    after[stream] = stream > through.stream ? through.entry.predecessor : through.entry
+                }
+                followed = Set(streams)
+                let block = streams.count < configuration.streams.count ? min(configuration.block, configuration.recheck) : configuration.block
+                let now: UInt64
+                let read: [StreamReadResult]
+                if streams.isEmpty {
+                    // Nothing to read: only the clock moves `through`.
+                    if held.isEmpty { try await Task.sleep(for: block) }
+                    (now, read) = (try await live.execute(.serverTime()), [])
+                } else {
+                    let positions = streams.map { ($0, after[$0] ?? through.entry) }
+                    (now, read) = try await live.execute(.serverTime(),
+                                                         .xread(streams: positions, count: configuration.count, block: held.isEmpty ? block : nil))
+                }
                 if schedule.failures > 0 { logger.info("event tail reading again", metadata: ["after": "\(through)"]) }
                 schedule.succeeded()
                 // Everything below the time TIME answered was in Redis when XREAD ran after it.

@@ -11,27 +11,27 @@ extension EventFeed {
     /// 429 or 503), streams when the server writes the body.
     /// - Parameter resumeAfter: the request's `Last-Event-ID`: what the client saw last.
     func response(tenant: Identifier, types: Set<String>?, resumeAfter: TailPosition?) throws(Problem) -> Response {
-        let (subscription, joined) = try subscribe(tenant: tenant, types: types)
+        let subscription = try subscribe(tenant: tenant, types: types)
         let headers: HTTPFields = [
             .contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache",
             // Proxies (nginx) would otherwise hold events back to fill their buffers.
             HTTPField.Name("X-Accel-Buffering")!: "no",
         ]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            try await self.stream(subscription, joined: joined, resumeAfter: resumeAfter, to: &writer)
+            try await self.stream(subscription, resumeAfter: resumeAfter, to: &writer)
         })
     }
 
     /// Writes the stream until it ends, then closes the connection (by throwing: the response
     /// never ends normally). A client that is too slow has its stuck write cancelled; at shutdown
     /// the client gets a last comment first.
-    private func stream(_ subscription: FeedSubscription, joined: TailPosition, resumeAfter: TailPosition?,
+    private func stream(_ subscription: FeedSubscription, resumeAfter: TailPosition?,
                         to writer: inout any ResponseBodyWriter) async throws {
         subscription.markStarted()
         defer { remove(subscription) }
         let sink = ResponseSink(writer)
         let end = await withTaskGroup(of: Void.self, returning: FeedSubscription.End.self) { group in
-            group.addTask { await self.pump(subscription, joined: joined, resumeAfter: resumeAfter, into: sink) }
+            group.addTask { await self.pump(subscription, resumeAfter: resumeAfter, into: sink) }
             let end = await subscription.ended()
             if end == .shutdown {
                 // Let the last words go out, briefly.
@@ -47,15 +47,18 @@ extension EventFeed {
         throw FeedDisconnect(reason: end)
     }
 
-    /// Writes the catch-up (when resuming), then every frame the feed queues, until the
-    /// subscription ends; a failed write ends it (`closed`).
-    private func pump(_ subscription: FeedSubscription, joined: TailPosition, resumeAfter: TailPosition?, into sink: ResponseSink) async {
+    /// Writes the catch-up (from `resumeAfter`, or from where the feed stood when the connection
+    /// was accepted, up to where it joined the live frames), then every frame the feed queues,
+    /// until the subscription ends; a failed write ends it (`closed`).
+    private func pump(_ subscription: FeedSubscription, resumeAfter: TailPosition?, into sink: ResponseSink) async {
         do {
             // Reconnect after 2 s; the comment makes the headers and first bytes go out now.
             try await sink.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
-            if let resumeAfter {
+            guard let joined = await subscription.joined() else { return }
+            let start = resumeAfter ?? subscription.from
+            if start < joined {
                 do {
-                    try await catchUp(subscription, from: resumeAfter, through: joined, into: sink)
+                    try await catchUp(subscription, from: start, through: joined, resuming: resumeAfter != nil, into: sink)
                 } catch let error as RedisError {
                     logger.warning("event feed catch-up failed", metadata: ["tenant": "\(subscription.tenant)", "error": "\(error)"])
                     try? await sink.write(ByteBuffer(string: ": cannot read the missed events now (Redis unavailable); reconnect with Last-Event-ID\n\n"))
@@ -79,11 +82,12 @@ extension EventFeed {
         }
     }
 
-    /// The tenant's events after `position` up to `joined`, read from the streams page by page.
+    /// The tenant's events after `position` up to `joined`, read from the streams page by page;
+    /// a client `resuming` from its `Last-Event-ID` is told first when some may no longer be there.
     private func catchUp(_ subscription: FeedSubscription, from position: TailPosition, through joined: TailPosition,
-                         into sink: ResponseSink) async throws {
+                         resuming: Bool, into sink: ResponseSink) async throws {
         guard position < joined else { return }
-        if !(try await tail.retainsEverything(after: position)) {
+        if resuming, !(try await tail.retainsEverything(after: position)) {
             let notice = JSONObjectWriter.object { json in
                 json.field("after", position.description)
                 json.field("detail", "events after this id are no longer retained (trimmed or erased): some may have been missed; what is still retained follows")

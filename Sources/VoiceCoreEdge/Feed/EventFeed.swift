@@ -10,6 +10,13 @@ import VoiceCoreEvents
 /// event is fanned out to the open `GET /v1/events` connections of its tenant. No connection reads
 /// Redis for the live feed; only a resume (`Last-Event-ID`) reads what it missed, once.
 ///
+/// - Nobody connected: the tail reads only the streams of the types observed (``observe(_:_:)``:
+///   the tenants' settings), not every event of the platform (under load that was 15 % of Redis's
+///   time and the decoding of every event in this process, for nobody). The first connection
+///   makes it read every stream again within ``StreamTail/Configuration/recheck``; the connection
+///   is joined to the live frames then, and what was published between its acceptance and that
+///   moment is read from the streams first (the catch-up below), so it misses nothing.
+///
 /// - Order and resume: frames carry the tail's ``TailPosition`` as their `id`; a connection gets
 ///   every event of its tenant (and types) in that order. A resume reads the streams from its
 ///   position up to where the live feed stood when it joined (``StreamTail/entries(after:through:count:)``),
@@ -28,6 +35,11 @@ public final class EventFeed: Service, Sendable {
 
     private struct State {
         var byTenant: [Identifier: [ObjectIdentifier: FeedSubscription]] = [:]
+        /// Connections accepted while the tail followed only the observed streams: not handed
+        /// frames until the tail follows every stream (``following()``).
+        var waiting: [ObjectIdentifier: FeedSubscription] = [:]
+        /// The tail reads every stream (someone was connected when it last asked).
+        var followingAll = false
         /// Everything up to here has been fanned out; nil until the tail read Redis's clock.
         var through: TailPosition?
         /// Why the feed cannot serve (the tail refused the Redis it was given).
@@ -36,12 +48,17 @@ public final class EventFeed: Service, Sendable {
     }
 
     private let state = Mutex(State())
-    /// What to do with the tenant of each event of a type, besides sending it (``observe(_:_:)``).
-    private let observers = Mutex<[String: [@Sendable (Identifier) -> Void]]>([:])
+    /// What to do with the tenant of each event of a type, besides sending it (``observe(_:_:)``),
+    /// and the streams those types are published to (read even with nobody connected).
+    private let observers = Mutex<(byType: [String: [@Sendable (Identifier) -> Void]], streams: Set<String>)>(([:], []))
+    /// Where event types are published (the observed types' streams).
+    let naming: StreamNaming
 
-    public init(tail: StreamTail, configuration: EventFeedConfiguration = EventFeedConfiguration(),
+    /// - Parameter naming: the streams' names, as the tail's (where observed types are read).
+    public init(tail: StreamTail, naming: StreamNaming, configuration: EventFeedConfiguration = EventFeedConfiguration(),
                 logger: Logger = Logger(label: "voicecore.edge.feed")) {
         self.tail = tail
+        self.naming = naming
         self.configuration = configuration
         self.logger = logger
     }
@@ -61,6 +78,7 @@ public final class EventFeed: Service, Sendable {
             state.stopped = true
             let open = state.byTenant.values.flatMap(\.values)
             state.byTenant = [:]
+            state.waiting = [:]
             return open
         }
         for subscription in open { subscription.end(.shutdown) }
@@ -72,6 +90,12 @@ public final class EventFeed: Service, Sendable {
         state.withLock { $0.byTenant[tenant]?.count ?? 0 }
     }
 
+    /// Whether the tail reads every event stream (someone is connected), not only the observed
+    /// types' streams.
+    public var followsEveryStream: Bool {
+        state.withLock { $0.followingAll }
+    }
+
     /// Whether the feed has started following the streams (a connection is accepted).
     public var isFollowing: Bool {
         state.withLock { $0.through != nil && $0.unavailable == nil }
@@ -79,7 +103,7 @@ public final class EventFeed: Service, Sendable {
 
     private func follow() async {
         do {
-            try await tail.run { entries, through in self.fanOut(entries, through: through) }
+            try await tail.run(following: { self.following() }) { entries, through in self.fanOut(entries, through: through) }
         } catch {
             logger.error("the live event feed cannot follow the event streams", metadata: ["error": "\(error)"])
             state.withLock { $0.unavailable = "\(error)" }
@@ -104,10 +128,34 @@ public final class EventFeed: Service, Sendable {
         }
     }
 
-    /// Calls `body` with the tenant of every event of `type` the feed reads from now on (before
+    /// Calls `body` with the tenant of every event of type `M` the feed reads from now on (before
     /// the event goes to the tenant's connections), whether or not anyone is connected.
-    public func observe(_ type: String, _ body: @escaping @Sendable (Identifier) -> Void) {
-        observers.withLock { $0[type, default: []].append(body) }
+    public func observe<M: Message>(_ type: M.Type, _ body: @escaping @Sendable (Identifier) -> Void) {
+        let streams = naming.streams(M.category, kind: .event)
+        observers.withLock { observers in
+            observers.byType[M.type, default: []].append(body)
+            observers.streams.formUnion(streams)
+        }
+    }
+
+    /// Which streams the tail reads next (nil: all): all while someone is connected, else only
+    /// the observed types' streams. Asked by the tail before each read, right after its last
+    /// delivery, so `through` is where its reading of every stream starts: the connections waiting
+    /// for that are joined there.
+    private func following() -> Set<String>? {
+        let (all, joining, through) = state.withLock { state -> (Bool, [FeedSubscription], TailPosition?) in
+            state.followingAll = !state.byTenant.isEmpty
+            guard state.followingAll else { return (false, [], nil) }
+            let joining = Array(state.waiting.values)
+            state.waiting = [:]
+            return (true, joining, state.through)
+        }
+        guard all else { return observers.withLock { $0.streams } }
+        // `through` is set: a connection is accepted only after the tail's first delivery.
+        if let through {
+            for subscription in joining { subscription.join(at: through) }
+        }
+        return nil
     }
 
     /// Hands each event to its tenant's connections, in order.
@@ -117,7 +165,7 @@ public final class EventFeed: Service, Sendable {
         // tenants connected now are built here, outside the lock; a tenant that connects before
         // the lock below is taken gets its frames built there (rare), so it misses nothing.
         let peeked = entries.map(EventFrame.peek)
-        let observers = self.observers.withLock { $0 }
+        let observers = self.observers.withLock { $0.byType }
         if !observers.isEmpty {
             for case let (tenant, type)? in peeked {
                 for observer in observers[type] ?? [] { observer(tenant) }
@@ -134,7 +182,7 @@ public final class EventFeed: Service, Sendable {
                 guard let tenant = peeked[index]?.tenant, let subscriptions = state.byTenant[tenant] else { continue }
                 if frames[index] == nil, !connected.contains(tenant) { frames[index] = EventFrame(entries[index]) }
                 guard let frame = frames[index] else { continue }
-                for subscription in subscriptions.values where subscription.wants(frame.type) {
+                for subscription in subscriptions.values where subscription.wants(frame.type) && state.waiting[ObjectIdentifier(subscription)] == nil {
                     // Ended now (its queue was full) or before in this run: listed once.
                     if !subscription.enqueue(frame.bytes), !gone.contains(where: { $0 === subscription }) { gone.append(subscription) }
                 }
@@ -151,10 +199,10 @@ public final class EventFeed: Service, Sendable {
     // MARK: Connections
 
     /// Opens a connection's subscription, or refuses it: 429 beyond the tenant's limit, 503 while
-    /// the feed cannot serve. Returns where the live feed stands now (a resume reads up to it).
-    func subscribe(tenant: Identifier, types: Set<String>?) throws(Problem) -> (FeedSubscription, joined: TailPosition) {
-        let subscription = FeedSubscription(tenant: tenant, types: types, capacity: configuration.queueFrames)
-        let joined: TailPosition = try state.withLock { (state) throws(Problem) -> TailPosition in
+    /// the feed cannot serve. It is joined to the live frames at once while the tail reads every
+    /// stream, else when it does again (``FeedSubscription/joined()``: a catch-up reads up to there).
+    func subscribe(tenant: Identifier, types: Set<String>?) throws(Problem) -> FeedSubscription {
+        let subscription: FeedSubscription = try state.withLock { (state) throws(Problem) -> FeedSubscription in
             if let reason = state.unavailable {
                 throw Problem(.serviceUnavailable, "Temporarily unavailable", detail: "the live event feed is off: \(reason)")
             }
@@ -168,10 +216,16 @@ public final class EventFeed: Service, Sendable {
                               detail: "this tenant has \(open) open event feed connections, the most it may hold; close one or retry later",
                               headers: [.retryAfter: String(configuration.retryAfterSeconds)])
             }
+            let subscription = FeedSubscription(tenant: tenant, types: types, capacity: configuration.queueFrames, from: through)
             state.byTenant[tenant, default: [:]][ObjectIdentifier(subscription)] = subscription
-            return through
+            if state.followingAll {
+                subscription.join(at: through)
+            } else {
+                state.waiting[ObjectIdentifier(subscription)] = subscription
+            }
+            return subscription
         }
-        return (subscription, joined)
+        return subscription
     }
 
     /// Frees a connection's slot and queue.
@@ -183,6 +237,7 @@ public final class EventFeed: Service, Sendable {
         let key = ObjectIdentifier(subscription)
         guard state.byTenant[subscription.tenant]?[key] != nil else { return }
         state.byTenant[subscription.tenant]?[key] = nil
+        state.waiting[key] = nil
         if state.byTenant[subscription.tenant]?.isEmpty == true { state.byTenant[subscription.tenant] = nil }
     }
 }

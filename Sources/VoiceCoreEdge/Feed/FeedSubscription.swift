@@ -31,6 +31,9 @@ final class FeedSubscription: Sendable {
     /// The event types wanted; nil: all.
     let types: Set<String>?
     let capacity: Int
+    /// Where the live feed stood when the connection was accepted: a connection that is not
+    /// resuming gets every event after it.
+    let from: TailPosition
 
     private struct State: ~Copyable {
         var queue = CircularBuffer<ByteBuffer>()
@@ -41,14 +44,49 @@ final class FeedSubscription: Sendable {
         var started = false
         /// Heartbeat ticks seen before it did.
         var ticksUnstarted = 0
+        /// Where its live frames start (``join(at:)``); nil until the feed hands it frames.
+        var joined: TailPosition?
+        var joinWaiter: CheckedContinuation<TailPosition?, Never>?
     }
 
     private let state = Mutex(State())
 
-    init(tenant: Identifier, types: Set<String>?, capacity: Int) {
+    init(tenant: Identifier, types: Set<String>?, capacity: Int, from: TailPosition) {
         self.tenant = tenant
         self.types = types
         self.capacity = max(1, capacity)
+        self.from = from
+    }
+
+    /// The feed hands it every frame after `position` from now on (what came before is read from
+    /// the streams: the catch-up).
+    func join(at position: TailPosition) {
+        let waiter: CheckedContinuation<TailPosition?, Never>? = state.withLock { state in
+            guard state.joined == nil, state.ended == nil else { return nil }
+            state.joined = position
+            defer { state.joinWaiter = nil }
+            return state.joinWaiter
+        }
+        waiter?.resume(returning: position)
+    }
+
+    /// Where its live frames start, once the feed has joined it (at once while the feed follows
+    /// every stream; after at most the tail's recheck when it followed only some); nil when it
+    /// ended first. One caller (the connection's writer).
+    func joined() async -> TailPosition? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now: TailPosition?? = state.withLock { state in
+                    if let joined = state.joined { return .some(joined) }
+                    if state.ended != nil { return .some(nil) }
+                    state.joinWaiter = continuation
+                    return .none
+                }
+                if let now { continuation.resume(returning: now) }
+            }
+        } onCancel: {
+            end(.closed)
+        }
     }
 
     /// The response began streaming (until then the slot is held for a response not yet written).
@@ -104,17 +142,21 @@ final class FeedSubscription: Sendable {
     /// whether this call ended it.
     @discardableResult
     func end(_ reason: End) -> Bool {
-        let (waiter, endWaiters, ended): (CheckedContinuation<Next, Never>?, [CheckedContinuation<End, Never>], Bool) = state.withLock { state in
-            guard state.ended == nil else { return (nil, [], false) }
+        let (waiter, joinWaiter, endWaiters, ended): (CheckedContinuation<Next, Never>?, CheckedContinuation<TailPosition?, Never>?,
+                                                      [CheckedContinuation<End, Never>], Bool) = state.withLock { state in
+            guard state.ended == nil else { return (nil, nil, [], false) }
             state.ended = reason
             state.queue = CircularBuffer()
             let waiter = state.waiter
             state.waiter = nil
+            let joinWaiter = state.joinWaiter
+            state.joinWaiter = nil
             let endWaiters = state.endWaiters
             state.endWaiters = []
-            return (waiter, endWaiters, true)
+            return (waiter, joinWaiter, endWaiters, true)
         }
         waiter?.resume(returning: .ended(reason))
+        joinWaiter?.resume(returning: nil)
         for endWaiter in endWaiters { endWaiter.resume(returning: reason) }
         return ended
     }

@@ -52,6 +52,6 @@ struct EventFeedOptions: ParsableArguments {
                                                 configuration: StreamTail.Configuration(streams: streams), logger: Logger(label: "voicecore.edge.feed"))
         logger.info("live event feed", metadata: ["streams": "\(streams.count)", "per_tenant": "\(configuration.connectionsPerTenant)",
                                                   "queue": "\(configuration.queueFrames)", "heartbeat": "\(configuration.heartbeat)"])
-        return EventFeed(tail: tail, configuration: configuration, logger: Logger(label: "voicecore.edge.feed"))
+        return EventFeed(tail: tail, naming: naming, configuration: configuration, logger: Logger(label: "voicecore.edge.feed"))
     }
 }
