@@ -14,6 +14,13 @@ public struct ProjectorConfiguration: Sendable {
     public var batchSize: Int
     /// How long one read waits for new entries.
     public var block: Duration
+    /// The least time from the start of one read of new entries to the start of the next
+    /// (``StreamGroupReader/Configuration/readInterval``): under load a worker reads larger
+    /// batches, and Redis is spared a blocking read (which registers every partition) after nearly
+    /// every entry. An entry on a quiet stream is read at once. 10 ms: rows appear at most that
+    /// much later under load; `voicecore up` at 800 webhooks/s used 7–14 % less CPU per webhook
+    /// with 5–10 ms here and in the services.
+    public var readInterval: Duration?
     /// How often a worker recounts the live workers and takes or gives back partitions.
     public var rebalanceInterval: Duration
     /// Backoff after a transient database error (deadlock, serialization failure), doubling.
@@ -52,13 +59,14 @@ public struct ProjectorConfiguration: Sendable {
     public init(
         naming: StreamNaming = StreamNaming(), instance: String = ProcessInfo.processInfo.hostName,
         workers: Int = 2, batchSize: Int = 250, block: Duration = .milliseconds(250),
-        rebalanceInterval: Duration = .seconds(2)
+        rebalanceInterval: Duration = .seconds(2), readInterval: Duration? = .milliseconds(10)
     ) {
         self.naming = naming
         self.instance = instance
         self.workers = max(1, workers)
         self.batchSize = max(1, batchSize)
         self.block = block
+        self.readInterval = readInterval
         self.rebalanceInterval = rebalanceInterval
         self.retryDelay = .milliseconds(50)
         self.maxRetryDelay = .seconds(5)

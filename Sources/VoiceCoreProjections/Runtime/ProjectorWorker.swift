@@ -137,7 +137,8 @@ final class ProjectorWorker {
         reader = try await StreamGroupReader.connect(
             redisConfiguration, clientName: "vc-projector:\(consumer)",
             configuration: StreamGroupReader.Configuration(group: group, consumer: consumer, batchSize: self.configuration.batchSize,
-                                                           block: self.configuration.block, noAck: true, readAheadAfter: 0),
+                                                           block: self.configuration.block, readInterval: self.configuration.readInterval,
+                                                           noAck: true, readAheadAfter: 0),
             logger: logger)
         try await prepareDatabase()
     }

@@ -75,7 +75,7 @@ public struct TelephonyService: Sendable {
         // are the receptionist's (no handler here: acknowledged and skipped).
         let streams = dependencies.naming.streams(.calls, kind: .event) + dependencies.naming.streams(.conversations, kind: .event)
             + dependencies.naming.streams(.conversations, kind: .command)
-        // A caller waits on every message: no background read interval.
+        // A caller waits on every message: the live read interval, not the background one.
         return ConsumerGroupRunner(redis: dependencies.redis, configuration: dependencies.consumer(group, streams: streams),
                                    handlers: handlers, logger: dependencies.logger)
     }
