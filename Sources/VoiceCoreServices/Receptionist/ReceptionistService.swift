@@ -43,7 +43,7 @@ public struct ReceptionistService: Sendable {
         handlers.onPartitionAcquired { stream in service.state.invalidate(stream: stream) }
         handlers.on(ReportCallerTurn.self) { message, turn in try await service.handle(turn, message) }
         return ConsumerGroupRunner(redis: dependencies.redis,
-                                   configuration: dependencies.consumer(group, streams: dependencies.naming.streams(.conversations, kind: .command)),
+                                   configuration: dependencies.consumer(group, streams: dependencies.naming.streams(.conversations, kind: .command), readInterval: nil),
                                    handlers: handlers, logger: dependencies.logger)
     }
 
