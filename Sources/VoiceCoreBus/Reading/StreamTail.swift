@@ -191,6 +191,8 @@ public final class StreamTail: Sendable {
                     // Taken back in: from the first entry after `through` (an entry with its very id
                     // comes after it when the stream's name does).
                     after[stream] = stream > through.stream ? through.entry.predecessor : through.entry
+                    // Entries still held from before it was left out are read again from there.
+                    held.removeAll { $0.position.stream == stream }
                 }
                 followed = Set(streams)
                 let block = streams.count < configuration.streams.count ? min(configuration.block, configuration.recheck) : configuration.block

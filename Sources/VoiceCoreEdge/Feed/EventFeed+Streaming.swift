@@ -61,7 +61,10 @@ extension EventFeed {
                     try await catchUp(subscription, from: start, through: joined, resuming: resumeAfter != nil, into: sink)
                 } catch let error as RedisError {
                     logger.warning("event feed catch-up failed", metadata: ["tenant": "\(subscription.tenant)", "error": "\(error)"])
-                    try? await sink.write(ByteBuffer(string: ": cannot read the missed events now (Redis unavailable); reconnect with Last-Event-ID\n\n"))
+                    // A client that is not resuming has no id yet: it gets the point it was accepted
+                    // at, so its reconnection resumes from there instead of starting over.
+                    let id = resumeAfter == nil ? "id: \(subscription.from)\n" : ""
+                    try? await sink.write(ByteBuffer(string: "\(id): cannot read the missed events now (Redis unavailable); reconnect with Last-Event-ID\n\n"))
                     subscription.end(.closed)
                     return
                 }
